@@ -24,16 +24,17 @@ log = logging.getLogger("plmscale.kernels")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CSRC_DIR = REPO_ROOT / "csrc"
-CUDA_SOURCES = ("bias_gelu.cu", "softmax.cu")
+CUDA_SOURCES = ("common.cu", "bias_gelu.cu", "softmax.cu")
 BINDING_SOURCES = ("bindings.cpp",)
 AOT_MODULE = "plmscale.kernels._fused_C"
 JIT_NAME = "plmscale_fused_kernels"
 DISABLE_ENV = "PLMSCALE_DISABLE_FUSED_KERNELS"
 
+# The C++ standard (c++20 in torch 2.13) comes from torch.utils.cpp_extension.
 # No --use_fast_math: the kernels are memory-bound, so the accurate expf/erff/tanhf
 # cost nothing measurable and keep the fused path within tight tolerances.
-NVCC_FLAGS = ["-O3", "-std=c++17", "-lineinfo"]
-CXX_FLAGS = ["-O3", "-std=c++17"]
+NVCC_FLAGS = ["-O3", "-lineinfo"]
+CXX_FLAGS = ["-O3"]
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ext": None, "reason": None}

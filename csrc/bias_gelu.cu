@@ -1,0 +1,251 @@
+// Fused bias + GELU, forward and backward, fp32/fp16/bf16, math in fp32.
+//
+// Forward reads x once and writes y once. Backward recomputes gelu'(x + bias)
+// from the saved x (no activation saved), reads dy and x once, writes dx once,
+// and, when hidden is a multiple of the pack width, also accumulates the bias
+// gradient in registers: each thread owns one 16-byte column slice, keeps its
+// bias slice and partial dbias in registers and walks down the rows.
+#include "common.cuh"
+
+namespace plmscale {
+namespace {
+
+using detail::from_float;
+using detail::load_pack;
+using detail::Pack;
+using detail::store_pack;
+using detail::to_float;
+
+// Exact GELU: z * Phi(z).
+struct GeluErf {
+  static constexpr float kInvSqrt2 = 0.70710678118654752f;
+  static constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+  __device__ __forceinline__ static float fwd(float z) {
+    return 0.5f * z * (1.0f + erff(z * kInvSqrt2));
+  }
+  // Phi(z) + z * phi(z)
+  __device__ __forceinline__ static float grad(float z) {
+    const float cdf = 0.5f * (1.0f + erff(z * kInvSqrt2));
+    return cdf + z * kInvSqrt2Pi * expf(-0.5f * z * z);
+  }
+};
+
+// 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))
+struct GeluTanh {
+  static constexpr float kBeta = 0.79788456080286536f;  // sqrt(2 / pi)
+  static constexpr float kKappa = 0.044715f;
+  __device__ __forceinline__ static float fwd(float z) {
+    const float t = tanhf(kBeta * z * (1.0f + kKappa * z * z));
+    return 0.5f * z * (1.0f + t);
+  }
+  __device__ __forceinline__ static float grad(float z) {
+    const float z2 = z * z;
+    const float t = tanhf(kBeta * z * (1.0f + kKappa * z2));
+    return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * kBeta * (1.0f + 3.0f * kKappa * z2);
+  }
+};
+
+constexpr int kThreads = 256;
+
+// hidden % Pack<T>::kN == 0: 2-D grid, x over 16-byte column slices, y over rows.
+template <typename T, typename Form, bool kBackward>
+__global__ void __launch_bounds__(kThreads)
+    bias_gelu_rows_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+                          const T* __restrict__ bias, T* __restrict__ out,
+                          float* __restrict__ dbias_partial, int64_t rows, int packs_per_row) {
+  constexpr int N = Pack<T>::kN;
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= packs_per_row) return;  // no barriers below, so an early exit is fine
+  const int64_t hidden = static_cast<int64_t>(packs_per_row) * N;
+  const int64_t col_off = static_cast<int64_t>(col) * N;
+
+  const Pack<T> bp = load_pack(bias + col_off);
+  float b[N], acc[N];
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    b[k] = to_float(bp.v[k]);
+    acc[k] = 0.0f;
+  }
+
+  const int64_t row0 = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
+  const int64_t row_step = static_cast<int64_t>(gridDim.y) * blockDim.y;
+  for (int64_t r = row0; r < rows; r += row_step) {
+    const int64_t off = r * hidden + col_off;
+    const Pack<T> xp = load_pack(x + off);
+    Pack<T> o;
+    if constexpr (kBackward) {
+      const Pack<T> gp = load_pack(dy + off);
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const float g = to_float(gp.v[k]) * Form::grad(to_float(xp.v[k]) + b[k]);
+        o.v[k] = from_float<T>(g);
+        acc[k] += g;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < N; ++k) o.v[k] = from_float<T>(Form::fwd(to_float(xp.v[k]) + b[k]));
+    }
+    store_pack(out + off, o);
+  }
+
+  if constexpr (kBackward) {
+    if (dbias_partial != nullptr) {
+      // Every (row0, col) slot is written, also by threads that saw no rows, so
+      // the caller can sum the workspace without zeroing it first.
+      float4* p = reinterpret_cast<float4*>(dbias_partial + row0 * hidden + col_off);
+#pragma unroll
+      for (int k = 0; k < N / 4; ++k) p[k] = make_float4(acc[4 * k], acc[4 * k + 1], acc[4 * k + 2], acc[4 * k + 3]);
+    }
+  }
+}
+
+// Any hidden size: flat grid-stride loop over 16-byte packs, per-element bias
+// index (packs may straddle rows), scalar loop for the last n % kN elements.
+template <typename T, typename Form, bool kBackward>
+__global__ void __launch_bounds__(kThreads)
+    bias_gelu_flat_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+                          const T* __restrict__ bias, T* __restrict__ out, int64_t n,
+                          int64_t hidden) {
+  constexpr int N = Pack<T>::kN;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t n_packs = n / N;
+  for (int64_t p = tid; p < n_packs; p += step) {
+    const int64_t e = p * N;
+    int64_t c = e % hidden;
+    const Pack<T> xp = load_pack(x + e);
+    Pack<T> gp;
+    if constexpr (kBackward) gp = load_pack(dy + e);
+    Pack<T> o;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      const float z = to_float(xp.v[k]) + to_float(bias[c]);
+      if constexpr (kBackward) {
+        o.v[k] = from_float<T>(to_float(gp.v[k]) * Form::grad(z));
+      } else {
+        o.v[k] = from_float<T>(Form::fwd(z));
+      }
+      if (++c == hidden) c = 0;
+    }
+    store_pack(out + e, o);
+  }
+  for (int64_t e = n_packs * N + tid; e < n; e += step) {
+    const float z = to_float(x[e]) + to_float(bias[e % hidden]);
+    if constexpr (kBackward) {
+      out[e] = from_float<T>(to_float(dy[e]) * Form::grad(z));
+    } else {
+      out[e] = from_float<T>(Form::fwd(z));
+    }
+  }
+}
+
+struct RowsConfig {
+  bool use_rows;  // false: flat kernel
+  dim3 grid, block;
+};
+
+int next_pow2(int v) {
+  int p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+int pack_width(DType dtype) { return dtype == DType::kFloat32 ? 4 : 8; }
+
+// One place decides the launch shape, so bias_gelu_dbias_partial_rows and the
+// backward launcher always agree on the workspace size.
+RowsConfig rows_config(DType dtype, int64_t n, int64_t hidden) {
+  RowsConfig cfg{false, dim3(1), dim3(kThreads)};
+  const int N = pack_width(dtype);
+  if (hidden <= 0 || hidden % N != 0 || n % hidden != 0 || hidden / N > (1 << 30)) return cfg;
+  const int packs = static_cast<int>(hidden / N);
+  const int64_t rows = n / hidden;
+  const int bx = next_pow2(packs) < 128 ? next_pow2(packs) : 128;
+  const int by = kThreads / bx;
+  const int64_t gx = (packs + bx - 1) / bx;
+  if (gx > 0x7fffffff) return cfg;
+  // Enough blocks to fill the device a few times over; the rest is the row loop.
+  const int64_t want = static_cast<int64_t>(detail::sm_count()) * 8;
+  int64_t gy = (rows + by - 1) / by;
+  const int64_t gy_cap = want / gx > 1 ? want / gx : 1;
+  if (gy > gy_cap) gy = gy_cap;
+  if (gy > 65535) gy = 65535;
+  if (gy < 1) gy = 1;
+  cfg.use_rows = true;
+  cfg.block = dim3(bx, by);
+  cfg.grid = dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  return cfg;
+}
+
+dim3 flat_grid(DType dtype, int64_t n) {
+  const int64_t packs = n / pack_width(dtype) + 1;
+  int64_t blocks = (packs + kThreads - 1) / kThreads;
+  const int64_t cap = static_cast<int64_t>(detail::sm_count()) * 8;
+  if (blocks > cap) blocks = cap;
+  return dim3(static_cast<unsigned>(blocks < 1 ? 1 : blocks));
+}
+
+template <typename T, typename Form, bool kBackward>
+int launch(const void* dy, const void* x, const void* bias, void* out, float* dbias_partial,
+           int64_t n, int64_t hidden, DType dtype, cudaStream_t stream) {
+  if (n == 0) return 0;
+  if (hidden <= 0 || !detail::aligned16(x) || !detail::aligned16(out) ||
+      (kBackward && !detail::aligned16(dy)))
+    return detail::status(cudaErrorInvalidValue);
+  const auto* dyp = static_cast<const T*>(dy);
+  const auto* xp = static_cast<const T*>(x);
+  const auto* bp = static_cast<const T*>(bias);
+  auto* op = static_cast<T*>(out);
+  const RowsConfig cfg = rows_config(dtype, n, hidden);
+  if (cfg.use_rows && detail::aligned16(bias)) {
+    bias_gelu_rows_kernel<T, Form, kBackward><<<cfg.grid, cfg.block, 0, stream>>>(
+        dyp, xp, bp, op, dbias_partial, n / hidden, static_cast<int>(hidden / Pack<T>::kN));
+  } else {
+    if (dbias_partial != nullptr) return detail::status(cudaErrorInvalidValue);
+    bias_gelu_flat_kernel<T, Form, kBackward>
+        <<<flat_grid(dtype, n), kThreads, 0, stream>>>(dyp, xp, bp, op, n, hidden);
+  }
+  return detail::status(cudaGetLastError());
+}
+
+template <bool kBackward>
+int dispatch(DType dtype, bool tanh_form, const void* dy, const void* x, const void* bias,
+             void* out, float* dbias_partial, int64_t n, int64_t hidden, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+#define PLMSCALE_GELU_CASE(T)                                                                 \
+  return tanh_form ? launch<T, GeluTanh, kBackward>(dy, x, bias, out, dbias_partial, n, hidden, \
+                                                    dtype, s)                                 \
+                   : launch<T, GeluErf, kBackward>(dy, x, bias, out, dbias_partial, n, hidden, \
+                                                   dtype, s);
+  switch (dtype) {
+    case DType::kFloat32:
+      PLMSCALE_GELU_CASE(float)
+    case DType::kFloat16:
+      PLMSCALE_GELU_CASE(__half)
+    case DType::kBFloat16:
+      PLMSCALE_GELU_CASE(__nv_bfloat16)
+  }
+#undef PLMSCALE_GELU_CASE
+  return detail::status(cudaErrorInvalidValue);
+}
+
+}  // namespace
+
+int bias_gelu_forward(DType dtype, const void* x, const void* bias, void* y, int64_t n,
+                      int64_t hidden, bool tanh_form, void* stream) {
+  return dispatch<false>(dtype, tanh_form, nullptr, x, bias, y, nullptr, n, hidden, stream);
+}
+
+int64_t bias_gelu_dbias_partial_rows(DType dtype, int64_t n, int64_t hidden) {
+  if (n == 0) return 0;
+  const RowsConfig cfg = rows_config(dtype, n, hidden);
+  return cfg.use_rows ? static_cast<int64_t>(cfg.grid.y) * cfg.block.y : 0;
+}
+
+int bias_gelu_backward(DType dtype, const void* dy, const void* x, const void* bias, void* dx,
+                       float* dbias_partial, int64_t n, int64_t hidden, bool tanh_form,
+                       void* stream) {
+  return dispatch<true>(dtype, tanh_form, dy, x, bias, dx, dbias_partial, n, hidden, stream);
+}
+
+}  // namespace plmscale
