@@ -1,0 +1,334 @@
+"""Per-document annotation: token ids, sentence starts, word starts and gazetteer spans.
+
+Everything is computed chunk-at-a-time with numpy over the concatenated token ids of all
+paragraphs of a chunk, using per-vocabulary lookup tables built once from the piece
+strings. Only paragraphs that need character offsets (Han text segmented by jieba,
+byte-fallback tokens, gazetteer matches) take the slower offset-based path.
+
+Word starts follow the text-level definition in :mod:`data_prep.textutil`: a token
+begins a word when it starts with whitespace (``▁``) or when a word starts inside it. For
+text whose pieces carry no byte-fallback tokens this is equivalent to the table rule
+``ws_start[t] | sep_start[t] | sep_end[t-1]`` because sentencepiece never puts letters and
+punctuation in one piece (``split_by_unicode_script``).
+
+Sentence starts: the first token of every paragraph, and a token that follows sentence
+final punctuation (``. ! ? 。 ！ ？ …``, optionally followed by closing quotes/brackets)
+when it starts with whitespace, starts with a Han character, or the punctuation is CJK.
+A "." right after a common abbreviation (Mr, Dr, ...) does not end a sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import re
+
+import numpy as np
+import pyarrow as pa
+import sentencepiece as spm
+
+from data_prep import textutil as tu
+
+WS = "\u2581"  # sentencepiece's whitespace marker
+
+SCHEMA = pa.schema(
+    [
+        pa.field("token_ids", pa.list_(pa.int32())),
+        pa.field("sentence_starts", pa.list_(pa.int32())),
+        pa.field("word_starts", pa.list_(pa.uint8())),
+        pa.field("spans", pa.list_(pa.int32())),
+    ]
+)
+
+
+@dataclasses.dataclass
+class PieceTables:
+    """Boolean lookup tables indexed by token id."""
+
+    ws_start: np.ndarray  # piece starts with ▁
+    sep_start: np.ndarray  # first character is punctuation/symbol/Han
+    sep_end: np.ndarray  # last character is punctuation/symbol/Han
+    bare_ws: np.ndarray  # the piece is a bare ▁ (whitespace that sentencepiece split off)
+    han_start: np.ndarray  # first character is Han
+    is_byte: np.ndarray  # byte-fallback piece <0xNN>
+    term_end: np.ndarray  # ends with sentence-final punctuation (+ closers)
+    cjk_term: np.ndarray  # ... and that punctuation is CJK
+    closer: np.ndarray  # only closing quotes/brackets
+    dot_only: np.ndarray  # exactly "."
+    abbrev: np.ndarray  # a known abbreviation such as "▁Mr"
+
+    @classmethod
+    def build(cls, sp: spm.SentencePieceProcessor) -> "PieceTables":
+        n = sp.get_piece_size()
+        cols = {f.name: np.zeros(n, dtype=bool) for f in dataclasses.fields(cls)}
+        for i in range(n):
+            piece = sp.id_to_piece(i)
+            if sp.is_byte(i):
+                cols["is_byte"][i] = True
+                continue
+            if sp.is_control(i) or sp.is_unknown(i):
+                continue
+            body = piece.lstrip(WS)
+            cols["ws_start"][i] = piece.startswith(WS)
+            if not body:
+                cols["bare_ws"][i] = True
+                continue
+            first, last = tu.char_kind(body[0]), tu.char_kind(body[-1])
+            cols["sep_start"][i] = first in (tu.KIND_SEP, tu.KIND_HAN)
+            cols["sep_end"][i] = last in (tu.KIND_SEP, tu.KIND_HAN)
+            cols["han_start"][i] = first == tu.KIND_HAN
+            core = body.rstrip("".join(tu.CLOSERS))
+            if core and core[-1] in tu.SENTENCE_TERMINALS:
+                cols["term_end"][i] = True
+                cols["cjk_term"][i] = core[-1] in tu.CJK_TERMINALS
+            cols["closer"][i] = all(ch in tu.CLOSERS for ch in body)
+            cols["dot_only"][i] = body == "."
+            cols["abbrev"][i] = body in tu.ABBREVIATIONS
+        return cls(**cols)
+
+
+class Gazetteer:
+    """Phrases to mark as spans. File: one phrase per line, UTF-8; blank lines and lines
+    starting with ``#`` are ignored. Matching is case-sensitive and non-overlapping,
+    longest phrase first; a phrase that starts/ends with an ASCII letter or digit only
+    matches at a word boundary there."""
+
+    def __init__(self, phrases: list[str]):
+        phrases = sorted({p for p in phrases if p}, key=lambda p: (-len(p), p))
+        self.phrases = phrases
+        alternatives = []
+        for p in phrases:
+            head = r"(?<!\w)" if p[0].isascii() and p[0].isalnum() else ""
+            tail = r"(?!\w)" if p[-1].isascii() and p[-1].isalnum() else ""
+            alternatives.append(head + re.escape(p) + tail)
+        self.regex = re.compile("|".join(alternatives)) if alternatives else None
+
+    @classmethod
+    def load(cls, path: str) -> "Gazetteer":
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+        return cls([line for line in lines if line and not line.startswith("#")])
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        """Character spans [start, end) of phrase matches in ``text``."""
+        if self.regex is None:
+            return []
+        return [m.span() for m in self.regex.finditer(text)]
+
+
+def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    return pa.ListArray.from_arrays(
+        pa.array(offsets.astype(np.int32), type=pa.int32()), pa.array(values, type=value_type)
+    )
+
+
+class Annotator:
+    """Turns lists of document strings into Arrow record batches (one row per document).
+
+    ``language``: ``"en"`` segments Han text one character per word (no jieba);
+    ``"zh"`` and ``"auto"`` segment Han runs with jieba (auto only loads jieba when a
+    document actually contains Han characters).
+    """
+
+    def __init__(self, model_path: str, language: str = "auto", gazetteer: Gazetteer | None = None):
+        if language not in ("en", "zh", "auto"):
+            raise ValueError(f"language must be en, zh or auto, not {language!r}")
+        self.sp = spm.SentencePieceProcessor(model_file=model_path)
+        self.tables = PieceTables.build(self.sp)
+        self.language = language
+        self.gazetteer = gazetteer
+        self._jieba = None
+        if language == "zh":
+            self._load_jieba()
+
+    def _load_jieba(self):
+        if self._jieba is None:
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            self._jieba = jieba.Tokenizer()
+            self._jieba.initialize()
+        return self._jieba
+
+    # ------------------------------------------------------------------ chunk level
+    def annotate(self, docs: list[str]) -> tuple[pa.RecordBatch, dict]:
+        """Annotate documents; returns the record batch and counters (tokens, characters)."""
+        paragraphs: list[str] = []
+        doc_npara = np.zeros(len(docs), dtype=np.int64)
+        characters = 0
+        for d, doc in enumerate(docs):
+            paras = tu.split_paragraphs(doc)
+            characters += len(doc)
+            doc_npara[d] = len(paras)
+            paragraphs.extend(paras)
+        id_lists = self.sp.encode(paragraphs) if paragraphs else []
+        par_len = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        total = int(par_len.sum())
+        ids = np.fromiter(
+            itertools.chain.from_iterable(id_lists), dtype=np.int32, count=total
+        )
+        del id_lists
+        par_start = np.zeros(len(paragraphs) + 1, dtype=np.int64)
+        np.cumsum(par_len, out=par_start[1:])
+        t = self.tables
+
+        # Word starts by table; paragraphs needing offsets are redone below.
+        word = t.ws_start[ids] | t.sep_start[ids]
+        if total > 1:
+            word[1:] |= t.sep_end[ids[:-1]]
+        first_tokens = par_start[:-1][par_len > 0]
+
+        spans_by_par: dict[int, list[tuple[int, int]]] = {}
+        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
+        for p in need_offsets:
+            lo, hi = int(par_start[p]), int(par_start[p + 1])
+            flags, spans = self._precise(paragraphs[p], ids[lo:hi])
+            word[lo:hi] = flags
+            if spans:
+                spans_by_par[p] = spans
+        self._attach_bare_whitespace(ids, word)
+        word[first_tokens] = True
+
+        sentence = self._sentence_starts(ids, first_tokens)
+
+        # Documents: paragraph ranges -> token ranges.
+        doc_par_start = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(doc_npara, out=doc_par_start[1:])
+        doc_tok = par_start[doc_par_start]  # token offset of each document, plus end
+        sent_pos = np.flatnonzero(sentence)
+        sent_off = np.searchsorted(sent_pos, doc_tok)
+        sent_doc = np.searchsorted(doc_tok, sent_pos, side="right") - 1
+        sent_values = (sent_pos - doc_tok[sent_doc]).astype(np.int32)
+
+        span_values, span_off = self._collect_spans(spans_by_par, doc_par_start, par_start, doc_tok)
+        batch = pa.RecordBatch.from_arrays(
+            [
+                _pack_lists(ids, doc_tok, pa.int32()),
+                _pack_lists(sent_values, sent_off, pa.int32()),
+                _pack_lists(word.view(np.uint8), doc_tok, pa.uint8()),
+                _pack_lists(span_values, span_off, pa.int32()),
+            ],
+            schema=SCHEMA,
+        )
+        return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
+
+    def _paragraphs_needing_offsets(self, paragraphs, ids, par_start, par_len) -> list[int]:
+        need = set()
+        nonempty = np.flatnonzero(par_len > 0)
+        if len(nonempty):
+            has_byte = np.logical_or.reduceat(self.tables.is_byte[ids], par_start[nonempty])
+            need.update(nonempty[has_byte].tolist())
+        use_jieba = self.language != "en"
+        gazetteer = self.gazetteer.regex if self.gazetteer is not None else None
+        for p, para in enumerate(paragraphs):
+            if use_jieba and not para.isascii() and tu.HAN_RE.search(para):
+                need.add(p)
+            elif gazetteer is not None and gazetteer.search(para):
+                need.add(p)
+        return sorted(need)
+
+    def _attach_bare_whitespace(self, ids: np.ndarray, word: np.ndarray) -> None:
+        """A bare ▁ piece followed by a word piece ("▁", "Speak") is one word: the
+        whitespace token starts it and the next token continues it."""
+        t = self.tables
+        if len(ids) > 1:
+            word[1:] &= ~(t.bare_ws[ids[:-1]] & ~t.sep_start[ids[1:]] & ~t.ws_start[ids[1:]])
+
+    def _sentence_starts(self, ids: np.ndarray, first_tokens: np.ndarray) -> np.ndarray:
+        t = self.tables
+        n = len(ids)
+        starts = np.zeros(n, dtype=bool)
+        if n == 0:
+            return starts
+        non_closer = ~t.closer[ids]
+        non_closer[first_tokens] = True  # never look back across a paragraph start
+        idx = np.where(non_closer, np.arange(n), -1)
+        last_nc = np.maximum.accumulate(idx)
+        if n > 1:
+            j = last_nc[:-1]  # last non-closer token before position i (i = 1..n-1)
+            jj = np.maximum(j, 0)
+            tj = ids[jj]
+            nxt = ids[1:]
+            brk = (j >= 0) & non_closer[1:] & t.term_end[tj]
+            brk &= t.ws_start[nxt] | t.cjk_term[tj] | t.han_start[nxt]
+            prev = ids[np.maximum(jj - 1, 0)]
+            brk &= ~(t.dot_only[tj] & (jj >= 1) & t.abbrev[prev])
+            starts[1:] = brk
+        starts[first_tokens] = True
+        return starts
+
+    def _collect_spans(self, spans_by_par, doc_par_start, par_start, doc_tok):
+        ndocs = len(doc_tok) - 1
+        counts = np.zeros(ndocs, dtype=np.int64)
+        values: list[int] = []
+        if spans_by_par:
+            par_doc = np.searchsorted(doc_par_start, np.arange(doc_par_start[-1]), side="right") - 1
+            for p in sorted(spans_by_par):
+                d = int(par_doc[p])
+                base = int(par_start[p] - doc_tok[d])
+                for s, e in spans_by_par[p]:
+                    values.extend((base + s, base + e))
+                counts[d] += 2 * len(spans_by_par[p])
+        off = np.zeros(ndocs + 1, dtype=np.int64)
+        np.cumsum(counts, out=off[1:])
+        return np.asarray(values, dtype=np.int32), off
+
+    # ------------------------------------------------------------- paragraph level
+    def _precise(self, para: str, ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Word flags and gazetteer spans from character offsets (slow path)."""
+        proto = self.sp.encode(para, out_type="proto")
+        pieces = proto.pieces
+        n = len(pieces)
+        begins = np.fromiter((p.begin for p in pieces), dtype=np.int64, count=n)
+        ends = np.fromiter((p.end for p in pieces), dtype=np.int64, count=n)
+        proto_ids = np.fromiter((p.id for p in pieces), dtype=np.int32, count=n)
+        if not np.array_equal(proto_ids, ids):
+            raise RuntimeError("sentencepiece returned different ids for encode and proto")
+        char_bytes = tu.utf8_char_offsets(para)
+        word_chars = self.word_start_chars(para)
+        word_bytes = char_bytes[word_chars]
+        # Tokens that share a begin offset (byte pieces of one character, expansions from
+        # normalization) form a group; the group's first token carries the flag.
+        first = np.ones(n, dtype=bool)
+        first[1:] = begins[1:] != begins[:-1]
+        gstart = np.flatnonzero(first)
+        gend = np.maximum.reduceat(ends, gstart) if n else ends
+        inside = np.searchsorted(word_bytes, gend, "left") - np.searchsorted(
+            word_bytes, begins[gstart], "left"
+        )
+        flags = self.tables.ws_start[ids].copy()
+        flags[gstart] |= inside > 0
+        spans = []
+        if self.gazetteer is not None:
+            for cs, ce in self.gazetteer.find(para):
+                bs, be = int(char_bytes[cs]), int(char_bytes[ce])
+                g = int(np.searchsorted(begins, bs, "right")) - 1
+                s = int(np.searchsorted(begins, begins[max(g, 0)], "left"))
+                e = int(np.searchsorted(begins, be, "left"))
+                if e > s:
+                    spans.append((s, e))
+        return flags, spans
+
+    def word_start_chars(self, text: str) -> np.ndarray:
+        """Indices of the characters of ``text`` that begin a word (see textutil)."""
+        kinds = tu.char_kinds(text)
+        n = len(kinds)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        prev = np.empty(n, dtype=np.uint8)
+        prev[0] = tu.KIND_SPACE
+        prev[1:] = kinds[:-1]
+        start = kinds != tu.KIND_SPACE
+        boundary = (prev == tu.KIND_SPACE) | (kinds == tu.KIND_SEP) | (prev == tu.KIND_SEP)
+        boundary |= (kinds == tu.KIND_HAN) != (prev == tu.KIND_HAN)
+        if self.language == "en":
+            boundary |= kinds == tu.KIND_HAN  # character-level fallback
+        else:
+            jieba = self._load_jieba()
+            for m in tu.HAN_RUN_RE.finditer(text):
+                pos = m.start()
+                for w in jieba.cut(m.group(), HMM=True):
+                    boundary[pos] = True
+                    pos += len(w)
+        return np.flatnonzero(start & boundary)

@@ -1,0 +1,140 @@
+"""Command line: ``python -m data_prep`` / ``plmscale-data``.
+
+Subcommands::
+
+    train-tokenizer --input FILE_OR_GLOB [...] --output PATH.model --vocab-size N
+    encode --input FILE_OR_GLOB [...] --tokenizer PATH.model --output DIR [--workers N]
+
+Run under ``mpiexec -n N`` to spread ``encode`` over ranks (a shared output directory is
+required across nodes). Each subcommand prints a JSON summary on stdout (rank 0 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from data_prep.inputs import MB, InputOptions
+
+
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", nargs="+", required=True, metavar="FILE_OR_GLOB",
+                   help="input files or globs (quote globs); gzip/zstd detected automatically")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    p.add_argument("--doc-separator", default=None, metavar="LINE",
+                   help="a line that separates documents in text input (default: blank lines)")
+    p.add_argument("--max-line-mb", type=float, default=10.0,
+                   help="longer text lines are split, longer JSONL records skipped (default 10)")
+    p.add_argument("--max-document-mb", type=float, default=64.0,
+                   help="longer documents are split at line boundaries (default 64)")
+
+
+def _input_options(args) -> InputOptions:
+    return InputOptions(
+        format=args.format,
+        text_field=args.text_field,
+        doc_separator=args.doc_separator,
+        max_line_bytes=int(args.max_line_mb * MB),
+        max_document_bytes=int(args.max_document_mb * MB),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plmscale-data", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train-tokenizer", help="train a sentencepiece model on a corpus sample")
+    _add_input_arguments(t)
+    t.add_argument("--output", required=True, metavar="PATH.model")
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    t.add_argument("--sample-documents", type=int, default=1_000_000,
+                   help="at most this many documents in the training sample (default 1M)")
+    t.add_argument("--sample-bytes", type=int, default=1 << 30,
+                   help="at most about this many bytes in the training sample (default 1 GiB)")
+    t.add_argument("--character-coverage", type=float, default=0.9995)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None, help="training threads (default: all cores)")
+
+    e = sub.add_parser("encode", help="encode a corpus into Arrow shards + manifest.json")
+    _add_input_arguments(e)
+    e.add_argument("--tokenizer", required=True, metavar="PATH.model")
+    e.add_argument("--output", required=True, metavar="DIR")
+    e.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="worker processes per rank (default: all cores)")
+    e.add_argument("--language", choices=("en", "zh", "auto"), default="auto",
+                   help="en: Han text one word per character; zh/auto: jieba words")
+    e.add_argument("--gazetteer", default=None, metavar="FILE",
+                   help="phrases (one per line) to store as token spans")
+    e.add_argument("--shard-size-mb", type=float, default=256.0,
+                   help="start a new output shard once one reaches this size (default 256)")
+    e.add_argument("--split-size-mb", type=float, default=256.0,
+                   help="input bytes per work unit: MPI distribution and resume granularity")
+    e.add_argument("--chunk-size-mb", type=float, default=1.0,
+                   help="input per task sent to a worker (default 1)")
+    bar = e.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="show the progress bar even when stderr is not a terminal")
+    bar.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``plmscale-data`` / ``python -m data_prep``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "train-tokenizer":
+        from data_prep.tokenizer import train_tokenizer
+
+        summary = train_tokenizer(
+            args.input,
+            args.output,
+            vocab_size=args.vocab_size,
+            model_type=args.model_type,
+            input_options=_input_options(args),
+            sample_documents_max=args.sample_documents,
+            sample_bytes_max=args.sample_bytes,
+            character_coverage=args.character_coverage,
+            seed=args.seed,
+            num_threads=args.threads,
+        )
+        print(json.dumps(summary, indent=1))
+        return 0
+
+    from data_prep.encode import EncodeConfig, encode
+    from data_prep.parallel import get_comm
+
+    if args.workers < 1:
+        raise SystemExit("--workers must be >= 1")
+    cfg = EncodeConfig(
+        inputs=args.input,
+        tokenizer=args.tokenizer,
+        output=args.output,
+        input_options=_input_options(args),
+        workers=args.workers,
+        language=args.language,
+        gazetteer=args.gazetteer,
+        shard_bytes=int(args.shard_size_mb * MB),
+        split_bytes=max(1, int(args.split_size_mb * MB)),
+        chunk_bytes=max(1, int(args.chunk_size_mb * MB)),
+        progress=args.progress,
+    )
+    comm = get_comm()
+    manifest = encode(cfg, comm)
+    if comm.rank == 0:
+        summary = {
+            "output": args.output,
+            "num_documents": manifest["num_documents"],
+            "num_tokens": manifest["num_tokens"],
+            "shards": len(manifest["shards"]),
+            "resumed_units": manifest.get("resumed_units", 0),
+            "bad_input": manifest["bad_input"],
+        }
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Input discovery, splitting into work units, and streaming documents with bad-input policies.
+
+Formats: plain text (documents separated by blank lines, or by a separator line such as
+``<|endoftext|>``) and JSONL (one JSON object per line, text in a named field). Files may
+be gzip or zstd compressed; compression is detected from the magic bytes.
+
+A *unit* is the piece of work that is assigned to an MPI rank and resumed as a whole.
+Uncompressed files are cut into byte ranges of ``split_bytes``; compressed files cannot be
+seeked, so each is one unit. A document belongs to the unit in which the separator line
+that precedes it starts (the first document of a file belongs to the unit at offset 0);
+a JSONL record belongs to the unit where its line starts. Unit boundaries therefore
+depend on the input bytes only, which keeps output identical for any number of ranks.
+
+Bad-input policies (every case is counted in :class:`Counters` and ends in the manifest):
+
+=====================  ======================================================================
+invalid_utf8_lines     repair: undecodable bytes become U+FFFD
+lone_surrogates        repair: UTF-16 surrogates (CESU-8 bytes in text, ``\\ud800`` escapes
+                       in JSON) become U+FFFD; counted per line or record
+nul_bytes              repair: NUL characters are removed; counted per line or record
+empty_documents        skip: documents that are empty or whitespace-only
+long_lines_split       split (text): a line over ``max_line_bytes`` is cut into pieces at
+                       character boundaries, each piece handled like a line
+long_lines_skipped     skip (JSONL): a record over ``max_line_bytes`` cannot be split, and
+                       is skipped without being held in memory
+malformed_json         skip: a line that is not a JSON object
+missing_text_field     skip: a JSON object without a string in the text field
+documents_split        split: a document over ``max_document_bytes`` is cut at line
+                       boundaries into several documents (bounds memory per document)
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import io
+import json
+import os
+import re
+from typing import Iterator
+
+import zstandard
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MB = 1 << 20
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+COUNTER_NAMES = (
+    "input_files",
+    "input_bytes",
+    "documents_read",
+    "documents_written",
+    "tokens",
+    "characters",
+    "invalid_utf8_lines",
+    "lone_surrogates",
+    "nul_bytes",
+    "empty_documents",
+    "long_lines_split",
+    "long_lines_skipped",
+    "malformed_json",
+    "missing_text_field",
+    "documents_split",
+)
+
+
+class Counters(dict):
+    """Named integer counters; adding two Counters sums them key by key."""
+
+    def __init__(self, values: dict | None = None):
+        super().__init__({name: 0 for name in COUNTER_NAMES})
+        if values:
+            for key, value in values.items():
+                self[key] = self.get(key, 0) + int(value)
+
+    def add(self, other: dict) -> None:
+        for key, value in other.items():
+            self[key] = self.get(key, 0) + int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """How to read documents out of the input files."""
+
+    format: str = "text"  # "text" or "jsonl"
+    text_field: str = "text"
+    doc_separator: str | None = None  # None: blank lines separate documents
+    max_line_bytes: int = 10 * MB
+    max_document_bytes: int = 64 * MB
+
+    def __post_init__(self):
+        if self.format not in ("text", "jsonl"):
+            raise ValueError(f"format must be 'text' or 'jsonl', not {self.format!r}")
+        if self.doc_separator is not None and not self.doc_separator.strip():
+            raise ValueError("doc_separator must contain a non-whitespace character")
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """A byte range [start, end) of one input file; end is None for a whole compressed file."""
+
+    index: int
+    path: str
+    start: int
+    end: int | None
+
+    @property
+    def compressed(self) -> bool:
+        return self.end is None
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Expand files and globs in the order given; each glob sorted; duplicates dropped."""
+    paths: list[str] = []
+    seen = set()
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise FileNotFoundError(f"no input file matches {pattern!r}")
+        elif os.path.isfile(pattern):
+            matches = [pattern]
+        else:
+            raise FileNotFoundError(f"input file not found: {pattern!r}")
+        for path in matches:
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                paths.append(path)
+    return paths
+
+
+def compression_of(path: str) -> str | None:
+    """'gzip', 'zstd' or None, from the first bytes of the file."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def plan_units(paths: list[str], split_bytes: int) -> list[Unit]:
+    """Cut the inputs into units, deterministically from file sizes and compression."""
+    units: list[Unit] = []
+    for path in paths:
+        size = os.path.getsize(path)
+        if size == 0:
+            continue
+        if compression_of(path) is not None:
+            units.append(Unit(len(units), path, 0, None))
+            continue
+        for start in range(0, size, split_bytes):
+            units.append(Unit(len(units), path, start, min(start + split_bytes, size)))
+    return units
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """Open a file for binary reading, transparently decompressing gzip and zstd."""
+    kind = compression_of(path)
+    if kind == "gzip":
+        return gzip.open(path, "rb")
+    if kind == "zstd":
+        raw = open(path, "rb")
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return io.BufferedReader(reader, buffer_size=1 * MB)
+    return open(path, "rb", buffering=1 * MB)
+
+
+def decode_line(raw: bytes, counters: Counters) -> str:
+    """Decode one line of bytes, repairing NUL bytes, surrogates and invalid UTF-8."""
+    if b"\x00" in raw:
+        counters["nul_bytes"] += 1
+        raw = raw.replace(b"\x00", b"")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        # Surrogates encoded as 3-byte sequences (CESU-8 / WTF-8) decode with surrogatepass.
+        text = raw.decode("utf-8", "surrogatepass")
+        counters["lone_surrogates"] += 1
+        return _SURROGATE_RE.sub("\ufffd", text)
+    except UnicodeDecodeError:
+        counters["invalid_utf8_lines"] += 1
+        return raw.decode("utf-8", "replace")
+
+
+def clean_string(text: str, counters: Counters) -> str:
+    """Repair a str that came from JSON: NUL characters and lone surrogates."""
+    if text.isascii():
+        if "\x00" in text:
+            counters["nul_bytes"] += 1
+            text = text.replace("\x00", "")
+        return text
+    if "\x00" in text:
+        counters["nul_bytes"] += 1
+        text = text.replace("\x00", "")
+    if _SURROGATE_RE.search(text):
+        counters["lone_surrogates"] += 1
+        text = _SURROGATE_RE.sub("\ufffd", text)
+    return text
+
+
+def _cut_utf8(piece: bytes) -> int:
+    """Largest cut position <= len(piece) that does not split a UTF-8 character."""
+    cut = len(piece)
+    for back in range(1, 4):
+        if cut - back < 0:
+            break
+        byte = piece[cut - back]
+        if byte & 0xC0 == 0x80:
+            continue  # continuation byte: keep looking for the lead byte
+        if byte >= 0xC0:
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            if back < need:
+                return cut - back  # the lead byte's character is incomplete: cut before it
+        return cut
+    return cut
+
+
+class _LineReader:
+    """Reads lines of bounded length from a binary stream, tracking byte positions.
+
+    ``next()`` returns ``(position, raw_line, is_continuation)``; lines come back without
+    their line ending. A line longer than ``max_line`` comes back as several pieces, the
+    later ones with ``is_continuation`` True, never more than ``max_line`` bytes each.
+    """
+
+    def __init__(self, stream: io.BufferedIOBase, position: int, max_line: int):
+        self.stream = stream
+        self.pos = position
+        self.max_line = max_line
+        self._carry = b""  # bytes of a split character carried to the next piece
+        self._continuing = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[int, bytes, bool]:
+        start = self.pos - len(self._carry)
+        limit = self.max_line - len(self._carry)
+        chunk = self.stream.readline(limit)
+        if not chunk and not self._carry:
+            raise StopIteration
+        self.pos += len(chunk)
+        data = self._carry + chunk
+        self._carry = b""
+        continuation = self._continuing
+        if data.endswith(b"\n"):
+            self._continuing = False
+            data = data[:-1]
+            if data.endswith(b"\r"):
+                data = data[:-1]
+        elif len(chunk) == limit:
+            # The line goes on: cut at a character boundary, carry the rest.
+            cut = _cut_utf8(data)
+            data, self._carry = data[:cut], data[cut:]
+            self._continuing = True
+        else:
+            self._continuing = False  # last line of the file without a newline
+        return start, data, continuation
+
+    def skip_rest_of_line(self) -> None:
+        """Discard the remainder of the current (over-long) line without holding it."""
+        self._carry = b""
+        while self._continuing:
+            chunk = self.stream.readline(self.max_line)
+            self.pos += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                self._continuing = False
+
+
+def _open_unit(unit: Unit, max_line: int) -> tuple[io.BufferedIOBase, _LineReader]:
+    stream = open_binary(unit.path)
+    if unit.start == 0:
+        return stream, _LineReader(stream, 0, max_line)
+    # Position at the first line that starts at or after unit.start: look at the byte
+    # before, and if it is not a newline, drop the partial line (it belongs to the unit
+    # before).
+    stream.seek(unit.start - 1)
+    reader = _LineReader(stream, unit.start - 1, max_line)
+    if stream.read(1) == b"\n":
+        reader.pos = unit.start
+    else:
+        reader.pos = unit.start
+        reader._continuing = True
+        reader.skip_rest_of_line()
+    return stream, reader
+
+
+def iter_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
+    """Yield the documents of one unit as strings, in input order.
+
+    Text documents come back as their lines joined with ``\\n`` (paragraphs separated
+    by blank lines, as in the input). Empty and whitespace-only documents are counted
+    and not yielded.
+    """
+    source = _jsonl_documents if options.format == "jsonl" else _text_documents
+    for text in source(unit, options, counters):
+        counters["documents_read"] += 1
+        if not text.strip():
+            counters["empty_documents"] += 1
+            continue
+        yield text
+
+
+def _jsonl_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
+    stream, lines = _open_unit(unit, options.max_line_bytes)
+    field = options.text_field
+    with stream:
+        for pos, raw, continuation in lines:
+            if unit.end is not None and pos >= unit.end:
+                return
+            if lines._continuing or continuation:
+                # An over-long record cannot be parsed in bounded memory: skip it whole.
+                counters["long_lines_skipped"] += 1
+                lines.skip_rest_of_line()
+                continue
+            if not raw.strip():
+                continue  # blank lines between records are not documents
+            line = decode_line(raw, counters)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                counters["malformed_json"] += 1
+                continue
+            if not isinstance(record, dict):
+                counters["malformed_json"] += 1
+                continue
+            text = record.get(field)
+            if not isinstance(text, str):
+                counters["missing_text_field"] += 1
+                continue
+            yield clean_string(text, counters)
+
+
+def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
+    sep = options.doc_separator.strip() if options.doc_separator is not None else None
+    blank_mode = sep is None
+    max_doc = options.max_document_bytes
+    stream, lines = _open_unit(unit, options.max_line_bytes)
+    # open_doc: we own the document being collected (it follows a separator that starts
+    # inside this unit, or the start of the file). opened_by_sep: it was opened by a real
+    # separator line, so an empty one between two separators is an empty document.
+    open_doc = unit.start == 0
+    opened_by_sep = False
+    doc: list[str] = []
+    doc_bytes = 0
+    with stream:
+        for pos, raw, continuation in lines:
+            if lines._continuing and not continuation:
+                counters["long_lines_split"] += 1  # counted once, on its first piece
+            line = decode_line(raw, counters)
+            if not continuation and not lines._continuing:
+                stripped = line.strip()
+                is_sep = (not stripped) if blank_mode else (stripped == sep)
+            else:
+                is_sep = False  # pieces of an over-long line are content
+            if is_sep:
+                if open_doc and (doc or (opened_by_sep and not blank_mode)):
+                    yield "\n".join(doc)
+                doc, doc_bytes = [], 0
+                if unit.end is not None and pos >= unit.end:
+                    return
+                open_doc, opened_by_sep = True, True
+                continue
+            if not open_doc:
+                continue  # tail of a document owned by the previous unit
+            if doc_bytes + len(raw) > max_doc and doc:
+                counters["documents_split"] += 1
+                yield "\n".join(doc)
+                doc, doc_bytes = [], 0
+            doc.append(line)
+            doc_bytes += len(raw) + 1
+    if open_doc and doc:
+        yield "\n".join(doc)

@@ -1,0 +1,118 @@
+"""Character classes and paragraph handling shared by the tokenizer trainer and the encoder.
+
+Words, for whole-word masking, are defined on the text and not on the tokenizer:
+
+* whitespace separates words;
+* every punctuation or symbol character (Unicode categories P* and S*) is a word of its own;
+* a run of Han characters is split into words by jieba, or one word per character
+  (the character-level fallback, used with ``--language en``);
+* any other run of characters (letters, digits, marks, kana, ...) is one word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+
+# Character kinds used by the word and sentence rules.
+KIND_SPACE, KIND_WORD, KIND_SEP, KIND_HAN = 0, 1, 2, 3
+
+_HAN_RANGES = (
+    (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0x20000, 0x3FFFF),  # Extensions B and later (supplementary planes 2 and 3)
+)
+HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
+HAN_RE = re.compile(f"[{HAN_CLASS}]")
+HAN_RUN_RE = re.compile(f"[{HAN_CLASS}]+")
+# Characters after/before which a hard line break is dropped rather than turned into a
+# space: Han, CJK punctuation, full-width forms.
+_CJK_CLASS = HAN_CLASS + "\u3000-\u303f\uff00-\uffef"
+_CJK_NEWLINE_RE = re.compile(f"(?<=[{_CJK_CLASS}])[ \\t]*\\n[ \\t\\u3000]*(?=[{_CJK_CLASS}])")
+# A paragraph break is a line that is empty or holds only whitespace.
+_PARAGRAPH_SPLIT_RE = re.compile(r"\n[^\S\n]*\n")
+
+# Sentence-final punctuation, CJK sentence-final punctuation, and closing quotes or
+# brackets that may follow sentence-final punctuation ("Stop." / 他说：“走。”).
+SENTENCE_TERMINALS = frozenset(".!?。！？｡…‼⁇⁈⁉")
+CJK_TERMINALS = frozenset("。！？｡")
+CLOSERS = frozenset("\"'”’)]}»」』）】〕〉》")
+# Abbreviations after which a single "." does not end a sentence.
+ABBREVIATIONS = frozenset(
+    "Mr Mrs Ms Dr St Mt Jr Sr Prof Gen Col Capt Lt Sgt Rev Hon vs etc e.g i.e No Vol".split()
+)
+
+
+def is_han(cp: int) -> bool:
+    """True if code point ``cp`` is a Han (Chinese) character."""
+    return any(lo <= cp <= hi for lo, hi in _HAN_RANGES)
+
+
+def char_kind(ch: str) -> int:
+    """Kind of one character: KIND_SPACE, KIND_WORD, KIND_SEP or KIND_HAN."""
+    cp = ord(ch)
+    if is_han(cp):
+        return KIND_HAN
+    if ch.isspace():
+        return KIND_SPACE
+    cat = unicodedata.category(ch)
+    if cat[0] in "PS":
+        return KIND_SEP
+    if cat in ("Cc", "Cf", "Zs", "Zl", "Zp"):
+        return KIND_SPACE
+    return KIND_WORD
+
+
+def _build_bmp_kinds() -> np.ndarray:
+    table = np.empty(0x10000, dtype=np.uint8)
+    for cp in range(0x10000):
+        # Surrogate code points cannot be str characters of valid text; call them words.
+        table[cp] = KIND_WORD if 0xD800 <= cp <= 0xDFFF else char_kind(chr(cp))
+    return table
+
+
+_BMP_KINDS: np.ndarray | None = None
+
+
+def char_kinds(text: str) -> np.ndarray:
+    """Vector of character kinds for ``text`` (uint8, one per code point)."""
+    global _BMP_KINDS
+    if _BMP_KINDS is None:
+        _BMP_KINDS = _build_bmp_kinds()
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    kinds = _BMP_KINDS[np.minimum(cps, 0xFFFF)]
+    astral = np.flatnonzero(cps > 0xFFFF)
+    for i in astral:  # rare: emoji, historic scripts, Han extensions B+
+        kinds[i] = char_kind(chr(int(cps[i])))
+    return kinds
+
+
+def utf8_char_offsets(text: str) -> np.ndarray:
+    """Byte offset in UTF-8 of every character of ``text``, plus the total length at the end."""
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    lens = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
+    out = np.zeros(len(cps) + 1, dtype=np.int64)
+    np.cumsum(lens, out=out[1:])
+    return out
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Split a document into paragraphs (blank-line separated) and unwrap hard line breaks.
+
+    A line break inside a paragraph becomes a space, except between two CJK characters,
+    where it is dropped (Chinese text hard-wrapped mid-sentence must join with nothing).
+    """
+    out = []
+    for para in _PARAGRAPH_SPLIT_RE.split(text):
+        para = para.strip()
+        if not para:
+            continue
+        if "\n" in para:
+            if not para.isascii() and HAN_RE.search(para):
+                para = _CJK_NEWLINE_RE.sub("", para)
+            para = para.replace("\n", " ")
+        out.append(para)
+    return out
