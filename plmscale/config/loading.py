@@ -1,0 +1,103 @@
+"""Build an ``ExperimentConfig`` from a YAML file and ``section.field=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+from plmscale.config.presets import preset_fields
+from plmscale.config.schema import ExperimentConfig
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the field and the valid values."""
+
+
+def _field_types(section_cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _coerce(section: str, name: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against the field's annotation (ints are accepted for floats)."""
+    allowed = typing.get_args(annotation) or (annotation,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool) and isinstance(value, kind):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"{section}.{name}={value!r} has the wrong type; expected {names}")
+
+
+def _apply(cfg: ExperimentConfig, section: str, values: dict, origin: str) -> None:
+    sections = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r} in {origin}; "
+                          f"valid sections: {', '.join(sorted(sections))}")
+    target = getattr(cfg, section)
+    types = _field_types(type(target))
+    for name, value in values.items():
+        if name not in types:
+            raise ConfigError(f"unknown field {section}.{name} in {origin}; valid fields of "
+                              f"{section}: {', '.join(types)}")
+        setattr(target, name, _coerce(section, name, value, types[name]))
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split ``section.field=value``; the value is parsed as YAML (so 2 -> int, true -> bool)."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"override {text!r} must look like section.field=value, "
+                          "e.g. parallel.tensor_model_parallel_size=2")
+    return section, name, yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Defaults <- model preset <- YAML file <- overrides, then validated field by field."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file, "
+                              "e.g. configs/bert_demo.yaml")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    parsed = [parse_override(o) for o in overrides]
+
+    cfg = ExperimentConfig()
+    preset = raw.get("model", {}).get("preset")
+    for section, name, value in parsed:
+        if (section, name) == ("model", "preset"):
+            preset = value
+    if preset is not None:
+        _apply(cfg, "model", preset_fields(preset), f"preset {preset!r}")
+        cfg.model.preset = preset
+    origin = str(path) if path else "defaults"
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"section {section!r} in {origin} must be a mapping")
+        _apply(cfg, section, values, origin)
+    for section, name, value in parsed:
+        _apply(cfg, section, {name: value}, "--set")
+    return cfg
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict:
+    """Plain nested dict of the resolved configuration (for printing and checkpoints)."""
+    return dataclasses.asdict(cfg)

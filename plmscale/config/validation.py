@@ -1,0 +1,66 @@
+"""Checks that run before anything is built, so that a bad layout fails in seconds, not after the
+model has been allocated on every rank."""
+
+from __future__ import annotations
+
+from plmscale.config.loading import ConfigError
+from plmscale.config.schema import ExperimentConfig
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+GELU_FORMS = ("none", "tanh")
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def valid_tensor_parallel_sizes(cfg: ExperimentConfig, world_size: int) -> list[int]:
+    """Tensor-parallel sizes that split this model and fit ``world_size`` with the chosen PP."""
+    m, pp = cfg.model, cfg.parallel.pipeline_model_parallel_size
+    return [tp for tp in _divisors(max(world_size // max(pp, 1), 1))
+            if world_size % (tp * pp) == 0 and m.num_attention_heads % tp == 0
+            and m.ffn_hidden_size % tp == 0]
+
+
+def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
+    """Raise ``ConfigError`` naming the offending field and the values that would work."""
+    m, p, t, o = cfg.model, cfg.parallel, cfg.train, cfg.objective
+    tp, pp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size
+    if tp < 1 or pp < 1:
+        raise ConfigError("parallel.tensor_model_parallel_size and pipeline_model_parallel_size "
+                          "must be >= 1")
+    if m.hidden_size % m.num_attention_heads:
+        valid = [h for h in _divisors(m.hidden_size) if h <= 128]
+        raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by "
+                          f"model.num_attention_heads={m.num_attention_heads}; valid head counts: {valid}")
+    valid_tp = valid_tensor_parallel_sizes(cfg, world_size)
+    if world_size % (tp * pp):
+        raise ConfigError(
+            f"world size {world_size} is not divisible by tensor_model_parallel_size={tp} x "
+            f"pipeline_model_parallel_size={pp}; valid tensor_model_parallel_size values for "
+            f"world size {world_size} and this model: {valid_tp}")
+    if m.num_attention_heads % tp or m.ffn_hidden_size % tp:
+        raise ConfigError(
+            f"model.num_attention_heads={m.num_attention_heads} and model.ffn_hidden_size="
+            f"{m.ffn_hidden_size} must both be divisible by tensor_model_parallel_size={tp}; "
+            f"valid tensor_model_parallel_size values for world size {world_size}: {valid_tp}")
+    if pp > 1 and p.zero_stage > 1:
+        raise ConfigError(f"parallel.zero_stage={p.zero_stage} cannot be combined with pipeline "
+                          f"parallelism (DeepSpeed's pipeline engine supports ZeRO stage 0 or 1); "
+                          f"set parallel.zero_stage to 0 or 1, or pipeline_model_parallel_size=1")
+    if p.zero_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"parallel.zero_stage={p.zero_stage}; valid values: 0, 1, 2, 3")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision={t.precision!r}; valid values: {', '.join(PRECISIONS)}")
+    if m.gelu_approximate not in GELU_FORMS:
+        raise ConfigError(f"model.gelu_approximate={m.gelu_approximate!r}; valid: {GELU_FORMS}")
+    if cfg.data.seq_length > m.max_position_embeddings:
+        raise ConfigError(f"data.seq_length={cfg.data.seq_length} exceeds "
+                          f"model.max_position_embeddings={m.max_position_embeddings}")
+    if not 0.0 < o.mlm_probability < 1.0:
+        raise ConfigError(f"objective.mlm_probability={o.mlm_probability} must be in (0, 1)")
+    if o.mask_token_fraction + o.random_token_fraction > 1.0:
+        raise ConfigError("objective.mask_token_fraction + random_token_fraction must be <= 1")
+    for name in ("micro_batch_size", "gradient_accumulation_steps", "train_steps"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name}={getattr(t, name)} must be >= 1")

@@ -1,0 +1,48 @@
+"""Multi-head self-attention split over TP ranks by heads.
+
+``linear_qkv`` is column-parallel; its output rows are laid out head by head ([head][q,k,v][head_dim]) so
+that a contiguous TP slice holds whole heads with their q, k and v. ``linear_proj`` is row-parallel and
+all-reduces the output. The softmax goes through ``plmscale.kernels.scaled_masked_softmax`` (the fused
+CUDA kernel on GPU, its torch reference elsewhere).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.kernels import scaled_masked_softmax
+from plmscale.models.common.megatron import column_parallel, row_parallel, tp_world
+from plmscale.parallel.random import tensor_parallel_rng
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional (``causal=False``) or causal self-attention; ``mask`` is boolean, True = hidden."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
+                 bias: bool = True):
+        super().__init__()
+        _, tp = tp_world()
+        self.heads_per_rank = cfg.num_attention_heads // tp
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.causal = causal
+        self.fused = cfg.use_fused_kernels
+        self.linear_qkv = column_parallel(cfg.hidden_size, 3 * cfg.hidden_size, precision, bias)
+        self.linear_proj = row_parallel(cfg.hidden_size, cfg.hidden_size, precision, bias)
+        self.attention_dropout = nn.Dropout(cfg.attention_dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, s, _ = hidden.shape
+        qkv, _ = self.linear_qkv(hidden)
+        q, k, v = qkv.view(b, s, self.heads_per_rank, 3, self.head_dim).permute(3, 0, 2, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2))
+        probs = scaled_masked_softmax(scores, mask, scale=1.0 / math.sqrt(self.head_dim),
+                                      causal=self.causal, fused=self.fused)
+        with tensor_parallel_rng():  # each TP rank holds different heads: independent masks
+            probs = self.attention_dropout(probs)
+        context = torch.matmul(probs, v).transpose(1, 2).reshape(b, s, -1)
+        out, _ = self.linear_proj(context)
+        return out

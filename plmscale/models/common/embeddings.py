@@ -1,0 +1,41 @@
+"""Input embeddings: vocab-parallel word embeddings + learned positions (+ token types), then an
+optional LayerNorm and dropout. Families differ only in which of these they switch on."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.models.common.megatron import (padded_vocab_size, tp_world,
+                                             vocab_parallel_embedding)
+
+
+class Embeddings(nn.Module):
+    """``word_embeddings`` is split over TP ranks by vocabulary rows (padded to an equal split); the
+    output is all-reduced inside megatron's ``VocabParallelEmbedding`` so every TP rank gets the full
+    hidden state."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", embedding_size: int | None = None,
+                 position_offset: int = 0, layernorm: bool = True):
+        super().__init__()
+        size = embedding_size or cfg.hidden_size
+        self.padded_vocab_size = padded_vocab_size(cfg, tp_world()[1])
+        self.word_embeddings = vocab_parallel_embedding(self.padded_vocab_size, size, precision)
+        self.position_offset = position_offset
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings + position_offset, size)
+        self.token_type_embeddings = (nn.Embedding(cfg.type_vocab_size, size)
+                                      if cfg.type_vocab_size > 0 else None)
+        self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon) if layernorm else None
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device) + self.position_offset
+        hidden = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            hidden = hidden + self.token_type_embeddings(token_type_ids)
+        if self.LayerNorm is not None:
+            hidden = self.LayerNorm(hidden)
+        return self.dropout(hidden)

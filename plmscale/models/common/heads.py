@@ -1,0 +1,69 @@
+"""Output heads over vocab-parallel embeddings, and the vocab-parallel masked-LM loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+from megatron.core import tensor_parallel
+from torch import nn
+
+from plmscale.models.common.megatron import tp_world
+
+
+class TiedVocabParallelLogits(nn.Module):
+    """Logits over this rank's vocabulary slice from the (tied) word-embedding slice plus a bias.
+
+    Columns that exist only because of TP padding get -inf so they never take probability mass: the
+    loss is then the same for any padding (hence any TP size) and equals the unpadded HF model's.
+    """
+
+    def __init__(self, padded_vocab_size: int, true_vocab_size: int, bias: bool = True):
+        super().__init__()
+        rank, size = tp_world()
+        per_rank = padded_vocab_size // size
+        self.bias = nn.Parameter(torch.zeros(per_rank)) if bias else None
+        if self.bias is not None:
+            tensor_parallel.set_tensor_model_parallel_attributes(self.bias, True, 0, 1)
+            self.bias.vocab_padded = True
+        first = rank * per_rank
+        padding = (torch.arange(first, first + per_rank) >= true_vocab_size)
+        self.register_buffer("padding_columns", padding, persistent=False)
+
+    def forward(self, hidden: torch.Tensor, embedding_weight: torch.Tensor) -> torch.Tensor:
+        # Identity forward, all-reduce backward: each rank's logits slice contributes to the grad.
+        hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden)
+        logits = F.linear(hidden, embedding_weight, self.bias)
+        if self.padding_columns.any():
+            logits = logits.masked_fill(self.padding_columns, float("-inf"))
+        return logits
+
+
+def vocab_parallel_loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor):
+    """Mean cross entropy and accuracy of vocab-parallel ``logits`` [n, V/tp] against ``labels`` [n]."""
+    with torch.no_grad():  # before the loss: megatron's cross entropy edits its input in place
+        full = gather_last_dim(logits.detach())
+        accuracy = (full.argmax(-1) == labels).float().mean()
+    losses = tensor_parallel.vocab_parallel_cross_entropy(logits.float().unsqueeze(0),
+                                                          labels.unsqueeze(0)).squeeze(0)
+    return losses.mean(), accuracy
+
+
+def gather_vocab_logits(logits: torch.Tensor, true_vocab_size: int) -> torch.Tensor:
+    """Full-vocabulary logits without padding columns (for export checks and generation)."""
+    return gather_last_dim(logits)[..., :true_vocab_size]
+
+
+def gather_last_dim(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate the TP ranks' slices along the last dimension, without autograd.
+
+    (megatron-core's gather allocates on the CUDA device, so it cannot serve CPU ranks.)
+    """
+    group = ps.get_tensor_model_parallel_group()
+    size = ps.get_tensor_model_parallel_world_size()
+    if size == 1:
+        return tensor
+    pieces = [torch.empty_like(tensor) for _ in range(size)]
+    dist.all_gather(pieces, tensor.contiguous(), group=group)
+    return torch.cat(pieces, dim=-1)

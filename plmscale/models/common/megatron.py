@@ -1,0 +1,80 @@
+"""Bridge from plmscale's ``ModelConfig`` to what megatron-core's tensor-parallel layers need."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from megatron.core import ModelParallelConfig
+from megatron.core import parallel_state as ps
+from megatron.core import tensor_parallel
+from megatron.core.tensor_parallel import (ColumnParallelLinear, RowParallelLinear,
+                                           VocabParallelEmbedding)
+
+from plmscale.config.schema import ModelConfig
+
+PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def megatron_config(precision: str = "fp32") -> ModelParallelConfig:
+    """A ``ModelParallelConfig`` for the current process groups.
+
+    Weights are allocated on the CPU without megatron's own initialisation: plmscale initialises them
+    itself, layout-independently (``plmscale.parallel.initialize_parameters``), then moves the model.
+    """
+    return ModelParallelConfig(
+        tensor_model_parallel_size=ps.get_tensor_model_parallel_world_size(),
+        pipeline_model_parallel_size=ps.get_pipeline_model_parallel_world_size(),
+        params_dtype=torch.float32,
+        pipeline_dtype=PARAM_DTYPES[precision],
+        use_cpu_initialization=True,
+        perform_initialization=False,
+        gradient_accumulation_fusion=False,
+    )
+
+
+def padded_vocab_size(cfg: ModelConfig, tensor_parallel_size: int) -> int:
+    """Vocabulary rounded up to a multiple of ``make_vocab_size_divisible_by * tp`` (as Megatron), so
+    each TP rank holds an equal slice of the embedding."""
+    multiple = cfg.make_vocab_size_divisible_by * tensor_parallel_size
+    return int(math.ceil(cfg.vocab_size / multiple) * multiple)
+
+
+def tp_world() -> tuple[int, int]:
+    """(tensor-parallel rank, tensor-parallel size) of this process."""
+    return ps.get_tensor_model_parallel_rank(), ps.get_tensor_model_parallel_world_size()
+
+
+def _mark(param: torch.nn.Parameter, dim: int) -> None:
+    # megatron-core only tags partitioned weights when it initialises them itself; plmscale
+    # initialises layout-independently, so tag them here (gathering, counting, clipping read the tags).
+    tensor_parallel.set_tensor_model_parallel_attributes(param, True, dim, 1)
+
+
+def column_parallel(in_features: int, out_features: int, precision: str, bias: bool = True,
+                    skip_bias_add: bool = False) -> ColumnParallelLinear:
+    """Linear split by output features; the output stays split (no gather)."""
+    layer = ColumnParallelLinear(in_features, out_features, config=megatron_config(precision),
+                                 init_method=torch.nn.init.zeros_, bias=bias, gather_output=False,
+                                 skip_bias_add=skip_bias_add)
+    _mark(layer.weight, 0)
+    return layer
+
+
+def row_parallel(in_features: int, out_features: int, precision: str, bias: bool = True
+                 ) -> RowParallelLinear:
+    """Linear split by input features; partial outputs are all-reduced (bias added once, after)."""
+    layer = RowParallelLinear(in_features, out_features, config=megatron_config(precision),
+                              init_method=torch.nn.init.zeros_, bias=bias, input_is_parallel=True,
+                              skip_bias_add=False)
+    _mark(layer.weight, 1)
+    return layer
+
+
+def vocab_parallel_embedding(padded_vocab: int, size: int, precision: str) -> VocabParallelEmbedding:
+    """Embedding split by vocabulary rows; its rows beyond the true vocabulary are padding."""
+    layer = VocabParallelEmbedding(padded_vocab, size, init_method=torch.nn.init.zeros_,
+                                   config=megatron_config(precision))
+    _mark(layer.weight, 0)
+    layer.weight.vocab_padded = True  # see models.registry.count_parameters
+    return layer

@@ -1,0 +1,1 @@
+"""Engine setup (deepspeed.initialize), the loop, checkpoints, metrics and logging."""

@@ -1,0 +1,44 @@
+"""From a validated config to a DeepSpeed engine around an initialised plmscale model."""
+
+from __future__ import annotations
+
+import deepspeed
+import torch
+import torch.distributed as dist
+
+from plmscale.config import ExperimentConfig, deepspeed_config
+from plmscale.models import build_model
+from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
+
+
+def no_decay(name: str, param: torch.nn.Parameter) -> bool:
+    """Biases and norm scales are not weight-decayed (BERT's recipe)."""
+    return param.dim() < 2 or "LayerNorm" in name or "layernorm" in name or name.endswith("bias")
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        (plain if no_decay(name, param) else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": plain, "weight_decay": 0.0}]
+
+
+def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
+    """The family's model with layout-independent weights (same for any TP size), on this device."""
+    model = build_model(cfg)
+    initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size)
+    return model.to(device())
+
+
+def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):
+    """``deepspeed.initialize`` with the generated config; returns (engine, scheduler)."""
+    model = model if model is not None else build_initialised_model(cfg)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        model_parameters=parameter_groups(model, cfg.train.weight_decay),
+        config=deepspeed_config(cfg, dist.get_world_size()),
+        mpu=DeepSpeedMpu(),
+        dist_init_required=False,
+    )
+    return engine, scheduler

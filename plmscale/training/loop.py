@@ -1,0 +1,70 @@
+"""The training loop: read like a single-device loop; DeepSpeed handles ZeRO, gradient accumulation,
+clipping and the LR schedule, megatron-core the tensor-parallel communication inside the model."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+
+from plmscale.config import ExperimentConfig
+from plmscale.data import BertSamples, Corpus, micro_batch_loader
+from plmscale.parallel import device
+from plmscale.training import checkpoint
+from plmscale.training.engine import build_engine
+from plmscale.training.metrics import MetricsLogger, average_over_data_parallel
+
+
+def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
+    """This DP rank's endless micro-batch iterator, starting at a global micro-batch position."""
+    corpus = Corpus(cfg.data.path, verify=cfg.data.verify_checksums)
+    if corpus.tokens.vocab_size > cfg.model.vocab_size:
+        raise ValueError(f"tokenizer of {cfg.data.path} has {corpus.tokens.vocab_size} pieces but "
+                         f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= "
+                         f"{corpus.tokens.vocab_size}")
+    samples = BertSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
+    return micro_batch_loader(samples, cfg.train.micro_batch_size, ps.get_data_parallel_rank(),
+                              ps.get_data_parallel_world_size(), start_micro_batch,
+                              cfg.data.num_workers)
+
+
+def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[dict[str, float]]:
+    """Run ``cfg.train.train_steps`` optimiser steps (resuming from ``train.load_dir`` if set);
+    returns each step's metrics averaged over data-parallel ranks."""
+    t = cfg.train
+    engine, scheduler = build_engine(cfg, model)
+    step, micro_batches = 0, 0
+    if t.load_dir:
+        step, micro_batches = checkpoint.load(engine, t.load_dir)
+    batches = build_batches(cfg, micro_batches)
+    logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval)
+    history = []
+    dev = device()
+    while step < t.train_steps:
+        sums: dict[str, float] = {}
+        tokens = 0
+        for _ in range(t.gradient_accumulation_steps):
+            batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
+            out = engine(batch)
+            engine.backward(out["loss"])
+            engine.step()
+            micro_batches += 1
+            tokens += int(batch["attention_mask"].sum())
+            for name, value in out.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+        step += 1
+        metrics = average_over_data_parallel(
+            {k: v / t.gradient_accumulation_steps for k, v in sums.items()})
+        metrics["lr"] = scheduler.get_last_lr()[0]
+        grad_norm = engine.get_global_grad_norm()
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
+        tokens_all = tokens * ps.get_data_parallel_world_size()
+        history.append(logger.step(step, metrics, tokens_all))
+        if t.save_dir and t.save_interval and step % t.save_interval == 0:
+            checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
+    if t.save_dir and (not t.save_interval or step % t.save_interval):
+        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
+    logger.close()
+    dist.barrier()
+    return history
