@@ -56,7 +56,6 @@ class PieceTables:
     cjk_term: np.ndarray  # ... and that punctuation is CJK
     closer: np.ndarray  # only closing quotes/brackets
     dot_only: np.ndarray  # exactly "."
-    abbrev: np.ndarray  # a known abbreviation such as "▁Mr"
 
     @classmethod
     def build(cls, sp: spm.SentencePieceProcessor) -> "PieceTables":
@@ -66,8 +65,11 @@ class PieceTables:
             piece = sp.id_to_piece(i)
             if sp.is_byte(i):
                 cols["is_byte"][i] = True
-                continue
-            if sp.is_control(i) or sp.is_unknown(i):
+                value = int(piece[1:-1], 16)  # "<0x22>"
+                if not 0x21 <= value < 0x7F:
+                    continue
+                piece = chr(value)  # an ASCII byte piece stands for its character
+            elif sp.is_control(i) or sp.is_unknown(i):
                 continue
             body = piece.lstrip(WS)
             cols["ws_start"][i] = piece.startswith(WS)
@@ -84,7 +86,6 @@ class PieceTables:
                 cols["cjk_term"][i] = core[-1] in tu.CJK_TERMINALS
             cols["closer"][i] = all(ch in tu.CLOSERS for ch in body)
             cols["dot_only"][i] = body == "."
-            cols["abbrev"][i] = body in tu.ABBREVIATIONS
         return cls(**cols)
 
 
@@ -117,6 +118,13 @@ class Gazetteer:
         return [m.span() for m in self.regex.finditer(text)]
 
 
+def _pack_ids(ids) -> int:
+    code = 0
+    for i in ids:
+        code = (code << 21) | int(i)
+    return code
+
+
 def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(
         pa.array(offsets.astype(np.int32), type=pa.int32()), pa.array(values, type=value_type)
@@ -136,11 +144,22 @@ class Annotator:
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
         self.sp = spm.SentencePieceProcessor(model_file=model_path)
         self.tables = PieceTables.build(self.sp)
+        self._abbreviations = self._abbreviation_codes()
         self.language = language
         self.gazetteer = gazetteer
         self._jieba = None
         if language == "zh":
             self._load_jieba()
+
+    def _abbreviation_codes(self) -> dict[int, np.ndarray]:
+        """Token sequences of the known abbreviations (as they are encoded after a space),
+        packed into one int64 per sequence, grouped by length (1 to 3 tokens)."""
+        codes: dict[int, list[int]] = {}
+        for word in tu.ABBREVIATIONS:
+            ids = self.sp.encode(word)
+            if 1 <= len(ids) <= 3:
+                codes.setdefault(len(ids), []).append(_pack_ids(ids))
+        return {k: np.unique(np.asarray(v, dtype=np.int64)) for k, v in codes.items()}
 
     def _load_jieba(self):
         if self._jieba is None:
@@ -229,11 +248,10 @@ class Annotator:
         return sorted(need)
 
     def _attach_bare_whitespace(self, ids: np.ndarray, word: np.ndarray) -> None:
-        """A bare ▁ piece followed by a word piece ("▁", "Speak") is one word: the
-        whitespace token starts it and the next token continues it."""
-        t = self.tables
+        """A bare ▁ piece starts the word that follows it ("▁" "Speak", "▁" "("): the
+        whitespace token begins the word and the next token continues it."""
         if len(ids) > 1:
-            word[1:] &= ~(t.bare_ws[ids[:-1]] & ~t.sep_start[ids[1:]] & ~t.ws_start[ids[1:]])
+            word[1:] &= ~self.tables.bare_ws[ids[:-1]]
 
     def _sentence_starts(self, ids: np.ndarray, first_tokens: np.ndarray) -> np.ndarray:
         t = self.tables
@@ -252,9 +270,18 @@ class Annotator:
             nxt = ids[1:]
             brk = (j >= 0) & non_closer[1:] & t.term_end[tj]
             brk &= t.ws_start[nxt] | t.cjk_term[tj] | t.han_start[nxt]
-            prev = ids[np.maximum(jj - 1, 0)]
-            brk &= ~(t.dot_only[tj] & (jj >= 1) & t.abbrev[prev])
             starts[1:] = brk
+            # "Mr. Smith": a lone "." right after a known abbreviation ends nothing.
+            cand = np.flatnonzero(starts[1:] & t.dot_only[ids[np.maximum(last_nc[:-1], 0)]])
+            if len(cand):
+                dots = last_nc[cand]
+                for k, codes in self._abbreviations.items():
+                    ok = dots >= k
+                    code = np.zeros(len(cand), dtype=np.int64)
+                    for back in range(k, 0, -1):
+                        code = (code << 21) | ids[np.maximum(dots - back, 0)].astype(np.int64)
+                    hit = ok & np.isin(code, codes)
+                    starts[cand[hit] + 1] = False
         starts[first_tokens] = True
         return starts
 

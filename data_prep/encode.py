@@ -291,6 +291,8 @@ class Encoder:
                 self.skipped_units += 1
             else:
                 todo.append(unit)
+        if fault == f"rank-fail:{self.comm.rank}":
+            raise RuntimeError(f"{worker.FAULT_ENV}: injected failure on rank {self.comm.rank}")
         progress = _Progress(len(mine), cfg.progress if self.comm.rank == 0 else False)
         progress.bar.update(len(mine) - len(todo))
         if cfg.workers > 1 and todo:

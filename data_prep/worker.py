@@ -8,8 +8,10 @@ import signal
 
 from data_prep.annotate import Annotator, Gazetteer
 
-# Test hook: "worker-kill:N" makes a worker SIGKILL itself on its N-th chunk, to check that
-# a dying worker fails the whole run. Read once per process.
+# Test hooks, to check failure handling with real process deaths:
+#   worker-kill:N            a worker SIGKILLs itself on its N-th chunk
+#   main-kill-after-units:N  the main process SIGKILLs itself after finishing N units
+#   rank-fail:R              MPI rank R raises before encoding anything
 FAULT_ENV = "DATA_PREP_FAULT"
 
 _annotator: Annotator | None = None
