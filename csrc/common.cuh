@@ -55,6 +55,60 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T>& r) {
   *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(&r);
 }
 
+// A pack held as four 32-bit words. Arrays of packs that live across a reduction
+// (softmax backward) stay at 4 registers per pack this way; arrays of 16-bit
+// elements tend to be split into one register per element and spill.
+__device__ __forceinline__ uint32_t word(const uint4& w, int i) {
+  return i == 0 ? w.x : (i == 1 ? w.y : (i == 2 ? w.z : w.w));
+}
+
+// Element k of a raw pack of T, as float (k must fold to a constant).
+template <typename T>
+__device__ __forceinline__ float raw_get(const uint4& w, int k);
+template <>
+__device__ __forceinline__ float raw_get<float>(const uint4& w, int k) {
+  return __uint_as_float(word(w, k));
+}
+template <>
+__device__ __forceinline__ float raw_get<__half>(const uint4& w, int k) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(word(w, k / 2) >> (16 * (k % 2)))));
+}
+template <>
+__device__ __forceinline__ float raw_get<__nv_bfloat16>(const uint4& w, int k) {
+  // bf16 is the top half of an fp32: widening is a shift.
+  const uint32_t x = word(w, k / 2);
+  return __uint_as_float(k % 2 == 0 ? x << 16 : x & 0xffff0000u);
+}
+
+// Makes the compiler treat w as rewritten, so values it derived from w earlier
+// (e.g. fp32 conversions) are recomputed instead of being kept live in registers.
+__device__ __forceinline__ void opaque(uint4& w) {
+  asm volatile("" : "+r"(w.x), "+r"(w.y), "+r"(w.z), "+r"(w.w));
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 load_raw(const T* p) {
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+// Raw pack of the elements p[j0 + k] for which in(k) holds, zero bits elsewhere.
+template <typename T, typename Pred>
+__device__ __forceinline__ uint4 load_raw_partial(const T* p, int j0, Pred in) {
+  constexpr int N = Pack<T>::kN;
+  uint32_t w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    if (!in(k)) continue;
+    if constexpr (sizeof(T) == 4) {
+      w[k] = reinterpret_cast<const uint32_t*>(p)[j0 + k];
+    } else {
+      const uint32_t bits = reinterpret_cast<const uint16_t*>(p)[j0 + k];
+      w[k / 2] |= bits << (16 * (k % 2));
+    }
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 struct MaxOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };

@@ -30,6 +30,7 @@ using detail::from_float;
 using detail::load_pack;
 using detail::MaxOp;
 using detail::Pack;
+using detail::raw_get;
 using detail::store_pack;
 using detail::SumOp;
 using detail::to_float;
@@ -106,22 +107,19 @@ __device__ __forceinline__ void load_scores(const T* __restrict__ rowx,
   }
 }
 
-// y and dy at keys [j0, j0 + N); zeros outside [0, lim) (y is 0 there anyway).
+// y and dy at keys [j0, j0 + N) as raw packs; zeros outside [0, lim) (y is 0
+// there anyway, so they add nothing to the dot product).
 template <typename T>
 __device__ __forceinline__ void load_pair(const T* __restrict__ rowy, const T* __restrict__ rowg,
-                                          int j0, int lim, Pack<T>& py, Pack<T>& pg) {
+                                          int j0, int lim, uint4& ry, uint4& rg) {
   constexpr int N = Pack<T>::kN;
   if (j0 >= 0 && j0 + N <= lim) {
-    py = load_pack(rowy + j0);
-    pg = load_pack(rowg + j0);
+    ry = detail::load_raw(rowy + j0);
+    rg = detail::load_raw(rowg + j0);
   } else {
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const int j = j0 + k;
-      const bool in = j >= 0 && j < lim;
-      py.v[k] = in ? rowy[j] : from_float<T>(0.0f);
-      pg.v[k] = in ? rowg[j] : from_float<T>(0.0f);
-    }
+    auto in = [&](int k) { return j0 + k >= 0 && j0 + k < lim; };
+    ry = detail::load_raw_partial(rowy, j0, in);
+    rg = detail::load_raw_partial(rowg, j0, in);
   }
 }
 
@@ -228,23 +226,27 @@ __global__ void __launch_bounds__(block_threads<GROUP>())
   const int sk = static_cast<int>(s.sk);
   const int lim = active ? r.lim : 0;
 
-  // Kept as raw packs (half the registers of fp32 for 16-bit types).
-  Pack<T> py[NV], pg[NV];
+  // Kept as raw packs: half the registers of fp32 for 16-bit types.
+  uint4 py[NV], pg[NV];
   float dot = 0.0f;
 #pragma unroll
   for (int k = 0; k < NV; ++k) {
     load_pair<T>(y + r.offset, dy + r.offset, (k * GROUP + g) * N - r.head, lim, py[k], pg[k]);
 #pragma unroll
-    for (int e = 0; e < N; ++e) dot += to_float(py[k].v[e]) * to_float(pg[k].v[e]);
+    for (int e = 0; e < N; ++e) dot += raw_get<T>(py[k], e) * raw_get<T>(pg[k], e);
   }
   dot = group_reduce<GROUP, kThreads>(dot, smem, SumOp(), 0.0f);
 
   if (!active) return;
 #pragma unroll
   for (int k = 0; k < NV; ++k) {
+    // Re-convert from the raw packs rather than keep NV * N * 2 floats alive
+    // across the reduction (which spills for the widest configurations).
+    detail::opaque(py[k]);
+    detail::opaque(pg[k]);
     float o[N];
 #pragma unroll
-    for (int e = 0; e < N; ++e) o[e] = to_float(py[k].v[e]) * (to_float(pg[k].v[e]) - dot);
+    for (int e = 0; e < N; ++e) o[e] = raw_get<T>(py[k], e) * (raw_get<T>(pg[k], e) - dot);
     store_scaled<T>(dx + r.offset, (k * GROUP + g) * N - r.head, sk, o, scale);
   }
 }
@@ -302,19 +304,19 @@ __global__ void __launch_bounds__(kStreamThreads)
 
   float dot = 0.0f;
   for (int p = threadIdx.x; p < packs; p += kStreamThreads) {
-    Pack<T> py, pg;
+    uint4 py, pg;
     load_pair<T>(y + r.offset, dy + r.offset, p * N - r.head, r.lim, py, pg);
 #pragma unroll
-    for (int e = 0; e < N; ++e) dot += to_float(py.v[e]) * to_float(pg.v[e]);
+    for (int e = 0; e < N; ++e) dot += raw_get<T>(py, e) * raw_get<T>(pg, e);
   }
   dot = detail::block_reduce<kStreamThreads>(dot, smem, SumOp(), 0.0f);
 
   for (int p = threadIdx.x; p < packs; p += kStreamThreads) {
-    Pack<T> py, pg;
+    uint4 py, pg;
     load_pair<T>(y + r.offset, dy + r.offset, p * N - r.head, r.lim, py, pg);
     float o[N];
 #pragma unroll
-    for (int e = 0; e < N; ++e) o[e] = to_float(py.v[e]) * (to_float(pg.v[e]) - dot);
+    for (int e = 0; e < N; ++e) o[e] = raw_get<T>(py, e) * (raw_get<T>(pg, e) - dot);
     store_scaled<T>(dx + r.offset, p * N - r.head, sk, o, scale);
   }
 }
@@ -381,6 +383,8 @@ int launch_typed(const Args& a) {
   if (packs <= 512) return launch_regs<T, 4, 128, kBackward>(a);
   if (packs <= 1024) return launch_regs<T, 4, 256, kBackward>(a);
   if (packs <= 2048) return launch_regs<T, 4, 512, kBackward>(a);
+  // 1024 threads cap registers at 64: the 16-bit backward spills ~70 bytes/thread
+  // here (to L1), still cheaper than the streaming kernel's second read.
   if (packs <= 4096) return launch_regs<T, 4, 1024, kBackward>(a);
   return launch_stream<T, kBackward>(a);
 }

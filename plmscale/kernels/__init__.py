@@ -43,11 +43,14 @@ def fused_kernels_available() -> bool:
     return build.load_extension() is not None
 
 
-def _use_fused(fused: bool | None, t: Tensor, op: str) -> bool:
+def _use_fused(fused: bool | None, t: Tensor, op: str, max_dim: int | None = None) -> bool:
     if fused is False:
         return False
+    shape_ok = max_dim is None or 2 <= t.dim() <= max_dim
     if fused is None:
-        return t.is_cuda and t.dtype in FUSED_DTYPES and fused_kernels_available()
+        return t.is_cuda and t.dtype in FUSED_DTYPES and shape_ok and fused_kernels_available()
+    if not shape_ok:
+        raise RuntimeError(f"{op}(fused=True) takes 2-D to {max_dim}-D input, got shape {tuple(t.shape)}")
     if not t.is_cuda:
         raise RuntimeError(f"{op}(fused=True) needs a CUDA tensor, got one on {t.device}")
     if t.dtype not in FUSED_DTYPES:
@@ -89,7 +92,7 @@ def scaled_masked_softmax(
     fully masked rows give exact zeros (never NaN). fp16/bf16 are computed in
     fp32; the output has the input dtype. Differentiable in ``scores``.
     """
-    if _use_fused(fused, scores, "scaled_masked_softmax"):
+    if _use_fused(fused, scores, "scaled_masked_softmax", max_dim=4):
         from .fused import fused_scaled_masked_softmax
 
         return fused_scaled_masked_softmax(scores, mask, scale, causal)
