@@ -24,7 +24,7 @@ log = logging.getLogger("plmscale.kernels")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CSRC_DIR = REPO_ROOT / "csrc"
-CUDA_SOURCES = ("common.cu", "bias_gelu.cu", "softmax.cu")
+CUDA_SOURCES = ("common.cu", "bias_gelu.cu", "softmax_fwd.cu", "softmax_bwd.cu")
 BINDING_SOURCES = ("bindings.cpp",)
 AOT_MODULE = "plmscale.kernels._fused_C"
 JIT_NAME = "plmscale_fused_kernels"
