@@ -52,6 +52,7 @@ class PieceTables:
     bare_ws: np.ndarray  # the piece is a bare ▁ (whitespace that sentencepiece split off)
     han_start: np.ndarray  # first character is Han
     is_byte: np.ndarray  # byte-fallback piece <0xNN>
+    byte_value: np.ndarray  # int16: the byte of a byte-fallback piece, else -1
     term_end: np.ndarray  # ends with sentence-final punctuation (+ closers)
     cjk_term: np.ndarray  # ... and that punctuation is CJK
     closer: np.ndarray  # only closing quotes/brackets
@@ -61,11 +62,14 @@ class PieceTables:
     def build(cls, sp: spm.SentencePieceProcessor) -> "PieceTables":
         n = sp.get_piece_size()
         cols = {f.name: np.zeros(n, dtype=bool) for f in dataclasses.fields(cls)}
+        cols["byte_value"] = np.full(n, -1, dtype=np.int16)
+        closers = "".join(tu.CLOSERS)
         for i in range(n):
             piece = sp.id_to_piece(i)
             if sp.is_byte(i):
                 cols["is_byte"][i] = True
                 value = int(piece[1:-1], 16)  # "<0x22>"
+                cols["byte_value"][i] = value
                 if not 0x21 <= value < 0x7F:
                     continue
                 piece = chr(value)  # an ASCII byte piece stands for its character
@@ -80,7 +84,7 @@ class PieceTables:
             cols["sep_start"][i] = first in (tu.KIND_SEP, tu.KIND_HAN)
             cols["sep_end"][i] = last in (tu.KIND_SEP, tu.KIND_HAN)
             cols["han_start"][i] = first == tu.KIND_HAN
-            core = body.rstrip("".join(tu.CLOSERS))
+            core = body.rstrip(closers)
             if core and core[-1] in tu.SENTENCE_TERMINALS:
                 cols["term_end"][i] = True
                 cols["cjk_term"][i] = core[-1] in tu.CJK_TERMINALS
@@ -193,9 +197,13 @@ class Annotator:
         t = self.tables
 
         # Word starts by table; paragraphs needing offsets are redone below.
-        word = t.ws_start[ids] | t.sep_start[ids]
+        starts_sep, ends_sep = t.sep_start[ids], t.sep_end[ids]
+        continuation = self._byte_characters(ids, starts_sep, ends_sep)
+        word = t.ws_start[ids] | starts_sep
         if total > 1:
-            word[1:] |= t.sep_end[ids[:-1]]
+            word[1:] |= ends_sep[:-1]
+        if continuation is not None:
+            word[continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
 
         spans_by_par: dict[int, list[tuple[int, int]]] = {}
@@ -232,12 +240,41 @@ class Annotator:
         )
         return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
 
+    def _byte_characters(self, ids, starts_sep, ends_sep) -> np.ndarray | None:
+        """Give byte-fallback tokens the word properties of the characters they spell.
+
+        sentencepiece spells an out-of-vocabulary character as the consecutive byte
+        pieces of its UTF-8 encoding. The lead byte's token takes the character's
+        "starts a word" property, the last byte's token its "ends a word" property;
+        returns the positions of the other (continuation) byte tokens, which never
+        start a word. Updates ``starts_sep``/``ends_sep`` in place.
+        """
+        pos = np.flatnonzero(self.tables.is_byte[ids])
+        if len(pos) == 0:
+            return None
+        v = self.tables.byte_value[ids[pos]].astype(np.int64)
+        lead = (v & 0xC0) != 0x80
+        size = np.where(v < 0x80, 1, np.where(v < 0xE0, 2, np.where(v < 0xF0, 3, 4)))
+        padded = np.concatenate([v, np.zeros(3, dtype=np.int64)])
+        li = np.flatnonzero(lead)
+        n = size[li]
+        b = [padded[li + k] & 0x3F for k in range(4)]
+        cp = np.where(n == 1, v[li],
+             np.where(n == 2, ((v[li] & 0x1F) << 6) | b[1],
+             np.where(n == 3, ((v[li] & 0x0F) << 12) | (b[1] << 6) | b[2],
+                      ((v[li] & 0x07) << 18) | (b[1] << 12) | (b[2] << 6) | b[3])))
+        kinds = tu.kinds_of_code_points(cp)
+        sepish = (kinds == tu.KIND_SEP) | (kinds == tu.KIND_HAN)
+        # Lead token: starts the character. Last token of the character: ends it.
+        starts_sep[pos] = False
+        ends_sep[pos] = False
+        starts_sep[pos[li]] = sepish
+        last = np.minimum(li + n - 1, len(pos) - 1)
+        ends_sep[pos[last]] = sepish
+        return pos[~lead]
+
     def _paragraphs_needing_offsets(self, paragraphs, ids, par_start, par_len) -> list[int]:
         need = set()
-        nonempty = np.flatnonzero(par_len > 0)
-        if len(nonempty):
-            has_byte = np.logical_or.reduceat(self.tables.is_byte[ids], par_start[nonempty])
-            need.update(nonempty[has_byte].tolist())
         use_jieba = self.language != "en"
         gazetteer = self.gazetteer.regex if self.gazetteer is not None else None
         for p, para in enumerate(paragraphs):

@@ -120,23 +120,37 @@ def _chunks(docs: Iterable[str], chunk_chars: int) -> Iterator[list[str]]:
 class _InProcess:
     """Executor stand-in for workers=1: annotate in the main process."""
 
-    def __init__(self, cfg: EncodeConfig):
-        self.annotator = worker.make_annotator(cfg.tokenizer, cfg.language, cfg.gazetteer)
-
-    def submit(self, fn, docs):
+    def submit(self, fn, *args):
         future = concurrent.futures.Future()
-        future.set_result(self.annotator.annotate(docs))
+        future.set_result(fn(*args))
         return future
 
     def shutdown(self, **_):
         pass
 
 
-def _ordered_results(executor, chunks: Iterable[list[str]], window: int):
-    """Submit chunks, at most ``window`` in flight, and yield results in submission order."""
+def _tasks(unit: Unit, cfg: EncodeConfig, counters: Counters):
+    """The unit's tasks as (function, argument) in input order.
+
+    An uncompressed unit is cut into byte ranges of ``chunk_bytes`` that workers read
+    themselves (the ownership rule of :mod:`data_prep.inputs` gives every document to
+    exactly one range), so the main process does no parsing. A compressed unit can only
+    be read sequentially: the main process reads it and sends documents in chunks.
+    """
+    if not unit.compressed:
+        for start in range(unit.start, unit.end, cfg.chunk_bytes):
+            sub = Unit(unit.index, unit.path, start, min(start + cfg.chunk_bytes, unit.end))
+            yield worker.annotate_range, (sub, cfg.input_options)
+    else:
+        for chunk in _chunks(iter_documents(unit, cfg.input_options, counters), cfg.chunk_bytes):
+            yield worker.annotate, (chunk,)
+
+
+def _ordered_results(executor, tasks, window: int):
+    """Submit tasks, at most ``window`` in flight, and yield results in submission order."""
     pending: collections.deque = collections.deque()
-    for chunk in chunks:
-        pending.append(executor.submit(worker.annotate, chunk))
+    for fn, args in tasks:
+        pending.append(executor.submit(fn, *args))
         while len(pending) >= window:
             yield pending.popleft().result()
     while pending:
@@ -295,15 +309,7 @@ class Encoder:
             raise RuntimeError(f"{worker.FAULT_ENV}: injected failure on rank {self.comm.rank}")
         progress = _Progress(len(mine), cfg.progress if self.comm.rank == 0 else False)
         progress.bar.update(len(mine) - len(todo))
-        if cfg.workers > 1 and todo:
-            executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=cfg.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init,
-                initargs=(cfg.tokenizer, cfg.language, cfg.gazetteer),
-            )
-        else:
-            executor = _InProcess(cfg) if todo else None
+        executor = self._executor() if todo else None
         try:
             for done, unit in enumerate(todo, 1):
                 records[unit.index] = self._encode_unit(unit, executor, progress)
@@ -316,16 +322,33 @@ class Encoder:
                 executor.shutdown(wait=True, cancel_futures=True)
         return records
 
+    def _executor(self):
+        cfg = self.cfg
+        init_args = (cfg.tokenizer, cfg.language, cfg.gazetteer)
+        worker.init(*init_args)  # in this process: workers=1 uses it, forked workers inherit it
+        if cfg.workers == 1:
+            return _InProcess()
+        # fork starts workers instantly with the tables already built; under MPI, forking
+        # an initialised MPI process is unsafe, so spawn fresh interpreters there.
+        method = "spawn" if self.comm.size > 1 or parallel.launched_by_mpi() else "fork"
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=cfg.workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=worker.init,
+            initargs=init_args,
+        )
+
     def _encode_unit(self, unit: Unit, executor, progress: _Progress) -> dict:
         cfg = self.cfg
         counters = Counters()
-        docs = iter_documents(unit, cfg.input_options, counters)
         window = cfg.window or 2 * cfg.workers + 1
         parts: list[dict] = []
         writer: PartWriter | None = None
         try:
-            for batch, stats in _ordered_results(executor, _chunks(docs, cfg.chunk_bytes), window):
+            for batch, stats in _ordered_results(executor, _tasks(unit, cfg, counters), window):
                 counters.add(stats)
+                if batch is None:
+                    continue  # a byte range inside one long document owns no document
                 progress.chunk(batch.num_rows, stats["tokens"])
                 if writer is None:
                     name = f"u{unit.index:05d}-p{len(parts):03d}.arrow"

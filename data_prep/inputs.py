@@ -223,74 +223,100 @@ def _cut_utf8(piece: bytes) -> int:
     return cut
 
 
-class _LineReader:
-    """Reads lines of bounded length from a binary stream, tracking byte positions.
+BLOCK_BYTES = 4 * MB  # read size; lines are split out of blocks in C, not line by line
 
-    ``next()`` returns ``(position, raw_line, is_continuation)``; lines come back without
-    their line ending. A line longer than ``max_line`` comes back as several pieces, the
-    later ones with ``is_continuation`` True, never more than ``max_line`` bytes each.
-    """
-
-    def __init__(self, stream: io.BufferedIOBase, position: int, max_line: int):
-        self.stream = stream
-        self.pos = position
-        self.max_line = max_line
-        self._carry = b""  # bytes of a split character carried to the next piece
-        self._continuing = False
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> tuple[int, bytes, bool]:
-        start = self.pos - len(self._carry)
-        limit = self.max_line - len(self._carry)
-        chunk = self.stream.readline(limit)
-        if not chunk and not self._carry:
-            raise StopIteration
-        self.pos += len(chunk)
-        data = self._carry + chunk
-        self._carry = b""
-        continuation = self._continuing
-        if data.endswith(b"\n"):
-            self._continuing = False
-            data = data[:-1]
-            if data.endswith(b"\r"):
-                data = data[:-1]
-        elif len(chunk) == limit:
-            # The line goes on: cut at a character boundary, carry the rest.
-            cut = _cut_utf8(data)
-            data, self._carry = data[:cut], data[cut:]
-            self._continuing = True
-        else:
-            self._continuing = False  # last line of the file without a newline
-        return start, data, continuation
-
-    def skip_rest_of_line(self) -> None:
-        """Discard the remainder of the current (over-long) line without holding it."""
-        self._carry = b""
-        while self._continuing:
-            chunk = self.stream.readline(self.max_line)
-            self.pos += len(chunk)
-            if not chunk or chunk.endswith(b"\n"):
-                self._continuing = False
+WHOLE, FIRST_PIECE, LATER_PIECE = 0, 1, 2  # kinds of yielded lines
 
 
-def _open_unit(unit: Unit, max_line: int) -> tuple[io.BufferedIOBase, _LineReader]:
+def _pieces(pos: int, line: bytes, max_line: int, continuing: bool):
+    """Cut an over-long line into pieces of at most ``max_line`` bytes at character
+    boundaries."""
+    kind = LATER_PIECE if continuing else FIRST_PIECE
+    while line:
+        cut = _cut_utf8(line[:max_line]) if len(line) > max_line else len(line)
+        cut = cut or min(max_line, len(line))  # garbage with no character boundary
+        yield pos, line[:cut], kind
+        kind = LATER_PIECE
+        pos += cut
+        line = line[cut:]
+
+
+def _lines(stream: io.BufferedIOBase, pos: int, max_line: int) -> Iterator[tuple[int, bytes, int]]:
+    """Yield ``(position, raw_line, kind)`` for the lines of ``stream`` starting at byte
+    ``pos``, without line endings. A line longer than ``max_line`` comes as pieces (kind
+    FIRST_PIECE, then LATER_PIECE), each at most ``max_line`` bytes, and is never held
+    whole in memory."""
+    buf, buf_pos = b"", pos
+    continuing = False  # pieces of the current (over-long) line were already yielded
+    while True:
+        data = stream.read(BLOCK_BYTES)
+        if not data:
+            break
+        buf += data
+        strip_cr = b"\r" in buf
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        p = buf_pos
+        for line in lines:
+            n = len(line) + 1
+            if strip_cr and line.endswith(b"\r"):
+                line = line[:-1]
+            if continuing or len(line) > max_line:
+                yield from _pieces(p, line, max_line, continuing)
+                continuing = False
+            else:
+                yield p, line, WHOLE
+            p += n
+        buf_pos = p
+        while len(buf) > max_line:  # the line goes on: emit what we have, keep memory bounded
+            cut = _cut_utf8(buf[:max_line]) or max_line
+            yield buf_pos, buf[:cut], LATER_PIECE if continuing else FIRST_PIECE
+            continuing = True
+            buf_pos += cut
+            buf = buf[cut:]
+    if buf.endswith(b"\r"):
+        buf = buf[:-1]
+    if continuing or len(buf) > max_line:
+        yield from _pieces(buf_pos, buf, max_line, continuing)
+    elif buf:
+        yield buf_pos, buf, WHOLE
+
+
+def _unit_lines(unit: Unit, max_line: int):
+    """Open a unit; returns (stream, lines) where lines start at the first line that
+    starts at or after ``unit.start`` (a partial line belongs to the unit before)."""
     stream = open_binary(unit.path)
     if unit.start == 0:
-        return stream, _LineReader(stream, 0, max_line)
-    # Position at the first line that starts at or after unit.start: look at the byte
-    # before, and if it is not a newline, drop the partial line (it belongs to the unit
-    # before).
+        return stream, _lines(stream, 0, max_line)
     stream.seek(unit.start - 1)
-    reader = _LineReader(stream, unit.start - 1, max_line)
-    if stream.read(1) == b"\n":
-        reader.pos = unit.start
-    else:
-        reader.pos = unit.start
-        reader._continuing = True
-        reader.skip_rest_of_line()
-    return stream, reader
+    at_line_start = stream.read(1) == b"\n"
+    lines = _lines(stream, unit.start, max_line)
+    if at_line_start:
+        return stream, lines
+
+    def skip_partial():
+        first = True
+        for item in lines:
+            if first or item[2] == LATER_PIECE:
+                first = False
+                continue
+            yield item
+            break
+        yield from lines
+
+    return stream, skip_partial()
+
+
+def _decode_document(lines: list[bytes], counters: Counters) -> str:
+    """Decode a document's lines at once; only a document with problems is decoded
+    line by line (to repair and count per line)."""
+    data = b"\n".join(lines)
+    if b"\x00" not in data:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return "\n".join(decode_line(line, counters) for line in lines)
 
 
 def iter_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
@@ -310,16 +336,15 @@ def iter_documents(unit: Unit, options: InputOptions, counters: Counters) -> Ite
 
 
 def _jsonl_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
-    stream, lines = _open_unit(unit, options.max_line_bytes)
+    stream, lines = _unit_lines(unit, options.max_line_bytes)
     field = options.text_field
     with stream:
-        for pos, raw, continuation in lines:
-            if unit.end is not None and pos >= unit.end:
+        for pos, raw, kind in lines:
+            if unit.end is not None and pos >= unit.end and kind != LATER_PIECE:
                 return
-            if lines._continuing or continuation:
+            if kind != WHOLE:
                 # An over-long record cannot be parsed in bounded memory: skip it whole.
-                counters["long_lines_skipped"] += 1
-                lines.skip_rest_of_line()
+                counters["long_lines_skipped"] += kind == FIRST_PIECE
                 continue
             if not raw.strip():
                 continue  # blank lines between records are not documents
@@ -339,43 +364,49 @@ def _jsonl_documents(unit: Unit, options: InputOptions, counters: Counters) -> I
             yield clean_string(text, counters)
 
 
+def _is_blank(raw: bytes) -> bool:
+    stripped = raw.strip()
+    if not stripped:
+        return True
+    # Only lines that start with a non-ASCII byte can be Unicode whitespace (U+3000 ...).
+    return stripped[0] >= 0x80 and not raw.decode("utf-8", "replace").strip()
+
+
 def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
-    sep = options.doc_separator.strip() if options.doc_separator is not None else None
-    blank_mode = sep is None
+    blank_mode = options.doc_separator is None
+    sep = b"" if blank_mode else options.doc_separator.strip().encode("utf-8")
     max_doc = options.max_document_bytes
-    stream, lines = _open_unit(unit, options.max_line_bytes)
+    stream, lines = _unit_lines(unit, options.max_line_bytes)
     # open_doc: we own the document being collected (it follows a separator that starts
     # inside this unit, or the start of the file). opened_by_sep: it was opened by a real
     # separator line, so an empty one between two separators is an empty document.
     open_doc = unit.start == 0
     opened_by_sep = False
-    doc: list[str] = []
+    doc: list[bytes] = []
     doc_bytes = 0
+    end = unit.end
     with stream:
-        for pos, raw, continuation in lines:
-            if lines._continuing and not continuation:
-                counters["long_lines_split"] += 1  # counted once, on its first piece
-            line = decode_line(raw, counters)
-            if not continuation and not lines._continuing:
-                stripped = line.strip()
-                is_sep = (not stripped) if blank_mode else (stripped == sep)
+        for pos, raw, kind in lines:
+            if kind == WHOLE:
+                is_sep = _is_blank(raw) if blank_mode else raw.strip() == sep
             else:
                 is_sep = False  # pieces of an over-long line are content
             if is_sep:
                 if open_doc and (doc or (opened_by_sep and not blank_mode)):
-                    yield "\n".join(doc)
+                    yield _decode_document(doc, counters)
                 doc, doc_bytes = [], 0
-                if unit.end is not None and pos >= unit.end:
+                if end is not None and pos >= end:
                     return
                 open_doc, opened_by_sep = True, True
                 continue
             if not open_doc:
                 continue  # tail of a document owned by the previous unit
+            counters["long_lines_split"] += kind == FIRST_PIECE
             if doc_bytes + len(raw) > max_doc and doc:
                 counters["documents_split"] += 1
-                yield "\n".join(doc)
+                yield _decode_document(doc, counters)
                 doc, doc_bytes = [], 0
-            doc.append(line)
+            doc.append(raw)
             doc_bytes += len(raw) + 1
     if open_doc and doc:
-        yield "\n".join(doc)
+        yield _decode_document(doc, counters)

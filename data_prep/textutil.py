@@ -19,6 +19,7 @@ import numpy as np
 # Character kinds used by the word and sentence rules.
 KIND_SPACE, KIND_WORD, KIND_SEP, KIND_HAN = 0, 1, 2, 3
 
+_KIND_CACHE: dict[int, int] = {}
 _HAN_RANGES = (
     (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
     (0x4E00, 0x9FFF),  # CJK Unified Ideographs
@@ -52,7 +53,14 @@ def is_han(cp: int) -> bool:
 
 
 def char_kind(ch: str) -> int:
-    """Kind of one character: KIND_SPACE, KIND_WORD, KIND_SEP or KIND_HAN."""
+    """Kind of one character: KIND_SPACE, KIND_WORD, KIND_SEP or KIND_HAN (cached)."""
+    kind = _KIND_CACHE.get(ord(ch))
+    if kind is None:
+        kind = _KIND_CACHE[ord(ch)] = _char_kind(ch)
+    return kind
+
+
+def _char_kind(ch: str) -> int:
     cp = ord(ch)
     if is_han(cp):
         return KIND_HAN
@@ -66,28 +74,24 @@ def char_kind(ch: str) -> int:
     return KIND_WORD
 
 
-def _build_bmp_kinds() -> np.ndarray:
-    table = np.empty(0x10000, dtype=np.uint8)
-    for cp in range(0x10000):
-        # Surrogate code points cannot be str characters of valid text; call them words.
-        table[cp] = KIND_WORD if 0xD800 <= cp <= 0xDFFF else char_kind(chr(cp))
-    return table
-
-
-_BMP_KINDS: np.ndarray | None = None
+def kinds_of_code_points(cps: np.ndarray) -> np.ndarray:
+    """Character kinds (uint8) for an array of code points (cached per code point)."""
+    uniq, inverse = np.unique(cps, return_inverse=True)
+    values = np.empty(len(uniq), dtype=np.uint8)
+    cache = _KIND_CACHE
+    for i, cp in enumerate(uniq.tolist()):
+        kind = cache.get(cp)
+        if kind is None:
+            # Surrogates and out-of-range values cannot be characters of clean text.
+            valid = cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF
+            kind = cache[cp] = _char_kind(chr(cp)) if valid else KIND_WORD
+        values[i] = kind
+    return values[inverse.reshape(-1)]
 
 
 def char_kinds(text: str) -> np.ndarray:
     """Vector of character kinds for ``text`` (uint8, one per code point)."""
-    global _BMP_KINDS
-    if _BMP_KINDS is None:
-        _BMP_KINDS = _build_bmp_kinds()
-    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    kinds = _BMP_KINDS[np.minimum(cps, 0xFFFF)]
-    astral = np.flatnonzero(cps > 0xFFFF)
-    for i in astral:  # rare: emoji, historic scripts, Han extensions B+
-        kinds[i] = char_kind(chr(int(cps[i])))
-    return kinds
+    return kinds_of_code_points(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
 
 
 def utf8_char_offsets(text: str) -> np.ndarray:

@@ -7,6 +7,7 @@ import os
 import signal
 
 from data_prep.annotate import Annotator, Gazetteer
+from data_prep.inputs import Counters, InputOptions, Unit, iter_documents
 
 # Test hooks, to check failure handling with real process deaths:
 #   worker-kill:N            a worker SIGKILLs itself on its N-th chunk
@@ -23,17 +24,46 @@ def make_annotator(model_path: str, language: str, gazetteer_path: str | None) -
     return Annotator(model_path, language=language, gazetteer=gazetteer)
 
 
+_config: tuple | None = None
+
+
 def init(model_path: str, language: str, gazetteer_path: str | None) -> None:
-    """Pool initializer: load the tokenizer, tables, gazetteer (and jieba) once."""
-    global _annotator
-    _annotator = make_annotator(model_path, language, gazetteer_path)
+    """Pool initializer: load the tokenizer, tables, gazetteer (and jieba) once. A forked
+    worker inherits the parent's annotator when the parent called ``init`` already."""
+    global _annotator, _config
+    config = (model_path, language, gazetteer_path)
+    if _annotator is None or _config != config:
+        _annotator = make_annotator(model_path, language, gazetteer_path)
+        _config = config
 
 
-def annotate(docs: list[str]):
-    """Annotate one chunk in a worker process."""
+def local_annotator():
+    """The annotator of this process (after ``init``)."""
+    return _annotator
+
+
+def _count_call() -> None:
     global _calls
     _calls += 1
     fault = os.environ.get(FAULT_ENV, "")
     if fault.startswith("worker-kill:") and _calls == int(fault.split(":")[1]):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def annotate(docs: list[str]):
+    """Annotate a chunk of documents; returns (record batch, counters)."""
+    _count_call()
     return _annotator.annotate(docs)
+
+
+def annotate_range(unit: Unit, options: InputOptions):
+    """Read the documents owned by a byte range and annotate them; returns
+    (record batch or None when the range owns no document, counters)."""
+    _count_call()
+    counters = Counters()
+    docs = list(iter_documents(unit, options, counters))
+    batch = None
+    if docs:
+        batch, stats = _annotator.annotate(docs)
+        counters.add(stats)
+    return batch, dict(counters)

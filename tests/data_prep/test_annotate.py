@@ -131,7 +131,11 @@ def test_fast_and_offset_paths_agree(tokenizer_model, en_text):
     """The table rule (fast path) and the offset rule (slow path) must give the same flags."""
     ann = Annotator(str(tokenizer_model), language="en")
     paragraphs = [p.replace("\n", " ") for p in en_text.split("\n\n")[:200]]
+    # Out-of-vocabulary characters (byte-fallback tokens) in every position.
+    paragraphs += ["naïve café ☃ über — «quoted» ☃☃ x☃y 龘靐字 a龘b ☃. Ωmega", "☃", "龘,x", "é(é)é"]
     batch, _ = ann.annotate(paragraphs)
+    sp = ann.sp
+    assert sum(sp.is_byte(int(i)) for i in batch.column("token_ids").values.to_numpy()) > 20
     for para, row in zip(paragraphs, rows(batch)):
         flags, _ = ann._precise(para, row["token_ids"].astype(np.int32))
         ann._attach_bare_whitespace(row["token_ids"], flags)

@@ -160,3 +160,20 @@ def test_unit_ranges_cover_file(tmp_path):
     units = plan_units([str(p)], 10)
     assert [(u.start, u.end) for u in units] == [(0, 10), (10, 20), (20, 25)]
     assert units == [Unit(i, str(p), u.start, u.end) for i, u in enumerate(units)]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_tiny_read_blocks_change_nothing(tmp_path, monkeypatch, block):
+    """Lines are cut out of fixed-size read blocks; any block size must give the same result."""
+    import data_prep.inputs as inputs
+
+    p = tmp_path / "in.txt"
+    docs = [f"doc {i}\r\nsecond é line {'中' * (i % 9)}" for i in range(40)] + ["x" * 70 + "é" * 30]
+    p.write_bytes("\n<SEP>\n".join(docs).encode() + b"\n")
+    options = InputOptions(doc_separator="<SEP>", max_line_bytes=50)
+    expected, c1 = read_all(p, options)
+    monkeypatch.setattr(inputs, "BLOCK_BYTES", block)
+    for split in (1, 10, 97, 1 << 20):
+        got, c2 = read_all(p, options, split_bytes=split)
+        assert got == expected and c1 == c2, (block, split)
+    assert expected[0] == "doc 0\nsecond é line " and c1["long_lines_split"] == 1

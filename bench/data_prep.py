@@ -1,0 +1,256 @@
+"""Benchmark of the offline preprocessing pipeline (``python -m data_prep encode``).
+
+Measures, in one run on the same machine:
+
+* raw: ``SentencePieceProcessor.encode(lines, num_threads=T)`` over the lines of the
+  corpus (reading the file is not timed), tokens/s;
+* end to end: ``python -m data_prep encode --workers T`` as a subprocess, wall clock from
+  process start to exit (reading, sentence/word annotation, Arrow writing, sha256,
+  manifest), tokens/s, and peak RSS of the whole process tree (sampled every 50 ms);
+* optionally, a large input (the corpus repeated to ``--big-gb``) for peak RSS at scale.
+
+Raw and end-to-end runs are interleaved ``--repeats`` times and medians are reported,
+because other jobs may share the machine. Usage::
+
+    python bench/data_prep.py                         # en_medium, all cores, 3 repeats
+    python bench/data_prep.py --big-gb 2              # also the 2 GB streaming run
+    python bench/data_prep.py --record bench/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "en_medium.txt"
+SEP = "<|endoftext|>"
+SECTION = "## Data preprocessing (bench/data_prep.py)"
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_measured(cmd: list[str]) -> dict:
+    """Run ``cmd``; wall time and peak process-tree RSS."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_bytes(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
+    return {"wall_s": wall, "peak_rss_bytes": peak, "stdout": out}
+
+
+def ensure_tokenizer(corpus: Path, workdir: Path, vocab: int) -> Path:
+    key = hashlib.sha256(f"{corpus.resolve()}:{corpus.stat().st_size}:{vocab}".encode()).hexdigest()[:12]
+    model = workdir / f"tokenizer-{vocab}-{key}.model"
+    if not model.exists():
+        run_measured([sys.executable, "-m", "data_prep", "train-tokenizer", "--input", str(corpus),
+                      "--doc-separator", SEP, "--output", str(model), "--vocab-size", str(vocab)])
+    return model
+
+
+def encode_cmd(corpus: Path, model: Path, out: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "data_prep", "encode", "--input", str(corpus), "--doc-separator", SEP,
+            "--tokenizer", str(model), "--output", str(out), "--workers", str(workers), "--language", "en",
+            "--no-progress"]
+
+
+def run_end_to_end(corpus: Path, model: Path, out: Path, workers: int) -> dict:
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    result = run_measured(encode_cmd(corpus, model, out, workers))
+    manifest = json.loads((out / "manifest.json").read_text())
+    result["tokens"] = manifest["num_tokens"]
+    result["tokens_per_s"] = manifest["num_tokens"] / result["wall_s"]
+    return result
+
+
+def run_raw(lines: list[str], model: Path, threads: int) -> dict:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    start = time.perf_counter()
+    ids = sp.encode(lines, num_threads=threads)
+    wall = time.perf_counter() - start
+    tokens = sum(map(len, ids))
+    return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall}
+
+
+def make_big(corpus: Path, path: Path, gigabytes: float) -> Path:
+    target = int(gigabytes * (1 << 30))
+    if path.exists() and path.stat().st_size >= target:
+        return path
+    data = corpus.read_bytes().rstrip(b"\n")
+    with open(path, "wb") as f:
+        written = 0
+        while written < target:
+            if written:
+                f.write(f"\n{SEP}\n".encode())
+            f.write(data)
+            written += len(data) + len(SEP) + 2
+        f.write(b"\n")
+    return path
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/plmscale-bench-data-prep"))
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--big-gb", type=float, default=0.0, help="also encode the corpus repeated to this size")
+    p.add_argument("--record", type=Path, default=None, help="write the results section into this markdown file")
+    args = p.parse_args(argv)
+    if not args.corpus.is_file():
+        alt = Path("/work/shared/corpora") / args.corpus.name
+        args.corpus = alt if alt.is_file() else args.corpus
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    model = ensure_tokenizer(args.corpus, args.workdir, args.vocab_size)
+    lines = args.corpus.read_text(encoding="utf-8").split("\n")
+
+    raws, e2es = [], []
+    for r in range(args.repeats):
+        raws.append(run_raw(lines, model, args.threads))
+        e2es.append(run_end_to_end(args.corpus, model, args.workdir / "out", args.threads))
+        print(f"repeat {r}: raw {raws[-1]['tokens_per_s']:,.0f} tok/s, end-to-end "
+              f"{e2es[-1]['tokens_per_s']:,.0f} tok/s, peak RSS {e2es[-1]['peak_rss_bytes'] / 2**20:,.0f} MiB",
+              file=sys.stderr)
+    raw_med = statistics.median(x["tokens_per_s"] for x in raws)
+    e2e_med = statistics.median(x["tokens_per_s"] for x in e2es)
+    result = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load_average_at_end": os.getloadavg(),
+        "corpus": str(args.corpus),
+        "corpus_bytes": args.corpus.stat().st_size,
+        "threads": args.threads,
+        "vocab_size": args.vocab_size,
+        "raw_tokens": raws[0]["tokens"],
+        "raw_tokens_per_s": [round(x["tokens_per_s"]) for x in raws],
+        "e2e_tokens": e2es[0]["tokens"],
+        "e2e_tokens_per_s": [round(x["tokens_per_s"]) for x in e2es],
+        "e2e_wall_s": [round(x["wall_s"], 2) for x in e2es],
+        "e2e_peak_rss_mib": [round(x["peak_rss_bytes"] / 2**20) for x in e2es],
+        "ratio_of_medians": round(e2e_med / raw_med, 3),
+        "command": " ".join(["python", "bench/data_prep.py", *(argv if argv is not None else sys.argv[1:])]),
+        "encode_command": " ".join(encode_cmd(args.corpus, model, args.workdir / "out", args.threads)[1:]),
+    }
+    if args.big_gb > 0:
+        big = make_big(args.corpus, args.workdir / f"big-{args.big_gb:g}gb.txt", args.big_gb)
+        res = run_end_to_end(big, model, args.workdir / "out-big", args.threads)
+        result["big"] = {
+            "input_bytes": big.stat().st_size,
+            "tokens": res["tokens"],
+            "wall_s": round(res["wall_s"], 1),
+            "tokens_per_s": round(res["tokens_per_s"]),
+            "peak_rss_mib": round(res["peak_rss_bytes"] / 2**20),
+        }
+    print(json.dumps(result, indent=1))
+    if args.record:
+        record(args.record, result)
+    return 0
+
+
+def record(path: Path, r: dict) -> None:
+    """Replace (or append) this benchmark's section of a markdown results file."""
+    lines = [
+        SECTION, "",
+        f"Date: {r['date_utc']}. Machine: {r['machine']} (load average at end "
+        f"{', '.join(f'{x:.1f}' for x in r['load_average_at_end'])}; the box is shared with other jobs).",
+        f"Command: `{r['command']}`; the end-to-end step runs `python {r['encode_command']}`.",
+        f"Corpus: `{r['corpus']}` ({r['corpus_bytes']:,} bytes), sentencepiece unigram vocab "
+        f"{r['vocab_size']} trained by `python -m data_prep train-tokenizer` on the same corpus.", "",
+        "| measurement | per repeat | median |", "| --- | --- | --- |",
+        f"| raw `SentencePieceProcessor.encode(lines, num_threads={r['threads']})` tokens/s | "
+        f"{', '.join(f'{x:,}' for x in r['raw_tokens_per_s'])} | {statistics.median(r['raw_tokens_per_s']):,.0f} |",
+        f"| end-to-end `encode --workers {r['threads']}` tokens/s (process start to exit) | "
+        f"{', '.join(f'{x:,}' for x in r['e2e_tokens_per_s'])} | {statistics.median(r['e2e_tokens_per_s']):,.0f} |",
+        f"| end-to-end wall s | {', '.join(map(str, r['e2e_wall_s']))} | {statistics.median(r['e2e_wall_s'])} |",
+        f"| end-to-end peak RSS, whole process tree (MiB) | {', '.join(map(str, r['e2e_peak_rss_mib']))} | "
+        f"{statistics.median(r['e2e_peak_rss_mib'])} |",
+        f"| **end-to-end / raw** (ratio of medians; target >= 0.85) | | **{r['ratio_of_medians']}** |", "",
+        f"Tokens: raw {r['raw_tokens']:,} (one sequence per line), end-to-end {r['e2e_tokens']:,} "
+        "(one per paragraph; hard-wrapped lines are joined, so fewer dummy-prefix tokens).",
+    ]
+    if "big" in r:
+        b = r["big"]
+        lines += ["",
+                  f"Large input (the corpus repeated, {b['input_bytes']:,} bytes): {b['tokens']:,} tokens in "
+                  f"{b['wall_s']} s = {b['tokens_per_s']:,} tokens/s; **peak RSS of the whole process tree "
+                  f"{b['peak_rss_mib']:,} MiB** (limit 1.5 GB)."]
+    section = "\n".join(lines) + "\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
