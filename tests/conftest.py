@@ -21,3 +21,20 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory) -> Path:
+    """Tokenizer + Arrow shards of the bundled demo corpus, made once per test session through the
+    real data_prep command line."""
+    import subprocess
+    out = tmp_path_factory.mktemp("demo_data")
+    corpus = REPO / "corpora" / "gothic_novels.txt"
+    common = ["--input", str(corpus), "--doc-separator", "<|endoftext|>"]
+    subprocess.run([sys.executable, "-m", "data_prep", "train-tokenizer", *common, "--output",
+                    str(out / "tokenizer.model"), "--vocab-size", "2000"], check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "data_prep", "encode", *common, "--tokenizer",
+                    str(out / "tokenizer.model"), "--output", str(out / "shards"), "--workers", "2"],
+                   check=True, capture_output=True)
+    return out / "shards"

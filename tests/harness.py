@@ -26,6 +26,8 @@ def _entry(rank: int, world_size: int, port: int, out_dir: str, fn, args):
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     import warnings
     warnings.filterwarnings("ignore")
+    import torch
+    torch.set_num_threads(1)  # N ranks share the machine's cores; oversubscription only slows
     try:
         result = fn(*args)
         Path(out_dir, f"{rank}.pkl").write_bytes(pickle.dumps(result))

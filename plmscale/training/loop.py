@@ -9,7 +9,7 @@ from megatron.core import parallel_state as ps
 
 from plmscale.config import ExperimentConfig
 from plmscale.data import BertSamples, Corpus, micro_batch_loader
-from plmscale.parallel import device
+from plmscale.parallel import device, seed_all
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine
 from plmscale.training.metrics import MetricsLogger, average_over_data_parallel
@@ -41,6 +41,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
     history = []
     dev = device()
     while step < t.train_steps:
+        # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
+        seed_all(t.seed + step)
         sums: dict[str, float] = {}
         tokens = 0
         for _ in range(t.gradient_accumulation_steps):

@@ -53,11 +53,15 @@ class MetricsLogger:
                 self.writer.add_scalar(f"train/{name}", value, step)
         if self.bar is not None:
             self.bar.update(1)
-            if step % self.log_interval == 0 or step == 1:
-                shown = {k: f"{v:.4g}" for k, v in metrics.items()
-                         if k in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "lr", "tokens_per_s")}
+        if step % self.log_interval == 0 or step == 1:
+            shown = {k: f"{v:.4g}" for k, v in metrics.items()
+                     if k in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "lr", "tokens_per_s")}
+            line = f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items())
+            if self.bar is not None:
                 self.bar.set_postfix(shown, refresh=False)
-                self.bar.write(f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items()))
+                self.bar.write(line)
+            else:
+                print(line, flush=True)
         return metrics
 
     def close(self) -> None:

@@ -73,3 +73,21 @@ def hf_logit_diff(cfg, params: dict, logits: list, batch: dict) -> float:
                  attention_mask=batch["attention_mask"])
     return max((logits[0] - ref.prediction_logits).abs().max().item(),
                (logits[1] - ref.seq_relationship_logits).abs().max().item())
+
+
+def train_runs(shards: str, runs: list[list[str]]) -> list[list[dict]]:
+    """Train once per override list (same process group); returns each run's per-step metrics."""
+    from plmscale.training.loop import train
+    init_distributed()
+    histories = []
+    for overrides in runs:
+        cfg = load_config(None, TRAIN + [f"data.path={shards}"] + overrides)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        histories.append(train(cfg))
+    return histories
+
+
+TRAIN = ["model.preset=bert-tiny", "model.vocab_size=2000", "model.max_position_embeddings=64",
+         "data.seq_length=64", "data.num_workers=0", "train.micro_batch_size=8",
+         "train.lr=1e-3", "train.warmup_steps=2", "train.progress_bar=false"]
