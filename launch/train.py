@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     history = train(cfg)
     if dist.get_rank() == 0 and history:
         first, last = history[0], history[-1]
-        print(f"plmscale: done. mlm_loss {first['mlm_loss']:.3f} -> {last['mlm_loss']:.3f}, "
-              f"mlm_accuracy {first['mlm_accuracy']:.3f} -> {last['mlm_accuracy']:.3f}"
+        changes = ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in first
+                            if k.endswith(("_loss", "_accuracy")) or k == "loss")
+        print(f"plmscale: done. {changes}"
               + (f"; checkpoint in {cfg.train.save_dir}" if cfg.train.save_dir else ""), flush=True)
     dist.destroy_process_group()
     return 0

@@ -32,7 +32,7 @@ def demo_shards(tmp_path_factory) -> Path:
     corpus = REPO / "corpora" / "gothic_novels.txt"
     common = ["--input", str(corpus), "--doc-separator", "<|endoftext|>"]
     subprocess.run([sys.executable, "-m", "data_prep", "train-tokenizer", *common, "--output",
-                    str(out / "tokenizer.model"), "--vocab-size", "2000"], check=True,
+                    str(out / "tokenizer.model"), "--vocab-size", "8000"], check=True,
                    capture_output=True)
     subprocess.run([sys.executable, "-m", "data_prep", "encode", *common, "--tokenizer",
                     str(out / "tokenizer.model"), "--output", str(out / "shards"), "--workers", "2"],

@@ -36,6 +36,35 @@ class ModelConfig:
     """The padded vocabulary is a multiple of this times the tensor-parallel size (as Megatron)."""
     use_fused_kernels: Optional[bool] = None
     """Fused CUDA bias-GELU and masked softmax: None = on when running on a GPU with kernels built."""
+    # -- options used by some families (defaults = BERT) --------------------------------------
+    embedding_size: Optional[int] = None
+    """Factorised embeddings (ALBERT, ELECTRA-small): embedding width E, projected to hidden_size."""
+    num_decoder_layers: Optional[int] = None
+    """Encoder-decoders (T5, BART): decoder depth; num_layers is the encoder's."""
+    kv_channels: Optional[int] = None
+    """Per-head width when it is not hidden_size / num_attention_heads (T5's d_kv)."""
+    normalization: str = "layernorm"
+    """"layernorm" or "rmsnorm" (T5: scale only, no mean subtraction, no bias)."""
+    activation: str = "gelu"
+    """FFN activation: "gelu" (form set by gelu_approximate), "relu" (T5 v1.0), "gated-gelu" (v1.1)."""
+    add_bias_linear: bool = True
+    """Biases in the linear layers (False for T5)."""
+    position_embedding_type: str = "learned"
+    """"learned" absolute positions or "relative" (T5's bucketed relative attention bias)."""
+    position_offset: int = 0
+    """Learned-position index offset (RoBERTa: padding_idx + 1 = 2; BART: 2)."""
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    share_layer_parameters: bool = False
+    """ALBERT: one set of layer parameters used by every layer (kept as one set under PP)."""
+    tie_word_embeddings: bool = True
+    scale_tied_logits: bool = False
+    """T5 v1.0: multiply the decoder output by 1/sqrt(hidden_size) before the tied projection."""
+    generator_hidden_size: Optional[int] = None
+    """ELECTRA: the generator's hidden size (1/4 to 1/3 of the discriminator's)."""
+    generator_ffn_hidden_size: Optional[int] = None
+    generator_num_attention_heads: Optional[int] = None
+    generator_num_layers: Optional[int] = None
 
 
 @dataclass
@@ -57,6 +86,8 @@ class DataConfig:
     seq_length: int = 128
     short_seq_prob: float = 0.1
     """Probability of a shorter target length (BERT's trick so the model also sees short inputs)."""
+    decoder_seq_length: Optional[int] = None
+    """Encoder-decoders: target length (None = derived from seq_length and the objective)."""
     verify_checksums: bool = True
     """Check every shard's sha256 against the manifest when opening the corpus."""
     num_workers: int = 1
@@ -72,6 +103,29 @@ class ObjectiveConfig:
     random_token_fraction: float = 0.1
     """The remaining 1 - mask - random of the selected tokens stay unchanged."""
     next_sentence_prediction: bool = True
+    sentence_order_prediction: bool = False
+    """ALBERT's SOP: the same two consecutive segments, swapped for negatives."""
+    masking: str = "token"
+    """MLM masking unit: "token", "whole_word", "ngram", "span" (SpanBERT), "phrase", "entity"."""
+    max_ngram: int = 3
+    """n-gram masking: n <= max_ngram with p(n) proportional to 1/n (ALBERT)."""
+    span_geometric_p: float = 0.2
+    span_max_length: int = 10
+    """SpanBERT: span lengths ~ Geometric(p) clipped at span_max_length, in words."""
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
+    """T5 span corruption."""
+    infilling_ratio: float = 0.3
+    poisson_lambda: float = 3.0
+    permute_sentences: bool = True
+    rotate_document: bool = False
+    token_masking_ratio: float = 0.0
+    token_deletion_ratio: float = 0.0
+    """BART noising (defaults: the paper's best, text infilling 30% + sentence permutation)."""
+    rtd_weight: float = 50.0
+    """ELECTRA: loss = MLM_generator + rtd_weight * RTD."""
+    reset_attention_at_document_boundary: bool = False
+    """GPT: tokens do not attend across document separators inside a packed sequence."""
 
 
 @dataclass

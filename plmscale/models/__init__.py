@@ -1,5 +1,6 @@
-"""Model families on shared tensor-parallel blocks; ``build_model`` picks one by name."""
+"""Model families on shared tensor-parallel blocks; ``get_family`` / ``build_model`` pick one by name."""
 
-from plmscale.models.registry import FAMILIES, build_model, count_parameters
+from plmscale.models.family import Family
+from plmscale.models.registry import FAMILY_MODULES, build_model, count_parameters, get_family
 
-__all__ = ["FAMILIES", "build_model", "count_parameters"]
+__all__ = ["FAMILY_MODULES", "Family", "build_model", "count_parameters", "get_family"]

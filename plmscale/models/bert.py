@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
+from plmscale.models.family import Family
 from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
                                     gather_vocab_logits, padding_mask,
                                     vocab_parallel_loss_and_accuracy)
@@ -83,3 +84,29 @@ class BertForPreTraining(nn.Module):
         hidden = self.bert(input_ids, token_type_ids, attention_mask)
         mlm = self.lm_head(hidden, self.bert.embeddings.word_embeddings.weight)
         return gather_vocab_logits(mlm, self.cfg.vocab_size), self._nsp_logits(hidden)
+
+
+def _samples(corpus, cfg):
+    from plmscale.data.bert_samples import BertSamples
+    return BertSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
+
+
+def _hf_config(cfg: ModelConfig):
+    from plmscale.export.bert import hf_config
+    return hf_config(cfg)
+
+
+def _to_hf(full, cfg: ModelConfig):
+    from plmscale.export.bert import to_hf_state_dict
+    return to_hf_state_dict(full, cfg)
+
+
+FAMILY = Family(
+    name="bert",
+    build=lambda cfg: BertForPreTraining(cfg.model, cfg.train.precision,
+                                         next_sentence_prediction=cfg.objective.next_sentence_prediction),
+    samples=_samples,
+    hf_config=_hf_config,
+    hf_model_class="BertForPreTraining",
+    to_hf_state_dict=_to_hf,
+)

@@ -1,24 +1,44 @@
-"""Family name -> model class, and parameter counting that ignores TP vocabulary padding."""
+"""Family name -> family module, and parameter counting that ignores TP vocabulary padding."""
 
 from __future__ import annotations
+
+import importlib
 
 import torch
 from megatron.core import parallel_state as ps
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
-from plmscale.models.bert import BertForPreTraining
 from plmscale.models.common.megatron import padded_vocab_size
+from plmscale.models.family import Family
 
-FAMILIES = {"bert": BertForPreTraining}
+FAMILY_MODULES = {
+    "bert": "plmscale.models.bert",
+    "roberta": "plmscale.models.roberta",
+    "albert": "plmscale.models.albert",
+    "electra": "plmscale.models.electra",
+    "distilbert": "plmscale.models.distilbert",
+    "t5": "plmscale.models.t5",
+    "bart": "plmscale.models.bart",
+    "gpt": "plmscale.models.gpt",
+}
+
+
+def get_family(name: str) -> Family:
+    """The ``Family`` registered under ``name``."""
+    if name not in FAMILY_MODULES:
+        raise ValueError(f"unknown model.family {name!r}; known: {', '.join(sorted(FAMILY_MODULES))}")
+    try:
+        module = importlib.import_module(FAMILY_MODULES[name])
+    except ModuleNotFoundError as error:
+        if error.name == FAMILY_MODULES[name]:
+            raise ValueError(f"model.family {name!r} is not implemented in this version") from None
+        raise
+    return module.FAMILY
 
 
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """Construct (uninitialised) the family's pretraining model for the current process groups."""
-    family = cfg.model.family
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model.family {family!r}; known: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[family](cfg.model, cfg.train.precision,
-                            next_sentence_prediction=cfg.objective.next_sentence_prediction)
+    return get_family(cfg.model.family).build(cfg)
 
 
 def count_parameters(model: torch.nn.Module, cfg: ModelConfig) -> int:

@@ -8,7 +8,8 @@ import torch.distributed as dist
 from megatron.core import parallel_state as ps
 
 from plmscale.config import ExperimentConfig
-from plmscale.data import BertSamples, Corpus, micro_batch_loader
+from plmscale.data import Corpus, micro_batch_loader
+from plmscale.models import get_family
 from plmscale.parallel import device, seed_all
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine
@@ -22,7 +23,7 @@ def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
         raise ValueError(f"tokenizer of {cfg.data.path} has {corpus.tokens.vocab_size} pieces but "
                          f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= "
                          f"{corpus.tokens.vocab_size}")
-    samples = BertSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
+    samples = get_family(cfg.model.family).samples(corpus, cfg)
     return micro_batch_loader(samples, cfg.train.micro_batch_size, ps.get_data_parallel_rank(),
                               ps.get_data_parallel_world_size(), start_micro_batch,
                               cfg.data.num_workers)
@@ -51,7 +52,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
             engine.backward(out["loss"])
             engine.step()
             micro_batches += 1
-            tokens += int(batch["attention_mask"].sum())
+            tokens += int(batch["attention_mask"].sum() if "attention_mask" in batch
+                          else batch["input_ids"].numel())
             for name, value in out.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
         step += 1

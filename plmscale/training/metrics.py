@@ -55,7 +55,7 @@ class MetricsLogger:
             self.bar.update(1)
         if step % self.log_interval == 0 or step == 1:
             shown = {k: f"{v:.4g}" for k, v in metrics.items()
-                     if k in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "lr", "tokens_per_s")}
+                     if k in ("loss", "lr", "tokens_per_s") or k.endswith(("_loss", "_accuracy"))}
             line = f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items())
             if self.bar is not None:
                 self.bar.set_postfix(shown, refresh=False)
