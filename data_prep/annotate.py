@@ -42,6 +42,11 @@ SCHEMA = pa.schema(
 )
 
 
+# Bits of PieceTables.packed(): one gather per token instead of one per table.
+B_WS, B_SEP_START, B_SEP_END, B_HAN_START, B_BYTE = 1, 2, 4, 8, 16
+B_TERM, B_CJK_TERM, B_CLOSER, B_DOT, B_BARE = 32, 64, 128, 256, 512
+
+
 @dataclasses.dataclass
 class PieceTables:
     """Boolean lookup tables indexed by token id."""
@@ -57,6 +62,18 @@ class PieceTables:
     cjk_term: np.ndarray  # ... and that punctuation is CJK
     closer: np.ndarray  # only closing quotes/brackets
     dot_only: np.ndarray  # exactly "."
+
+    def packed(self) -> np.ndarray:
+        """All boolean tables as one uint16 bit set per token id (B_* constants)."""
+        bits = np.zeros(len(self.ws_start), dtype=np.uint16)
+        for flag, table in (
+            (B_WS, self.ws_start), (B_SEP_START, self.sep_start), (B_SEP_END, self.sep_end),
+            (B_HAN_START, self.han_start), (B_BYTE, self.is_byte), (B_TERM, self.term_end),
+            (B_CJK_TERM, self.cjk_term), (B_CLOSER, self.closer), (B_DOT, self.dot_only),
+            (B_BARE, self.bare_ws),
+        ):
+            bits[table] |= flag
+        return bits
 
     @classmethod
     def build(cls, sp: spm.SentencePieceProcessor) -> "PieceTables":
@@ -148,6 +165,7 @@ class Annotator:
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
         self.sp = spm.SentencePieceProcessor(model_file=model_path)
         self.tables = PieceTables.build(self.sp)
+        self.bits = self.tables.packed()
         self._abbreviations = self._abbreviation_codes()
         self.language = language
         self.gazetteer = gazetteer
@@ -194,12 +212,12 @@ class Annotator:
         del id_lists
         par_start = np.zeros(len(paragraphs) + 1, dtype=np.int64)
         np.cumsum(par_len, out=par_start[1:])
-        t = self.tables
+        bits = self.bits[ids]
 
         # Word starts by table; paragraphs needing offsets are redone below.
-        starts_sep, ends_sep = t.sep_start[ids], t.sep_end[ids]
-        continuation = self._byte_characters(ids, starts_sep, ends_sep)
-        word = t.ws_start[ids] | starts_sep
+        starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
+        continuation = self._byte_characters(ids, bits, starts_sep, ends_sep)
+        word = ((bits & B_WS) != 0) | starts_sep
         if total > 1:
             word[1:] |= ends_sep[:-1]
         if continuation is not None:
@@ -214,10 +232,10 @@ class Annotator:
             word[lo:hi] = flags
             if spans:
                 spans_by_par[p] = spans
-        self._attach_bare_whitespace(ids, word)
+        self._attach_bare_whitespace(ids, word, bits)
         word[first_tokens] = True
 
-        sentence = self._sentence_starts(ids, first_tokens)
+        sentence = self._sentence_starts(ids, first_tokens, bits)
 
         # Documents: paragraph ranges -> token ranges.
         doc_par_start = np.zeros(len(docs) + 1, dtype=np.int64)
@@ -240,7 +258,7 @@ class Annotator:
         )
         return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
 
-    def _byte_characters(self, ids, starts_sep, ends_sep) -> np.ndarray | None:
+    def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> np.ndarray | None:
         """Give byte-fallback tokens the word properties of the characters they spell.
 
         sentencepiece spells an out-of-vocabulary character as the consecutive byte
@@ -249,7 +267,7 @@ class Annotator:
         returns the positions of the other (continuation) byte tokens, which never
         start a word. Updates ``starts_sep``/``ends_sep`` in place.
         """
-        pos = np.flatnonzero(self.tables.is_byte[ids])
+        pos = np.flatnonzero(bits & B_BYTE)
         if len(pos) == 0:
             return None
         v = self.tables.byte_value[ids[pos]].astype(np.int64)
@@ -284,34 +302,38 @@ class Annotator:
                 need.add(p)
         return sorted(need)
 
-    def _attach_bare_whitespace(self, ids: np.ndarray, word: np.ndarray) -> None:
+    def _attach_bare_whitespace(self, ids: np.ndarray, word: np.ndarray, bits=None) -> None:
         """A bare ▁ piece starts the word that follows it ("▁" "Speak", "▁" "("): the
         whitespace token begins the word and the next token continues it."""
         if len(ids) > 1:
-            word[1:] &= ~self.tables.bare_ws[ids[:-1]]
+            bits = self.bits[ids] if bits is None else bits
+            word[1:] &= (bits[:-1] & B_BARE) == 0
 
-    def _sentence_starts(self, ids: np.ndarray, first_tokens: np.ndarray) -> np.ndarray:
-        t = self.tables
+    def _sentence_starts(self, ids: np.ndarray, first_tokens: np.ndarray, bits: np.ndarray) -> np.ndarray:
         n = len(ids)
         starts = np.zeros(n, dtype=bool)
         if n == 0:
             return starts
-        non_closer = ~t.closer[ids]
+        non_closer = (bits & B_CLOSER) == 0
         non_closer[first_tokens] = True  # never look back across a paragraph start
-        idx = np.where(non_closer, np.arange(n), -1)
-        last_nc = np.maximum.accumulate(idx)
-        if n > 1:
-            j = last_nc[:-1]  # last non-closer token before position i (i = 1..n-1)
+        # Position i starts a sentence when the last non-closer token before it, j, ends
+        # with sentence-final punctuation and i begins with whitespace or a Han character
+        # (or j's punctuation is CJK, which needs no space after it).
+        term = np.flatnonzero((bits & B_TERM) != 0)
+        if n > 1 and len(term):
+            idx = np.where(non_closer, np.arange(n), -1)
+            last_nc = np.maximum.accumulate(idx)
+            j = last_nc[:-1]  # for i = 1..n-1
             jj = np.maximum(j, 0)
-            tj = ids[jj]
-            nxt = ids[1:]
-            brk = (j >= 0) & non_closer[1:] & t.term_end[tj]
-            brk &= t.ws_start[nxt] | t.cjk_term[tj] | t.han_start[nxt]
+            bj = bits[jj]
+            nxt = bits[1:]
+            brk = (j >= 0) & non_closer[1:] & ((bj & B_TERM) != 0)
+            brk &= ((nxt & (B_WS | B_HAN_START)) != 0) | ((bj & B_CJK_TERM) != 0)
             starts[1:] = brk
             # "Mr. Smith": a lone "." right after a known abbreviation ends nothing.
-            cand = np.flatnonzero(starts[1:] & t.dot_only[ids[np.maximum(last_nc[:-1], 0)]])
+            cand = np.flatnonzero(brk & ((bj & B_DOT) != 0))
             if len(cand):
-                dots = last_nc[cand]
+                dots = jj[cand]
                 for k, codes in self._abbreviations.items():
                     ok = dots >= k
                     code = np.zeros(len(cand), dtype=np.int64)

@@ -241,15 +241,17 @@ def _pieces(pos: int, line: bytes, max_line: int, continuing: bool):
         line = line[cut:]
 
 
-def _lines(stream: io.BufferedIOBase, pos: int, max_line: int) -> Iterator[tuple[int, bytes, int]]:
+def _lines(
+    stream: io.BufferedIOBase, pos: int, max_line: int, buf: bytes = b""
+) -> Iterator[tuple[int, bytes, int]]:
     """Yield ``(position, raw_line, kind)`` for the lines of ``stream`` starting at byte
     ``pos``, without line endings. A line longer than ``max_line`` comes as pieces (kind
     FIRST_PIECE, then LATER_PIECE), each at most ``max_line`` bytes, and is never held
-    whole in memory."""
-    buf, buf_pos = b"", pos
+    whole in memory. ``buf``: bytes at ``pos`` already read from the stream."""
+    buf_pos, pending, buf = pos, buf, b""
     continuing = False  # pieces of the current (over-long) line were already yielded
     while True:
-        data = stream.read(BLOCK_BYTES)
+        data, pending = pending or stream.read(BLOCK_BYTES), b""
         if not data:
             break
         buf += data
@@ -305,6 +307,54 @@ def _unit_lines(unit: Unit, max_line: int):
         yield from lines
 
     return stream, skip_partial()
+
+
+# Supersets of the separator predicates, to find the first separator of a unit with a
+# regex over whole blocks instead of line by line (candidates are then checked exactly).
+# Blank: ASCII whitespace plus the UTF-8 encodings of every other str.isspace character.
+_BLANK_CANDIDATE = re.compile(
+    rb"(?m)^(?:[ \t\r\x0b\x0c\x1c-\x1f]|\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]"
+    rb"|\xe2\x81\x9f|\xe3\x80\x80)*$"
+)
+
+
+def _separator_candidate(sep: bytes):
+    return re.compile(rb"(?m)^[ \t\r\x0b\x0c]*" + re.escape(sep) + rb"[ \t\r\x0b\x0c]*$")
+
+
+def _find_separator(stream, pos: int, at_line_start: bool, candidate, is_sep, max_line: int):
+    """Scan forward from ``pos`` for the first separator line that starts at or after
+    it (after the end of a partial line when ``pos`` is not at a line start).
+
+    Returns ``(position, bytes read from that position on)``, or None at end of file.
+    Reads in blocks and searches with a regex, so skipping the tail of a document owned
+    by the previous unit costs about as much as reading it.
+    """
+    buf, buf_pos = b"", pos
+    need_newline = not at_line_start
+    while True:
+        data = stream.read(BLOCK_BYTES)
+        if not data:
+            if not need_newline and buf and len(buf) <= max_line:
+                line = buf[:-1] if buf.endswith(b"\r") else buf
+                if candidate.fullmatch(buf) and is_sep(line):
+                    return buf_pos, buf
+            return None
+        buf += data
+        if need_newline:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                buf_pos, buf = buf_pos + len(buf), b""
+                continue
+            buf_pos, buf, need_newline = buf_pos + nl + 1, buf[nl + 1 :], False
+        last_nl = buf.rfind(b"\n")
+        if last_nl >= 0:
+            for m in candidate.finditer(buf, 0, last_nl):
+                if is_sep(m.group()):
+                    return buf_pos + m.start(), buf[m.start() :]
+            buf_pos, buf = buf_pos + last_nl + 1, buf[last_nl + 1 :]
+        if len(buf) > max_line:  # an over-long line is never a separator: skip it
+            buf_pos, buf, need_newline = buf_pos + len(buf), b"", True
 
 
 def _decode_document(lines: list[bytes], counters: Counters) -> str:
@@ -376,7 +426,27 @@ def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> It
     blank_mode = options.doc_separator is None
     sep = b"" if blank_mode else options.doc_separator.strip().encode("utf-8")
     max_doc = options.max_document_bytes
-    stream, lines = _unit_lines(unit, options.max_line_bytes)
+    max_line = options.max_line_bytes
+    if unit.start == 0:
+        stream = open_binary(unit.path)
+        lines = _lines(stream, 0, max_line)
+    else:
+        # Skip to the first separator at or after the unit start: what comes before it
+        # belongs to a document of the previous unit.
+        stream = open_binary(unit.path)
+        stream.seek(unit.start - 1)
+        at_line_start = stream.read(1) == b"\n"
+        if blank_mode:
+            found = _find_separator(stream, unit.start, at_line_start, _BLANK_CANDIDATE, _is_blank, max_line)
+        else:
+            found = _find_separator(
+                stream, unit.start, at_line_start, _separator_candidate(sep),
+                lambda raw: raw.strip() == sep, max_line,
+            )
+        if found is None:
+            stream.close()
+            return
+        lines = _lines(stream, found[0], max_line, found[1])
     # open_doc: we own the document being collected (it follows a separator that starts
     # inside this unit, or the start of the file). opened_by_sep: it was opened by a real
     # separator line, so an empty one between two separators is an empty document.

@@ -43,13 +43,17 @@ def test_separator_line_keeps_paragraphs(tmp_path):
     assert c["documents_read"] == 5
 
 
-@pytest.mark.parametrize("mode", ["blank", "sep", "jsonl"])
+@pytest.mark.parametrize("mode", ["blank", "blank-unicode", "sep", "jsonl"])
 def test_any_split_size_yields_the_same_documents(tmp_path, mode):
     """Unit boundaries must neither lose nor duplicate documents, whatever the cut."""
     docs = [f"doc {i} " + "x" * (i % 7) + ("\nline two" if i % 3 else "") for i in range(60)]
     p = tmp_path / "in.txt"
     if mode == "blank":
         p.write_text("\n\n".join(docs) + "\n")
+        options = InputOptions()
+    elif mode == "blank-unicode":  # lines of Unicode whitespace are blank lines too
+        seps = ["\n\u3000\u3000\n", "\n \xa0\t\n", "\n\u2003\r\n", "\n\n\n"]
+        p.write_text("".join(d + seps[i % 4] for i, d in enumerate(docs)))
         options = InputOptions()
     elif mode == "sep":
         p.write_text("\n=====\n".join(docs) + "\n")
