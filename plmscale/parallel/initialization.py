@@ -27,7 +27,8 @@ def _is_norm(module: torch.nn.Module) -> bool:
 def initialize_parameters(model: torch.nn.Module, seed: int, std: float, true_vocab_size: int,
                           canonical_name=lambda name: name) -> None:
     """Normal(0, std) weights, zero biases, unit norm scales; ``canonical_name`` maps a local
-    parameter name to its layout-independent name (pipeline stages renumber layers)."""
+    parameter name to its layout-independent name (pipeline stages renumber layers). A parameter
+    with an ``init_std`` attribute is drawn with that std instead."""
     tp_size = ps.get_tensor_model_parallel_world_size()
     tp_rank = ps.get_tensor_model_parallel_rank()
     for module_name, module in model.named_modules():
@@ -48,7 +49,10 @@ def initialize_parameters(model: torch.nn.Module, seed: int, std: float, true_vo
             if isinstance(module, VocabParallelEmbedding):
                 real_rows = true_vocab_size  # padding rows stay zero
             full = torch.zeros(shape, dtype=torch.float32)
-            full[:real_rows].normal_(0.0, std, generator=_generator(seed, full_name))
+            # A family may ask for another std on one tensor (GPT-2 scales its residual output
+            # projections by 1/sqrt(2 * layers)): the attribute travels with the parameter.
+            param_std = getattr(param, "init_std", std)
+            full[:real_rows].normal_(0.0, param_std, generator=_generator(seed, full_name))
             if partitioned:
                 full = full.chunk(tp_size, dim=dim)[tp_rank]
             param.copy_(full.to(param.dtype))

@@ -1,0 +1,32 @@
+"""Pre-LN transformer layer (GPT-2 and later): the norm sits on the residual branch's input, so the
+residual stream itself is never normalised and a final norm closes the stack."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.models.common.attention import SelfAttention
+from plmscale.models.common.mlp import MLP
+
+
+class PreLNLayer(nn.Module):
+    """x = x + drop(attn(LN(x))); x = x + drop(mlp(LN(x))). ``causal`` selects causal attention;
+    ``mask`` (boolean, True = hidden) adds to it, e.g. [b, 1, s, s] document-boundary masks."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False):
+        super().__init__()
+        self.input_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.self_attention = SelfAttention(cfg, precision, causal=causal)
+        self.pre_mlp_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.mlp = MLP(cfg, precision)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def output_projections(self) -> list[torch.nn.Parameter]:
+        """The weights that write into the residual stream (GPT-2 scales their init by depth)."""
+        return [self.self_attention.linear_proj.weight, self.mlp.linear_fc2.weight]
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = hidden + self.dropout(self.self_attention(self.input_layernorm(hidden), mask))
+        return hidden + self.dropout(self.mlp(self.pre_mlp_layernorm(hidden)))
