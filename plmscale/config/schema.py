@@ -126,6 +126,15 @@ class ObjectiveConfig:
     """ELECTRA: loss = MLM_generator + rtd_weight * RTD."""
     reset_attention_at_document_boundary: bool = False
     """GPT: tokens do not attend across document separators inside a packed sequence."""
+    masking_schedule: Optional[str] = None
+    """Masking strategy over training steps, "name:start_step[:weight],..." (e.g. ERNIE 1.0's
+    "token:0,phrase:1000,entity:2000"); None = ``masking`` throughout (plmscale.objectives.schedule)."""
+    masking_schedule_mode: str = "stages"
+    """"stages" (ERNIE 1.0: one strategy per step range) or "continual" (ERNIE 2.0: strategies join at
+    their start step and stay, each sample draws one with the normalised weights)."""
+    span_boundary_objective: bool = False
+    """SpanBERT's SBO: samples also carry sbo_left / sbo_right / sbo_position per masked token (see
+    plmscale.objectives.span_boundary); the model must attach SpanBoundaryHead to use them."""
 
 
 @dataclass
