@@ -221,3 +221,51 @@ def test_mpi_failing_rank_aborts_the_job(mixed_corpus, tokenizer_model, tmp_path
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr
     assert not (tmp_path / "mpi" / "manifest.json").exists()
+
+
+def test_shards_are_bounded_and_gazetteer_spans_stored(mixed_corpus, tokenizer_model, tmp_path):
+    gaz = tmp_path / "gaz.txt"
+    gaz.write_text("First Citizen\nMarcius\n鲁迅\n")
+    out = tmp_path / "out"
+    proc = encode([mixed_corpus], tokenizer_model, out, "--gazetteer", str(gaz), "--progress", workers=2)
+    assert "tok/s" in proc.stderr and "docs=" in proc.stderr  # the progress bar
+    manifest = json.loads((out / "manifest.json").read_text())
+    limit = 0.03 * 2**20
+    # A shard is closed once it reaches the limit: only its last batch (<= one chunk of
+    # documents) can go over.
+    assert all(s["bytes"] < limit + 200_000 for s in manifest["shards"])
+    assert sum(s["bytes"] >= limit for s in manifest["shards"]) >= 2
+    corpus = ShardedCorpus(out)
+    sp = spm.SentencePieceProcessor(model_file=str(corpus.tokenizer_path))
+    found = {}
+    for i in range(len(corpus)):
+        doc = corpus.document(i)
+        for a, b in doc.spans:
+            phrase = sp.decode(doc.token_ids[a:b].tolist())
+            found[phrase] = found.get(phrase, 0) + 1
+    assert set(found) == {"First Citizen", "Marcius", "鲁迅"}
+    assert found["First Citizen"] > 10
+
+
+def test_memory_does_not_grow_with_input_size(tokenizer_model, en_text, tmp_path):
+    """Peak RSS of a one-process encode of a 16x larger input stays flat (streaming)."""
+    import subprocess
+
+    from conftest import REPO
+
+    def peak_rss_kib(copies: int) -> int:
+        src = tmp_path / f"in{copies}.txt"
+        src.write_text(("\n\n".join([en_text] * copies)) + "\n")
+        script = (
+            "import resource, subprocess, sys;"
+            "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        cmd = [sys.executable, "-c", script, sys.executable, "-m", "data_prep", "encode", "--input", str(src),
+               "--tokenizer", str(tokenizer_model), "--output", str(tmp_path / f"out{copies}"), "--workers", "1",
+               "--split-size-mb", "0.5", "--shard-size-mb", "0.5"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        return int(subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True).stdout)
+
+    small, large = peak_rss_kib(1), peak_rss_kib(16)  # 150 KB vs 2.4 MB of text
+    assert large < small + 25_000, (small, large)
