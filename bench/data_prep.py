@@ -68,7 +68,10 @@ def tree_rss_bytes(root: int) -> int:
 
 def run_measured(cmd: list[str]) -> dict:
     """Run ``cmd``; wall time and peak process-tree RSS."""
+    import resource
+
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -88,7 +91,9 @@ def run_measured(cmd: list[str]) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
-    return {"wall_s": wall, "peak_rss_bytes": peak, "stdout": out}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak, "stdout": out}
 
 
 def ensure_tokenizer(corpus: Path, workdir: Path, vocab: int) -> Path:
@@ -120,12 +125,17 @@ def run_end_to_end(corpus: Path, model: Path, out: Path, workers: int) -> dict:
 def run_raw(lines: list[str], model: Path, threads: int) -> dict:
     import sentencepiece as spm
 
+    import resource
+
     sp = spm.SentencePieceProcessor(model_file=str(model))
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     ids = sp.encode(lines, num_threads=threads)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     tokens = sum(map(len, ids))
-    return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall}
+    return {"wall_s": wall, "cpu_s": cpu, "tokens": tokens, "tokens_per_s": tokens / wall}
 
 
 def make_big(corpus: Path, path: Path, gigabytes: float) -> Path:
@@ -196,6 +206,10 @@ def main(argv=None) -> int:
         "e2e_wall_s": [round(x["wall_s"], 2) for x in e2es],
         "e2e_peak_rss_mib": [round(x["peak_rss_bytes"] / 2**20) for x in e2es],
         "ratio_of_medians": round(e2e_med / raw_med, 3),
+        # Load-insensitive companion: CPU-seconds per million tokens (user + sys, all
+        # threads/processes), and raw/e2e of that (above 1: e2e needs less CPU per token).
+        "raw_cpu_s_per_mtok": round(statistics.median(x["cpu_s"] / x["tokens"] * 1e6 for x in raws), 3),
+        "e2e_cpu_s_per_mtok": round(statistics.median(x["cpu_s"] / x["tokens"] * 1e6 for x in e2es), 3),
         "command": " ".join(["python", "bench/data_prep.py", *(argv if argv is not None else sys.argv[1:])]),
         "encode_command": " ".join(encode_cmd(args.corpus, model, args.workdir / "out", args.threads)[1:]),
     }
@@ -207,6 +221,7 @@ def main(argv=None) -> int:
             "tokens": res["tokens"],
             "wall_s": round(res["wall_s"], 1),
             "tokens_per_s": round(res["tokens_per_s"]),
+            "cpu_s": round(res["cpu_s"], 1),
             "peak_rss_mib": round(res["peak_rss_bytes"] / 2**20),
         }
     print(json.dumps(result, indent=1))
@@ -232,7 +247,9 @@ def record(path: Path, r: dict) -> None:
         f"| end-to-end wall s | {', '.join(map(str, r['e2e_wall_s']))} | {statistics.median(r['e2e_wall_s'])} |",
         f"| end-to-end peak RSS, whole process tree (MiB) | {', '.join(map(str, r['e2e_peak_rss_mib']))} | "
         f"{statistics.median(r['e2e_peak_rss_mib'])} |",
-        f"| **end-to-end / raw** (ratio of medians; target >= 0.85) | | **{r['ratio_of_medians']}** |", "",
+        f"| **end-to-end / raw** (ratio of medians; target >= 0.85) | | **{r['ratio_of_medians']}** |",
+        f"| CPU-seconds per million tokens, raw / end-to-end (user+sys, all threads and processes) | | "
+        f"{r['raw_cpu_s_per_mtok']} / {r['e2e_cpu_s_per_mtok']} |", "",
         f"Tokens: raw {r['raw_tokens']:,} (one sequence per line), end-to-end {r['e2e_tokens']:,} "
         "(one per paragraph; hard-wrapped lines are joined, so fewer dummy-prefix tokens).",
     ]
@@ -240,7 +257,7 @@ def record(path: Path, r: dict) -> None:
         b = r["big"]
         lines += ["",
                   f"Large input (the corpus repeated, {b['input_bytes']:,} bytes): {b['tokens']:,} tokens in "
-                  f"{b['wall_s']} s = {b['tokens_per_s']:,} tokens/s; **peak RSS of the whole process tree "
+                  f"{b['wall_s']} s = {b['tokens_per_s']:,} tokens/s ({b['cpu_s']} CPU-s); **peak RSS of the whole process tree "
                   f"{b['peak_rss_mib']:,} MiB** (limit 1.5 GB)."]
     section = "\n".join(lines) + "\n"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
