@@ -1,0 +1,86 @@
+"""plmscale BART -> HF ``BartForConditionalGeneration`` state dicts.
+
+Input is the full (TP-gathered, unpadded) tensors of ``plmscale.export.full_tensors``, so any
+tensor-parallel layout exports the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plmscale.config.schema import ModelConfig
+
+
+def hf_config(cfg: ModelConfig, tokens=None):
+    """The ``transformers.BartConfig`` with the same architecture. ``tokens`` (a
+    ``plmscale.data.SpecialTokens``) sets pad / bos / eos and decoder_start (= eos, as BART) to our
+    tokenizer's ids; without it HF's defaults stay (they do not affect the logits).
+
+    HF BART's LayerNorms use eps 1e-5 (not configurable): keep ``model.layernorm_epsilon=1e-5``.
+    """
+    from transformers import BartConfig
+    decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
+    ids = {}
+    if tokens is not None:
+        ids = dict(pad_token_id=tokens.pad, bos_token_id=tokens.bos, eos_token_id=tokens.eos,
+                   decoder_start_token_id=tokens.eos, forced_eos_token_id=tokens.eos)
+    return BartConfig(
+        vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
+        encoder_layers=cfg.num_layers, decoder_layers=decoder_layers,
+        encoder_attention_heads=cfg.num_attention_heads,
+        decoder_attention_heads=cfg.num_attention_heads,
+        encoder_ffn_dim=cfg.ffn_hidden_size, decoder_ffn_dim=cfg.ffn_hidden_size,
+        activation_function="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
+        dropout=cfg.hidden_dropout, attention_dropout=cfg.attention_dropout, activation_dropout=0.0,
+        max_position_embeddings=cfg.max_position_embeddings, init_std=cfg.init_std,
+        scale_embedding=False, tie_word_embeddings=True, **ids)
+
+
+def _split_fused(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
+    """Fused rows laid out [head][part][head_dim] -> one tensor per part (q, k, v or k, v)."""
+    head_dim = weight.shape[0] // (parts * heads)
+    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
+    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(parts)]
+
+
+def _embeddings(full: dict, ours: str, hf: str, out: dict) -> None:
+    out[hf + "embed_positions.weight"] = full[ours + "embeddings.embed_positions.weight"]
+    for kind in ("weight", "bias"):
+        out[hf + f"layernorm_embedding.{kind}"] = full[ours + f"embeddings.layernorm_embedding.{kind}"]
+
+
+def _layer(full: dict, ours: str, hf: str, heads: int, out: dict, decoder: bool) -> None:
+    for kind in ("weight", "bias"):
+        q, k, v = _split_fused(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3)
+        out[hf + f"self_attn.q_proj.{kind}"] = q
+        out[hf + f"self_attn.k_proj.{kind}"] = k
+        out[hf + f"self_attn.v_proj.{kind}"] = v
+        out[hf + f"self_attn.out_proj.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
+        out[hf + f"self_attn_layer_norm.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
+        if decoder:
+            out[hf + f"encoder_attn.q_proj.{kind}"] = full[ours + f"cross_attention.linear_q.{kind}"]
+            k, v = _split_fused(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
+            out[hf + f"encoder_attn.k_proj.{kind}"] = k
+            out[hf + f"encoder_attn.v_proj.{kind}"] = v
+            out[hf + f"encoder_attn.out_proj.{kind}"] = full[ours + f"cross_attention.linear_proj.{kind}"]
+            out[hf + f"encoder_attn_layer_norm.{kind}"] = full[ours + f"cross_attention_layernorm.{kind}"]
+        out[hf + f"fc1.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
+        out[hf + f"fc2.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
+        out[hf + f"final_layer_norm.{kind}"] = full[ours + f"output_layernorm.{kind}"]
+
+
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Map full (gathered, unpadded) plmscale tensors to ``BartForConditionalGeneration`` names
+    (every key of HF's state dict, the tied copies and the zero ``final_logits_bias`` included)."""
+    heads = cfg.num_attention_heads
+    shared = full["shared.weight"]
+    out = {"model.shared.weight": shared, "model.encoder.embed_tokens.weight": shared,
+           "model.decoder.embed_tokens.weight": shared, "lm_head.weight": shared,
+           "final_logits_bias": torch.zeros(1, cfg.vocab_size, dtype=shared.dtype)}
+    decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
+    for stack, count in (("encoder", cfg.num_layers), ("decoder", decoder_layers)):
+        _embeddings(full, f"{stack}.", f"model.{stack}.", out)
+        for i in range(count):
+            _layer(full, f"{stack}.layers.{i}.", f"model.{stack}.layers.{i}.", heads, out,
+                   decoder=stack == "decoder")
+    return out

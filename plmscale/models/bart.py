@@ -1,0 +1,161 @@
+"""BART (Lewis et al. 2020): post-LN encoder-decoder with a LayerNorm on the embeddings, learned
+positions (offset 2), GELU, one word embedding shared by the encoder, the decoder and the LM head; the
+same architecture as HF ``BartForConditionalGeneration`` (whose ``final_logits_bias`` is a zero buffer,
+not a parameter: our head has no bias and export writes zeros).
+
+Pieces, in order (so a pipeline split can cut between them): ``shared`` word embeddings ->
+``encoder`` (positions + LayerNorm, layers) -> ``decoder`` (positions + LayerNorm, layers with causal
+self-attention and cross-attention) -> ``lm_head`` (tied to ``shared``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabParallelLogits,
+                                    gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
+                                    vocab_parallel_loss_and_accuracy)
+from plmscale.models.common.cross_attention import CrossAttention
+from plmscale.models.common.megatron import vocab_parallel_embedding
+from plmscale.models.family import Family
+
+IGNORE_INDEX = -100
+
+
+class PositionsAndNorm(nn.Module):
+    """Adds learned positions (index offset ``cfg.position_offset``, as HF's
+    ``BartLearnedPositionalEmbedding``) to the word embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.position_offset = cfg.position_offset
+        self.embed_positions = nn.Embedding(cfg.max_position_embeddings + cfg.position_offset,
+                                            cfg.hidden_size)
+        self.layernorm_embedding = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, word_embeddings: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(word_embeddings.shape[1], device=word_embeddings.device)
+        hidden = word_embeddings + self.embed_positions(positions + self.position_offset)[None]
+        return self.dropout(self.layernorm_embedding(hidden))
+
+
+class BartEncoder(nn.Module):
+    """Word embeddings (given) -> positions + LayerNorm -> bidirectional post-LN layers."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        self.embeddings = PositionsAndNorm(cfg)
+        self.layers = nn.ModuleList(PostLNLayer(cfg, precision) for _ in range(cfg.num_layers))
+
+    def forward(self, word_embeddings: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        hidden = self.embeddings(word_embeddings)
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        return hidden
+
+
+class BartDecoderLayer(nn.Module):
+    """x = LN(x + drop(causal_self_attn(x))); x = LN(x + drop(cross_attn(x, memory)));
+    x = LN(x + drop(mlp(x)))."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        self.self_attention = SelfAttention(cfg, precision, causal=True)
+        self.attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.cross_attention = CrossAttention(cfg, precision)
+        self.cross_attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.mlp = MLP(cfg, precision)
+        self.output_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, hidden: torch.Tensor, memory: torch.Tensor,
+                memory_mask: torch.Tensor | None) -> torch.Tensor:
+        # Decoder padding sits at the end, so causal masking alone keeps real tokens off it.
+        hidden = self.attention_layernorm(hidden + self.dropout(self.self_attention(hidden)))
+        hidden = self.cross_attention_layernorm(
+            hidden + self.dropout(self.cross_attention(hidden, memory, memory_mask)))
+        return self.output_layernorm(hidden + self.dropout(self.mlp(hidden)))
+
+
+class BartDecoder(nn.Module):
+    """Word embeddings (given) -> positions + LayerNorm -> causal layers attending to the encoder."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        self.embeddings = PositionsAndNorm(cfg)
+        layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
+        self.layers = nn.ModuleList(BartDecoderLayer(cfg, precision) for _ in range(layers))
+
+    def forward(self, word_embeddings: torch.Tensor, memory: torch.Tensor,
+                memory_mask: torch.Tensor | None) -> torch.Tensor:
+        hidden = self.embeddings(word_embeddings)
+        for layer in self.layers:
+            hidden = layer(hidden, memory, memory_mask)
+        return hidden
+
+
+class BartForConditionalGeneration(nn.Module):
+    """BART with its tied LM head. ``forward(batch)`` takes ``input_ids``, ``attention_mask``,
+    ``decoder_input_ids`` and ``labels`` (-100 = not scored) and returns the reconstruction loss."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        if cfg.activation != "gelu" or cfg.normalization != "layernorm" or not cfg.add_bias_linear:
+            raise ValueError("model.family=bart uses activation=gelu, normalization=layernorm and "
+                             "add_bias_linear=true (got "
+                             f"{cfg.activation}, {cfg.normalization}, {cfg.add_bias_linear})")
+        self.cfg = cfg
+        padded = padded_vocab_size(cfg, tp_world()[1])
+        self.shared = vocab_parallel_embedding(padded, cfg.hidden_size, precision)
+        self.encoder = BartEncoder(cfg, precision)
+        self.decoder = BartDecoder(cfg, precision)
+        self.lm_head = TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)
+
+    def decoder_hidden(self, input_ids, attention_mask, decoder_input_ids) -> torch.Tensor:
+        """Last decoder hidden states [b, t, h]."""
+        mask = padding_mask(attention_mask)
+        memory = self.encoder(self.shared(input_ids), mask)
+        return self.decoder(self.shared(decoder_input_ids), memory, mask)
+
+    def forward(self, batch: dict) -> dict:
+        hidden = self.decoder_hidden(batch["input_ids"], batch.get("attention_mask"),
+                                     batch["decoder_input_ids"])
+        labels = batch["labels"]
+        selected = labels != IGNORE_INDEX  # decoder padding needs no vocabulary projection
+        logits = self.lm_head(hidden[selected], self.shared.weight)
+        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
+        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+
+    @torch.no_grad()
+    def logits(self, input_ids, attention_mask=None, decoder_input_ids=None) -> torch.Tensor:
+        """Full-vocabulary LM logits [b, t, V], as HF's model returns them."""
+        hidden = self.decoder_hidden(input_ids, attention_mask, decoder_input_ids)
+        return gather_vocab_logits(self.lm_head(hidden, self.shared.weight), self.cfg.vocab_size)
+
+
+def _samples(corpus, cfg):
+    from plmscale.data.bart_samples import BartSamples
+    return BartSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
+
+
+def _hf_config(cfg: ModelConfig):
+    from plmscale.export.bart import hf_config
+    return hf_config(cfg)
+
+
+def _to_hf(full, cfg: ModelConfig):
+    from plmscale.export.bart import to_hf_state_dict
+    return to_hf_state_dict(full, cfg)
+
+
+FAMILY = Family(
+    name="bart",
+    build=lambda cfg: BartForConditionalGeneration(cfg.model, cfg.train.precision),
+    samples=_samples,
+    hf_config=_hf_config,
+    hf_model_class="BartForConditionalGeneration",
+    to_hf_state_dict=_to_hf,
+)
