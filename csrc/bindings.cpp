@@ -49,6 +49,20 @@ void check_cuda_pair(const at::Tensor& a, const at::Tensor& b, const char* an, c
 
 void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
+// A fresh output shaped like `like`, or the caller's `out` (tests pass poisoned
+// buffers this way). `out` must not alias an input.
+at::Tensor output_like(const at::Tensor& like, const c10::optional<at::Tensor>& out,
+                       const char* what) {
+  if (!out.has_value() || !out->defined()) return at::empty(like.sizes(), like.options());
+  const at::Tensor& o = *out;
+  TORCH_CHECK(o.sizes() == like.sizes() && o.scalar_type() == like.scalar_type() &&
+                  o.device() == like.device(),
+              what, ": out must be ", like.scalar_type(), " ", like.sizes(), " on ", like.device());
+  TORCH_CHECK(o.is_contiguous() && reinterpret_cast<uintptr_t>(o.data_ptr()) % 16 == 0, what,
+              ": out must be contiguous and 16-byte aligned");
+  return o;
+}
+
 // ---- bias + GELU ---------------------------------------------------------
 void check_bias(const at::Tensor& x, const at::Tensor& bias) {
   check_cuda_pair(x, bias, "x", "bias");
@@ -57,12 +71,13 @@ void check_bias(const at::Tensor& x, const at::Tensor& bias) {
               x.size(-1), "], got ", bias.sizes());
 }
 
-at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_form) {
+at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_form,
+                             const c10::optional<at::Tensor>& out) {
   check_bias(x, bias);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = aligned_contiguous(x);
   const at::Tensor bc = aligned_contiguous(bias);
-  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  at::Tensor y = output_like(xc, out, "bias_gelu_forward");
   if (xc.numel() == 0) return y;
   check_status(plmscale::bias_gelu_forward(kernel_dtype(xc), xc.data_ptr(), bc.data_ptr(),
                                            y.data_ptr(), xc.numel(), bc.numel(), tanh_form,
@@ -74,7 +89,8 @@ at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool t
 // Returns (dx, dbias); dbias is undefined unless need_dbias.
 std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& dy, const at::Tensor& x,
                                            const at::Tensor& bias, bool tanh_form,
-                                           bool need_dbias) {
+                                           bool need_dbias,
+                                           const c10::optional<at::Tensor>& out) {
   check_bias(x, bias);
   check_cuda_pair(x, dy, "x", "dy");
   TORCH_CHECK(dy.sizes() == x.sizes(), "dy must have the shape of x");
@@ -84,7 +100,7 @@ std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& dy, const at::Tenso
   const at::Tensor bc = aligned_contiguous(bias);
   const plmscale::DType dt = kernel_dtype(xc);
   const int64_t n = xc.numel(), hidden = bc.numel();
-  at::Tensor dx = at::empty(xc.sizes(), xc.options());
+  at::Tensor dx = output_like(xc, out, "bias_gelu_backward");
   at::Tensor dbias;
   if (n == 0) {
     if (need_dbias) dbias = at::zeros_like(bias);
@@ -114,12 +130,12 @@ plmscale::SoftmaxShape softmax_shape(const at::Tensor& t) {
 }
 
 at::Tensor softmax_forward(const at::Tensor& scores, const c10::optional<at::Tensor>& mask,
-                           double scale, bool causal) {
+                           double scale, bool causal, const c10::optional<at::Tensor>& out) {
   TORCH_CHECK(scores.is_cuda(), "scores must be a CUDA tensor");
   const plmscale::SoftmaxShape shape = softmax_shape(scores);
   const c10::cuda::CUDAGuard guard(scores.device());
   const at::Tensor x = aligned_contiguous(scores);
-  at::Tensor y = at::empty(x.sizes(), x.options());
+  at::Tensor y = output_like(x, out, "scaled_masked_softmax_forward");
   if (x.numel() == 0) return y;
 
   plmscale::MaskArgs margs{nullptr, 0, 0, 0};
@@ -144,14 +160,15 @@ at::Tensor softmax_forward(const at::Tensor& scores, const c10::optional<at::Ten
   return y;
 }
 
-at::Tensor softmax_backward(const at::Tensor& dy, const at::Tensor& y, double scale, bool causal) {
+at::Tensor softmax_backward(const at::Tensor& dy, const at::Tensor& y, double scale, bool causal,
+                            const c10::optional<at::Tensor>& out) {
   check_cuda_pair(y, dy, "y", "dy");
   TORCH_CHECK(dy.sizes() == y.sizes(), "dy must have the shape of y");
   const plmscale::SoftmaxShape shape = softmax_shape(y);
   const c10::cuda::CUDAGuard guard(y.device());
   const at::Tensor yc = aligned_contiguous(y);
   const at::Tensor gc = aligned_contiguous(dy);
-  at::Tensor dx = at::empty(yc.sizes(), yc.options());
+  at::Tensor dx = output_like(yc, out, "scaled_masked_softmax_backward");
   if (yc.numel() == 0) return dx;
   check_status(plmscale::scaled_masked_softmax_backward(kernel_dtype(yc), gc.data_ptr(),
                                                         yc.data_ptr(), dx.data_ptr(), shape,
@@ -166,11 +183,14 @@ at::Tensor softmax_backward(const at::Tensor& dy, const at::Tensor& y, double sc
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "plmscale fused CUDA kernels (bias-GELU, scaled masked softmax)";
   m.def("bias_gelu_forward", &bias_gelu_forward, "gelu(x + bias)", py::arg("x"), py::arg("bias"),
-        py::arg("tanh_form"));
+        py::arg("tanh_form"), py::arg("out") = py::none());
   m.def("bias_gelu_backward", &bias_gelu_backward, "(dx, dbias) of gelu(x + bias)", py::arg("dy"),
-        py::arg("x"), py::arg("bias"), py::arg("tanh_form"), py::arg("need_dbias"));
+        py::arg("x"), py::arg("bias"), py::arg("tanh_form"), py::arg("need_dbias"),
+        py::arg("out") = py::none());
   m.def("scaled_masked_softmax_forward", &softmax_forward, "softmax(scores * scale) with masks",
-        py::arg("scores"), py::arg("mask"), py::arg("scale"), py::arg("causal"));
+        py::arg("scores"), py::arg("mask"), py::arg("scale"), py::arg("causal"),
+        py::arg("out") = py::none());
   m.def("scaled_masked_softmax_backward", &softmax_backward, "scale * y * (dy - sum(dy * y))",
-        py::arg("dy"), py::arg("y"), py::arg("scale"), py::arg("causal"));
+        py::arg("dy"), py::arg("y"), py::arg("scale"), py::arg("causal"),
+        py::arg("out") = py::none());
 }

@@ -77,63 +77,18 @@ def test_bias_gelu_rejects_unknown_form():
 # ---------------------------------------------------------------- softmax
 
 
-def softmax_math(scores, masked, scale):
-    """Independent formulation: -inf masking, explicit exp/normalise, 0 for empty rows.
-
-    ``masked`` is a bool tensor already broadcast to ``scores`` (or None).
-    """
-    x = scores.double() * scale
-    if masked is None:
-        masked = torch.zeros_like(x, dtype=torch.bool)
-    x = torch.where(masked, torch.full_like(x, -math.inf), x)
-    row_max = x.amax(dim=-1, keepdim=True)
-    row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
-    e = torch.exp(x - row_max)
-    total = e.sum(dim=-1, keepdim=True)
-    return torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
-
-
-def causal_loop(sq, sk):
-    """Causal mask by the definition, element by element (tiny sizes only)."""
-    m = torch.zeros(sq, sk, dtype=torch.bool)
-    for i in range(sq):
-        for j in range(sk):
-            m[i, j] = j > i + (sk - sq)
-    return m
-
-
-def make_mask(kind, b, h, sq, sk, rng):
-    """(mask argument, causal flag, full boolean mask broadcast to [b,h,sq,sk])."""
-    full = torch.zeros(b, h, sq, sk, dtype=torch.bool)
-    mask, causal = None, False
-    if kind in ("padding", "causal+padding"):
-        lengths = torch.randint(1, sk + 1, (b,), generator=rng)
-        lengths[0] = 0  # one fully masked sequence
-        mask = torch.arange(sk)[None, :] >= lengths[:, None]
-        mask = mask[:, None, None, :]
-    elif kind == "general":
-        mask = torch.rand(b, 1, sq, sk, generator=rng) < 0.4
-        mask[0, 0, 0, :] = True  # a fully masked row
-    if kind in ("causal", "causal+padding"):
-        causal = True
-        full |= causal_loop(sq, sk)
-    if mask is not None:
-        full |= mask
-    return mask, causal, full
-
-
-MASK_KINDS = ["none", "padding", "general", "causal", "causal+padding"]
+MASK_KINDS = ["none", "padding", "general", "causal", "causal+padding"]  # as in conftest
 SHAPES = [(2, 3, 5, 5), (2, 2, 4, 9), (3, 1, 7, 3), (2, 2, 1, 16), (1, 2, 6, 1)]
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_softmax_matches_math(kind, shape, rng):
+def test_softmax_matches_math(kind, shape, rng, mask_maker, softmax_ref):
     b, h, sq, sk = shape
     scores = torch.randn(shape, generator=rng, dtype=torch.float64) * 4
-    mask, causal, full = make_mask(kind, b, h, sq, sk, rng)
+    mask, causal, full = mask_maker(kind, b, h, sq, sk, rng)
     got = scaled_masked_softmax(scores, mask, scale=0.37, causal=causal)
-    want = softmax_math(scores, full, 0.37)
+    want = softmax_ref(scores, full, 0.37)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert not torch.isnan(got).any()
     # Masked entries are exact zeros; other rows sum to one.
@@ -143,8 +98,8 @@ def test_softmax_matches_math(kind, shape, rng):
 
 
 @pytest.mark.parametrize("sq,sk", [(3, 3), (2, 6), (6, 2), (1, 1), (5, 8)])
-def test_causal_mask_definition(sq, sk):
-    torch.testing.assert_close(kernels.causal_mask(sq, sk), causal_loop(sq, sk))
+def test_causal_mask_definition(sq, sk, causal_by_loop):
+    torch.testing.assert_close(kernels.causal_mask(sq, sk), causal_by_loop(sq, sk))
 
 
 def test_fully_masked_rows_are_zero_with_finite_grads(rng):
@@ -162,18 +117,18 @@ def test_fully_masked_rows_are_zero_with_finite_grads(rng):
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
-def test_softmax_gradcheck(kind, rng):
+def test_softmax_gradcheck(kind, rng, mask_maker):
     b, h, sq, sk = 2, 2, 4, 5
-    mask, causal, _ = make_mask(kind, b, h, sq, sk, rng)
+    mask, causal, _ = mask_maker(kind, b, h, sq, sk, rng)
     scores = torch.randn(b, h, sq, sk, generator=rng, dtype=torch.float64, requires_grad=True)
     fn = lambda s: scaled_masked_softmax(s, mask, scale=0.8, causal=causal)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (scores,))
 
 
-def test_softmax_backward_matches_closed_form(rng):
+def test_softmax_backward_matches_closed_form(rng, mask_maker):
     # dx = scale * y * (dy - sum(dy * y)): the formula the CUDA backward uses.
     scores = torch.randn(2, 3, 4, 6, generator=rng, dtype=torch.float64, requires_grad=True)
-    mask, causal, _ = make_mask("causal+padding", 2, 3, 4, 6, rng)
+    mask, causal, _ = mask_maker("causal+padding", 2, 3, 4, 6, rng)
     y = scaled_masked_softmax(scores, mask, scale=0.5, causal=causal)
     dy = torch.randn(y.shape, generator=rng, dtype=torch.float64)
     (dx,) = torch.autograd.grad(y, scores, dy)
@@ -183,12 +138,12 @@ def test_softmax_backward_matches_closed_form(rng):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_softmax_dtypes(dtype, rng):
+def test_softmax_dtypes(dtype, rng, mask_maker, softmax_ref):
     scores = torch.randn(2, 4, 8, 33, generator=rng) * 5
-    mask, causal, full = make_mask("causal+padding", 2, 4, 8, 33, rng)
+    mask, causal, full = mask_maker("causal+padding", 2, 4, 8, 33, rng)
     got = scaled_masked_softmax(scores.to(dtype), mask, scale=0.125, causal=causal)
     assert got.dtype == dtype
-    want = softmax_math(scores.to(dtype), full, 0.125)
+    want = softmax_ref(scores.to(dtype), full, 0.125)
     tol = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype]
     torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
 
