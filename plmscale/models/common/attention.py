@@ -23,24 +23,35 @@ class SelfAttention(nn.Module):
     """Bidirectional (``causal=False``) or causal self-attention; ``mask`` is boolean, True = hidden."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
-                 bias: bool = True):
+                 bias: bool = True, scale: float | None = None):
+        """``scale``: factor applied to q.k (None = 1/sqrt(head_dim); T5 uses 1.0). The per-head
+        width is ``cfg.kv_channels`` when set, else hidden_size / num_attention_heads."""
         super().__init__()
         _, tp = tp_world()
         self.heads_per_rank = cfg.num_attention_heads // tp
-        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.head_dim = cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads
+        self.scale = 1.0 / math.sqrt(self.head_dim) if scale is None else scale
         self.causal = causal
         self.fused = cfg.use_fused_kernels
-        self.linear_qkv = column_parallel(cfg.hidden_size, 3 * cfg.hidden_size, precision, bias)
-        self.linear_proj = row_parallel(cfg.hidden_size, cfg.hidden_size, precision, bias)
+        inner = cfg.num_attention_heads * self.head_dim
+        self.linear_qkv = column_parallel(cfg.hidden_size, 3 * inner, precision, bias)
+        self.linear_proj = row_parallel(inner, cfg.hidden_size, precision, bias)
         self.attention_dropout = nn.Dropout(cfg.attention_dropout)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
+                position_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``position_bias``: added to the scaled scores before the softmax, broadcastable to
+        [b, heads/tp, s, s] (T5's relative attention bias for this rank's heads)."""
         b, s, _ = hidden.shape
         qkv, _ = self.linear_qkv(hidden)
         q, k, v = qkv.view(b, s, self.heads_per_rank, 3, self.head_dim).permute(3, 0, 2, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2))
-        probs = scaled_masked_softmax(scores, mask, scale=1.0 / math.sqrt(self.head_dim),
-                                      causal=self.causal, fused=self.fused)
+        scale = self.scale
+        if position_bias is not None:  # the bias is added to the already scaled scores
+            scores = (scores * scale if scale != 1.0 else scores) + position_bias
+            scale = 1.0
+        probs = scaled_masked_softmax(scores, mask, scale=scale, causal=self.causal,
+                                      fused=self.fused)
         with tensor_parallel_rng():  # each TP rank holds different heads: independent masks
             probs = self.attention_dropout(probs)
         context = torch.matmul(probs, v).transpose(1, 2).reshape(b, s, -1)
