@@ -1,0 +1,62 @@
+"""plmscale GPT -> HF ``GPT2LMHeadModel`` state dicts.
+
+HF GPT-2 uses ``Conv1D`` layers, whose weights are stored [in, out] (transposed against
+``nn.Linear``), and packs attention as [q | k | v] along the output dimension; plmscale's fused qkv
+is head-interleaved ([head][q, k, v][head_dim]) so that a TP slice holds whole heads.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plmscale.config.schema import ModelConfig
+
+
+def hf_config(cfg: ModelConfig):
+    """The ``transformers.GPT2Config`` with the same architecture."""
+    from transformers import GPT2Config
+    if cfg.gelu_approximate != "tanh":
+        raise ValueError("HF GPT-2 uses the tanh form of GELU; set model.gelu_approximate=tanh")
+    return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.max_position_embeddings,
+                      n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
+                      n_head=cfg.num_attention_heads, n_inner=cfg.ffn_hidden_size,
+                      activation_function="gelu_new", resid_pdrop=cfg.hidden_dropout,
+                      embd_pdrop=cfg.hidden_dropout, attn_pdrop=cfg.attention_dropout,
+                      layer_norm_epsilon=cfg.layernorm_epsilon, initializer_range=cfg.init_std,
+                      tie_word_embeddings=True,
+                      # GPT-2's 50256 is its BPE's <|endoftext|>; plmscale tokenizers put eos
+                      # elsewhere, so the ids are left to the caller (generate.py looks them up).
+                      bos_token_id=None, eos_token_id=None)
+
+
+def _qkv_to_hf(tensor: torch.Tensor, heads: int) -> torch.Tensor:
+    """Head-interleaved rows [head][q,k,v][d] -> [q | k | v] rows (each [head][d])."""
+    head_dim = tensor.shape[0] // (3 * heads)
+    per_head = tensor.reshape(heads, 3, head_dim, *tensor.shape[1:])
+    return per_head.transpose(0, 1).reshape(tensor.shape)
+
+
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Map full (gathered, unpadded) plmscale tensors to ``GPT2LMHeadModel`` names."""
+    out = {"transformer.wte.weight": full["gpt.embeddings.word_embeddings.weight"],
+           "transformer.wpe.weight": full["gpt.embeddings.position_embeddings.weight"],
+           "transformer.ln_f.weight": full["gpt.final_layernorm.weight"],
+           "transformer.ln_f.bias": full["gpt.final_layernorm.bias"],
+           "lm_head.weight": full["gpt.embeddings.word_embeddings.weight"]}
+    heads = cfg.num_attention_heads
+    for i in range(cfg.num_layers):
+        ours, hf = f"gpt.layers.{i}.", f"transformer.h.{i}."
+        for kind in ("weight", "bias"):
+            out[hf + f"ln_1.{kind}"] = full[ours + f"input_layernorm.{kind}"]
+            out[hf + f"ln_2.{kind}"] = full[ours + f"pre_mlp_layernorm.{kind}"]
+        # Conv1D stores [in, out]: transpose every Linear weight; biases are unchanged.
+        out[hf + "attn.c_attn.weight"] = _qkv_to_hf(
+            full[ours + "self_attention.linear_qkv.weight"], heads).t().contiguous()
+        out[hf + "attn.c_attn.bias"] = _qkv_to_hf(full[ours + "self_attention.linear_qkv.bias"], heads)
+        out[hf + "attn.c_proj.weight"] = full[ours + "self_attention.linear_proj.weight"].t().contiguous()
+        out[hf + "attn.c_proj.bias"] = full[ours + "self_attention.linear_proj.bias"]
+        out[hf + "mlp.c_fc.weight"] = full[ours + "mlp.linear_fc1.weight"].t().contiguous()
+        out[hf + "mlp.c_fc.bias"] = full[ours + "mlp.linear_fc1.bias"]
+        out[hf + "mlp.c_proj.weight"] = full[ours + "mlp.linear_fc2.weight"].t().contiguous()
+        out[hf + "mlp.c_proj.bias"] = full[ours + "mlp.linear_fc2.bias"]
+    return out

@@ -1,0 +1,122 @@
+"""GPT-2 (Radford et al. 2019): pre-LN causal decoder, learned positions, final LayerNorm, LM head
+tied to the word embeddings without a bias; the same architecture as HF ``GPT2LMHeadModel``.
+
+Trained with causal LM on packed documents (``plmscale.data.gpt_samples``); optionally tokens do not
+attend across the document separators of a packed window (``reset_attention_at_document_boundary``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.models.common import Embeddings, TiedVocabParallelLogits, gather_vocab_logits
+from plmscale.models.common.prenorm import PreLNLayer
+from plmscale.models.family import Family
+from plmscale.objectives.causal_lm import (causal_lm_loss_and_accuracy, document_attention_mask,
+                                           vocab_parallel_argmax)
+
+
+class GPTModel(nn.Module):
+    """Backbone: word + position embeddings -> pre-LN causal layers -> final LayerNorm."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        # GPT has no token types and no embedding LayerNorm (the first layer's norm does that job).
+        self.embeddings = Embeddings(dataclasses.replace(cfg, type_vocab_size=0), precision,
+                                     layernorm=False)
+        self.layers = nn.ModuleList(PreLNLayer(cfg, precision, causal=True)
+                                    for _ in range(cfg.num_layers))
+        self.final_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        # GPT-2's depth-scaled init of the projections into the residual stream; the initialiser
+        # draws the full tensor with this std, so it holds for any TP layout.
+        for layer in self.layers:
+            for weight in layer.output_projections():
+                weight.init_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+
+    def forward(self, input_ids: torch.Tensor, document_ids: torch.Tensor | None = None):
+        """Hidden states [b, s, h]. ``document_ids`` [b, s] (optional): a token attends only to
+        earlier tokens of the same document."""
+        mask = document_attention_mask(document_ids) if document_ids is not None else None
+        hidden = self.embeddings(input_ids)
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        return self.final_layernorm(hidden)
+
+
+class GPTForCausalLM(nn.Module):
+    """GPT with the tied LM head. ``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"}."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        self.cfg = cfg
+        self.gpt = GPTModel(cfg, precision)
+        self.lm_head = TiedVocabParallelLogits(self.gpt.embeddings.padded_vocab_size,
+                                               cfg.vocab_size, bias=False)
+
+    def _vocab_logits(self, input_ids, document_ids=None):
+        hidden = self.gpt(input_ids, document_ids)
+        return self.lm_head(hidden, self.gpt.embeddings.word_embeddings.weight)
+
+    def forward(self, batch: dict) -> dict:
+        logits = self._vocab_logits(batch["input_ids"], batch.get("document_ids"))
+        loss, accuracy = causal_lm_loss_and_accuracy(logits, batch["labels"])
+        return {"loss": loss, "lm_loss": loss, "lm_accuracy": accuracy}
+
+    @torch.no_grad()
+    def logits(self, input_ids, document_ids=None):
+        """Full-vocabulary next-token logits [b, s, V], as HF's ``GPT2LMHeadModel`` returns them."""
+        return gather_vocab_logits(self._vocab_logits(input_ids, document_ids), self.cfg.vocab_size)
+
+    @torch.no_grad()
+    def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
+                        eos_id: int | None = None) -> torch.Tensor:
+        """Append up to ``max_new_tokens`` argmax tokens to ``input_ids`` [b, s] (full recompute
+        each step; the context is cut to the last ``max_position_embeddings`` tokens). Stops early
+        once every row has produced ``eos_id``. Collective over the TP group (same result on all)."""
+        was_training = self.training
+        self.eval()
+        ids = input_ids
+        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        for _ in range(max_new_tokens):
+            context = ids[:, -self.cfg.max_position_embeddings:]
+            hidden = self.gpt(context)[:, -1]  # only the last position's logits are needed
+            next_ids = vocab_parallel_argmax(
+                self.lm_head(hidden, self.gpt.embeddings.word_embeddings.weight))
+            if eos_id is not None:
+                next_ids = next_ids.masked_fill(finished, eos_id)
+                finished |= next_ids == eos_id
+            ids = torch.cat([ids, next_ids[:, None]], dim=1)
+            if eos_id is not None and bool(finished.all()):
+                break
+        self.train(was_training)
+        return ids
+
+
+def _samples(corpus, cfg):
+    from plmscale.data.gpt_samples import GPTSamples
+    return GPTSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
+
+
+def _hf_config(cfg: ModelConfig):
+    from plmscale.export.gpt2 import hf_config
+    return hf_config(cfg)
+
+
+def _to_hf(full, cfg: ModelConfig):
+    from plmscale.export.gpt2 import to_hf_state_dict
+    return to_hf_state_dict(full, cfg)
+
+
+FAMILY = Family(
+    name="gpt",
+    build=lambda cfg: GPTForCausalLM(cfg.model, cfg.train.precision),
+    samples=_samples,
+    hf_config=_hf_config,
+    hf_model_class="GPT2LMHeadModel",
+    to_hf_state_dict=_to_hf,
+)
