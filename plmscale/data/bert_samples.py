@@ -2,16 +2,89 @@
 
 Sample ``i`` is a pure function of (seed, i): the same global index gives the same sample on any
 number of ranks and after a resume, and every draw of a new index gets a fresh mask (dynamic masking).
+
+The positions to predict come from ``objective.masking`` (or, over training, from
+``objective.masking_schedule``): BERT tokens, whole words, n-grams, SpanBERT spans or ERNIE phrases /
+entities (``plmscale.objectives.masking_strategies``), all driven by the word-start flags and
+gazetteer spans that ``data_prep encode`` stored; segments carry those flags through sentence
+packing and truncation (:class:`Segment`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from plmscale.config.schema import DataConfig, ObjectiveConfig
 from plmscale.data.corpus import Corpus
 from plmscale.data.tokenizer import SpecialTokens
-from plmscale.objectives.masking import mask_tokens
+from plmscale.objectives.masking import IGNORE_INDEX, corrupt, mask_tokens
+from plmscale.objectives.masking_strategies import (Selection, check_strategy, select_for,
+                                                    span_boundary_targets)
+from plmscale.objectives.schedule import masking_schedule
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Token ids with their word-start flags and gazetteer span labels (-1 outside spans), kept
+    aligned through slicing and joining. ``np.asarray(segment)`` gives the ids, so code written for
+    plain id arrays keeps working (it then only loses the annotations)."""
+
+    ids: np.ndarray
+    word_starts: np.ndarray
+    span_labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: slice) -> "Segment":
+        if not isinstance(key, slice):
+            raise TypeError("a Segment is sliced, not indexed (use .ids for single tokens)")
+        return Segment(self.ids[key], self.word_starts[key], self.span_labels[key])
+
+    def __array__(self, dtype=None, copy=None):
+        return self.ids if dtype is None else self.ids.astype(dtype)
+
+    @staticmethod
+    def join(segments) -> "Segment":
+        """One segment from consecutive ones (the first token of each keeps its flag)."""
+        segments = list(segments)
+        return Segment(np.concatenate([s.ids for s in segments]),
+                       np.concatenate([s.word_starts for s in segments]),
+                       np.concatenate([s.span_labels for s in segments]))
+
+
+class Sentences:
+    """The sentences of one document as :class:`Segment` objects, built on access (documents can hold
+    thousands of sentences; a sample touches a few)."""
+
+    def __init__(self, doc):
+        self.doc = doc
+        bounds = np.append(np.asarray(doc.sentence_starts, dtype=np.int64), len(doc.token_ids))
+        keep = bounds[1:] > bounds[:-1]
+        self.starts, self.ends = bounds[:-1][keep], bounds[1:][keep]
+        spans = np.asarray(doc.spans, dtype=np.int64).reshape(-1, 2)
+        self.span_starts, self.span_ends = spans[:, 0], spans[:, 1]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        a, b = int(self.starts[i]), int(self.ends[i])
+        labels = np.full(b - a, -1, dtype=np.int64)
+        # Spans overlapping [a, b): end > a and start < b (spans are sorted and disjoint).
+        lo = int(np.searchsorted(self.span_ends, a, side="right"))
+        hi = int(np.searchsorted(self.span_starts, b, side="left"))
+        for k in range(lo, hi):
+            labels[max(int(self.span_starts[k]), a) - a:min(int(self.span_ends[k]), b) - a] = k
+        return Segment(self.doc.token_ids[a:b], self.doc.word_starts[a:b].astype(bool), labels)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
 
 class BertSamples:
@@ -19,24 +92,42 @@ class BertSamples:
     is on, a segment from another document (label 1, HF's convention)."""
 
     def __init__(self, corpus: Corpus, tokens: SpecialTokens, data: DataConfig,
-                 objective: ObjectiveConfig, seed: int):
+                 objective: ObjectiveConfig, seed: int, global_batch_size: Optional[int] = None):
+        """``global_batch_size`` (samples per optimiser step) is needed only with a
+        ``objective.masking_schedule``: sample ``i`` belongs to step ``i // global_batch_size``
+        (``plmscale.objectives.schedule.global_batch_size(cfg)`` computes it)."""
         self.corpus, self.tokens, self.data, self.objective = corpus, tokens, data, objective
         self.seed = seed
+        check_strategy(objective.masking)
+        self.schedule = masking_schedule(objective)
+        if self.schedule is not None and not (global_batch_size and global_batch_size > 0):
+            raise ValueError("objective.masking_schedule needs the global batch size to know the "
+                             "step of a sample: pass global_batch_size= (micro batch x gradient "
+                             "accumulation x data-parallel size; see "
+                             "plmscale.objectives.schedule.global_batch_size)")
+        self.global_batch_size = global_batch_size
 
     # -- segment selection -------------------------------------------------------------------
-    def _sentences(self, doc_index: int) -> list[np.ndarray]:
-        doc = self.corpus.document(doc_index)
-        bounds = list(doc.sentence_starts) + [len(doc.token_ids)]
-        return [doc.token_ids[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    def _sentences(self, doc_index: int) -> Sentences:
+        return Sentences(self.corpus.document(doc_index))
 
-    def _take(self, sentences: list[np.ndarray], start: int, budget: int) -> list[np.ndarray]:
+    def _take(self, sentences: Sentences, start: int, budget: int) -> list[Segment]:
         chunk, length = [], 0
-        for sentence in sentences[start:]:
+        for i in range(start, len(sentences)):
             if length >= budget:
                 break
-            chunk.append(sentence)
-            length += len(sentence)
+            chunk.append(sentences[i])
+            length += len(chunk[-1])
         return chunk
+
+    def masking_strategy(self, index: int) -> str:
+        """The masking strategy of sample ``index``: ``objective.masking``, or the schedule's at
+        the sample's step (a mixture draws from its own (seed, index) stream, leaving the
+        sample's other random choices unchanged)."""
+        if self.schedule is None:
+            return self.objective.masking
+        step = index // self.global_batch_size
+        return self.schedule.pick(step, np.random.default_rng([self.seed, index, 1]))
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
@@ -50,45 +141,90 @@ class BertSamples:
 
         nsp = self.objective.next_sentence_prediction
         split = int(rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
-        a = np.concatenate(chunk[:split])
+        a = Segment.join(chunk[:split])
         is_random_next = nsp and (len(chunk) == 1 or rng.random() < 0.5)
         if is_random_next:
             other = self.corpus.sample_document(rng, exclude=doc)
             other_sentences = self._sentences(other)
             picked = self._take(other_sentences, int(rng.integers(len(other_sentences))),
                                 max(target - len(a), 1))
-            b = np.concatenate(picked)
+            b = Segment.join(picked)
         elif len(chunk) > split:
-            b = np.concatenate(chunk[split:])
+            b = Segment.join(chunk[split:])
         else:
             b = a[:0]
         a, b = _truncate_pair(a, b, max_tokens, rng)
-        return self._assemble(a, b, int(is_random_next), rng)
+        return self._assemble(a, b, int(is_random_next), rng, self.masking_strategy(index))
 
     # -- assembly and masking ----------------------------------------------------------------
-    def _assemble(self, a: np.ndarray, b: np.ndarray, label: int, rng: np.random.Generator):
+    def _assemble(self, a: Segment, b: Segment, label: int, rng: np.random.Generator,
+                  strategy: str = "token"):
         t, seq = self.tokens, self.data.seq_length
-        parts = [[t.cls], a, [t.sep]] + ([b, [t.sep]] if len(b) else [])
-        ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+        parts = [self._special(t.cls), a, self._special(t.sep)]
+        if len(b):
+            parts += [b, self._special(t.sep)]
+        joined = Segment.join(parts)
+        ids = joined.ids.astype(np.int64)
         types = np.zeros(len(ids), dtype=np.int64)
         types[len(a) + 2:] = 1
         eligible = ~np.isin(ids, t.special_ids)
-        o = self.objective
-        corrupted, labels = mask_tokens(ids, eligible, rng, mask_id=t.mask,
-                                        replacement_ids=t.normal_ids, probability=o.mlm_probability,
-                                        mask_fraction=o.mask_token_fraction,
-                                        random_fraction=o.random_token_fraction)
+        corrupted, labels, selection = self.mask(ids, eligible, rng, strategy,
+                                                 joined.word_starts, joined.span_labels)
         pad = seq - len(ids)
-        return {
+        sample = {
             "input_ids": np.pad(corrupted, (0, pad), constant_values=t.pad),
             "token_type_ids": np.pad(types, (0, pad)),
             "attention_mask": np.pad(np.ones(len(ids), dtype=np.int64), (0, pad)),
             "mlm_labels": np.pad(labels, (0, pad), constant_values=-100),
             "next_sentence_label": np.int64(label),
         }
+        sample.update(self.span_boundary_arrays(selection, len(ids), labels))
+        return sample
+
+    @staticmethod
+    def _special(token_id: int) -> Segment:
+        return Segment(np.array([token_id], dtype=np.int64), np.zeros(1, dtype=bool),
+                       np.full(1, -1, dtype=np.int64))
+
+    def mask(self, ids: np.ndarray, eligible: np.ndarray, rng: np.random.Generator,
+             strategy: str = "token", word_starts: Optional[np.ndarray] = None,
+             span_labels: Optional[np.ndarray] = None):
+        """Select positions with ``strategy`` and corrupt them 80/10/10 (the objective's fractions).
+        Returns (corrupted ids, labels with -100 where not selected, the Selection or None for
+        "token", whose draws are BERT's ``mask_tokens`` exactly). Subclasses for other MLM families
+        call this with their own sequences."""
+        t, o = self.tokens, self.objective
+        if strategy == "token":
+            corrupted, labels = mask_tokens(ids, eligible, rng, mask_id=t.mask,
+                                            replacement_ids=t.normal_ids,
+                                            probability=o.mlm_probability,
+                                            mask_fraction=o.mask_token_fraction,
+                                            random_fraction=o.random_token_fraction)
+            return corrupted, labels, None
+        selection = select_for(o, strategy, eligible, rng, word_starts, span_labels)
+        corrupted, labels = corrupt(ids, selection.positions, rng, mask_id=t.mask,
+                                    replacement_ids=t.normal_ids,
+                                    mask_fraction=o.mask_token_fraction,
+                                    random_fraction=o.random_token_fraction)
+        return corrupted, labels, selection
+
+    def span_boundary_arrays(self, selection: Optional[Selection], length: int,
+                             labels: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        """With ``objective.span_boundary_objective``: SpanBERT's boundary inputs, padded to
+        seq_length with -1 (empty dict otherwise). With token masking (``selection`` None) each
+        selected token, read from ``labels``, is a unit of its own."""
+        if not self.objective.span_boundary_objective:
+            return {}
+        if selection is None:
+            positions = np.flatnonzero(labels != IGNORE_INDEX)
+            selection = Selection(positions, np.stack([positions, positions + 1], axis=1),
+                                  np.ones(positions.size, dtype=np.int64))
+        arrays = span_boundary_targets(length, selection)
+        pad = self.data.seq_length - length
+        return {k: np.pad(v, (0, pad), constant_values=-1) for k, v in arrays.items()}
 
 
-def _truncate_pair(a: np.ndarray, b: np.ndarray, max_tokens: int, rng: np.random.Generator):
+def _truncate_pair(a: Segment, b: Segment, max_tokens: int, rng: np.random.Generator):
     """Trim the longer segment, from its front or back at random (as BERT), until both fit."""
     while len(a) + len(b) > max_tokens:
         longer = 0 if len(a) >= len(b) else 1
