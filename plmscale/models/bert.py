@@ -19,27 +19,31 @@ IGNORE_INDEX = -100
 class BertEncoder(nn.Module):
     """Backbone: embeddings + post-LN layers; returns hidden states [b, s, h]."""
 
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", position_offset: int = 0):
         super().__init__()
-        self.embeddings = Embeddings(cfg, precision)
+        self.embeddings = Embeddings(cfg, precision, position_offset=position_offset)
         self.layers = nn.ModuleList(PostLNLayer(cfg, precision) for _ in range(cfg.num_layers))
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, position_ids=None):
         mask = padding_mask(attention_mask)
-        hidden = self.embeddings(input_ids, token_type_ids)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids)
         for layer in self.layers:
             hidden = layer(hidden, mask)
         return hidden
 
 
 class MaskedLMHead(nn.Module):
-    """dense -> GELU -> LayerNorm -> logits tied to the word embeddings (with their own bias)."""
+    """dense -> GELU -> LayerNorm -> logits tied to the word embeddings (with their own bias).
 
-    def __init__(self, cfg: ModelConfig, padded_vocab_size: int):
+    ``output_size`` is the width of the tied embeddings when it differs from hidden_size (ALBERT's
+    factorised embeddings: dense maps hidden_size -> embedding_size)."""
+
+    def __init__(self, cfg: ModelConfig, padded_vocab_size: int, output_size: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        size = output_size or cfg.hidden_size
+        self.dense = nn.Linear(cfg.hidden_size, size)
         self.approximate = cfg.gelu_approximate
-        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon)
         self.logits = TiedVocabParallelLogits(padded_vocab_size, cfg.vocab_size)
 
     def forward(self, hidden, embedding_weight):
@@ -101,6 +105,11 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _pipeline(cfg):
+    from plmscale.models.bert_pipe import bert_pipeline  # imports this module: resolve lazily
+    return bert_pipeline(cfg)
+
+
 FAMILY = Family(
     name="bert",
     build=lambda cfg: BertForPreTraining(cfg.model, cfg.train.precision,
@@ -109,4 +118,5 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="BertForPreTraining",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
 )

@@ -38,6 +38,10 @@ def init_distributed(timeout_minutes: int = 30) -> None:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend=backend,
                             timeout=datetime.timedelta(minutes=timeout_minutes))
+    # DeepSpeed's communication layer wraps the same process group (its pipeline module needs it).
+    import deepspeed
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
+                               timeout=datetime.timedelta(minutes=timeout_minutes))
 
 
 def init_model_parallel(cfg: ExperimentConfig) -> None:

@@ -6,8 +6,8 @@ import deepspeed
 import torch
 import torch.distributed as dist
 
-from plmscale.config import ExperimentConfig, deepspeed_config
-from plmscale.models import build_model
+from plmscale.config import ConfigError, ExperimentConfig, deepspeed_config
+from plmscale.models import build_model, get_family
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
 
 
@@ -24,21 +24,39 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": plain, "weight_decay": 0.0}]
 
 
+def uses_pipeline(cfg: ExperimentConfig) -> bool:
+    return cfg.parallel.pipeline_model_parallel_size > 1
+
+
 def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
-    """The family's model with layout-independent weights (same for any TP size), on this device."""
-    model = build_model(cfg)
-    initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size)
-    return model.to(device())
+    """The family's model with layout-independent weights (same for any TP and PP layout), on this
+    device: the ordinary module, or its ``PipelineModule`` when pipeline parallelism is on."""
+    if not uses_pipeline(cfg):
+        model = build_model(cfg)
+        initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size)
+        return model.to(device())
+    family = get_family(cfg.model.family)
+    if family.pipeline is None:
+        raise ConfigError(f"model.family={cfg.model.family!r} has no pipeline-parallel form yet; "
+                          "set parallel.pipeline_model_parallel_size=1")
+    pipe = family.pipeline(cfg)
+    initialize_parameters(pipe, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
+                          canonical_name=pipe.canonical_name)
+    return pipe.to(device())
 
 
 def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):
-    """``deepspeed.initialize`` with the generated config; returns (engine, scheduler)."""
+    """``deepspeed.initialize`` with the generated config; returns (engine, scheduler).
+
+    Without a pipeline DeepSpeed learns the TP/DP groups from the ``mpu`` adapter; a
+    ``PipelineModule`` carries its own topology (same rank order) and takes no ``mpu``.
+    """
     model = model if model is not None else build_initialised_model(cfg)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         model_parameters=parameter_groups(model, cfg.train.weight_decay),
         config=deepspeed_config(cfg, dist.get_world_size()),
-        mpu=DeepSpeedMpu(),
+        mpu=None if uses_pipeline(cfg) else DeepSpeedMpu(),
         dist_init_required=False,
     )
     return engine, scheduler

@@ -12,7 +12,7 @@ from plmscale.data import Corpus, micro_batch_loader
 from plmscale.models import get_family
 from plmscale.parallel import device, seed_all
 from plmscale.training import checkpoint
-from plmscale.training.engine import build_engine
+from plmscale.training.engine import build_engine, uses_pipeline
 from plmscale.training.metrics import MetricsLogger, average_over_data_parallel
 
 
@@ -38,6 +38,9 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
     if t.load_dir:
         step, micro_batches = checkpoint.load(engine, t.load_dir)
     batches = build_batches(cfg, micro_batches)
+    pipelined = uses_pipeline(cfg)
+    if pipelined:
+        pipeline_batches = (engine.module.split_batch(b) for b in batches)
     logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval)
     history = []
     dev = device()
@@ -46,7 +49,12 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
         seed_all(t.seed + step)
         sums: dict[str, float] = {}
         tokens = 0
-        for _ in range(t.gradient_accumulation_steps):
+        if pipelined:
+            # DeepSpeed's pipeline schedule pulls gradient_accumulation_steps micro-batches itself.
+            sums["loss"] = float(engine.train_batch(pipeline_batches)) * t.gradient_accumulation_steps
+            micro_batches += t.gradient_accumulation_steps
+            tokens = t.gradient_accumulation_steps * t.micro_batch_size * cfg.data.seq_length
+        for _ in range(0 if pipelined else t.gradient_accumulation_steps):
             batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
             out = engine(batch)
             engine.backward(out["loss"])

@@ -88,6 +88,22 @@ def train_runs(shards: str, runs: list[list[str]]) -> list[list[dict]]:
     return histories
 
 
-TRAIN = ["model.preset=bert-tiny", "model.vocab_size=2000", "model.max_position_embeddings=64",
+TRAIN = ["model.preset=bert-tiny", "model.vocab_size=8000", "model.max_position_embeddings=64",
          "data.seq_length=64", "data.num_workers=0", "train.micro_batch_size=8",
          "train.lr=1e-3", "train.warmup_steps=2", "train.progress_bar=false"]
+
+
+def train_and_gather(shards: str, overrides: list[str]) -> dict:
+    """Train with the given layout; return the per-step losses and the whole model's parameters
+    under their ordinary names (gathered over TP and PP), so layouts can be compared."""
+    from plmscale.parallel.pipeline import full_pipeline_tensors
+    from plmscale.training.engine import uses_pipeline
+    from plmscale.training.loop import train
+    init_distributed()
+    cfg = load_config(None, TRAIN + [f"data.path={shards}"] + overrides)
+    init_model_parallel(cfg)
+    seed_all(cfg.train.seed)
+    model = build_initialised_model(cfg)
+    history = train(cfg, model)
+    gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+    return {"losses": [h["loss"] for h in history], "params": gather(model, cfg.model.vocab_size)}
