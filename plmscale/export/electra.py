@@ -1,0 +1,83 @@
+"""plmscale ELECTRA -> HF ``ElectraForPreTraining`` (discriminator) and ``ElectraForMaskedLM``
+(generator) state dicts. Each HF model gets its own copy of the shared embedding tables."""
+
+from __future__ import annotations
+
+import torch
+
+from plmscale.config.schema import ModelConfig
+from plmscale.export.bert import _split_qkv
+
+
+def _electra_config(cfg: ModelConfig, embedding_size: int):
+    from transformers import ElectraConfig
+    return ElectraConfig(vocab_size=cfg.vocab_size, embedding_size=embedding_size,
+                         hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                         num_attention_heads=cfg.num_attention_heads,
+                         intermediate_size=cfg.ffn_hidden_size,
+                         hidden_act="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
+                         hidden_dropout_prob=cfg.hidden_dropout,
+                         attention_probs_dropout_prob=cfg.attention_dropout,
+                         max_position_embeddings=cfg.max_position_embeddings,
+                         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
+                         initializer_range=cfg.init_std)
+
+
+def hf_config(cfg: ModelConfig):
+    """``ElectraConfig`` of the discriminator."""
+    from plmscale.models.electra import embedding_width
+    return _electra_config(cfg, embedding_width(cfg))
+
+
+def generator_hf_config(cfg: ModelConfig):
+    """``ElectraConfig`` of the generator (for ``ElectraForMaskedLM``)."""
+    from plmscale.models.electra import embedding_width, generator_config
+    return _electra_config(generator_config(cfg), embedding_width(cfg))
+
+
+def _encoder(full: dict, ours: str, num_layers: int, heads: int) -> dict[str, torch.Tensor]:
+    """Shared embeddings + one network's projection and layers, under HF's ``electra.`` names."""
+    out = {}
+    for name in ("word_embeddings.weight", "position_embeddings.weight",
+                 "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
+        out["electra.embeddings." + name] = full["embeddings." + name]
+    for kind in ("weight", "bias"):
+        if f"{ours}.embeddings_project.{kind}" in full:
+            out[f"electra.embeddings_project.{kind}"] = full[f"{ours}.embeddings_project.{kind}"]
+    for i in range(num_layers):
+        src, dst = f"{ours}.layers.{i}.", f"electra.encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            q, k, v = _split_qkv(full[src + f"self_attention.linear_qkv.{kind}"], heads)
+            out[dst + f"attention.self.query.{kind}"] = q
+            out[dst + f"attention.self.key.{kind}"] = k
+            out[dst + f"attention.self.value.{kind}"] = v
+            out[dst + f"attention.output.dense.{kind}"] = full[src + f"self_attention.linear_proj.{kind}"]
+            out[dst + f"attention.output.LayerNorm.{kind}"] = full[src + f"attention_layernorm.{kind}"]
+            out[dst + f"intermediate.dense.{kind}"] = full[src + f"mlp.linear_fc1.{kind}"]
+            out[dst + f"output.dense.{kind}"] = full[src + f"mlp.linear_fc2.{kind}"]
+            out[dst + f"output.LayerNorm.{kind}"] = full[src + f"output_layernorm.{kind}"]
+    return out
+
+
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Full (gathered, unpadded) plmscale tensors -> ``ElectraForPreTraining`` (the discriminator)."""
+    out = _encoder(full, "discriminator", cfg.num_layers, cfg.num_attention_heads)
+    for kind in ("weight", "bias"):
+        for name in ("dense", "dense_prediction"):
+            out[f"discriminator_predictions.{name}.{kind}"] = full[f"discriminator_head.{name}.{kind}"]
+    return out
+
+
+def generator_to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig
+                               ) -> dict[str, torch.Tensor]:
+    """Full plmscale tensors -> ``ElectraForMaskedLM`` (the generator; lm head tied to the shared
+    word embeddings)."""
+    from plmscale.models.electra import generator_config
+    gen = generator_config(cfg)
+    out = _encoder(full, "generator", gen.num_layers, gen.num_attention_heads)
+    for kind in ("weight", "bias"):
+        out[f"generator_predictions.dense.{kind}"] = full[f"generator_head.dense.{kind}"]
+        out[f"generator_predictions.LayerNorm.{kind}"] = full[f"generator_head.LayerNorm.{kind}"]
+    out["generator_lm_head.weight"] = full["embeddings.word_embeddings.weight"]
+    out["generator_lm_head.bias"] = full["generator_head.logits.bias"]
+    return out
