@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 
 from data_prep.inputs import MB, InputOptions
 
@@ -122,7 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         progress=args.progress,
     )
     comm = get_comm()
-    manifest = encode(cfg, comm)
+    try:
+        manifest = encode(cfg, comm)
+    except BrokenProcessPool:
+        # The traceback alone does not tell the user what happened or what to do.
+        print(
+            "error: a worker process died (killed, or out of memory); no manifest was written. "
+            "Re-run the same command to resume: finished units are kept.",
+            file=sys.stderr,
+        )
+        return 1
     if comm.rank == 0:
         summary = {
             "output": args.output,
