@@ -135,6 +135,16 @@ class ObjectiveConfig:
     span_boundary_objective: bool = False
     """SpanBERT's SBO: samples also carry sbo_left / sbo_right / sbo_position per masked token (see
     plmscale.objectives.span_boundary); the model must attach SpanBoundaryHead to use them."""
+    distillation_teacher_path: Optional[str] = None
+    """DistilBERT: the teacher, a DeepSpeed checkpoint directory written by plmscale BERT training
+    (``train.save_dir``; any TP layout, ZeRO stage 0-2); the student starts from every other layer."""
+    distillation_temperature: float = 2.0
+    """DistilBERT: softmax temperature T of the soft targets; the KL term is scaled by T^2."""
+    distillation_alpha_ce: float = 5.0
+    distillation_alpha_mlm: float = 2.0
+    distillation_alpha_cos: float = 1.0
+    """DistilBERT: loss = alpha_ce * KL(teacher || student at T) * T^2 + alpha_mlm * MLM + alpha_cos *
+    (1 - cos(student, teacher last hidden states)); defaults are Sanh et al.'s training command."""
 
 
 @dataclass
