@@ -34,6 +34,9 @@ def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
     if not uses_pipeline(cfg):
         model = build_model(cfg)
         initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size)
+        family = get_family(cfg.model.family)
+        if family.initialize is not None:
+            family.initialize(model, cfg)
         return model.to(device())
     family = get_family(cfg.model.family)
     if family.pipeline is None:
