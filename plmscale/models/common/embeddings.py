@@ -29,9 +29,14 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon) if layernorm else None
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None):
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device) + self.position_offset
-        hidden = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None):
+        """``position_ids`` [b, s] (rows of ``position_embeddings``) default to ``position_offset``
+        + 0, 1, 2, ... for every sequence."""
+        if position_ids is None:
+            position_ids = (torch.arange(input_ids.shape[1], device=input_ids.device)
+                            + self.position_offset)[None]
+        hidden = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)

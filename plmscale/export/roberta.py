@@ -1,0 +1,66 @@
+"""plmscale RoBERTa -> HF ``RobertaForMaskedLM`` state dicts."""
+
+from __future__ import annotations
+
+import torch
+
+from plmscale.config.schema import ModelConfig
+from plmscale.export.bert import _split_qkv
+
+
+def hf_config(cfg: ModelConfig):
+    """The ``transformers.RobertaConfig`` with the same architecture.
+
+    HF offsets positions by ``pad_token_id + 1``, so ``pad_token_id = position_offset - 1`` (1, as
+    the released checkpoints); HF also counts positions from ``input_ids != pad_token_id``, so feed
+    the exported model inputs padded with that id (or pass ``position_ids``)."""
+    from transformers import RobertaConfig
+    if cfg.position_offset < 1:
+        raise ValueError(f"HF RoBERTa needs model.position_offset >= 1 (padding_idx + 1); "
+                         f"got {cfg.position_offset}")
+    return RobertaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                         num_hidden_layers=cfg.num_layers,
+                         num_attention_heads=cfg.num_attention_heads,
+                         intermediate_size=cfg.ffn_hidden_size,
+                         hidden_act="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
+                         hidden_dropout_prob=cfg.hidden_dropout,
+                         attention_probs_dropout_prob=cfg.attention_dropout,
+                         max_position_embeddings=cfg.max_position_embeddings + cfg.position_offset,
+                         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
+                         initializer_range=cfg.init_std, pad_token_id=cfg.position_offset - 1,
+                         tie_word_embeddings=True)
+
+
+def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int) -> dict[str, torch.Tensor]:
+    """One ``PostLNLayer`` (prefix ``ours``) -> HF BERT-style layer names (prefix ``hf``)."""
+    out = {}
+    for kind in ("weight", "bias"):
+        q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"], heads)
+        out[hf + f"attention.self.query.{kind}"] = q
+        out[hf + f"attention.self.key.{kind}"] = k
+        out[hf + f"attention.self.value.{kind}"] = v
+        out[hf + f"attention.output.dense.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
+        out[hf + f"attention.output.LayerNorm.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
+        out[hf + f"intermediate.dense.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
+        out[hf + f"output.dense.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
+        out[hf + f"output.LayerNorm.{kind}"] = full[ours + f"output_layernorm.{kind}"]
+    return out
+
+
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Map full (gathered, unpadded) plmscale tensors to ``RobertaForMaskedLM`` names."""
+    out = {}
+    emb = "roberta.embeddings."
+    for name in ("word_embeddings.weight", "position_embeddings.weight",
+                 "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
+        out[emb + name] = full[emb + name]
+    for i in range(cfg.num_layers):
+        out.update(encoder_layer_to_hf(full, f"roberta.layers.{i}.", f"roberta.encoder.layer.{i}.",
+                                       cfg.num_attention_heads))
+    for kind in ("weight", "bias"):
+        out[f"lm_head.dense.{kind}"] = full[f"lm_head.dense.{kind}"]
+        out[f"lm_head.layer_norm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]
+    out["lm_head.bias"] = full["lm_head.logits.bias"]
+    out["lm_head.decoder.weight"] = full[emb + "word_embeddings.weight"]
+    out["lm_head.decoder.bias"] = full["lm_head.logits.bias"]
+    return out

@@ -1,0 +1,156 @@
+"""Rank functions for the RoBERTa / ALBERT parallel tests (module-level so spawned ranks can import
+them). Each checks one family against itself under TP=1 and TP=2 and against HF after export."""
+
+from __future__ import annotations
+
+import torch
+
+from plmscale.config import load_config
+from plmscale.export import full_tensors
+from plmscale.models import get_family
+from plmscale.parallel import init_distributed, init_model_parallel, seed_all
+from plmscale.training.engine import build_initialised_model
+
+NO_DROPOUT = ["model.hidden_dropout=0", "model.attention_dropout=0"]
+# 4 heads so that TP=2 splits them; vocab 1100 leaves TP padding columns in the last rank's slice.
+TINY = {
+    "roberta": ["model.preset=roberta-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
+                "model.max_position_embeddings=64"] + NO_DROPOUT,
+    "albert": ["model.preset=albert-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
+               "model.max_position_embeddings=64", "objective.sentence_order_prediction=true"]
+              + NO_DROPOUT,
+}
+HF_PAD = {"roberta": 1, "albert": 0}  # the exported configs' pad_token_id
+
+
+def fixed_batch(family: str, vocab: int, batch: int = 4, seq: int = 24, seed: int = 7) -> dict:
+    """Padding, two segments (ALBERT), ~20% labelled positions (one with the highest id, next to
+    the TP padding columns); identical on every rank. Pads use the HF config's pad id, from which HF
+    RoBERTa derives its positions."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, vocab, (batch, seq), generator=g)
+    lengths = torch.tensor([seq, seq - 5, seq - 9, 11])
+    attention = (torch.arange(seq)[None] < lengths[:, None]).long()
+    ids = torch.where(attention.bool(), ids, torch.full_like(ids, HF_PAD[family]))
+    labels = torch.full((batch, seq), -100)
+    chosen = (torch.rand(batch, seq, generator=g) < 0.2) & attention.bool()
+    chosen[:, 1] = True
+    labels[chosen] = ids[chosen]
+    labels[0, 2] = vocab - 1
+    out = {"input_ids": ids, "attention_mask": attention, "mlm_labels": labels}
+    if family == "albert":
+        out["token_type_ids"] = (torch.arange(seq)[None] >= (lengths[:, None] // 2)).long() * attention
+        out["sentence_order_label"] = torch.tensor([0, 1, 1, 0])
+    return out
+
+
+def _our_logits(family: str, model, batch: dict) -> list[torch.Tensor]:
+    if family == "roberta":
+        return [model.logits(batch["input_ids"], batch["attention_mask"])]
+    return list(model.logits(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+
+
+def compare_with_hf(family: str, cfg, params: dict, logits: list, batch: dict,
+                    grads: dict | None = None) -> dict:
+    """Export ``params`` (full tensors) to the family's HF class; max |ours - HF| over its logits
+    and, if ``grads`` are given, over the gradients of the same loss (the tied and shared tensors
+    included: HF accumulates them the same way)."""
+    import transformers
+    fam = get_family(family)
+    hf = getattr(transformers, fam.hf_model_class)(fam.hf_config(cfg.model)).eval()
+    missing, unexpected = hf.load_state_dict(fam.to_hf_state_dict(params, cfg.model), strict=False)
+    assert not unexpected and not [m for m in missing if "position_ids" not in m], (missing, unexpected)
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+              "labels": batch["mlm_labels"]}
+    if family == "albert":
+        kwargs.update(token_type_ids=batch["token_type_ids"],
+                      sentence_order_label=batch["sentence_order_label"])
+    out = hf(**kwargs)
+    ref = [out.logits] if family == "roberta" else [out.prediction_logits, out.sop_logits]
+    result = {"hf_logit_diff": max((a - b).abs().max().item() for a, b in zip(logits, ref)),
+              "hf_loss": out.loss.item()}
+    if grads is not None:
+        out.loss.backward()
+        ours = fam.to_hf_state_dict(grads, cfg.model)
+        result["hf_grad_diff"] = max((ours[n] - p.grad).abs().max().item()
+                                     for n, p in hf.named_parameters())
+    return result
+
+
+def tensor_parallel_vs_single(family: str, shards: str) -> dict:
+    """(1) TP=2 vs TP=1 on identical weights and batch: loss, gathered gradients, and HF's logits and
+    gradients after export; (2) a few DeepSpeed steps with TP=2 on real text, then gather, export
+    and compare logits with HF again (eval mode)."""
+    init_distributed()
+    cfg = load_config(None, TINY[family])
+    batch = fixed_batch(family, cfg.model.vocab_size)
+    runs = {}
+    for tp in (2, 1):
+        cfg.parallel.tensor_model_parallel_size = tp
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        model = build_initialised_model(cfg)
+        out = model(batch)
+        out["loss"].backward()
+        runs[tp] = {"out": {k: float(v) for k, v in out.items()},
+                    "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
+                    "params": full_tensors(model, cfg.model.vocab_size),
+                    "logits": _our_logits(family, model, batch)}
+    a, b = runs[2], runs[1]
+    result = {
+        "metrics": sorted(a["out"]),
+        "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
+        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
+        "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item() for n in a["params"]),
+        "grad_norm": sum(g.norm() ** 2 for g in b["grads"].values()).item() ** 0.5,
+        "loss": b["out"]["loss"],
+        "params": {n: tuple(p.shape) for n, p in b["params"].items()},
+    }
+    hf = compare_with_hf(family, cfg, a["params"], a["logits"], batch, grads=a["grads"])
+    result.update(hf)
+    result["hf_loss_diff"] = abs(hf["hf_loss"] - b["out"]["loss"])
+    result["trained"] = train_then_compare(family, shards)
+    return result
+
+
+def train_then_compare(family: str, shards: str) -> dict:
+    """3 steps of ``plmscale.training.loop.train`` with TP=2 (dropout on, ZeRO-1), then export."""
+    from plmscale.training.loop import train
+    overrides = [o for o in TINY[family] if o not in NO_DROPOUT and "vocab_size" not in o]
+    cfg = load_config(None, overrides + [
+        "model.vocab_size=8000", f"data.path={shards}", "data.seq_length=64", "data.num_workers=0",
+        "parallel.tensor_model_parallel_size=2", "parallel.zero_stage=1",
+        "train.micro_batch_size=4", "train.train_steps=3", "train.lr=1e-3", "train.warmup_steps=1",
+        "train.progress_bar=false", "train.seed=5"])
+    init_model_parallel(cfg)
+    seed_all(cfg.train.seed)
+    model = build_initialised_model(cfg)
+    initial = full_tensors(model, cfg.model.vocab_size)
+    history = train(cfg, model)
+    model.eval()
+    params = full_tensors(model, cfg.model.vocab_size)
+    batch = fixed_batch(family, cfg.model.vocab_size, seed=11)
+    result = compare_with_hf(family, cfg, params, _our_logits(family, model, batch), batch)
+    result["losses"] = [h["loss"] for h in history]
+    result["metrics"] = sorted(history[-1])
+    result["changed"] = min((params[n] - initial[n]).abs().max().item() for n in params)
+    return result
+
+
+def train_config(path: str, shards: str, steps: int | None = None) -> dict:
+    """Train a YAML config on the demo shards; per-step losses and the wall time."""
+    import time
+
+    from plmscale.training.loop import train
+    init_distributed()
+    overrides = [f"data.path={shards}", "train.progress_bar=false", "train.save_dir=null",
+                 "train.tensorboard_dir=null"]
+    if steps:
+        overrides.append(f"train.train_steps={steps}")
+    cfg = load_config(path, overrides)
+    init_model_parallel(cfg)
+    seed_all(cfg.train.seed)
+    start = time.perf_counter()
+    history = train(cfg)
+    return {"losses": [h["loss"] for h in history], "seconds": time.perf_counter() - start,
+            "metrics": sorted(history[-1])}

@@ -1,0 +1,54 @@
+"""RoBERTa and ALBERT preset parameter counts on the meta device equal HF's (RobertaForMaskedLM,
+AlbertForPreTraining) and SPEC.md's table; padding excluded."""
+
+import os
+
+import pytest
+import torch
+
+from plmscale.config import load_config
+from plmscale.models import build_model, count_parameters, get_family
+from plmscale.parallel import init_distributed, init_model_parallel
+
+SPEC_COUNTS = {"roberta-base": 124_697_433, "roberta-large": 355_412_057,
+               "albert-base": 11_813_810, "albert-large": 17_847_474,
+               "albert-xlarge": 59_021_490, "albert-xxlarge": 223_158_450}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_rank():
+    os.environ.update(MASTER_PORT="29611", WORLD_SIZE="1", RANK="0")
+    init_distributed()
+
+
+def _counts(preset: str, overrides=()):
+    import transformers
+    cfg = load_config(None, [f"model.preset={preset}", *overrides])
+    init_model_parallel(cfg)
+    family = get_family(cfg.model.family)
+    with torch.device("meta"):
+        ours = build_model(cfg)
+        theirs = getattr(transformers, family.hf_model_class)(family.hf_config(cfg.model))
+    return count_parameters(ours, cfg.model), sum(p.numel() for p in theirs.parameters()), ours
+
+
+@pytest.mark.parametrize("preset", sorted(SPEC_COUNTS))
+def test_count_matches_spec_and_hf(preset):
+    ours, hf, _ = _counts(preset)
+    assert ours == hf == SPEC_COUNTS[preset]
+
+
+def test_roberta_positions_hold_512_tokens_in_514_rows():
+    _, _, model = _counts("roberta-base")
+    assert model.roberta.embeddings.position_embeddings.num_embeddings == 514
+    assert model.roberta.embeddings.token_type_embeddings.num_embeddings == 1
+
+
+def test_albert_layers_are_one_parameter_set():
+    ours, hf, model = _counts("albert-base")
+    assert len(model.albert.layer_groups) == 1
+    assert all(model.albert.layer(d) is model.albert.layer_groups[0] for d in range(12))
+    # Unshared (HF num_hidden_groups = num_layers) adds 11 layer sets, on both sides.
+    unshared, hf_unshared, _ = _counts("albert-base", ["model.share_layer_parameters=false"])
+    layer = sum(p.numel() for p in model.albert.layer_groups[0].parameters())
+    assert unshared == hf_unshared == ours + 11 * layer
