@@ -1,14 +1,17 @@
-"""``torch.autograd.Function`` wrappers around the CUDA extension.
+"""The fused path: ``torch.autograd.Function``s over the CUDA extension.
 
-Only imported when the fused path is taken (the extension is loaded by then);
-:mod:`plmscale.kernels` decides when that is.
+The extension's entry points are registered as torch custom ops
+(``torch.ops.plmscale.*``) with shape-only fake implementations, so
+``torch.compile`` traces through the autograd Functions below instead of breaking
+the graph at every attention and MLP block.
+
+Only imported when the fused path is taken; :mod:`plmscale.kernels` decides when.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .build import load_extension
 
@@ -20,6 +23,66 @@ def _ext():
     return ext
 
 
+# ---- custom ops (outputs are always fresh tensors, never aliases of inputs) ----
+
+
+@torch.library.custom_op(
+    "plmscale::bias_gelu_fwd", mutates_args=(), schema="(Tensor x, Tensor bias, bool tanh_form) -> Tensor"
+)
+def bias_gelu_fwd(x, bias, tanh_form):
+    return _ext().bias_gelu_forward(x, bias, tanh_form)
+
+
+@bias_gelu_fwd.register_fake
+def _(x, bias, tanh_form):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op(
+    "plmscale::bias_gelu_bwd",
+    mutates_args=(),
+    schema="(Tensor dy, Tensor x, Tensor bias, bool tanh_form) -> (Tensor, Tensor)",
+)
+def bias_gelu_bwd(dy, x, bias, tanh_form):
+    # dbias comes out of the same pass as dx, so it is always produced.
+    dx, dbias = _ext().bias_gelu_backward(dy, x, bias, tanh_form, True)
+    return dx, dbias
+
+
+@bias_gelu_bwd.register_fake
+def _(dy, x, bias, tanh_form):
+    return x.new_empty(x.shape), bias.new_empty(bias.shape)
+
+
+@torch.library.custom_op(
+    "plmscale::softmax_fwd",
+    mutates_args=(),
+    schema="(Tensor scores, Tensor? mask, float scale, bool causal) -> Tensor",
+)
+def softmax_fwd(scores, mask, scale, causal):
+    return _ext().scaled_masked_softmax_forward(scores, mask, scale, causal)
+
+
+@softmax_fwd.register_fake
+def _(scores, mask, scale, causal):
+    return scores.new_empty(scores.shape)
+
+
+@torch.library.custom_op(
+    "plmscale::softmax_bwd", mutates_args=(), schema="(Tensor dy, Tensor y, float scale, bool causal) -> Tensor"
+)
+def softmax_bwd(dy, y, scale, causal):
+    return _ext().scaled_masked_softmax_backward(dy, y, scale, causal)
+
+
+@softmax_bwd.register_fake
+def _(dy, y, scale, causal):
+    return y.new_empty(y.shape)
+
+
+# ---- autograd ------------------------------------------------------------------
+
+
 class FusedBiasGelu(torch.autograd.Function):
     """gelu(x + bias); saves only x and bias, backward recomputes the activation."""
 
@@ -27,15 +90,13 @@ class FusedBiasGelu(torch.autograd.Function):
     def forward(ctx, x: Tensor, bias: Tensor, tanh_form: bool) -> Tensor:
         ctx.save_for_backward(x, bias)
         ctx.tanh_form = tanh_form
-        return _ext().bias_gelu_forward(x, bias, tanh_form)
+        return bias_gelu_fwd(x, bias, tanh_form)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy: Tensor):
         x, bias = ctx.saved_tensors
+        dx, dbias = bias_gelu_bwd(dy, x, bias, ctx.tanh_form)
         need_dx, need_dbias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        # dx is computed even when only dbias is wanted: dbias is its column sum.
-        dx, dbias = _ext().bias_gelu_backward(dy, x, bias, ctx.tanh_form, need_dbias)
         return (dx if need_dx else None), (dbias if need_dbias else None), None
 
 
@@ -44,17 +105,15 @@ class FusedScaledMaskedSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: Tensor, mask: Tensor | None, scale: float, causal: bool) -> Tensor:
-        y = _ext().scaled_masked_softmax_forward(scores, mask, float(scale), bool(causal))
+        y = softmax_fwd(scores, mask, float(scale), bool(causal))
         ctx.save_for_backward(y)
         ctx.scale, ctx.causal = float(scale), bool(causal)
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy: Tensor):
         (y,) = ctx.saved_tensors
-        dx = _ext().scaled_masked_softmax_backward(dy, y, ctx.scale, ctx.causal)
-        return dx, None, None, None
+        return softmax_bwd(dy, y, ctx.scale, ctx.causal), None, None, None
 
 
 def fused_bias_gelu(x: Tensor, bias: Tensor, approximate: str) -> Tensor:
