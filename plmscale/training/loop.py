@@ -1,5 +1,6 @@
 """The training loop: read like a single-device loop; DeepSpeed handles ZeRO, gradient accumulation,
-clipping and the LR schedule, megatron-core the tensor-parallel communication inside the model."""
+clipping, the LR schedule and (for pipelines) the micro-batch schedule, megatron-core the
+tensor-parallel communication inside the model."""
 
 from __future__ import annotations
 
@@ -29,6 +30,35 @@ def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
                               cfg.data.num_workers)
 
 
+def _count_tokens(batch: dict) -> int:
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+
+def engine_step(engine, batches, accumulation: int) -> tuple[dict[str, float], int]:
+    """One optimiser step of the ordinary engine: ``accumulation`` forward/backward passes.
+    Returns the metrics averaged over micro-batches and the number of tokens processed."""
+    sums: dict[str, float] = {}
+    tokens = 0
+    for _ in range(accumulation):
+        batch = {k: v.to(device(), non_blocking=True) for k, v in next(batches).items()}
+        out = engine(batch)
+        engine.backward(out["loss"])
+        engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
+        tokens += _count_tokens(batch)
+        for name, value in out.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+    return {k: v / accumulation for k, v in sums.items()}, tokens
+
+
+def pipeline_step(engine, batches, cfg: ExperimentConfig) -> tuple[dict[str, float], int]:
+    """One optimiser step of the pipeline engine, whose schedule pulls the micro-batches itself
+    (only the first and last stages read them). Returns the mean loss and the tokens processed."""
+    t = cfg.train
+    loss = engine.train_batch(batches)
+    return {"loss": float(loss)}, t.gradient_accumulation_steps * t.micro_batch_size * cfg.data.seq_length
+
+
 def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[dict[str, float]]:
     """Run ``cfg.train.train_steps`` optimiser steps (resuming from ``train.load_dir`` if set);
     returns each step's metrics averaged over data-parallel ranks."""
@@ -40,39 +70,24 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
     batches = build_batches(cfg, micro_batches)
     pipelined = uses_pipeline(cfg)
     if pipelined:
-        pipeline_batches = (engine.module.split_batch(b) for b in batches)
+        batches = (engine.module.split_batch(b) for b in batches)
     logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval)
     history = []
-    dev = device()
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
         seed_all(t.seed + step)
-        sums: dict[str, float] = {}
-        tokens = 0
         if pipelined:
-            # DeepSpeed's pipeline schedule pulls gradient_accumulation_steps micro-batches itself.
-            sums["loss"] = float(engine.train_batch(pipeline_batches)) * t.gradient_accumulation_steps
-            micro_batches += t.gradient_accumulation_steps
-            tokens = t.gradient_accumulation_steps * t.micro_batch_size * cfg.data.seq_length
-        for _ in range(0 if pipelined else t.gradient_accumulation_steps):
-            batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
-            out = engine(batch)
-            engine.backward(out["loss"])
-            engine.step()
-            micro_batches += 1
-            tokens += int(batch["attention_mask"].sum() if "attention_mask" in batch
-                          else batch["input_ids"].numel())
-            for name, value in out.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            metrics, tokens = pipeline_step(engine, batches, cfg)
+        else:
+            metrics, tokens = engine_step(engine, batches, t.gradient_accumulation_steps)
         step += 1
-        metrics = average_over_data_parallel(
-            {k: v / t.gradient_accumulation_steps for k, v in sums.items()})
+        micro_batches += t.gradient_accumulation_steps
+        metrics = average_over_data_parallel(metrics)
         metrics["lr"] = scheduler.get_last_lr()[0]
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        tokens_all = tokens * ps.get_data_parallel_world_size()
-        history.append(logger.step(step, metrics, tokens_all))
+        history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size()))
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
     if t.save_dir and (not t.save_interval or step % t.save_interval):
