@@ -250,6 +250,12 @@ def _lines(
     whole in memory. ``buf``: bytes at ``pos`` already read from the stream."""
     buf_pos, pending, buf = pos, buf, b""
     continuing = False  # pieces of the current (over-long) line were already yielded
+    if pos == 0:
+        head = stream.read(3)
+        if head == b"\xef\xbb\xbf":  # a UTF-8 byte order mark is not text
+            buf_pos = 3
+        else:
+            pending = head
     while True:
         data, pending = pending or stream.read(BLOCK_BYTES), b""
         if not data:

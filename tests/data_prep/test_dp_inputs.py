@@ -34,6 +34,14 @@ def test_blank_lines_separate_documents(tmp_path):
     assert c["empty_documents"] == 0  # runs of blank lines are one separator
 
 
+def test_byte_order_mark_and_crlf(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbfFirst\r\nline\r\n\r\nSecond\r\n")
+    for split in (1, 2, 5, 100):
+        docs, _ = read_all(p, split_bytes=split)
+        assert docs == ["First\nline", "Second"], split
+
+
 def test_separator_line_keeps_paragraphs(tmp_path):
     p = tmp_path / "a.txt"
     p.write_text("a\n\nb\n<|endoftext|>\nc\n<|endoftext|>\n<|endoftext|>\n  \n<|endoftext|>\nd\n")
