@@ -17,6 +17,7 @@ Samples stay pure functions of (seed, index): the step of sample ``index`` is
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -150,11 +151,9 @@ def global_batch_size(cfg, data_parallel_size: Optional[int] = None) -> int:
     from megatron-core's parallel state when it is initialised and no size is given)."""
     if data_parallel_size is None:
         data_parallel_size = 1
-        try:
-            from megatron.core import parallel_state as ps
-            if ps.model_parallel_is_initialized():
-                data_parallel_size = ps.get_data_parallel_world_size()
-        except ImportError:  # pragma: no cover - megatron-core is a dependency
-            pass
+        # Not imported yet means not initialised (and importing megatron-core costs seconds).
+        ps = sys.modules.get("megatron.core.parallel_state")
+        if ps is not None and ps.model_parallel_is_initialized():
+            data_parallel_size = ps.get_data_parallel_world_size()
     t = cfg.train
     return t.micro_batch_size * t.gradient_accumulation_steps * data_parallel_size
