@@ -1,0 +1,118 @@
+"""plmscale T5 -> HF ``T5ForConditionalGeneration``.
+
+``to_hf_state_dict`` gives the distinct tensors of a HF checkpoint (what ``save_pretrained`` writes to
+safetensors): ``shared.weight`` stands for the encoder/decoder ``embed_tokens`` (and for ``lm_head`` when
+tied), and the relative attention bias lives in block 0 of each stack, which HF shares with the other
+blocks. ``to_hf_model`` builds the HF model and loads it.
+
+transformers 5.x always ties T5's ``lm_head`` to ``shared`` and reads ``tie_word_embeddings=False`` only
+as "do not scale the decoder output" (huggingface/transformers#42815). T5 v1.1 checkpoints have a
+separate ``lm_head.weight``, so ``to_hf_model`` unties the head again for them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plmscale.config.schema import ModelConfig
+
+
+def _check(cfg: ModelConfig) -> None:
+    if cfg.scale_tied_logits != cfg.tie_word_embeddings:
+        raise ValueError("HF T5 scales the decoder output exactly when the embeddings are tied (v1.0) "
+                         f"and not otherwise (v1.1); got tie_word_embeddings={cfg.tie_word_embeddings}, "
+                         f"scale_tied_logits={cfg.scale_tied_logits}")
+
+
+def _feed_forward_proj(cfg: ModelConfig) -> str:
+    if cfg.activation == "relu":
+        return "relu"
+    if cfg.activation == "gated-gelu":
+        # HF's "gated-gelu" means the tanh form; the erf form is spelled with HF's activation name.
+        return "gated-gelu" if cfg.gelu_approximate == "tanh" else "gated-gelu_python"
+    return "gelu_new" if cfg.gelu_approximate == "tanh" else "gelu"
+
+
+def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):
+    """The ``transformers.T5Config`` with the same architecture (decoder start = PAD, as T5)."""
+    from transformers import T5Config
+    _check(cfg)
+    heads = cfg.num_attention_heads
+    return T5Config(vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
+                    d_kv=cfg.kv_channels or cfg.hidden_size // heads, d_ff=cfg.ffn_hidden_size,
+                    num_layers=cfg.num_layers,
+                    num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers, num_heads=heads,
+                    relative_attention_num_buckets=cfg.relative_attention_num_buckets,
+                    relative_attention_max_distance=cfg.relative_attention_max_distance,
+                    dropout_rate=cfg.hidden_dropout, layer_norm_epsilon=cfg.layernorm_epsilon,
+                    feed_forward_proj=_feed_forward_proj(cfg),
+                    tie_word_embeddings=cfg.tie_word_embeddings, pad_token_id=pad_token_id,
+                    eos_token_id=eos_token_id, decoder_start_token_id=pad_token_id)
+
+
+def _split(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
+    """Rows laid out [head][part][head_dim] (our fused qkv / kv) -> one [heads*head_dim, ...] per part."""
+    head_dim = weight.shape[0] // (parts * heads)
+    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
+    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]).clone()
+            for i in range(parts)]
+
+
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Map full (TP-gathered, unpadded) plmscale tensors to ``T5ForConditionalGeneration`` names."""
+    _check(cfg)
+    if cfg.add_bias_linear or cfg.normalization != "rmsnorm":
+        raise ValueError("HF T5 has no linear biases and uses RMSNorm")
+    heads = cfg.num_attention_heads
+    out = {"shared.weight": full["shared.weight"]}
+    if not cfg.tie_word_embeddings:
+        out["lm_head.weight"] = full["lm_head.weight"]
+    stacks = (("encoder", cfg.num_layers), ("decoder", cfg.num_decoder_layers or cfg.num_layers))
+    for stack, num_layers in stacks:
+        for i in range(num_layers):
+            ours, hf = f"{stack}.layers.{i}.", f"{stack}.block.{i}.layer."
+            attention = hf + "0.SelfAttention."
+            q, k, v = _split(full[ours + "self_attention.linear_qkv.weight"], heads, 3)
+            out.update({attention + "q.weight": q, attention + "k.weight": k,
+                        attention + "v.weight": v,
+                        attention + "o.weight": full[ours + "self_attention.linear_proj.weight"],
+                        hf + "0.layer_norm.weight": full[ours + "input_layernorm.weight"]})
+            if i == 0:
+                out[attention + "relative_attention_bias.weight"] = full[
+                    ours + "relative_position_bias.weight"]
+            ffn = "1"
+            if stack == "decoder":
+                cross = hf + "1.EncDecAttention."
+                k, v = _split(full[ours + "cross_attention.linear_kv.weight"], heads, 2)
+                out.update({cross + "q.weight": full[ours + "cross_attention.linear_q.weight"],
+                            cross + "k.weight": k, cross + "v.weight": v,
+                            cross + "o.weight": full[ours + "cross_attention.linear_proj.weight"],
+                            hf + "1.layer_norm.weight": full[ours + "cross_attention_layernorm.weight"]})
+                ffn = "2"
+            dense = hf + ffn + ".DenseReluDense."
+            if cfg.activation == "gated-gelu":
+                out[dense + "wi_0.weight"] = full[ours + "mlp.linear_fc1.weight"]
+                out[dense + "wi_1.weight"] = full[ours + "mlp.linear_fc1_up.weight"]
+            else:
+                out[dense + "wi.weight"] = full[ours + "mlp.linear_fc1.weight"]
+            out[dense + "wo.weight"] = full[ours + "mlp.linear_fc2.weight"]
+            out[hf + ffn + ".layer_norm.weight"] = full[ours + "mlp_layernorm.weight"]
+        out[f"{stack}.final_layer_norm.weight"] = full[f"{stack}.final_layernorm.weight"]
+    return out
+
+
+TIED_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
+
+
+def to_hf_model(full: dict[str, torch.Tensor], cfg: ModelConfig, **config_kwargs):
+    """A ``T5ForConditionalGeneration`` (eval mode) holding the exported weights."""
+    from transformers import T5ForConditionalGeneration
+    state = to_hf_state_dict(full, cfg)
+    model = T5ForConditionalGeneration(hf_config(cfg, **config_kwargs)).eval()
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in state.items() if k != "lm_head.weight"}, strict=False)
+    if unexpected or set(missing) - set(TIED_ALIASES):
+        raise RuntimeError(f"T5 export does not fit HF: missing {missing}, unexpected {unexpected}")
+    if "lm_head.weight" in state:  # v1.1: a head of its own (see the module docstring)
+        model.lm_head.weight = torch.nn.Parameter(state["lm_head.weight"].clone())
+    return model

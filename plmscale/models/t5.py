@@ -1,0 +1,198 @@
+"""T5 (Raffel et al. 2020): pre-LN encoder-decoder with RMSNorm, no biases, shared relative position
+bias, unscaled attention; v1.0 (ReLU FFN, tied embeddings with 1/sqrt(d_model) output scaling) and
+v1.1 (gated-GELU FFN, untied LM head). The same architecture as HF ``T5ForConditionalGeneration``.
+
+Pieces are ordered embedding -> encoder layers -> decoder layers -> head so that pipeline stages can be
+cut between layers (the encoder output then travels with the decoder stream).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gather_vocab_logits,
+                                    padded_vocab_size, padding_mask, tp_world,
+                                    vocab_parallel_loss_and_accuracy)
+from plmscale.models.common.cross_attention import CrossAttention
+from plmscale.models.common.megatron import column_parallel, row_parallel, vocab_parallel_embedding
+from plmscale.models.common.norms import build_norm
+from plmscale.models.common.relative_position import RelativePositionBias
+from plmscale.models.family import Family
+from plmscale.parallel.random import tensor_parallel_rng
+
+IGNORE_INDEX = -100
+ACTIVATIONS = ("relu", "gelu", "gated-gelu")
+
+
+class T5FeedForward(nn.Module):
+    """``linear_fc2(act(linear_fc1(x)))``, or gated: ``linear_fc2(act(linear_fc1(x)) * linear_fc1_up(x))``.
+
+    ``linear_fc1`` is the activated projection (HF ``wi`` / ``wi_0``), ``linear_fc1_up`` the linear one
+    of the gated form (HF ``wi_1``); both are column-parallel, ``linear_fc2`` (``wo``) row-parallel.
+    """
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        if cfg.activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={cfg.activation!r}; T5 supports {ACTIVATIONS}")
+        bias = cfg.add_bias_linear
+        self.activation, self.approximate = cfg.activation, cfg.gelu_approximate
+        self.linear_fc1 = column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias)
+        self.linear_fc1_up = (column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias)
+                              if cfg.activation == "gated-gelu" else None)
+        self.linear_fc2 = row_parallel(cfg.ffn_hidden_size, cfg.hidden_size, precision, bias)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        intermediate, _ = self.linear_fc1(hidden)
+        if self.activation == "relu":
+            intermediate = F.relu(intermediate)
+        else:
+            intermediate = F.gelu(intermediate, approximate=self.approximate)
+        if self.linear_fc1_up is not None:
+            intermediate = intermediate * self.linear_fc1_up(hidden)[0]
+        with tensor_parallel_rng():  # the intermediate is split over TP ranks: independent masks
+            intermediate = self.dropout(intermediate)
+        out, _ = self.linear_fc2(intermediate)
+        return out
+
+
+class T5Layer(nn.Module):
+    """Pre-LN block: x += drop(attn(norm(x))) [; x += drop(cross(norm(x), memory))]; x += drop(ffn(norm(x))).
+
+    The first layer of a stack owns the relative position bias and returns it; the others receive it.
+    """
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", decoder: bool = False,
+                 relative_bias: bool = False):
+        super().__init__()
+        bias = cfg.add_bias_linear
+        # T5 folds the 1/sqrt(d) of the attention scores into its initialisation: scale 1.
+        self.input_layernorm = build_norm(cfg)
+        self.self_attention = SelfAttention(cfg, precision, causal=decoder, bias=bias, scale=1.0)
+        self.relative_position_bias = (RelativePositionBias(cfg, bidirectional=not decoder)
+                                       if relative_bias else None)
+        self.cross_attention_layernorm = build_norm(cfg) if decoder else None
+        self.cross_attention = (CrossAttention(cfg, precision, bias=bias, scale=1.0)
+                                if decoder else None)
+        self.mlp_layernorm = build_norm(cfg)
+        self.mlp = T5FeedForward(cfg, precision)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, hidden, mask=None, position_bias=None, memory=None, memory_mask=None):
+        if self.relative_position_bias is not None:
+            position_bias = self.relative_position_bias(hidden.shape[1], hidden.shape[1])
+        attention = self.self_attention(self.input_layernorm(hidden), mask, position_bias)
+        hidden = hidden + self.dropout(attention)
+        if self.cross_attention is not None:
+            attention = self.cross_attention(self.cross_attention_layernorm(hidden), memory,
+                                             memory_mask)
+            hidden = hidden + self.dropout(attention)
+        hidden = hidden + self.dropout(self.mlp(self.mlp_layernorm(hidden)))
+        return hidden, position_bias
+
+
+class T5Stack(nn.Module):
+    """Encoder (bidirectional) or decoder (causal, with cross attention) layers + final norm."""
+
+    def __init__(self, cfg: ModelConfig, num_layers: int, precision: str = "fp32",
+                 decoder: bool = False):
+        super().__init__()
+        self.layers = nn.ModuleList(T5Layer(cfg, precision, decoder, relative_bias=i == 0)
+                                    for i in range(num_layers))
+        self.final_layernorm = build_norm(cfg)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, embedded, mask=None, memory=None, memory_mask=None):
+        hidden, position_bias = self.dropout(embedded), None
+        for layer in self.layers:
+            hidden, position_bias = layer(hidden, mask, position_bias, memory, memory_mask)
+        return self.dropout(self.final_layernorm(hidden))
+
+
+class T5ForConditionalGeneration(nn.Module):
+    """T5 with its LM head. ``forward(batch)`` returns the span-corruption loss and accuracy.
+
+    ``shared`` is the vocabulary-parallel embedding of both stacks; the head reuses it (v1.0, output
+    scaled by 1/sqrt(d_model) when ``scale_tied_logits``) or has its own ``lm_head`` table (v1.1).
+    """
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+        super().__init__()
+        if cfg.position_embedding_type != "relative":
+            raise ValueError("T5 uses relative position bias: set model.position_embedding_type="
+                             f"'relative' (got {cfg.position_embedding_type!r})")
+        self.cfg = cfg
+        padded = padded_vocab_size(cfg, tp_world()[1])
+        self.shared = vocab_parallel_embedding(padded, cfg.hidden_size, precision)
+        self.encoder = T5Stack(cfg, cfg.num_layers, precision, decoder=False)
+        self.decoder = T5Stack(cfg, cfg.num_decoder_layers or cfg.num_layers, precision,
+                               decoder=True)
+        # An untied head is a second vocabulary-parallel table: same slicing, padding and init as
+        # the embedding (its padding rows stay zero and their logits are -inf).
+        self.lm_head = (None if cfg.tie_word_embeddings
+                        else vocab_parallel_embedding(padded, cfg.hidden_size, precision))
+        self.output_layer = TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)
+        self.output_scale = cfg.hidden_size ** -0.5 if cfg.scale_tied_logits else 1.0
+
+    def encode(self, input_ids, attention_mask=None):
+        """Encoder output [b, s, h]."""
+        return self.encoder(self.shared(input_ids), padding_mask(attention_mask))
+
+    def decode(self, decoder_input_ids, memory, attention_mask=None, decoder_attention_mask=None):
+        """Decoder output [b, t, h] (before the head) attending to the encoder output ``memory``."""
+        return self.decoder(self.shared(decoder_input_ids), padding_mask(decoder_attention_mask),
+                            memory, padding_mask(attention_mask))
+
+    def head(self, hidden):
+        """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""
+        weight = self.shared.weight if self.lm_head is None else self.lm_head.weight
+        if self.output_scale != 1.0:
+            hidden = hidden * self.output_scale
+        return self.output_layer(hidden, weight)
+
+    def forward(self, batch: dict) -> dict:
+        memory = self.encode(batch["input_ids"], batch.get("attention_mask"))
+        hidden = self.decode(batch["decoder_input_ids"], memory, batch.get("attention_mask"),
+                             batch.get("decoder_attention_mask"))
+        labels = batch["labels"]
+        selected = labels != IGNORE_INDEX  # padding targets need no vocabulary projection
+        loss, accuracy = vocab_parallel_loss_and_accuracy(self.head(hidden[selected]),
+                                                          labels[selected])
+        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+
+    @torch.no_grad()
+    def logits(self, input_ids, attention_mask=None, decoder_input_ids=None,
+               decoder_attention_mask=None):
+        """Full-vocabulary logits [b, t, V] of every decoder position, as HF's model returns them."""
+        memory = self.encode(input_ids, attention_mask)
+        hidden = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask)
+        return gather_vocab_logits(self.head(hidden), self.cfg.vocab_size)
+
+
+def _samples(corpus, cfg):
+    from plmscale.data.t5_samples import T5Samples
+    return T5Samples(corpus, cfg.data, cfg.objective, cfg.train.seed)
+
+
+def _hf_config(cfg: ModelConfig):
+    from plmscale.export.t5 import hf_config
+    return hf_config(cfg)
+
+
+def _to_hf(full, cfg: ModelConfig):
+    from plmscale.export.t5 import to_hf_state_dict
+    return to_hf_state_dict(full, cfg)
+
+
+FAMILY = Family(
+    name="t5",
+    build=lambda cfg: T5ForConditionalGeneration(cfg.model, cfg.train.precision),
+    samples=_samples,
+    hf_config=_hf_config,
+    hf_model_class="T5ForConditionalGeneration",
+    to_hf_state_dict=_to_hf,
+)

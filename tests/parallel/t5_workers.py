@@ -1,0 +1,119 @@
+"""Rank functions for the T5 parallel tests (module-level so spawned ranks can import them)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from plmscale.config import load_config
+from plmscale.export import full_tensors
+from plmscale.parallel import init_distributed, init_model_parallel, seed_all
+from plmscale.training.engine import build_initialised_model
+
+# Small buckets / distance so that a 20-token batch uses the logarithmic buckets too; init_std 0.05
+# keeps logits O(0.1-1) so that the HF comparison is not trivially small numbers.
+TINY = ["model.preset=t5-tiny", "model.vocab_size=1100", "model.hidden_dropout=0",
+        "model.attention_dropout=0", "model.relative_attention_num_buckets=8",
+        "model.relative_attention_max_distance=16", "model.init_std=0.05"]
+V1_1 = ["model.activation=gated-gelu", "model.tie_word_embeddings=false",
+        "model.scale_tied_logits=false"]
+
+
+def fixed_batch(vocab: int, batch: int = 4, seq: int = 20, target: int = 9, seed: int = 7) -> dict:
+    """Encoder and decoder padding, labels on real target positions; identical on every rank."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, vocab, (batch, seq), generator=g)
+    attention = (torch.arange(seq)[None] < torch.tensor([seq, seq - 4, 11, 6])[:, None]).long()
+    labels = torch.randint(10, vocab, (batch, target), generator=g)
+    labels[0, 2] = vocab - 1  # in the last TP rank's slice, next to the padding columns
+    decoder_attention = (torch.arange(target)[None] < torch.tensor([target, 7, 5, 3])[:, None]).long()
+    labels = labels.masked_fill(decoder_attention == 0, -100)
+    decoder_ids = torch.cat([torch.zeros(batch, 1, dtype=torch.long), labels[:, :-1].clamp(min=0)], 1)
+    return {"input_ids": ids * attention, "attention_mask": attention,
+            "decoder_input_ids": decoder_ids, "decoder_attention_mask": decoder_attention,
+            "labels": labels}
+
+
+def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float:
+    """Max |ours - HF| over every decoder position after exporting the (TP-gathered) weights."""
+    from plmscale.export.t5 import to_hf_model
+    hf = to_hf_model(params, cfg.model)
+    with torch.no_grad():
+        ref = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 decoder_input_ids=batch["decoder_input_ids"],
+                 decoder_attention_mask=batch["decoder_attention_mask"]).logits
+    return (logits - ref).abs().max().item()
+
+
+def tensor_parallel_vs_single(variants: list[list[str]]) -> list[dict]:
+    """Per variant: loss, gathered gradients and HF logits of TP=2 against TP=1, same weights/batch."""
+    init_distributed()
+    results = []
+    for overrides in variants:
+        cfg = load_config(None, TINY + overrides)
+        batch = fixed_batch(cfg.model.vocab_size)
+        runs = {}
+        for tp in (2, 1):
+            cfg.parallel.tensor_model_parallel_size = tp
+            init_model_parallel(cfg)
+            seed_all(cfg.train.seed)
+            model = build_initialised_model(cfg)
+            out = model(batch)
+            out["loss"].backward()
+            runs[tp] = {"out": {k: float(v) for k, v in out.items()},
+                        "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
+                        "params": full_tensors(model, cfg.model.vocab_size),
+                        "logits": model.logits(batch["input_ids"], batch["attention_mask"],
+                                               batch["decoder_input_ids"],
+                                               batch["decoder_attention_mask"]).float()}
+        a, b = runs[2], runs[1]
+        results.append({
+            "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
+            "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
+            "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item()
+                              for n in a["params"]),
+            "zero_grads": [n for n, g in b["grads"].items() if g.abs().max() == 0],
+            "grad_scale": max(g.abs().max().item() for g in b["grads"].values()),
+            "logit_scale": b["logits"].abs().max().item(),
+            "hf_logit_diff_tp2": hf_logit_diff(cfg, a["params"], a["logits"], batch),
+            "hf_logit_diff_tp1": hf_logit_diff(cfg, b["params"], b["logits"], batch),
+            "loss": b["out"]["loss"],
+        })
+    return results
+
+
+TRAIN = ["model.preset=t5-tiny", "data.seq_length=128", "data.num_workers=0",
+         "train.micro_batch_size=16", "train.lr=2e-3", "train.warmup_steps=5",
+         "train.weight_decay=0.0", "train.progress_bar=false", "parallel.zero_stage=1"]
+
+
+def train_and_export(shards: str, overrides: list[str]) -> dict:
+    """Train on real text (``plmscale.training.loop.train``), then gather, export and compare with HF
+    on a batch of real samples."""
+    from plmscale.data import Corpus
+    from plmscale.models import get_family
+    from plmscale.training.loop import train
+    init_distributed()
+    cfg = load_config(None, TRAIN + [f"data.path={shards}"] + overrides)
+    init_model_parallel(cfg)
+    seed_all(cfg.train.seed)
+    model = build_initialised_model(cfg)
+    start = time.perf_counter()
+    history = train(cfg, model)
+    seconds = time.perf_counter() - start
+    model.eval()
+    samples = get_family("t5").samples(Corpus(cfg.data.path), cfg)
+    batch = {k: torch.from_numpy(v) for k, v in
+             _stack([samples(10_000 + i) for i in range(4)]).items()}
+    logits = model.logits(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"],
+                          batch["decoder_attention_mask"]).float()
+    params = full_tensors(model, cfg.model.vocab_size)
+    return {"losses": [h["loss"] for h in history], "accuracy": [h["lm_accuracy"] for h in history],
+            "seconds": seconds, "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
+            "logit_scale": logits.abs().max().item()}
+
+
+def _stack(samples: list[dict]) -> dict:
+    import numpy as np
+    return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
