@@ -89,7 +89,13 @@ class Sentences:
 
 class BertSamples:
     """``[CLS] A [SEP] B [SEP]`` pairs; B is the true continuation (label 0) or, half the time when NSP
-    is on, a segment from another document (label 1, HF's convention)."""
+    is on, a segment from another document (label 1, HF's convention).
+
+    Subclasses for other MLM families (RoBERTa, ALBERT, ELECTRA, DistilBERT) get every masking
+    strategy by building their sequences from :class:`Segment` objects (``self._sentences``,
+    ``self._take``, ``Segment.join``; special tokens as ``self._special(id)``) and calling
+    ``self.mask(ids, eligible, rng, self.masking_strategy(index), joined.word_starts,
+    joined.span_labels)``."""
 
     def __init__(self, corpus: Corpus, tokens: SpecialTokens, data: DataConfig,
                  objective: ObjectiveConfig, seed: int, global_batch_size: Optional[int] = None):

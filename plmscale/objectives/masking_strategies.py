@@ -17,6 +17,11 @@ the per-sequence count varies around the budget, and each strategy is built to h
   short or long units at the end: the inspection paradox).
 
 The selected positions are then corrupted 80/10/10 by :func:`plmscale.objectives.masking.corrupt`.
+
+"phrase" and "entity" select the same way, from the one span column ``data_prep encode --gazetteer``
+writes: which kind of units they mask is decided by the gazetteer the corpus was encoded with (a
+phrase list or an entity list). The shards hold no span kind, so one corpus cannot yet give ERNIE
+1.0's phrase and entity stages different units.
 """
 
 from __future__ import annotations
