@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from plmscale.config import load_config
@@ -97,7 +98,7 @@ def train_then_export(shards: str, checkpoint_dir: str, steps: int) -> dict:
     checkpoint.load(engine, checkpoint_dir)
     model = engine.module.eval()
     samples = get_family("electra").samples(Corpus(shards), cfg)
-    batch = {k: torch.from_numpy(__import__("numpy").stack([samples(10_000 + i)[k] for i in range(4)]))
+    batch = {k: torch.from_numpy(np.stack([samples(10_000 + i)[k] for i in range(4)]))
              for k in ("input_ids", "token_type_ids", "attention_mask")}
     params = full_tensors(model, cfg.model.vocab_size)
     logits = model.logits(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])

@@ -1,0 +1,250 @@
+"""DistilBERT (Sanh et al. 2019): a BERT student with half the teacher's layers, no token types and no
+NSP, initialised from every other teacher layer and trained with
+
+    loss = alpha_ce * KL(teacher || student, both at temperature T) * T^2
+         + alpha_mlm * MLM + alpha_cos * (1 - cos(student hidden, teacher hidden)),
+
+the soft-target and cosine terms over every non-padding token, the MLM term over the masked ones.
+The architecture is HF ``DistilBertForMaskedLM``: BERT's encoder without token-type embeddings and
+BERT's MLM head (dense, GELU, LayerNorm, projection tied to the word embeddings).
+
+The teacher is a frozen ``BertForPreTraining`` in the same TP layout, kept OUTSIDE the module tree:
+DeepSpeed neither trains, partitions nor checkpoints it, and parameter counts are the student's. It
+comes from a plmscale BERT checkpoint directory (``objective.distillation_teacher_path``, re-sliced
+from whatever TP layout it was saved with) or, in tests, from memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from megatron.core import parallel_state as ps
+from megatron.core import tensor_parallel
+from torch import nn
+
+from plmscale.config.schema import ModelConfig, ObjectiveConfig
+from plmscale.models.bert import IGNORE_INDEX, BertEncoder, BertForPreTraining, MaskedLMHead
+from plmscale.models.common import gather_vocab_logits, vocab_parallel_loss_and_accuracy
+from plmscale.models.common.megatron import padded_vocab_size, tp_world
+from plmscale.models.family import Family
+
+ARCHITECTURE_FIELDS = ("hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
+                       "max_position_embeddings", "gelu_approximate", "layernorm_epsilon")
+
+
+def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: torch.Tensor
+                      ) -> torch.Tensor:
+    """Mean over rows of KL(softmax(teacher) || softmax(student)) for vocab-parallel logits [n, V/tp]
+    (already divided by the temperature); ``padding`` marks this rank's padding columns (-inf).
+
+    KL = sum_v p_t (log p_t - s_v) + logsumexp(s) since sum_v p_t = 1. The logsumexp is computed once
+    from all-reduced pieces and the cross term is all-reduced as a whole, so the replicated loss
+    back-propagates p_s - p_t into each rank's slice (megatron's reduce: identity backward).
+    """
+    group = ps.get_tensor_model_parallel_group()
+    student = student.float()
+    with torch.no_grad():
+        teacher = teacher.float()
+        t_max = teacher.max(-1, keepdim=True).values
+        dist.all_reduce(t_max, op=dist.ReduceOp.MAX, group=group)
+        t_exp = torch.exp(teacher - t_max)
+        t_sum = t_exp.sum(-1, keepdim=True)
+        dist.all_reduce(t_sum, group=group)
+        p_t = t_exp / t_sum
+        log_p_t = teacher - t_max - torch.log(t_sum)
+        entropy_term = torch.where(p_t > 0, p_t * log_p_t, torch.zeros_like(p_t)).sum(-1)
+        dist.all_reduce(entropy_term, group=group)
+        s_max = student.detach().max(-1, keepdim=True).values
+        dist.all_reduce(s_max, op=dist.ReduceOp.MAX, group=group)
+    s_sum = tensor_parallel.reduce_from_tensor_model_parallel_region(
+        torch.exp(student - s_max).sum(-1))
+    log_z = torch.log(s_sum) + s_max.squeeze(-1)
+    cross = tensor_parallel.reduce_from_tensor_model_parallel_region(
+        (p_t * student.masked_fill(padding, 0.0)).sum(-1))
+    return (entropy_term - cross + log_z).mean()
+
+
+class DistilBertForMaskedLM(nn.Module):
+    """The student. ``forward(batch)`` needs ``input_ids``, ``attention_mask`` and ``mlm_labels``;
+    ``teacher`` (a ``BertForPreTraining`` built for the same process groups) is needed to train."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32",
+                 objective: ObjectiveConfig | None = None, teacher: BertForPreTraining | None = None):
+        super().__init__()
+        if cfg.type_vocab_size:
+            raise ValueError("DistilBERT has no token types: set model.type_vocab_size=0")
+        self.cfg = cfg
+        self.objective = objective or ObjectiveConfig()
+        self.distilbert = BertEncoder(cfg, precision)
+        self.lm_head = MaskedLMHead(cfg, self.distilbert.embeddings.padded_vocab_size)
+        self._teacher = [None]  # a list, so nn.Module does not register (train, save, count) it
+        if teacher is not None:
+            self.set_teacher(teacher)
+
+    # -- teacher -------------------------------------------------------------------------------
+    @property
+    def teacher(self) -> BertForPreTraining | None:
+        return self._teacher[0]
+
+    def set_teacher(self, teacher: BertForPreTraining) -> None:
+        """Attach a frozen teacher (eval mode: no dropout in the soft targets)."""
+        t, s = teacher.cfg, self.cfg
+        wrong = [f for f in ARCHITECTURE_FIELDS if getattr(t, f) != getattr(s, f)]
+        if wrong:
+            raise ValueError("student and teacher must agree on " + ", ".join(
+                f"model.{f} (student {getattr(s, f)}, teacher {getattr(t, f)})" for f in wrong))
+        if t.num_layers % s.num_layers:
+            raise ValueError(f"teacher depth {t.num_layers} is not a multiple of the student's "
+                             f"model.num_layers={s.num_layers}")
+        teacher.eval().requires_grad_(False)
+        self._teacher[0] = teacher
+
+    def teacher_layer(self, student_layer: int) -> int:
+        """Teacher layer a student layer starts from: every other one for a half-depth student."""
+        return student_layer * (self.teacher.cfg.num_layers // self.cfg.num_layers)
+
+    @torch.no_grad()
+    def initialize_from_teacher(self) -> None:
+        """Copy the teacher's embeddings (word, position, LayerNorm; token types dropped), layers
+        0, 2, 4, ... and MLM head into the student (this rank's slices: same TP layout)."""
+        if self.teacher is None:
+            raise ValueError("DistilBERT needs a teacher: set objective.distillation_teacher_path to "
+                             "a plmscale BERT checkpoint directory (train.save_dir of a BERT run)")
+        source = dict(self.teacher.named_parameters())
+        for name, param in self.named_parameters():
+            param.copy_(source[self.teacher_name(name)])
+
+    def teacher_name(self, name: str) -> str:
+        """Student parameter name -> the teacher parameter it is initialised from."""
+        if name.startswith("distilbert.layers."):
+            index, rest = name[len("distilbert.layers."):].split(".", 1)
+            return f"bert.layers.{self.teacher_layer(int(index))}.{rest}"
+        if name.startswith("distilbert."):
+            return "bert." + name[len("distilbert."):]
+        return name  # lm_head.*
+
+    # -- training ------------------------------------------------------------------------------
+    def forward(self, batch: dict) -> dict:
+        teacher = self.teacher
+        if teacher is None:
+            raise ValueError("DistilBERT needs a teacher to train (objective.distillation_teacher_path)")
+        ids, attention, labels = batch["input_ids"], batch.get("attention_mask"), batch["mlm_labels"]
+        if attention is None:
+            attention = torch.ones_like(ids)
+        if next(teacher.parameters()).device != ids.device:
+            teacher.to(ids.device)  # not a submodule, so model.to() did not move it
+        o = self.objective
+        active = attention.bool()  # soft targets and cosine on every real token (DistilBERT's default)
+
+        hidden = self.distilbert(ids, None, attention)[active]
+        logits = self.lm_head(hidden, self.distilbert.embeddings.word_embeddings.weight)
+        with torch.no_grad():
+            t_hidden = teacher.bert(ids, None, attention)[active]  # teacher sees token type 0
+            t_logits = teacher.lm_head(t_hidden, teacher.bert.embeddings.word_embeddings.weight)
+
+        padding = self.lm_head.logits.padding_columns
+        t = o.distillation_temperature
+        distill_loss = vocab_parallel_kl(logits / t, t_logits / t, padding) * t * t
+        cosine_loss = (1.0 - F.cosine_similarity(hidden.float(), t_hidden.float(), dim=-1)).mean()
+        selected = labels[active] != IGNORE_INDEX
+        # Indexing copies: megatron's cross entropy may edit its input, not ``logits``.
+        mlm_loss, mlm_accuracy = vocab_parallel_loss_and_accuracy(logits[selected],
+                                                                  labels[active][selected])
+        loss = (o.distillation_alpha_ce * distill_loss + o.distillation_alpha_mlm * mlm_loss
+                + o.distillation_alpha_cos * cosine_loss)
+        return {"loss": loss, "distill_loss": distill_loss, "mlm_loss": mlm_loss,
+                "mlm_accuracy": mlm_accuracy, "cosine_loss": cosine_loss}
+
+    @torch.no_grad()
+    def logits(self, input_ids, attention_mask=None):
+        """Full-vocabulary MLM logits [b, s, V], as HF's ``DistilBertForMaskedLM`` returns them."""
+        hidden = self.distilbert(input_ids, None, attention_mask)
+        mlm = self.lm_head(hidden, self.distilbert.embeddings.word_embeddings.weight)
+        return gather_vocab_logits(mlm, self.cfg.vocab_size)
+
+
+# -- the teacher from a checkpoint ---------------------------------------------------------------
+def load_teacher(directory: str | Path) -> BertForPreTraining:
+    """The BERT saved in a plmscale checkpoint directory (its ``latest`` tag), built for the CURRENT
+    process groups: each tensor is reassembled from the saved TP slices (any saved TP size), the
+    vocabulary padding re-done for the current TP size, and this rank's slice kept."""
+    from plmscale.config.schema import ModelConfig as _ModelConfig
+    directory = Path(directory)
+    if not (directory / "latest").is_file():
+        raise FileNotFoundError(f"objective.distillation_teacher_path={directory} holds no 'latest' "
+                                f"file: point it at the train.save_dir of a plmscale BERT run")
+    tag = (directory / "latest").read_text().strip()
+    files = sorted((directory / tag).glob("mp_rank_*_model_states.pt"))
+    if not files:
+        raise FileNotFoundError(f"{directory / tag} holds no mp_rank_*_model_states.pt (pipeline-"
+                                f"parallel checkpoints are not supported as teachers)")
+    states = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
+    saved = states[0].get("config")
+    if saved is None or saved["model"]["family"] != "bert":
+        raise ValueError(f"{directory} is not a plmscale BERT checkpoint (family "
+                         f"{saved and saved['model']['family']!r})")
+    cfg = _ModelConfig(**saved["model"])
+    teacher = BertForPreTraining(cfg, "fp32",
+                                 next_sentence_prediction=saved["objective"]["next_sentence_prediction"])
+    rank, size = tp_world()
+    padded = padded_vocab_size(cfg, size)
+    with torch.no_grad():
+        for name, param in teacher.named_parameters():
+            pieces = [s["module"][name].float() for s in states]
+            if any(p.numel() == 0 for p in pieces):
+                raise ValueError(f"{directory}: {name} is empty in the checkpoint (ZeRO-3 partitions "
+                                 f"the module states; save the teacher with zero_stage <= 2)")
+            partitioned = getattr(param, "tensor_model_parallel", False)
+            full = torch.cat(pieces, dim=param.partition_dim) if partitioned else pieces[0]
+            if getattr(param, "vocab_padded", False):
+                full = torch.cat([full[:cfg.vocab_size],
+                                  full.new_zeros(padded - cfg.vocab_size, *full.shape[1:])])
+            if partitioned:
+                full = full.chunk(size, dim=param.partition_dim)[rank]
+            param.copy_(full)
+    return teacher
+
+
+# -- family ---------------------------------------------------------------------------------------
+class DistilBertSamples:
+    """BERT's samples without NSP, with neither token types nor an NSP label."""
+
+    def __init__(self, corpus, cfg):
+        from plmscale.data.bert_samples import BertSamples
+        objective = dataclasses.replace(cfg.objective, next_sentence_prediction=False)
+        self.inner = BertSamples(corpus, corpus.tokens, cfg.data, objective, cfg.train.seed)
+
+    def __call__(self, index: int) -> dict:
+        sample = self.inner(index)
+        return {k: v for k, v in sample.items() if k not in ("token_type_ids", "next_sentence_label")}
+
+
+def _build(cfg):
+    path = cfg.objective.distillation_teacher_path
+    return DistilBertForMaskedLM(cfg.model, cfg.train.precision, cfg.objective,
+                                 teacher=load_teacher(path) if path else None)
+
+
+def _hf_config(cfg: ModelConfig):
+    from plmscale.export.distilbert import hf_config
+    return hf_config(cfg)
+
+
+def _to_hf(full, cfg: ModelConfig):
+    from plmscale.export.distilbert import to_hf_state_dict
+    return to_hf_state_dict(full, cfg)
+
+
+FAMILY = Family(
+    name="distilbert",
+    build=_build,
+    samples=lambda corpus, cfg: DistilBertSamples(corpus, cfg),
+    hf_config=_hf_config,
+    hf_model_class="DistilBertForMaskedLM",
+    to_hf_state_dict=_to_hf,
+    initialize=lambda model, cfg: model.initialize_from_teacher(),
+)

@@ -1,0 +1,105 @@
+"""DistilBERT on one rank: parameter counts vs HF (meta device), student initialised from every other
+teacher layer, the distillation loss terms behave (KL >= 0, zero when student == teacher)."""
+
+import pytest
+import torch
+
+from plmscale.config import load_config
+from plmscale.models import build_model, count_parameters
+from plmscale.models.bert import BertForPreTraining
+from plmscale.models.distilbert import DistilBertForMaskedLM, vocab_parallel_kl
+from plmscale.parallel import init_distributed, init_model_parallel, initialize_parameters, seed_all
+
+SPEC_COUNTS = {"distilbert-base": 66_985_530}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_rank():
+    import os
+    os.environ.update(MASTER_PORT="29643", WORLD_SIZE="1", RANK="0")
+    init_distributed()
+
+
+@pytest.mark.parametrize("preset", ["distilbert-tiny", "distilbert-base"])
+def test_count_matches_hf(preset):
+    from transformers import DistilBertForMaskedLM as HF
+
+    from plmscale.export.distilbert import hf_config
+    cfg = load_config(None, [f"model.preset={preset}"])
+    init_model_parallel(cfg)
+    with torch.device("meta"):
+        ours = build_model(cfg)
+        theirs = sum(p.numel() for p in HF(hf_config(cfg.model)).parameters())
+    assert count_parameters(ours, cfg.model) == theirs == SPEC_COUNTS.get(preset, theirs)
+
+
+def _teacher_and_student():
+    cfg = load_config(None, ["model.preset=distilbert-tiny", "model.vocab_size=300",
+                             "model.max_position_embeddings=32"])
+    init_model_parallel(cfg)
+    teacher_cfg = load_config(None, ["model.preset=bert-tiny", "model.num_layers=4",
+                                     "model.vocab_size=300", "model.max_position_embeddings=32"])
+    teacher = BertForPreTraining(teacher_cfg.model)
+    initialize_parameters(teacher, 99, 0.02, 300)
+    student = DistilBertForMaskedLM(cfg.model, objective=cfg.objective, teacher=teacher)
+    initialize_parameters(student, cfg.train.seed, 0.02, 300)
+    return cfg, teacher, student
+
+
+def test_student_starts_from_every_other_teacher_layer():
+    cfg, teacher, student = _teacher_and_student()
+    before = {n: p.clone() for n, p in student.named_parameters()}
+    student.initialize_from_teacher()
+    t = dict(teacher.named_parameters())
+    for i, j in ((0, 0), (1, 2)):
+        for name, p in student.distilbert.layers[i].named_parameters():
+            assert torch.equal(p, t[f"bert.layers.{j}.{name}"]), (i, name)
+    for name in ("word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight"):
+        assert torch.equal(dict(student.named_parameters())["distilbert.embeddings." + name],
+                           t["bert.embeddings." + name])
+    assert torch.equal(student.lm_head.dense.weight, teacher.lm_head.dense.weight)
+    assert not torch.equal(student.distilbert.layers[1].mlp.linear_fc1.weight,
+                           teacher.bert.layers[1].mlp.linear_fc1.weight)
+    # Every student tensor is its teacher source, and every weight matrix changed from its own draw.
+    for name, p in student.named_parameters():
+        assert torch.equal(p, t[student.teacher_name(name)]), name
+        assert p.dim() < 2 or not torch.equal(p, before[name]), name
+    # Nothing of the teacher is a parameter of the student (not trained, saved or counted).
+    assert not any(n.startswith("_teacher") for n, _ in student.named_parameters())
+
+
+def test_kl_matches_torch_and_vanishes_for_identical_logits():
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(5, 11, generator=g), torch.randn(5, 11, generator=g) * 3
+    padding = torch.zeros(11, dtype=torch.bool)
+    padding[-2:] = True
+    s[:, -2:] = t[:, -2:] = float("-inf")
+    s.requires_grad_(True)
+    ours = vocab_parallel_kl(s, t, padding)
+    ref = torch.nn.functional.kl_div(torch.log_softmax(s[:, :-2], -1), torch.softmax(t[:, :-2], -1),
+                                     reduction="batchmean")
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    ours.backward()
+    expected = (torch.softmax(s[:, :-2], -1) - torch.softmax(t[:, :-2], -1)).detach() / 5
+    assert torch.allclose(s.grad[:, :-2], expected, atol=1e-6) and not s.grad[:, -2:].any()
+    assert vocab_parallel_kl(t, t, padding).abs().item() < 1e-6
+
+
+def test_forward_losses():
+    cfg, teacher, student = _teacher_and_student()
+    student.initialize_from_teacher()
+    seed_all(0)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(5, 300, (2, 12), generator=g)
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    attention = torch.ones_like(ids)
+    attention[1, 9:] = 0
+    out = student({"input_ids": ids, "mlm_labels": labels, "attention_mask": attention})
+    assert out["distill_loss"] > 0 and 0 < out["cosine_loss"] < 2 and out["mlm_loss"] > 1
+    o = cfg.objective
+    assert out["loss"].item() == pytest.approx(
+        (o.distillation_alpha_ce * out["distill_loss"] + o.distillation_alpha_mlm * out["mlm_loss"]
+         + o.distillation_alpha_cos * out["cosine_loss"]).item(), rel=1e-6)
+    out["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
