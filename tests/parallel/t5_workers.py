@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -83,19 +84,19 @@ def tensor_parallel_vs_single(variants: list[list[str]]) -> list[dict]:
     return results
 
 
-TRAIN = ["model.preset=t5-tiny", "data.seq_length=128", "data.num_workers=0",
-         "train.micro_batch_size=16", "train.lr=2e-3", "train.warmup_steps=5",
-         "train.weight_decay=0.0", "train.progress_bar=false", "parallel.zero_stage=1"]
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = ["data.num_workers=0", "train.progress_bar=false", "train.save_dir=null",
+         "train.tensorboard_dir=null"]
 
 
 def train_and_export(shards: str, overrides: list[str]) -> dict:
-    """Train on real text (``plmscale.training.loop.train``), then gather, export and compare with HF
-    on a batch of real samples."""
+    """Train configs/t5_tiny.yaml on real text (``plmscale.training.loop.train``), then gather, export
+    and compare with HF on a batch of real samples."""
     from plmscale.data import Corpus
     from plmscale.models import get_family
     from plmscale.training.loop import train
     init_distributed()
-    cfg = load_config(None, TRAIN + [f"data.path={shards}"] + overrides)
+    cfg = load_config(REPO / "configs" / "t5_tiny.yaml", TRAIN + [f"data.path={shards}"] + overrides)
     init_model_parallel(cfg)
     seed_all(cfg.train.seed)
     model = build_initialised_model(cfg)
