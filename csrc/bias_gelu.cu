@@ -216,10 +216,13 @@ int next_pow2(int v) {
 int pack_width(DType dtype) { return dtype == DType::kFloat32 ? 4 : 8; }
 
 // One place decides the launch shape, so bias_gelu_dbias_partial_rows and the
-// backward launcher always agree on the workspace size.
-RowsConfig rows_config(DType dtype, int64_t n, int64_t hidden) {
+// backward launcher always agree on the workspace size. The grid is one wave of
+// resident blocks (the row loop does the rest): several waves of equally long
+// blocks would leave the device partly idle during the last one.
+template <typename T, typename Form, bool kBackward>
+RowsConfig rows_config(int64_t n, int64_t hidden) {
+  constexpr int N = Pack<T>::kN;
   RowsConfig cfg{false, dim3(1), dim3(kThreads)};
-  const int N = pack_width(dtype);
   if (hidden <= 0 || hidden % N != 0 || n % hidden != 0 || hidden / N > (1 << 30)) return cfg;
   const int packs = static_cast<int>(hidden / N);
   const int64_t rows = n / hidden;
@@ -227,8 +230,14 @@ RowsConfig rows_config(DType dtype, int64_t n, int64_t hidden) {
   const int by = kThreads / bx;
   const int64_t gx = (packs + bx - 1) / bx;
   if (gx > 0x7fffffff) return cfg;
-  // Enough blocks to fill the device a few times over; the rest is the row loop.
-  const int64_t want = static_cast<int64_t>(detail::sm_count()) * 8;
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, bias_gelu_rows_kernel<T, Form, kBackward>, kThreads, 0) != cudaSuccess ||
+      per_sm < 1) {
+    cudaGetLastError();  // clear it; fall back to a reasonable guess
+    per_sm = 4;
+  }
+  const int64_t want = static_cast<int64_t>(detail::sm_count()) * per_sm;
   int64_t gy = (rows + by - 1) / by;
   const int64_t gy_cap = want / gx > 1 ? want / gx : 1;
   if (gy > gy_cap) gy = gy_cap;
@@ -259,7 +268,7 @@ int launch(const void* dy, const void* x, const void* bias, void* out, float* db
   const auto* xp = static_cast<const T*>(x);
   const auto* bp = static_cast<const T*>(bias);
   auto* op = static_cast<T*>(out);
-  const RowsConfig cfg = rows_config(dtype, n, hidden);
+  const RowsConfig cfg = rows_config<T, Form, kBackward>(n, hidden);
   if (cfg.use_rows && detail::aligned16(bias)) {
     bias_gelu_rows_kernel<T, Form, kBackward><<<cfg.grid, cfg.block, 0, stream>>>(
         dyp, xp, bp, op, dbias_partial, n / hidden, static_cast<int>(hidden / Pack<T>::kN));
@@ -301,9 +310,23 @@ int bias_gelu_forward(DType dtype, const void* x, const void* bias, void* y, int
   return dispatch<false>(dtype, tanh_form, nullptr, x, bias, y, nullptr, n, hidden, stream);
 }
 
-int64_t bias_gelu_dbias_partial_rows(DType dtype, int64_t n, int64_t hidden) {
+int64_t bias_gelu_dbias_partial_rows(DType dtype, int64_t n, int64_t hidden, bool tanh_form) {
   if (n == 0) return 0;
-  const RowsConfig cfg = rows_config(dtype, n, hidden);
+  RowsConfig cfg{};
+  switch (dtype) {
+    case DType::kFloat32:
+      cfg = tanh_form ? rows_config<float, GeluTanh<false>, true>(n, hidden)
+                      : rows_config<float, GeluErf<false>, true>(n, hidden);
+      break;
+    case DType::kFloat16:
+      cfg = tanh_form ? rows_config<__half, GeluTanh<true>, true>(n, hidden)
+                      : rows_config<__half, GeluErf<true>, true>(n, hidden);
+      break;
+    case DType::kBFloat16:
+      cfg = tanh_form ? rows_config<__nv_bfloat16, GeluTanh<true>, true>(n, hidden)
+                      : rows_config<__nv_bfloat16, GeluErf<true>, true>(n, hidden);
+      break;
+  }
   return cfg.use_rows ? static_cast<int64_t>(cfg.grid.y) * cfg.block.y : 0;
 }
 

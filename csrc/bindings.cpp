@@ -107,7 +107,8 @@ std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& dy, const at::Tenso
     return {dx, dbias};
   }
   // Partial bias gradients come out of the same pass when the shape allows.
-  const int64_t partial_rows = need_dbias ? plmscale::bias_gelu_dbias_partial_rows(dt, n, hidden) : 0;
+  const int64_t partial_rows =
+      need_dbias ? plmscale::bias_gelu_dbias_partial_rows(dt, n, hidden, tanh_form) : 0;
   at::Tensor partial;
   if (partial_rows > 0) partial = at::empty({partial_rows, hidden}, xc.options().dtype(at::kFloat));
   check_status(plmscale::bias_gelu_backward(dt, gc.data_ptr(), xc.data_ptr(), bc.data_ptr(),

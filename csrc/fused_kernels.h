@@ -27,7 +27,7 @@ int bias_gelu_forward(DType dtype, const void* x, const void* bias, void* y, int
 // Number of fp32 rows of partial bias gradients bias_gelu_backward writes when
 // given a workspace ([rows, hidden] fp32, summed over rows by the caller), or 0
 // when this shape has no fused bias-gradient path (the caller sums dx instead).
-int64_t bias_gelu_dbias_partial_rows(DType dtype, int64_t n, int64_t hidden);
+int64_t bias_gelu_dbias_partial_rows(DType dtype, int64_t n, int64_t hidden, bool tanh_form);
 
 // dx = dy * gelu'(x + bias). With dbias_partial non-null (sized by
 // bias_gelu_dbias_partial_rows) also writes per-thread-row partial sums of dx.

@@ -24,7 +24,13 @@ GENCODE = [
     "-gencode", "arch=compute_80,code=sm_80",
     "-gencode", "arch=compute_90,code=sm_90",
 ]
-# Known, measured-acceptable spills: 16-bit softmax backward at 1024 threads (64
+# What torch.utils.cpp_extension adds to every nvcc call: the kernels must build
+# with half/bfloat16 implicit conversions and operators switched off.
+TORCH_NVCC_DEFINES = [
+    "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+    "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__",
+]
+# Known, accepted spills: 16-bit softmax backward at 1024 threads (64
 # register cap), ~70 bytes/thread to L1; see the comment in softmax.cuh.
 ALLOWED_SPILLS = re.compile(r"softmax_bwd_regs_kernelI(6__half|13__nv_bfloat16)Li4ELi1024E")
 
@@ -76,7 +82,7 @@ def builds(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nvcc")
     jobs = {}
     for name in CU_SOURCES:
-        cmd = [NVCC, "-O3", *GENCODE, "-Xptxas", "-v", f"-I{CSRC}", "-c", str(CSRC / name),
+        cmd = [NVCC, "-O3", *GENCODE, *TORCH_NVCC_DEFINES, "-Xptxas", "-v", f"-I{CSRC}", "-c", str(CSRC / name),
                "-o", str(tmp / f"{name}.o")]
         jobs[name] = cmd
     binding = _binding_command(tmp)
