@@ -151,7 +151,8 @@ class ElectraForPreTraining(nn.Module):
             replaced = (corrupted != original).float()
         disc_hidden = self.discriminator(self.embeddings(corrupted, token_types), mask)
         rtd_logits = self.discriminator_head(disc_hidden).float()
-        active = attention.bool() if attention is not None else torch.ones_like(replaced, dtype=torch.bool)
+        active = (attention.bool() if attention is not None
+                  else torch.ones_like(replaced, dtype=torch.bool))
         rtd_loss = F.binary_cross_entropy_with_logits(rtd_logits[active], replaced[active])
         rtd_accuracy = ((rtd_logits[active] > 0).float() == replaced[active]).float().mean()
         return {"loss": mlm_loss + self.rtd_weight * rtd_loss,

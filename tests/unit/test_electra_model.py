@@ -77,3 +77,20 @@ def test_rtd_loss_does_not_reach_the_generator():
     model.zero_grad()
     model(batch)["loss"].backward()
     assert model.generator.layers[0].mlp.linear_fc1.weight.grad.abs().sum() > 0
+
+
+def test_sampling_follows_the_generator_softmax():
+    from plmscale.models.electra import sample_from_logits
+    cfg = load_config(None, [])
+    init_model_parallel(cfg)
+    torch.manual_seed(5)
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = torch.cat([probs.log(), torch.tensor([float("-inf")] * 4)])  # 4 padding columns
+    rows = logits.expand(40_000, -1).contiguous()
+    ids = sample_from_logits(rows, true_vocab_size=4)
+    freq = torch.bincount(ids, minlength=4).float() / ids.numel()
+    assert torch.allclose(freq, probs, atol=0.01), freq
+    # Same stream state, same draw (what keeps TP ranks in step); a new state, new draws.
+    torch.manual_seed(5)
+    assert torch.equal(sample_from_logits(rows, 4), ids)
+    assert not torch.equal(sample_from_logits(rows, 4), ids)
