@@ -9,6 +9,8 @@ from torch import nn
 
 from plmscale.config.schema import ModelConfig
 from plmscale.models.family import Family
+from plmscale.objectives.schedule import global_batch_size
+from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_loss
 from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
                                     gather_vocab_logits, padding_mask,
                                     vocab_parallel_loss_and_accuracy)
@@ -54,7 +56,8 @@ class MaskedLMHead(nn.Module):
 class BertForPreTraining(nn.Module):
     """BERT with MLM + NSP heads. ``forward(batch)`` returns the losses and metrics of one batch."""
 
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction=True):
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction=True,
+                 span_boundary_objective: bool = False):
         super().__init__()
         self.cfg = cfg
         self.bert = BertEncoder(cfg, precision)
@@ -62,6 +65,10 @@ class BertForPreTraining(nn.Module):
         self.lm_head = MaskedLMHead(cfg, self.bert.embeddings.padded_vocab_size)
         self.nsp_head = nn.Linear(cfg.hidden_size, 2)
         self.next_sentence_prediction = next_sentence_prediction
+        # SpanBERT: predict each span token from its boundary tokens (objective.span_boundary_objective).
+        self.sbo_head = (SpanBoundaryHead(cfg.hidden_size, layernorm_epsilon=cfg.layernorm_epsilon,
+                                          gelu_approximate=cfg.gelu_approximate)
+                         if span_boundary_objective else None)
 
     def _nsp_logits(self, hidden):
         return self.nsp_head(torch.tanh(self.pooler(hidden[:, 0])))
@@ -74,12 +81,19 @@ class BertForPreTraining(nn.Module):
         logits = self.lm_head(hidden[selected], self.bert.embeddings.word_embeddings.weight)
         mlm_loss, mlm_accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
         out = {"mlm_loss": mlm_loss, "mlm_accuracy": mlm_accuracy, "loss": mlm_loss}
+        if self.sbo_head is not None:
+            embedding_weight = self.bert.embeddings.word_embeddings.weight
+            out["sbo_loss"], out["sbo_accuracy"] = span_boundary_loss(
+                self.sbo_head, hidden, batch["sbo_left"], batch["sbo_right"], batch["sbo_position"],
+                labels, project=lambda y: self.lm_head.logits(y, embedding_weight),
+                loss_fn=vocab_parallel_loss_and_accuracy)
+            out["loss"] = out["loss"] + out["sbo_loss"]
         if self.next_sentence_prediction and "next_sentence_label" in batch:
             nsp_logits = self._nsp_logits(hidden)
             nsp_loss = F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"])
             out["nsp_loss"] = nsp_loss
             out["nsp_accuracy"] = (nsp_logits.argmax(-1) == batch["next_sentence_label"]).float().mean()
-            out["loss"] = mlm_loss + nsp_loss
+            out["loss"] = out["loss"] + nsp_loss
         return out
 
     @torch.no_grad()
@@ -92,7 +106,8 @@ class BertForPreTraining(nn.Module):
 
 def _samples(corpus, cfg):
     from plmscale.data.bert_samples import BertSamples
-    return BertSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
+    return BertSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed,
+                       global_batch_size=global_batch_size(cfg))
 
 
 def _hf_config(cfg: ModelConfig):
@@ -112,8 +127,10 @@ def _pipeline(cfg):
 
 FAMILY = Family(
     name="bert",
-    build=lambda cfg: BertForPreTraining(cfg.model, cfg.train.precision,
-                                         next_sentence_prediction=cfg.objective.next_sentence_prediction),
+    build=lambda cfg: BertForPreTraining(
+        cfg.model, cfg.train.precision,
+        next_sentence_prediction=cfg.objective.next_sentence_prediction,
+        span_boundary_objective=cfg.objective.span_boundary_objective),
     samples=_samples,
     hf_config=_hf_config,
     hf_model_class="BertForPreTraining",
