@@ -89,30 +89,34 @@ TRAIN = ["data.num_workers=0", "train.progress_bar=false", "train.save_dir=null"
          "train.tensorboard_dir=null"]
 
 
-def train_and_export(shards: str, overrides: list[str]) -> dict:
-    """Train configs/t5_tiny.yaml on real text (``plmscale.training.loop.train``), then gather, export
-    and compare with HF on a batch of real samples."""
+def train_and_export(shards: str, runs: list[list[str]]) -> list[dict]:
+    """Per override list: train configs/t5_tiny.yaml on real text (``plmscale.training.loop.train``),
+    then gather, export and compare with HF on a batch of real samples."""
     from plmscale.data import Corpus
     from plmscale.models import get_family
     from plmscale.training.loop import train
     init_distributed()
-    cfg = load_config(REPO / "configs" / "t5_tiny.yaml", TRAIN + [f"data.path={shards}"] + overrides)
-    init_model_parallel(cfg)
-    seed_all(cfg.train.seed)
-    model = build_initialised_model(cfg)
-    start = time.perf_counter()
-    history = train(cfg, model)
-    seconds = time.perf_counter() - start
-    model.eval()
-    samples = get_family("t5").samples(Corpus(cfg.data.path), cfg)
-    batch = {k: torch.from_numpy(v) for k, v in
-             _stack([samples(10_000 + i) for i in range(4)]).items()}
-    logits = model.logits(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"],
-                          batch["decoder_attention_mask"]).float()
-    params = full_tensors(model, cfg.model.vocab_size)
-    return {"losses": [h["loss"] for h in history], "accuracy": [h["lm_accuracy"] for h in history],
-            "seconds": seconds, "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
-            "logit_scale": logits.abs().max().item()}
+    results = []
+    for overrides in runs:
+        cfg = load_config(REPO / "configs" / "t5_tiny.yaml",
+                          TRAIN + [f"data.path={shards}"] + overrides)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        model = build_initialised_model(cfg)
+        start = time.perf_counter()
+        history = train(cfg, model)
+        seconds = time.perf_counter() - start
+        model.eval()
+        samples = get_family("t5").samples(Corpus(cfg.data.path), cfg)
+        batch = {k: torch.from_numpy(v) for k, v in
+                 _stack([samples(10_000 + i) for i in range(4)]).items()}
+        logits = model.logits(batch["input_ids"], batch["attention_mask"],
+                              batch["decoder_input_ids"], batch["decoder_attention_mask"]).float()
+        params = full_tensors(model, cfg.model.vocab_size)
+        results.append({"losses": [h["loss"] for h in history], "seconds": seconds,
+                        "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
+                        "logit_scale": logits.abs().max().item()})
+    return results
 
 
 def _stack(samples: list[dict]) -> dict:
