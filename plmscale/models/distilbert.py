@@ -68,6 +68,55 @@ def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: tor
     return (entropy_term - cross + log_z).mean()
 
 
+def check_teacher(student: ModelConfig, teacher: ModelConfig) -> None:
+    """Raise ``ValueError`` unless the teacher has the student's width and a multiple of its depth."""
+    wrong = [f for f in ARCHITECTURE_FIELDS if getattr(teacher, f) != getattr(student, f)]
+    if wrong:
+        raise ValueError("student and teacher must agree on " + ", ".join(
+            f"model.{f} (student {getattr(student, f)}, teacher {getattr(teacher, f)})" for f in wrong))
+    if teacher.num_layers % student.num_layers:
+        raise ValueError(f"teacher depth {teacher.num_layers} is not a multiple of the student's "
+                         f"model.num_layers={student.num_layers}")
+
+
+def teacher_parameter_name(name: str, stride: int) -> str:
+    """Student parameter name -> the teacher parameter it starts from: student layer i is teacher
+    layer stride * i (every other one for a half-depth student); embeddings and MLM head carry over."""
+    if name.startswith("distilbert.layers."):
+        index, rest = name[len("distilbert.layers."):].split(".", 1)
+        return f"bert.layers.{stride * int(index)}.{rest}"
+    if name.startswith("distilbert."):
+        return "bert." + name[len("distilbert."):]
+    return name  # lm_head.*
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: BertForPreTraining, ids: torch.Tensor, attention: torch.Tensor,
+                    active: torch.Tensor):
+    """The frozen teacher's last hidden states and vocab-parallel MLM logits at ``active`` positions
+    (token type 0 everywhere, as the student has none)."""
+    if next(teacher.parameters()).device != ids.device:
+        teacher.to(ids.device)  # not a submodule, so model.to() did not move it
+    hidden = teacher.bert(ids, None, attention)[active]
+    return hidden, teacher.lm_head(hidden, teacher.bert.embeddings.word_embeddings.weight)
+
+
+def distillation_losses(logits, hidden, t_logits, t_hidden, labels, padding: torch.Tensor,
+                        o: ObjectiveConfig) -> dict:
+    """The three terms and their weighted sum, over rows = real tokens: student vocab-parallel
+    ``logits`` and ``hidden`` states against the teacher's; MLM where ``labels`` != -100."""
+    t = o.distillation_temperature
+    distill_loss = vocab_parallel_kl(logits / t, t_logits / t, padding) * t * t
+    cosine_loss = (1.0 - F.cosine_similarity(hidden.float(), t_hidden.float(), dim=-1)).mean()
+    selected = labels != IGNORE_INDEX
+    # Indexing copies: megatron's cross entropy may edit its input, not ``logits``.
+    mlm_loss, mlm_accuracy = vocab_parallel_loss_and_accuracy(logits[selected], labels[selected])
+    loss = (o.distillation_alpha_ce * distill_loss + o.distillation_alpha_mlm * mlm_loss
+            + o.distillation_alpha_cos * cosine_loss)
+    return {"loss": loss, "distill_loss": distill_loss, "mlm_loss": mlm_loss,
+            "mlm_accuracy": mlm_accuracy, "cosine_loss": cosine_loss}
+
+
 class DistilBertForMaskedLM(nn.Module):
     """The student. ``forward(batch)`` needs ``input_ids``, ``attention_mask`` and ``mlm_labels``;
     ``teacher`` (a ``BertForPreTraining`` built for the same process groups) is needed to train."""
@@ -92,20 +141,9 @@ class DistilBertForMaskedLM(nn.Module):
 
     def set_teacher(self, teacher: BertForPreTraining) -> None:
         """Attach a frozen teacher (eval mode: no dropout in the soft targets)."""
-        t, s = teacher.cfg, self.cfg
-        wrong = [f for f in ARCHITECTURE_FIELDS if getattr(t, f) != getattr(s, f)]
-        if wrong:
-            raise ValueError("student and teacher must agree on " + ", ".join(
-                f"model.{f} (student {getattr(s, f)}, teacher {getattr(t, f)})" for f in wrong))
-        if t.num_layers % s.num_layers:
-            raise ValueError(f"teacher depth {t.num_layers} is not a multiple of the student's "
-                             f"model.num_layers={s.num_layers}")
+        check_teacher(self.cfg, teacher.cfg)
         teacher.eval().requires_grad_(False)
         self._teacher[0] = teacher
-
-    def teacher_layer(self, student_layer: int) -> int:
-        """Teacher layer a student layer starts from: every other one for a half-depth student."""
-        return student_layer * (self.teacher.cfg.num_layers // self.cfg.num_layers)
 
     @torch.no_grad()
     def initialize_from_teacher(self) -> None:
@@ -120,12 +158,7 @@ class DistilBertForMaskedLM(nn.Module):
 
     def teacher_name(self, name: str) -> str:
         """Student parameter name -> the teacher parameter it is initialised from."""
-        if name.startswith("distilbert.layers."):
-            index, rest = name[len("distilbert.layers."):].split(".", 1)
-            return f"bert.layers.{self.teacher_layer(int(index))}.{rest}"
-        if name.startswith("distilbert."):
-            return "bert." + name[len("distilbert."):]
-        return name  # lm_head.*
+        return teacher_parameter_name(name, self.teacher.cfg.num_layers // self.cfg.num_layers)
 
     # -- training ------------------------------------------------------------------------------
     def forward(self, batch: dict) -> dict:
@@ -135,29 +168,12 @@ class DistilBertForMaskedLM(nn.Module):
         ids, attention, labels = batch["input_ids"], batch.get("attention_mask"), batch["mlm_labels"]
         if attention is None:
             attention = torch.ones_like(ids)
-        if next(teacher.parameters()).device != ids.device:
-            teacher.to(ids.device)  # not a submodule, so model.to() did not move it
-        o = self.objective
         active = attention.bool()  # soft targets and cosine on every real token (DistilBERT's default)
-
         hidden = self.distilbert(ids, None, attention)[active]
         logits = self.lm_head(hidden, self.distilbert.embeddings.word_embeddings.weight)
-        with torch.no_grad():
-            t_hidden = teacher.bert(ids, None, attention)[active]  # teacher sees token type 0
-            t_logits = teacher.lm_head(t_hidden, teacher.bert.embeddings.word_embeddings.weight)
-
-        padding = self.lm_head.logits.padding_columns
-        t = o.distillation_temperature
-        distill_loss = vocab_parallel_kl(logits / t, t_logits / t, padding) * t * t
-        cosine_loss = (1.0 - F.cosine_similarity(hidden.float(), t_hidden.float(), dim=-1)).mean()
-        selected = labels[active] != IGNORE_INDEX
-        # Indexing copies: megatron's cross entropy may edit its input, not ``logits``.
-        mlm_loss, mlm_accuracy = vocab_parallel_loss_and_accuracy(logits[selected],
-                                                                  labels[active][selected])
-        loss = (o.distillation_alpha_ce * distill_loss + o.distillation_alpha_mlm * mlm_loss
-                + o.distillation_alpha_cos * cosine_loss)
-        return {"loss": loss, "distill_loss": distill_loss, "mlm_loss": mlm_loss,
-                "mlm_accuracy": mlm_accuracy, "cosine_loss": cosine_loss}
+        t_hidden, t_logits = teacher_outputs(teacher, ids, attention, active)
+        return distillation_losses(logits, hidden, t_logits, t_hidden, labels[active],
+                                   self.lm_head.logits.padding_columns, self.objective)
 
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None):
@@ -169,9 +185,9 @@ class DistilBertForMaskedLM(nn.Module):
 
 # -- the teacher from a checkpoint ---------------------------------------------------------------
 def load_teacher(directory: str | Path) -> BertForPreTraining:
-    """The BERT saved in a plmscale checkpoint directory (its ``latest`` tag), built for the CURRENT
-    process groups: each tensor is reassembled from the saved TP slices (any saved TP size), the
-    vocabulary padding re-done for the current TP size, and this rank's slice kept."""
+    """The (frozen) BERT saved in a plmscale checkpoint directory (its ``latest`` tag), built for the
+    CURRENT process groups: each tensor is reassembled from the saved TP slices (any saved TP size),
+    the vocabulary padding re-done for the current TP size, and this rank's slice kept."""
     from plmscale.config.schema import ModelConfig as _ModelConfig
     directory = Path(directory)
     if not (directory / "latest").is_file():
@@ -206,7 +222,7 @@ def load_teacher(directory: str | Path) -> BertForPreTraining:
             if partitioned:
                 full = full.chunk(size, dim=param.partition_dim)[rank]
             param.copy_(full)
-    return teacher
+    return teacher.eval().requires_grad_(False)  # frozen: no dropout in the soft targets
 
 
 # -- family ---------------------------------------------------------------------------------------
@@ -239,6 +255,19 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _initialize(model, cfg):
+    if isinstance(model, DistilBertForMaskedLM):
+        model.initialize_from_teacher()
+    else:
+        from plmscale.models.distilbert_pipe import initialize_pipeline_from_teacher
+        initialize_pipeline_from_teacher(model, cfg)
+
+
+def _pipeline(cfg):
+    from plmscale.models.distilbert_pipe import distilbert_pipeline  # imports this module
+    return distilbert_pipeline(cfg)
+
+
 FAMILY = Family(
     name="distilbert",
     build=_build,
@@ -246,5 +275,6 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="DistilBertForMaskedLM",
     to_hf_state_dict=_to_hf,
-    initialize=lambda model, cfg: model.initialize_from_teacher(),
+    initialize=_initialize,
+    pipeline=_pipeline,
 )

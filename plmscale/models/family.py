@@ -31,5 +31,6 @@ class Family:
     pipeline: Optional[Callable[[ExperimentConfig], torch.nn.Module]] = None
     """A DeepSpeed ``PipelineModule`` of the same model (see ``plmscale.parallel.pipeline``)."""
     initialize: Optional[Callable[[torch.nn.Module, ExperimentConfig], None]] = None
-    """Runs after the layout-independent initialisation and before the engine exists (so optimizer
-    master copies see it), e.g. DistilBERT copying its teacher's layers; None = nothing."""
+    """(model or its PipelineModule, config): runs after the layout-independent initialisation and
+    before the engine exists (so optimizer master copies see it), e.g. DistilBERT copying its
+    teacher's layers; None = nothing."""

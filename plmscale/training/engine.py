@@ -45,6 +45,8 @@ def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
     pipe = family.pipeline(cfg)
     initialize_parameters(pipe, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
                           canonical_name=pipe.canonical_name)
+    if family.initialize is not None:
+        family.initialize(pipe, cfg)
     return pipe.to(device())
 
 

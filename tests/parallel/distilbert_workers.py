@@ -10,6 +10,7 @@ import torch
 from plmscale.config import load_config
 from plmscale.export import full_tensors
 from plmscale.parallel import init_distributed, init_model_parallel, initialize_parameters, seed_all
+from plmscale.training.engine import build_initialised_model
 
 SIZE = ["model.vocab_size=1100", "model.max_position_embeddings=64", "model.hidden_dropout=0",
         "model.attention_dropout=0", "model.num_attention_heads=4"]
@@ -83,7 +84,7 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
     from plmscale.models import get_family
     from plmscale.models.distilbert import load_teacher
     from plmscale.training import checkpoint
-    from plmscale.training.engine import build_engine, build_initialised_model
+    from plmscale.training.engine import build_engine
     from plmscale.training.loop import train
     init_distributed()
     teacher_dir, student_dir = f"{directory}/teacher", f"{directory}/student"
@@ -127,3 +128,32 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
             "init_diff": init_diff, "history": history, "seconds": seconds,
             "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
             "restored_diff": max((params[n] - trained[n]).abs().max().item() for n in params)}
+
+
+def pipeline_train_and_gather(shards: str, teacher_dir: str, overrides: list[str],
+                              make_teacher: bool = False) -> dict:
+    """(Optionally first train and save a 4-layer BERT teacher on one rank, then) distil with the
+    given layout; returns the per-step losses and the student's initial and final parameters under
+    their ordinary names (gathered over TP and PP)."""
+    from plmscale.parallel.pipeline import full_pipeline_tensors
+    from plmscale.training.engine import uses_pipeline
+    from plmscale.training.loop import train
+    init_distributed()
+    if make_teacher:
+        cfg = load_config(None, TEACHER + TRAIN + [f"data.path={shards}", "train.train_steps=2",
+                                                   "train.micro_batch_size=8",
+                                                   f"train.save_dir={teacher_dir}"])
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        train(cfg)
+    cfg = load_config(None, STUDENT + TRAIN + [f"data.path={shards}",
+                                               f"objective.distillation_teacher_path={teacher_dir}"]
+                      + overrides)
+    init_model_parallel(cfg)
+    seed_all(cfg.train.seed)
+    model = build_initialised_model(cfg)
+    gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+    initial = gather(model, cfg.model.vocab_size)
+    history = train(cfg, model)
+    return {"losses": [h["loss"] for h in history], "initial": initial,
+            "params": gather(model, cfg.model.vocab_size)}
