@@ -41,6 +41,7 @@ import os
 import re
 from typing import Iterator
 
+import numpy as np
 import zstandard
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -372,7 +373,7 @@ def _decode_document(lines: list[bytes], counters: Counters) -> str:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             pass
-    return "\n".join(decode_line(line, counters) for line in lines)
+    return "\n".join(decode_line(line, counters) for line in data.split(b"\n"))
 
 
 def iter_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
@@ -428,61 +429,179 @@ def _is_blank(raw: bytes) -> bool:
     return stripped[0] >= 0x80 and not raw.decode("utf-8", "replace").strip()
 
 
+REGION = 3  # kind of _regions() items: complete lines, none over-long
+
+
+def _regions(stream, pos: int, max_line: int, buf: bytes = b""):
+    """Like :func:`_lines`, but complete lines come in bulk: yields ``(position, bytes,
+    REGION)`` for runs of whole lines (ending with ``\\n``, except a last line without
+    one), none longer than ``max_line``; over-long lines come as pieces, as in _lines."""
+    buf_pos, pending, buf = pos, buf, b""
+    continuing = False
+    if pos == 0:
+        head = stream.read(3)
+        if head == b"\xef\xbb\xbf":  # a UTF-8 byte order mark is not text
+            buf_pos = 3
+        else:
+            pending = head
+    while True:
+        data, pending = pending or stream.read(BLOCK_BYTES), b""
+        if not data:
+            break
+        buf += data
+        last_nl = buf.rfind(b"\n")
+        if last_nl >= 0:
+            region, buf = buf[: last_nl + 1], buf[last_nl + 1 :]
+            if continuing:  # the region starts with the rest of an over-long line
+                nl = region.find(b"\n")
+                rest = region[:nl]
+                yield from _pieces(buf_pos, rest[:-1] if rest.endswith(b"\r") else rest, max_line, True)
+                continuing = False
+                buf_pos += nl + 1
+                region = region[nl + 1 :]
+            yield from _split_long_lines(buf_pos, region, max_line)
+            buf_pos += len(region)
+        while len(buf) > max_line:  # the line goes on: emit what we have, keep memory bounded
+            cut = _cut_utf8(buf[:max_line]) or max_line
+            yield buf_pos, buf[:cut], LATER_PIECE if continuing else FIRST_PIECE
+            continuing = True
+            buf_pos += cut
+            buf = buf[cut:]
+    if continuing or len(buf) - buf.endswith(b"\r") > max_line:
+        yield from _pieces(buf_pos, buf[:-1] if buf.endswith(b"\r") else buf, max_line, continuing)
+    elif buf:
+        yield buf_pos, buf, REGION
+
+
+def _split_long_lines(pos: int, region: bytes, max_line: int):
+    """Yield the region as REGION runs, with its over-long lines cut into pieces."""
+    if len(region) <= max_line:  # cannot hold an over-long line (the usual case)
+        if region:
+            yield pos, region, REGION
+        return
+    arr = np.frombuffer(region, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts
+    has_cr = np.zeros(len(ends), dtype=bool)
+    nonempty = lengths > 0
+    has_cr[nonempty] = arr[ends[nonempty] - 1] == 13
+    cursor = 0
+    for i in np.flatnonzero(lengths - has_cr > max_line).tolist():
+        s, e = int(starts[i]), int(ends[i]) - int(has_cr[i])
+        if s > cursor:
+            yield pos + cursor, region[cursor:s], REGION
+        yield from _pieces(pos + s, region[s:e], max_line, False)
+        cursor = int(ends[i]) + 1
+    if cursor < len(region):
+        yield pos + cursor, region[cursor:], REGION
+
+
+class _TextAssembler:
+    """Collects the lines that follow a unit's first separator into documents.
+
+    Equivalent to going line by line (a separator line ends the current document; an
+    empty document between two separator lines counts as one in separator mode; runs of
+    blank lines are one separator in blank-line mode), but regions of whole lines are
+    handled with a regex over the bytes, so the cost per line is C, not Python.
+    """
+
+    def __init__(self, options: InputOptions, counters: Counters, end: int | None, opened_by_sep: bool):
+        self.blank = options.doc_separator is None
+        sep = b"" if self.blank else options.doc_separator.strip().encode("utf-8")
+        self.candidate = _BLANK_CANDIDATE if self.blank else _separator_candidate(sep)
+        self.is_sep = _is_blank if self.blank else (lambda raw: raw.strip() == sep)
+        self.counters = counters
+        self.max_doc = options.max_document_bytes
+        self.end = end
+        self.opened_by_sep = opened_by_sep
+        self.doc: list[bytes] = []  # segments: one or more lines joined by \n
+        self.doc_bytes = 0
+
+    def region(self, pos: int, chunk: bytes, out: list[str]) -> bool:
+        """Add whole lines; finished documents go to ``out``. True: the unit is done."""
+        body = chunk[:-1] if chunk.endswith(b"\n") else chunk
+        cursor = 0
+        for m in self.candidate.finditer(body):
+            if not self.is_sep(m.group()):
+                continue
+            s = m.start()
+            if s > cursor:  # content lines chunk[cursor : s - 1] (s - 1 is their last \n)
+                self._content(chunk[cursor : s - 1], out)
+            if self.separator(pos + s, out):
+                return True
+            cursor = m.end() + 1
+        if cursor < len(chunk):
+            self._content(chunk[cursor : len(body)], out)
+        return False
+
+    def piece(self, raw: bytes, kind: int, out: list[str]) -> None:
+        """Add a piece of an over-long line (always content)."""
+        self.counters["long_lines_split"] += kind == FIRST_PIECE
+        self._line(raw, out)
+
+    def separator(self, pos: int, out: list[str]) -> bool:
+        if self.doc or (self.opened_by_sep and not self.blank):
+            out.append(_decode_document(self.doc, self.counters))
+        self.doc, self.doc_bytes = [], 0
+        self.opened_by_sep = True
+        return self.end is not None and pos >= self.end
+
+    def finish(self, out: list[str]) -> None:
+        if self.doc:
+            out.append(_decode_document(self.doc, self.counters))
+
+    def _content(self, segment: bytes, out: list[str]) -> None:
+        if b"\r" in segment:  # CRLF: drop one \r at the end of every line
+            segment = segment.replace(b"\r\n", b"\n")
+            if segment.endswith(b"\r"):
+                segment = segment[:-1]
+        if self.doc_bytes + len(segment) > self.max_doc:
+            for line in segment.split(b"\n"):  # rare: split exactly as line by line would
+                self._line(line, out)
+            return
+        self.doc.append(segment)
+        self.doc_bytes += len(segment) + 1
+
+    def _line(self, raw: bytes, out: list[str]) -> None:
+        if self.doc_bytes + len(raw) > self.max_doc and self.doc:
+            self.counters["documents_split"] += 1
+            out.append(_decode_document(self.doc, self.counters))
+            self.doc, self.doc_bytes = [], 0
+        self.doc.append(raw)
+        self.doc_bytes += len(raw) + 1
+
+
 def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
     blank_mode = options.doc_separator is None
     sep = b"" if blank_mode else options.doc_separator.strip().encode("utf-8")
-    max_doc = options.max_document_bytes
     max_line = options.max_line_bytes
-    if unit.start == 0:
-        stream = open_binary(unit.path)
-        lines = _lines(stream, 0, max_line)
-    else:
-        # Skip to the first separator at or after the unit start: what comes before it
-        # belongs to a document of the previous unit.
-        stream = open_binary(unit.path)
-        stream.seek(unit.start - 1)
-        at_line_start = stream.read(1) == b"\n"
-        if blank_mode:
-            found = _find_separator(stream, unit.start, at_line_start, _BLANK_CANDIDATE, _is_blank, max_line)
-        else:
-            found = _find_separator(
-                stream, unit.start, at_line_start, _separator_candidate(sep),
-                lambda raw: raw.strip() == sep, max_line,
-            )
-        if found is None:
-            stream.close()
-            return
-        lines = _lines(stream, found[0], max_line, found[1])
-    # open_doc: we own the document being collected (it follows a separator that starts
-    # inside this unit, or the start of the file). opened_by_sep: it was opened by a real
-    # separator line, so an empty one between two separators is an empty document.
-    open_doc = unit.start == 0
-    opened_by_sep = False
-    doc: list[bytes] = []
-    doc_bytes = 0
-    end = unit.end
+    stream = open_binary(unit.path)
     with stream:
-        for pos, raw, kind in lines:
-            if kind == WHOLE:
-                is_sep = _is_blank(raw) if blank_mode else raw.strip() == sep
+        if unit.start == 0:
+            regions = _regions(stream, 0, max_line)
+        else:
+            # Skip to the first separator at or after the unit start: what comes before
+            # it belongs to a document of the previous unit.
+            stream.seek(unit.start - 1)
+            at_line_start = stream.read(1) == b"\n"
+            if blank_mode:
+                found = _find_separator(stream, unit.start, at_line_start, _BLANK_CANDIDATE, _is_blank, max_line)
             else:
-                is_sep = False  # pieces of an over-long line are content
-            if is_sep:
-                if open_doc and (doc or (opened_by_sep and not blank_mode)):
-                    yield _decode_document(doc, counters)
-                doc, doc_bytes = [], 0
-                if end is not None and pos >= end:
-                    return
-                open_doc, opened_by_sep = True, True
-                continue
-            if not open_doc:
-                continue  # tail of a document owned by the previous unit
-            counters["long_lines_split"] += kind == FIRST_PIECE
-            if doc_bytes + len(raw) > max_doc and doc:
-                counters["documents_split"] += 1
-                yield _decode_document(doc, counters)
-                doc, doc_bytes = [], 0
-            doc.append(raw)
-            doc_bytes += len(raw) + 1
-    if open_doc and doc:
-        yield _decode_document(doc, counters)
+                found = _find_separator(
+                    stream, unit.start, at_line_start, _separator_candidate(sep),
+                    lambda raw: raw.strip() == sep, max_line,
+                )
+            if found is None:
+                return
+            regions = _regions(stream, found[0], max_line, found[1])
+        assembler = _TextAssembler(options, counters, unit.end, opened_by_sep=False)
+        out: list[str] = []
+        for pos, data, kind in regions:
+            done = assembler.region(pos, data, out) if kind == REGION else assembler.piece(data, kind, out)
+            yield from out
+            out.clear()
+            if done:
+                return
+        assembler.finish(out)
+        yield from out
