@@ -38,7 +38,6 @@ from typing import Iterable, Iterator
 from data_prep import SCHEMA_VERSION, parallel, worker
 from data_prep.annotate import SCHEMA
 from data_prep.inputs import (
-    COUNTER_NAMES,
     MB,
     Counters,
     InputOptions,

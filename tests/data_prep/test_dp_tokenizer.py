@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import sentencepiece as spm
 
 from data_prep.tokenizer import USER_DEFINED_SYMBOLS, sample_documents
 
-from dp_support import SEP, run_data_prep
+from dp_support import run_data_prep
 
 
 def test_special_pieces_and_byte_fallback(tokenizer_model):
