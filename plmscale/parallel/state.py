@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -20,6 +21,12 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def init_distributed(timeout_minutes: int = 30) -> None:
     """Join the process group set up by the launcher (deepspeed, torchrun or SLURM env vars).
 
@@ -29,7 +36,11 @@ def init_distributed(timeout_minutes: int = 30) -> None:
     if dist.is_initialized():
         return
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29517")
+    if "MASTER_PORT" not in os.environ:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise RuntimeError("WORLD_SIZE > 1 but MASTER_PORT is not set: start the ranks with "
+                               "deepspeed, torchrun or srun (launch/), which set it")
+        os.environ["MASTER_PORT"] = str(_free_port())  # a lone process: any free port will do
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
     os.environ.setdefault("LOCAL_RANK", "0")
