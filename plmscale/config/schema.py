@@ -65,6 +65,11 @@ class ModelConfig:
     generator_ffn_hidden_size: Optional[int] = None
     generator_num_attention_heads: Optional[int] = None
     generator_num_layers: Optional[int] = None
+    init_method: str = "normal"
+    """"normal": every weight ~ N(0, init_std). "t5": T5's per-module scales (Mesh TensorFlow, as HF:
+    embeddings 1, q (d_model*d_kv)^-1/2, k, v and FFN input d_model^-1/2, attention output
+    (heads*d_kv)^-1/2, FFN output d_ff^-1/2, relative bias and untied head d_model^-1/2), which is
+    where T5 puts the 1/sqrt(d) that its attention scores lack."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from megatron.core.tensor_parallel import VocabParallelEmbedding
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
@@ -173,6 +174,50 @@ class T5ForConditionalGeneration(nn.Module):
         return gather_vocab_logits(self.head(hidden), self.cfg.vocab_size)
 
 
+@torch.no_grad()
+def t5_initialize(model: nn.Module, cfg) -> None:
+    """``model.init_method="t5"``: T5's per-module initialisation scales (see the config field).
+
+    The layout-independent initialisation has drawn every weight from N(0, init_std); multiplying by
+    std / init_std gives N(0, std) and stays layout-independent (the fused qkv rows are scaled per
+    q/k/v block, which every TP slice holds for its heads). Works on the model or its pipeline stages.
+    """
+    m = cfg.model
+    if m.init_method == "normal":
+        return
+    if m.init_method != "t5":
+        raise ValueError(f"model.init_method={m.init_method!r}; valid: 'normal', 't5'")
+    if m.init_std <= 0:
+        raise ValueError("model.init_method='t5' rescales the N(0, init_std) draws: init_std must be > 0")
+    d, heads = m.hidden_size, m.num_attention_heads
+    head_dim = m.kv_channels or d // heads
+
+    def scale(param: torch.Tensor, std: float) -> None:
+        param.mul_(std / m.init_std)
+
+    for name, module in model.named_modules():
+        if isinstance(module, SelfAttention):
+            rows = module.linear_qkv.weight.view(module.heads_per_rank, 3, head_dim, -1)
+            scale(rows[:, 0], (d * head_dim) ** -0.5)
+            scale(rows[:, 1:], d ** -0.5)
+            scale(module.linear_proj.weight, (heads * head_dim) ** -0.5)
+        elif isinstance(module, CrossAttention):
+            scale(module.linear_q.weight, (d * head_dim) ** -0.5)
+            scale(module.linear_kv.weight, d ** -0.5)
+            scale(module.linear_proj.weight, (heads * head_dim) ** -0.5)
+        elif isinstance(module, T5FeedForward):
+            for linear in (module.linear_fc1, module.linear_fc1_up):
+                if linear is not None:
+                    scale(linear.weight, d ** -0.5)
+            scale(module.linear_fc2.weight, m.ffn_hidden_size ** -0.5)
+        elif isinstance(module, RelativePositionBias):
+            scale(module.weight, d ** -0.5)
+        elif isinstance(module, VocabParallelEmbedding):
+            # The untied head (v1.1) keeps logits O(1) at d_model^-1/2; HF's 1.0 would make them
+            # O(sqrt(d_model)) (huggingface/transformers#26441).
+            scale(module.weight, d ** -0.5 if name.split(".")[-1] == "lm_head" else 1.0)
+
+
 def _samples(corpus, cfg):
     from plmscale.data.t5_samples import T5Samples
     return T5Samples(corpus, cfg.data, cfg.objective, cfg.train.seed)
@@ -181,6 +226,11 @@ def _samples(corpus, cfg):
 def _hf_config(cfg: ModelConfig):
     from plmscale.export.t5 import hf_config
     return hf_config(cfg)
+
+
+def _pipeline(cfg):
+    from plmscale.models.t5_pipe import t5_pipeline
+    return t5_pipeline(cfg)
 
 
 def _to_hf(full, cfg: ModelConfig):
@@ -195,4 +245,6 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="T5ForConditionalGeneration",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
+    initialize=t5_initialize,
 )

@@ -7,8 +7,8 @@ T5 v1.1 (google/t5-v1_1-* configs): gated-GELU FFN, no dropout in pretraining, u
 output scaling; base 12+12, 768, 12 heads, d_ff 2048; large 24+24, 1024, 16 heads, d_ff 2816.
 """
 
-_T5 = dict(family="t5", vocab_size=32128, max_position_embeddings=512, type_vocab_size=0,
-           layernorm_epsilon=1e-6, normalization="rmsnorm", add_bias_linear=False,
+_T5 = dict(family="t5", init_method="t5", vocab_size=32128, max_position_embeddings=512,
+           type_vocab_size=0, layernorm_epsilon=1e-6, normalization="rmsnorm", add_bias_linear=False,
            position_embedding_type="relative", relative_attention_num_buckets=32,
            relative_attention_max_distance=128, kv_channels=64, gelu_approximate="tanh")
 _V1_0 = dict(_T5, activation="relu", tie_word_embeddings=True, scale_tied_logits=True)
