@@ -21,6 +21,13 @@ from plmscale.objectives.causal_lm import (causal_lm_loss_and_accuracy, document
                                            vocab_parallel_argmax)
 
 
+def gpt_layer(cfg: ModelConfig, precision: str = "fp32", layer_class=PreLNLayer) -> PreLNLayer:
+    """One causal pre-LN layer with GPT-2's depth-scaled init of the projections into the residual
+    stream (std / sqrt(2 * layers); drawn on the full tensor, so it holds for any TP layout)."""
+    return layer_class(cfg, precision, causal=True,
+                       output_init_std=cfg.init_std / math.sqrt(2 * cfg.num_layers))
+
+
 class GPTModel(nn.Module):
     """Backbone: word + position embeddings -> pre-LN causal layers -> final LayerNorm."""
 
@@ -29,14 +36,8 @@ class GPTModel(nn.Module):
         # GPT has no token types and no embedding LayerNorm (the first layer's norm does that job).
         self.embeddings = Embeddings(dataclasses.replace(cfg, type_vocab_size=0), precision,
                                      layernorm=False)
-        self.layers = nn.ModuleList(PreLNLayer(cfg, precision, causal=True)
-                                    for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(gpt_layer(cfg, precision) for _ in range(cfg.num_layers))
         self.final_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
-        # GPT-2's depth-scaled init of the projections into the residual stream; the initialiser
-        # draws the full tensor with this std, so it holds for any TP layout.
-        for layer in self.layers:
-            for weight in layer.output_projections():
-                weight.init_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
 
     def forward(self, input_ids: torch.Tensor, document_ids: torch.Tensor | None = None):
         """Hidden states [b, s, h]. ``document_ids`` [b, s] (optional): a token attends only to
@@ -75,9 +76,11 @@ class GPTForCausalLM(nn.Module):
     @torch.no_grad()
     def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
                         eos_id: int | None = None) -> torch.Tensor:
-        """Append up to ``max_new_tokens`` argmax tokens to ``input_ids`` [b, s] (full recompute
-        each step; the context is cut to the last ``max_position_embeddings`` tokens). Stops early
-        once every row has produced ``eos_id``. Collective over the TP group (same result on all)."""
+        """Up to ``max_new_tokens`` argmax continuation tokens [b, n] of the prompts ``input_ids``
+        [b, s] (full recompute each step; the context is cut to the last ``max_position_embeddings``
+        tokens). Stops early once every row has produced ``eos_id`` (rows that finished are filled
+        with it). Collective over the TP group (same result on all its ranks). This is the method
+        ``launch/generate.py`` calls; every family that decodes provides it."""
         was_training = self.training
         self.eval()
         ids = input_ids
@@ -94,7 +97,7 @@ class GPTForCausalLM(nn.Module):
             if eos_id is not None and bool(finished.all()):
                 break
         self.train(was_training)
-        return ids
+        return ids[:, input_ids.shape[1]:]
 
 
 def _samples(corpus, cfg):

@@ -15,17 +15,20 @@ class PreLNLayer(nn.Module):
     """x = x + drop(attn(LN(x))); x = x + drop(mlp(LN(x))). ``causal`` selects causal attention;
     ``mask`` (boolean, True = hidden) adds to it, e.g. [b, 1, s, s] document-boundary masks."""
 
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False):
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
+                 output_init_std: float | None = None):
+        """``output_init_std``: init std of the two projections that write into the residual
+        stream (GPT-2: init_std / sqrt(2 * layers)); None = the model's init_std."""
         super().__init__()
         self.input_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
         self.self_attention = SelfAttention(cfg, precision, causal=causal)
         self.pre_mlp_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
         self.mlp = MLP(cfg, precision)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
-
-    def output_projections(self) -> list[torch.nn.Parameter]:
-        """The weights that write into the residual stream (GPT-2 scales their init by depth)."""
-        return [self.self_attention.linear_proj.weight, self.mlp.linear_fc2.weight]
+        if output_init_std is not None:
+            # Read by the layout-independent initialiser, which draws the full tensor with it.
+            for weight in (self.self_attention.linear_proj.weight, self.mlp.linear_fc2.weight):
+                weight.init_std = output_init_std
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         hidden = hidden + self.dropout(self.self_attention(self.input_layernorm(hidden), mask))

@@ -1,0 +1,49 @@
+"""GPT on 2 gloo ranks: TP=2 equals TP=1 (fixed batch and 3 DeepSpeed steps), both equal HF after
+export (also after TP=2 training), and generate.py decodes a TP=2 checkpoint like HF does."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from gpt_workers import tensor_parallel_vs_single, train_tp2_vs_tp1
+from harness import free_port, run_ranks
+
+pytestmark = pytest.mark.slow
+
+PROMPT, NEW_TOKENS = "The castle was", 12
+
+
+def test_tp2_equals_tp1_and_hf():
+    results = run_ranks(2, tensor_parallel_vs_single, [])
+    for r in results:
+        assert r["param_diff"] == 0.0  # initialisation does not depend on the layout
+        for name in ("plain", "documents"):
+            assert r[name]["loss_diff"] <= 1e-5, name
+            assert r[name]["grad_diff"] <= 1e-5, name
+            assert r[name]["logit_diff"] <= 1e-4, name
+            assert r[name]["grad_norm"] > 1e-3, name  # gradients are real, not all zero
+        assert r["documents_change_loss"] > 1e-4  # the document mask is really applied
+        assert r["hf_logit_diff"] <= 1e-4
+    assert results[0]["plain"]["loss"] == pytest.approx(results[1]["plain"]["loss"], abs=1e-6)
+
+
+def test_training_tp2_vs_tp1_export_and_generate(demo_shards, tmp_path, repo):
+    save_dir = tmp_path / "ckpt"
+    results = run_ranks(2, train_tp2_vs_tp1, str(demo_shards), str(save_dir), PROMPT, NEW_TOKENS)
+    r = results[0]
+    assert len(r["losses"]) == 3 and r["moved"] > 1e-4  # the optimiser really updated the weights
+    assert r["loss_diff"] <= 1e-5
+    assert r["grad_diff"] <= 1e-5  # gathered gradients of the trained weights
+    assert r["param_diff"] <= 1e-5
+    assert r["hf_logit_diff"] <= 1e-4
+    assert r["reload_diff"] == 0.0  # DeepSpeed's load_checkpoint gave back the trained weights
+    assert r["text"].startswith(PROMPT) and len(r["text"]) > len(PROMPT)
+    assert r["text"] == r["hf_text"] == results[1]["text"]
+    # One process merges the two TP slices itself and must decode the same text.
+    env = dict(os.environ, MASTER_PORT=str(free_port()), WORLD_SIZE="1", RANK="0", LOCAL_RANK="0")
+    out = subprocess.run([sys.executable, str(repo / "launch/generate.py"), "--checkpoint",
+                          str(save_dir), "--prompt", PROMPT, "--max-new-tokens", str(NEW_TOKENS)],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=repo)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == r["hf_text"].strip()
