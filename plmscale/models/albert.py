@@ -103,6 +103,11 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _pipeline(cfg):
+    from plmscale.models.albert_pipe import albert_pipeline  # imports this module: resolve lazily
+    return albert_pipeline(cfg)
+
+
 FAMILY = Family(
     name="albert",
     build=lambda cfg: AlbertForPreTraining(
@@ -112,4 +117,5 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="AlbertForPreTraining",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
 )

@@ -71,6 +71,11 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _pipeline(cfg):
+    from plmscale.models.roberta_pipe import roberta_pipeline  # imports this module: resolve lazily
+    return roberta_pipeline(cfg)
+
+
 FAMILY = Family(
     name="roberta",
     build=lambda cfg: RobertaForMaskedLM(cfg.model, cfg.train.precision),
@@ -78,4 +83,5 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="RobertaForMaskedLM",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
 )

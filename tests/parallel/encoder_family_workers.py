@@ -143,7 +143,7 @@ def train_config(path: str, shards: str, steps: int | None = None) -> dict:
 
     from plmscale.training.loop import train
     init_distributed()
-    overrides = [f"data.path={shards}", "train.progress_bar=false", "train.save_dir=null",
+    overrides = [f"data.path={shards}", "data.num_workers=0", "train.progress_bar=false", "train.save_dir=null",
                  "train.tensorboard_dir=null"]
     if steps:
         overrides.append(f"train.train_steps={steps}")
@@ -154,3 +154,35 @@ def train_config(path: str, shards: str, steps: int | None = None) -> dict:
     history = train(cfg)
     return {"losses": [h["loss"] for h in history], "seconds": time.perf_counter() - start,
             "metrics": sorted(history[-1])}
+
+
+PIPE = {"roberta": TINY["roberta"], "albert": TINY["albert"]}
+PIPE_TRAIN = ["model.vocab_size=8000", "data.seq_length=64", "data.num_workers=0",
+              "train.micro_batch_size=4", "train.train_steps=3",
+              "train.gradient_accumulation_steps=2", "train.lr=1e-3", "train.warmup_steps=1",
+              "train.progress_bar=false", "parallel.zero_stage=1", "model.num_layers=4"]
+
+
+def train_and_gather(shards: str, layout: list[str]) -> dict:
+    """For each family: train 3 steps with ``layout``; the per-step losses and the whole model's
+    parameters under their ordinary names (gathered over TP and PP), to compare layouts."""
+    from plmscale.parallel.pipeline import full_pipeline_tensors
+    from plmscale.training.engine import uses_pipeline
+    from plmscale.training.loop import train
+    init_distributed()
+    out = {}
+    for family, overrides in PIPE.items():
+        overrides = [o for o in overrides if "vocab_size" not in o]
+        cfg = load_config(None, overrides + PIPE_TRAIN + [f"data.path={shards}"] + layout)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        model = build_initialised_model(cfg)
+        history = train(cfg, model)
+        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+        out[family] = {"losses": [h["loss"] for h in history],
+                       "params": gather(model, cfg.model.vocab_size)}
+        if family == "albert" and uses_pipeline(cfg):
+            # The shared layer: one module per stage, used at each of its depths, copies equal.
+            layer = model.tied_modules["layer"]
+            out["albert_stage_layer"] = {n: p.detach().clone() for n, p in layer.named_parameters()}
+    return out
