@@ -10,6 +10,19 @@ Two ways in:
 
 When neither works (no CUDA, CPU-only torch, compiler error) :func:`load_extension`
 returns None and logs the reason once; callers then use the torch reference path.
+
+In ``setup.py``::
+
+    from torch.utils.cpp_extension import BuildExtension
+    from plmscale.kernels.build import cuda_extension
+
+    ext = cuda_extension()  # None without a CUDA toolkit / CUDA torch
+    setup(..., ext_modules=[ext] if ext else [],
+          cmdclass={"build_ext": BuildExtension} if ext else {})
+
+Environment: ``PLMSCALE_DISABLE_FUSED_KERNELS=1`` turns the kernels off;
+``PLMSCALE_KERNELS_BUILD_DIR`` overrides the JIT build directory;
+``PLMSCALE_KERNELS_VERBOSE=1`` shows the JIT compiler output.
 """
 
 from __future__ import annotations
@@ -75,6 +88,8 @@ def _unavailable_reason() -> str | None:
         import torch
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return "torch is not installed"
+    if getattr(torch.version, "hip", None):
+        return f"torch {torch.__version__} is a ROCm build; the kernels are CUDA-only"
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is a CPU-only build"
     if not torch.cuda.is_available():
