@@ -40,6 +40,9 @@ FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def fused_kernels_available() -> bool:
     """True when the CUDA extension is loaded (built on first call if needed)."""
+    # Lock-free once decided, so torch.compile traces this as a constant.
+    if build._state["tried"]:
+        return build._state["ext"] is not None
     return build.load_extension() is not None
 
 

@@ -47,6 +47,7 @@ def combined_mask(shape: torch.Size, mask: Tensor | None, causal: bool, device) 
     out = None
     if mask is not None:
         out = mask if mask.dtype == torch.bool else mask != 0
+        out = out.to(device)
     if causal:
         c = causal_mask(sq, sk, device)
         out = c if out is None else out | c

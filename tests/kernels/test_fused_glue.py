@@ -113,3 +113,16 @@ def test_torch_compile_traces_without_graph_breaks(fake_ext):
     want = block(x, b, s, mask)
     torch.testing.assert_close(out, want)
     assert x.grad is not None and b.grad is not None and s.grad is not None
+
+
+def test_public_api_compiles_without_graph_breaks_on_cpu():
+    """The dispatch in plmscale.kernels must not break torch.compile graphs."""
+    torch._dynamo.reset()
+    mask = torch.rand(2, 1, 1, 6) < 0.3
+
+    def block(x, b, s):
+        return kernels.bias_gelu(x, b).sum() + kernels.scaled_masked_softmax(s, mask, 0.5, causal=True).sum()
+
+    compiled = torch.compile(block, backend="eager", fullgraph=True)
+    args = (torch.randn(3, 8), torch.randn(8), torch.randn(2, 2, 4, 6))
+    torch.testing.assert_close(compiled(*args), block(*args))
