@@ -217,6 +217,9 @@ def main(argv=None) -> int:
         big = make_big(args.corpus, args.workdir / f"big-{args.big_gb:g}gb.txt", args.big_gb)
         res = run_end_to_end(big, model, args.workdir / "out-big", args.threads)
         result["big"] = {
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": result["command"],
+            "encode_command": " ".join(encode_cmd(big, model, args.workdir / "out-big", args.threads)[1:]),
             "input_bytes": big.stat().st_size,
             "tokens": res["tokens"],
             "wall_s": round(res["wall_s"], 1),
@@ -256,8 +259,10 @@ def record(path: Path, r: dict) -> None:
     if "big" in r:
         b = r["big"]
         lines += ["",
-                  f"Large input (the corpus repeated, {b['input_bytes']:,} bytes): {b['tokens']:,} tokens in "
-                  f"{b['wall_s']} s = {b['tokens_per_s']:,} tokens/s ({b['cpu_s']} CPU-s); **peak RSS of the whole process tree "
+                  f"Large input, {b.get('date_utc', r['date_utc'])}, `{b.get('command', r['command'])}` "
+                  f"(runs `python {b.get('encode_command', '...')}`), the corpus repeated to "
+                  f"{b['input_bytes']:,} bytes: {b['tokens']:,} tokens in "
+                  f"{b['wall_s']} s = {b['tokens_per_s']:,} tokens/s ({b.get('cpu_s', 'not measured')} CPU-s); **peak RSS of the whole process tree "
                   f"{b['peak_rss_mib']:,} MiB** (limit 1.5 GB)."]
     section = "\n".join(lines) + "\n"
     text = path.read_text() if path.exists() else "# Benchmark results\n"

@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="en: Han text one word per character; zh/auto: jieba words")
     e.add_argument("--gazetteer", default=None, metavar="FILE",
                    help="phrases (one per line) to store as token spans")
-    e.add_argument("--shard-size-mb", type=float, default=256.0,
-                   help="start a new output shard once one reaches this size (default 256)")
+    e.add_argument("--shard-size-mb", type=float, default=512.0,
+                   help="start a new output shard once one reaches this size (default 512; "
+                        "a default 256 MB unit of text makes one shard of about 280 MB)")
     e.add_argument("--split-size-mb", type=float, default=256.0,
                    help="input bytes per work unit: MPI distribution and resume granularity")
     e.add_argument("--chunk-size-mb", type=float, default=1.0,

@@ -76,7 +76,7 @@ class EncodeConfig:
     workers: int = 1
     language: str = "auto"
     gazetteer: str | None = None
-    shard_bytes: int = 256 * MB  # output: start a new shard once a part reaches this
+    shard_bytes: int = 512 * MB  # output: start a new shard once a part reaches this
     split_bytes: int = 256 * MB  # input: size of the byte ranges that are units
     chunk_bytes: int = 1 * MB  # input characters per chunk sent to a worker
     window: int = 0  # chunks in flight; 0 means 2 * workers + 1
