@@ -81,32 +81,41 @@ class PieceTables:
         cols = {f.name: np.zeros(n, dtype=bool) for f in dataclasses.fields(cls)}
         cols["byte_value"] = np.full(n, -1, dtype=np.int16)
         closers = "".join(tu.CLOSERS)
-        for i in range(n):
-            piece = sp.id_to_piece(i)
-            if sp.is_byte(i):
-                cols["is_byte"][i] = True
-                value = int(piece[1:-1], 16)  # "<0x22>"
-                cols["byte_value"][i] = value
-                if not 0x21 <= value < 0x7F:
+        kind = tu.char_kind
+        sepish = (tu.KIND_SEP, tu.KIND_HAN)
+        # One batched call for the strings; the per-id type queries only for the few
+        # pieces that can be special (this runs at every start-up, 32k+ pieces).
+        pieces = sp.id_to_piece(list(range(n)))
+        ws_start, bare_ws = cols["ws_start"], cols["bare_ws"]
+        sep_start, sep_end, han_start = cols["sep_start"], cols["sep_end"], cols["han_start"]
+        for i, piece in enumerate(pieces):
+            if piece[0] in "<[" and piece[-1] in ">]":
+                if sp.is_byte(i):
+                    cols["is_byte"][i] = True
+                    value = int(piece[1:-1], 16)  # "<0x22>"
+                    cols["byte_value"][i] = value
+                    if not 0x21 <= value < 0x7F:
+                        continue
+                    piece = chr(value)  # an ASCII byte piece stands for its character
+                elif sp.is_control(i) or sp.is_unknown(i):
                     continue
-                piece = chr(value)  # an ASCII byte piece stands for its character
-            elif sp.is_control(i) or sp.is_unknown(i):
-                continue
             body = piece.lstrip(WS)
-            cols["ws_start"][i] = piece.startswith(WS)
-            if not body:
-                cols["bare_ws"][i] = True
-                continue
-            first, last = tu.char_kind(body[0]), tu.char_kind(body[-1])
-            cols["sep_start"][i] = first in (tu.KIND_SEP, tu.KIND_HAN)
-            cols["sep_end"][i] = last in (tu.KIND_SEP, tu.KIND_HAN)
-            cols["han_start"][i] = first == tu.KIND_HAN
-            core = body.rstrip(closers)
-            if core and core[-1] in tu.SENTENCE_TERMINALS:
-                cols["term_end"][i] = True
-                cols["cjk_term"][i] = core[-1] in tu.CJK_TERMINALS
-            cols["closer"][i] = all(ch in tu.CLOSERS for ch in body)
-            cols["dot_only"][i] = body == "."
+            if len(body) != len(piece):
+                ws_start[i] = True
+                if not body:
+                    bare_ws[i] = True
+                    continue
+            first, last = kind(body[0]), kind(body[-1])
+            sep_start[i] = first in sepish
+            sep_end[i] = last in sepish
+            han_start[i] = first == tu.KIND_HAN
+            if last == tu.KIND_SEP:  # only punctuation can end a sentence or close a quote
+                core = body.rstrip(closers)
+                if core and core[-1] in tu.SENTENCE_TERMINALS:
+                    cols["term_end"][i] = True
+                    cols["cjk_term"][i] = core[-1] in tu.CJK_TERMINALS
+                cols["closer"][i] = not core
+                cols["dot_only"][i] = body == "."
         return cls(**cols)
 
 
