@@ -21,11 +21,10 @@ from plmscale.objectives.causal_lm import (causal_lm_loss_and_accuracy, document
                                            vocab_parallel_argmax)
 
 
-def gpt_layer(cfg: ModelConfig, precision: str = "fp32", layer_class=PreLNLayer) -> PreLNLayer:
-    """One causal pre-LN layer with GPT-2's depth-scaled init of the projections into the residual
-    stream (std / sqrt(2 * layers); drawn on the full tensor, so it holds for any TP layout)."""
-    return layer_class(cfg, precision, causal=True,
-                       output_init_std=cfg.init_std / math.sqrt(2 * cfg.num_layers))
+def output_init_std(cfg: ModelConfig) -> float:
+    """GPT-2's init std for the projections that write into the residual stream (attention output,
+    second MLP layer): init_std / sqrt(2 * layers). Drawn on the full tensor: any TP/PP layout."""
+    return cfg.init_std / math.sqrt(2 * cfg.num_layers)
 
 
 class GPTModel(nn.Module):
@@ -36,7 +35,9 @@ class GPTModel(nn.Module):
         # GPT has no token types and no embedding LayerNorm (the first layer's norm does that job).
         self.embeddings = Embeddings(dataclasses.replace(cfg, type_vocab_size=0), precision,
                                      layernorm=False)
-        self.layers = nn.ModuleList(gpt_layer(cfg, precision) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            PreLNLayer(cfg, precision, causal=True, output_init_std=output_init_std(cfg))
+            for _ in range(cfg.num_layers))
         self.final_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
     def forward(self, input_ids: torch.Tensor, document_ids: torch.Tensor | None = None):
@@ -115,6 +116,11 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _pipeline(cfg):
+    from plmscale.models.gpt_pipe import gpt_pipeline  # imports this module: resolve lazily
+    return gpt_pipeline(cfg)
+
+
 FAMILY = Family(
     name="gpt",
     build=lambda cfg: GPTForCausalLM(cfg.model, cfg.train.precision),
@@ -122,4 +128,5 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="GPT2LMHeadModel",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
 )

@@ -160,3 +160,30 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
     result["text"] = generate.generate(loaded, loaded_cfg, tokenizer, prompt, max_new_tokens)
     result["hf_text"] = hf_greedy_text(trained_cfg, a["params"], tokenizer, prompt, max_new_tokens)
     return result
+
+
+PIPELINE = ["model.preset=gpt-tiny", "model.vocab_size=8000", "model.max_position_embeddings=64",
+            "model.num_layers=4", "model.hidden_dropout=0", "model.attention_dropout=0",
+            "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=4",
+            "train.gradient_accumulation_steps=2", "train.train_steps=3", "train.lr=1e-3",
+            "train.warmup_steps=1", "train.progress_bar=false", "parallel.zero_stage=1"]
+
+
+def train_and_gather(shards: str, runs: list[list[str]]) -> list[dict]:
+    """Train once per override list; each run's per-step losses and the whole model's parameters
+    under their ordinary names (gathered over TP and PP), so layouts can be compared."""
+    from plmscale.parallel.pipeline import full_pipeline_tensors
+    from plmscale.training.engine import uses_pipeline
+    from plmscale.training.loop import train
+    init_distributed()
+    results = []
+    for overrides in runs:
+        cfg = load_config(None, PIPELINE + [f"data.path={shards}"] + overrides)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        model = build_initialised_model(cfg)
+        history = train(cfg, model)
+        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+        results.append({"losses": [h["loss"] for h in history],
+                        "params": gather(model, cfg.model.vocab_size)})
+    return results
