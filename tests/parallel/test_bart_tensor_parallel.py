@@ -2,15 +2,20 @@
 BartForConditionalGeneration after export, and so does a checkpoint trained with TP=2."""
 
 import pytest
-from bart_workers import tensor_parallel_vs_single, train_tp2_then_export
+from bart_workers import tensor_parallel_checks
 from harness import run_ranks
 
 pytestmark = pytest.mark.slow
 
 
-def test_tp2_equals_tp1_and_hf():
-    results = run_ranks(2, tensor_parallel_vs_single, [])
-    for r in results:
+@pytest.fixture(scope="module")
+def results(demo_shards):
+    return run_ranks(2, tensor_parallel_checks, str(demo_shards), 4)
+
+
+def test_tp2_equals_tp1_and_hf(results):
+    checks = [r["equivalence"] for r in results]
+    for r in checks:
         assert r["param_diff"] == 0.0  # initialisation does not depend on the layout
         assert r["grad_names"]
         assert r["loss_diff"] <= 1e-5
@@ -20,13 +25,13 @@ def test_tp2_equals_tp1_and_hf():
         # embedding through encoder, decoder and head).
         assert r["zero_grads"] == []
         assert r["hf_logit_diff"] <= 1e-4
-    assert results[0]["loss"] == pytest.approx(results[1]["loss"], abs=1e-6)
+    assert checks[0]["loss"] == pytest.approx(checks[1]["loss"], abs=1e-6)
 
 
-def test_tp2_trained_checkpoint_exports_to_hf(demo_shards):
-    results = run_ranks(2, train_tp2_then_export, str(demo_shards), 4)
-    for r in results:
+def test_tp2_trained_checkpoint_exports_to_hf(results):
+    checks = [r["trained_export"] for r in results]
+    for r in checks:
         assert len(r["losses"]) == 4
         assert r["moved"] > 1e-4  # the exported weights are the trained ones
         assert r["hf_logit_diff"] <= 1e-4
-    assert results[0]["losses"] == results[1]["losses"]
+    assert checks[0]["losses"] == checks[1]["losses"]
