@@ -125,17 +125,22 @@ def _stack(samples: list[dict]) -> dict:
     return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
 
 
-def train_and_gather(shards: str, overrides: list[str]) -> dict:
-    """Train configs/t5_tiny.yaml with the given layout; return the per-step losses and the whole
-    model's parameters under their ordinary names (gathered over TP and PP)."""
+def train_and_gather(shards: str, runs: list[list[str]]) -> list[dict]:
+    """Per override list: train configs/t5_tiny.yaml with that layout; return the per-step losses and
+    the whole model's parameters under their ordinary names (gathered over TP and PP)."""
     from plmscale.parallel.pipeline import full_pipeline_tensors
     from plmscale.training.engine import uses_pipeline
     from plmscale.training.loop import train
     init_distributed()
-    cfg = load_config(REPO / "configs" / "t5_tiny.yaml", TRAIN + [f"data.path={shards}"] + overrides)
-    init_model_parallel(cfg)
-    seed_all(cfg.train.seed)
-    model = build_initialised_model(cfg)
-    history = train(cfg, model)
-    gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
-    return {"losses": [h["loss"] for h in history], "params": gather(model, cfg.model.vocab_size)}
+    results = []
+    for overrides in runs:
+        cfg = load_config(REPO / "configs" / "t5_tiny.yaml",
+                          TRAIN + [f"data.path={shards}"] + overrides)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        model = build_initialised_model(cfg)
+        history = train(cfg, model)
+        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+        results.append({"losses": [h["loss"] for h in history],
+                        "params": gather(model, cfg.model.vocab_size)})
+    return results
