@@ -24,9 +24,13 @@ def _metrics(output: str) -> dict[int, dict[str, float]]:
 
 
 def test_deepspeed_launcher_trains_bert_on_two_ranks(repo, demo_shards, tmp_path):
-    steps = 200
+    """2 ranks, data parallel with ZeRO-1 (global batch 64), no dropout: a 2-layer BERT gets past
+    the unigram plateau (~6.5 nats for this corpus and vocabulary) within a few hundred steps."""
+    steps = 400
     command = [_bin("deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
                str(repo / "launch/train.py"), "--config", str(repo / "configs/bert_demo.yaml"),
+               "--set", "parallel.tensor_model_parallel_size=1", "--set", "model.hidden_dropout=0",
+               "--set", "model.attention_dropout=0", "--set", "train.warmup_steps=20",
                "--set", f"data.path={demo_shards}", "--set", f"train.train_steps={steps}",
                "--set", "train.log_interval=10", "--set", "train.progress_bar=false",
                "--set", f"train.save_dir={tmp_path / 'ckpt'}",
@@ -35,11 +39,11 @@ def test_deepspeed_launcher_trains_bert_on_two_ranks(repo, demo_shards, tmp_path
                             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                                  "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "world=2 tp=2 pp=1 dp=1" in result.stdout and "ZeRO-1" in result.stdout
+    assert "world=2 tp=1 pp=1 dp=2" in result.stdout and "ZeRO-1" in result.stdout
     metrics = _metrics(result.stdout)
     assert sorted(metrics)[-1] == steps
     first = metrics[1]["mlm_loss"]
-    late = [m["mlm_loss"] for s, m in metrics.items() if s >= steps - 50]
+    late = [m["mlm_loss"] for s, m in metrics.items() if s >= steps - 30]
     # The MLM loss falls by at least 30% from its start (mean of the last logged steps).
     assert sum(late) / len(late) <= 0.7 * first, (first, late)
     assert metrics[steps]["mlm_accuracy"] > metrics[1]["mlm_accuracy"]
