@@ -37,7 +37,8 @@ def deepspeed_config(cfg: ExperimentConfig, world_size: int) -> dict:
             "params": {
                 "warmup_min_lr": t.min_lr,
                 "warmup_max_lr": t.lr,
-                "warmup_num_steps": t.warmup_steps,
+                # DeepSpeed rejects 0 warmup steps; one step at min_lr is the closest it allows.
+                "warmup_num_steps": max(t.warmup_steps, 1),
                 "total_num_steps": max(t.train_steps, t.warmup_steps + 1),
                 "warmup_type": "linear",
             },

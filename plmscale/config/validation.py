@@ -29,10 +29,11 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     if tp < 1 or pp < 1:
         raise ConfigError("parallel.tensor_model_parallel_size and pipeline_model_parallel_size "
                           "must be >= 1")
-    if m.hidden_size % m.num_attention_heads:
+    if m.kv_channels is None and m.hidden_size % m.num_attention_heads:
         valid = [h for h in _divisors(m.hidden_size) if h <= 128]
         raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by "
-                          f"model.num_attention_heads={m.num_attention_heads}; valid head counts: {valid}")
+                          f"model.num_attention_heads={m.num_attention_heads}; valid head counts: {valid} "
+                          f"(or set model.kv_channels, the per-head width, as T5 does)")
     valid_tp = valid_tensor_parallel_sizes(cfg, world_size)
     if world_size % (tp * pp):
         raise ConfigError(
