@@ -152,8 +152,8 @@ def train_config(path: str, shards: str, steps: int | None = None) -> dict:
     seed_all(cfg.train.seed)
     start = time.perf_counter()
     history = train(cfg)
-    return {"losses": [h["loss"] for h in history], "seconds": time.perf_counter() - start,
-            "metrics": sorted(history[-1])}
+    return {"losses": [h["loss"] for h in history], "mlm_losses": [h["mlm_loss"] for h in history],
+            "seconds": time.perf_counter() - start, "metrics": sorted(history[-1])}
 
 
 PIPE = {"roberta": TINY["roberta"], "albert": TINY["albert"]}
