@@ -10,15 +10,16 @@ embeddings. The exported halves are HF ``ElectraForPreTraining`` (discriminator)
 
 Sampling is not differentiated: token ids are drawn under ``no_grad`` from the detached, TP-gathered
 logits, so the RTD loss reaches the shared embeddings and the discriminator but never a
-generator-only parameter. The draw uses the default random stream, which ``plmscale.parallel.random``
-keeps identical on the ranks of a TP group, over the true (unpadded) vocabulary, so every TP rank and
-every TP size draws the same tokens.
+generator-only parameter. The noise of each sample comes from a seed the data carries (a function of
+the sample index), over the true (unpadded) vocabulary, so every TP rank, TP/PP/DP layout and resumed
+run draws the same tokens.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +28,6 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.bert import IGNORE_INDEX, MaskedLMHead
 from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits, padding_mask,
                                     tp_world, vocab_parallel_loss_and_accuracy)
-from plmscale.models.common.heads import gather_last_dim
 from plmscale.models.family import Family
 
 
@@ -89,17 +89,50 @@ class DiscriminatorHead(nn.Module):
 
 
 @torch.no_grad()
-def sample_from_logits(logits: torch.Tensor, true_vocab_size: int) -> torch.Tensor:
+def sample_from_logits(logits: torch.Tensor, true_vocab_size: int,
+                       sample_seeds: torch.Tensor | None = None,
+                       rows_per_sample: torch.Tensor | None = None) -> torch.Tensor:
     """One token id per row of vocab-parallel ``logits`` [n, V/tp], drawn from their softmax.
 
-    Gumbel-max over the gathered, unpadded logits with noise from the default random stream: the
-    noise tensor has the same shape for any TP size and the stream is in the same state on every rank
-    of a TP group, so all of them (and TP=1) draw the same ids.
+    Gumbel-max over the gathered, unpadded logits, so the noise has the same shape for any TP size.
+    With ``sample_seeds`` [b] (from the data: a pure function of the sample index), sample i's rows
+    (``rows_per_sample[i]`` of them, in order) get noise from a generator seeded by its seed: the
+    same draw on every rank, layout (TP, PP, DP) and resume. Without, the noise comes from the
+    default stream, which ``plmscale.parallel.random`` keeps in step across a TP group.
     """
     full = gather_vocab_logits(logits.detach(), true_vocab_size).float()
-    uniform = torch.rand(full.shape, device=full.device, dtype=torch.float32)
+    if sample_seeds is None:
+        uniform = torch.rand(full.shape, device=full.device)
+    else:
+        pieces = []
+        for seed, rows in zip(sample_seeds.tolist(), rows_per_sample.tolist()):
+            generator = torch.Generator(device=full.device).manual_seed(int(seed))
+            pieces.append(torch.rand((rows, full.shape[1]), generator=generator,
+                                     device=full.device))
+        uniform = torch.cat(pieces) if pieces else full.new_empty(full.shape)
     gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float32).tiny)))
     return (full + gumbel).argmax(-1)
+
+
+@torch.no_grad()
+def corrupt(input_ids: torch.Tensor, labels: torch.Tensor, sampled: torch.Tensor):
+    """(discriminator input, RTD targets): masked positions hold the generator's samples; a sample
+    equal to the original token counts as original (as in the paper)."""
+    selected = labels != IGNORE_INDEX
+    original = torch.where(selected, labels, input_ids)
+    corrupted = input_ids.clone()
+    corrupted[selected] = sampled
+    return corrupted, (corrupted != original).float()
+
+
+def rtd_loss_and_accuracy(rtd_logits: torch.Tensor, replaced: torch.Tensor,
+                          attention: torch.Tensor | None):
+    """Binary cross entropy of the per-token logits over the real (non-padding) tokens."""
+    active = (attention.bool() if attention is not None
+              else torch.ones_like(replaced, dtype=torch.bool))
+    logits, targets = rtd_logits.float()[active], replaced[active]
+    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    return loss, ((logits > 0).float() == targets).float().mean()
 
 
 class ElectraForPreTraining(nn.Module):
@@ -140,21 +173,14 @@ class ElectraForPreTraining(nn.Module):
         gen_hidden = self.generator(self.embeddings(input_ids, token_types), mask)
         gen_logits = self.generator_head(gen_hidden[selected], self.word_embedding_weight)
         # Before the loss: megatron's vocab-parallel cross entropy edits its input in place.
-        sampled = sample_from_logits(gen_logits, self.cfg.vocab_size)
+        sampled = sample_from_logits(gen_logits, self.cfg.vocab_size, batch.get("sampling_seed"),
+                                     selected.sum(-1))
         mlm_loss, mlm_accuracy = vocab_parallel_loss_and_accuracy(gen_logits, labels[selected])
 
-        with torch.no_grad():
-            original = torch.where(selected, labels, input_ids)
-            corrupted = input_ids.clone()
-            corrupted[selected] = sampled
-            # A sample equal to the original token counts as original (as in the paper).
-            replaced = (corrupted != original).float()
+        corrupted, replaced = corrupt(input_ids, labels, sampled)
         disc_hidden = self.discriminator(self.embeddings(corrupted, token_types), mask)
-        rtd_logits = self.discriminator_head(disc_hidden).float()
-        active = (attention.bool() if attention is not None
-                  else torch.ones_like(replaced, dtype=torch.bool))
-        rtd_loss = F.binary_cross_entropy_with_logits(rtd_logits[active], replaced[active])
-        rtd_accuracy = ((rtd_logits[active] > 0).float() == replaced[active]).float().mean()
+        rtd_loss, rtd_accuracy = rtd_loss_and_accuracy(self.discriminator_head(disc_hidden),
+                                                       replaced, attention)
         return {"loss": mlm_loss + self.rtd_weight * rtd_loss,
                 "mlm_loss": mlm_loss, "mlm_accuracy": mlm_accuracy,
                 "rtd_loss": rtd_loss, "rtd_accuracy": rtd_accuracy}
@@ -170,11 +196,22 @@ class ElectraForPreTraining(nn.Module):
         return disc, gather_vocab_logits(gen, self.cfg.vocab_size)
 
 
-def _samples(corpus, cfg):
-    from plmscale.data.bert_samples import BertSamples
-    # ELECTRA drops NSP: one [CLS] A [SEP] B [SEP] sequence of consecutive text per sample.
-    objective = dataclasses.replace(cfg.objective, next_sentence_prediction=False)
-    return BertSamples(corpus, corpus.tokens, cfg.data, objective, cfg.train.seed)
+class ElectraSamples:
+    """BERT's samples without NSP (one [CLS] A [SEP] B [SEP] sequence of consecutive text), plus
+    ``sampling_seed``: the generator's sampling noise for this sample, from (seed, index) alone."""
+
+    def __init__(self, corpus, cfg):
+        from plmscale.data.bert_samples import BertSamples
+        objective = dataclasses.replace(cfg.objective, next_sentence_prediction=False)
+        self.inner = BertSamples(corpus, corpus.tokens, cfg.data, objective, cfg.train.seed)
+        self.seed = cfg.train.seed
+
+    def __call__(self, index: int) -> dict:
+        sample = self.inner(index)
+        del sample["next_sentence_label"]
+        sample["sampling_seed"] = np.int64(np.random.default_rng([self.seed, index, 1])
+                                           .integers(2**62))
+        return sample
 
 
 def _hf_config(cfg: ModelConfig):
@@ -187,12 +224,18 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _pipeline(cfg):
+    from plmscale.models.electra_pipe import electra_pipeline  # imports this module
+    return electra_pipeline(cfg)
+
+
 FAMILY = Family(
     name="electra",
     build=lambda cfg: ElectraForPreTraining(cfg.model, cfg.train.precision,
                                             rtd_weight=cfg.objective.rtd_weight),
-    samples=_samples,
+    samples=lambda corpus, cfg: ElectraSamples(corpus, cfg),
     hf_config=_hf_config,
     hf_model_class="ElectraForPreTraining",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
 )

@@ -104,3 +104,21 @@ def train_then_export(shards: str, checkpoint_dir: str, steps: int) -> dict:
     logits = model.logits(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     return {"losses": [h["loss"] for h in history], "seconds": seconds,
             "metrics": history[-1], "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch)}
+
+
+def train_and_gather(shards: str, overrides: list[str]) -> dict:
+    """Train with the given layout; per-step losses and the whole model's parameters under their
+    ordinary names (gathered over TP and PP)."""
+    from plmscale.parallel.pipeline import full_pipeline_tensors
+    from plmscale.training.engine import uses_pipeline
+    from plmscale.training.loop import train
+    init_distributed()
+    cfg = load_config(None, TRAIN + [f"data.path={shards}"] + overrides)
+    init_model_parallel(cfg)
+    seed_all(cfg.train.seed)
+    model = build_initialised_model(cfg)
+    gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+    initial = gather(model, cfg.model.vocab_size)
+    history = train(cfg, model)
+    return {"losses": [h["loss"] for h in history], "initial": initial,
+            "params": gather(model, cfg.model.vocab_size)}
