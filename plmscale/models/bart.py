@@ -151,6 +151,11 @@ def _to_hf(full, cfg: ModelConfig):
     return to_hf_state_dict(full, cfg)
 
 
+def _pipeline(cfg):
+    from plmscale.models.bart_pipe import bart_pipeline
+    return bart_pipeline(cfg)
+
+
 FAMILY = Family(
     name="bart",
     build=lambda cfg: BartForConditionalGeneration(cfg.model, cfg.train.precision),
@@ -158,4 +163,5 @@ FAMILY = Family(
     hf_config=_hf_config,
     hf_model_class="BartForConditionalGeneration",
     to_hf_state_dict=_to_hf,
+    pipeline=_pipeline,
 )

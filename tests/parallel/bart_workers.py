@@ -126,3 +126,33 @@ def tensor_parallel_checks(shards: str, steps: int) -> dict:
     """Both TP checks in one spawned group (spawning ranks costs ~10 s)."""
     return {"equivalence": tensor_parallel_vs_single([]),
             "trained_export": train_tp2_then_export(shards, steps)}
+
+
+PIPE = ["model.num_layers=1", "model.num_decoder_layers=3", "model.hidden_dropout=0",
+        "model.attention_dropout=0", "train.train_steps=3", "train.gradient_accumulation_steps=2",
+        "train.micro_batch_size=4", "train.warmup_steps=1", "parallel.zero_stage=1",
+        "parallel.tensor_model_parallel_size=1",
+        "train.progress_bar=false", "train.save_dir=null", "train.tensorboard_dir=null",
+        "data.num_workers=0"]
+
+
+def train_and_gather(config: str, shards: str, runs: list[list[str]]) -> list[dict]:
+    """Per override list: train ``config`` with that layout; return the per-step losses and the
+    whole model's parameters under their ordinary names (gathered over TP and PP)."""
+    from plmscale.parallel.pipeline import full_pipeline_tensors
+    from plmscale.training.engine import uses_pipeline
+    from plmscale.training.loop import train
+    init_distributed()
+    results = []
+    for overrides in runs:
+        cfg = load_config(config, PIPE + [f"data.path={shards}"] + overrides)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        model = build_initialised_model(cfg)
+        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
+        initial = gather(model, cfg.model.vocab_size)
+        history = train(cfg, model)
+        params = gather(model, cfg.model.vocab_size)
+        results.append({"losses": [h["loss"] for h in history], "params": params,
+                        "moved": max((params[n] - initial[n]).abs().max().item() for n in params)})
+    return results
