@@ -152,10 +152,15 @@ def tokenizer_path(cfg: ExperimentConfig, override: str | None) -> Path:
 
 
 def prompt_ids(family: str, sp, tokens, text: str) -> list[int]:
-    """Decoder-only families continue a document: the packed training stream puts eos before
-    every document, so the prompt starts with it. Encoder-decoders encode the text, ending in eos."""
+    """The encoder (or decoder-only) input ids of ``text``, laid out as the family's training
+    samples: GPT continues a document, and its packed stream puts eos before every document; T5's
+    span-corruption inputs end in eos; BART's denoising inputs are ``<s> text </s>``."""
     ids = sp.encode(text) if text else []
-    return [tokens.eos] + ids if family == "gpt" else ids + [tokens.eos]
+    if family == "gpt":
+        return [tokens.eos] + ids
+    if family == "bart":
+        return [tokens.bos] + ids + [tokens.eos]
+    return ids + [tokens.eos]  # t5 (and any other encoder-decoder)
 
 
 def generate(model, cfg: ExperimentConfig, tokenizer: Path, prompt: str,

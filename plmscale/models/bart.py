@@ -20,6 +20,7 @@ from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabPa
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.models.family import Family
+from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
 IGNORE_INDEX = -100
 
@@ -134,6 +135,42 @@ class BartForConditionalGeneration(nn.Module):
         """Full-vocabulary LM logits [b, t, V], as HF's model returns them."""
         hidden = self.decoder_hidden(input_ids, attention_mask, decoder_input_ids)
         return gather_vocab_logits(self.lm_head(hidden, self.shared.weight), self.cfg.vocab_size)
+
+    @torch.no_grad()
+    def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
+                        eos_id: int | None = None, decoder_start_id: int | None = None,
+                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Up to ``max_new_tokens`` argmax decoder tokens [b, n] for the encoder inputs ``input_ids``
+        [b, s] (``<s> text </s>``, as the denoising samples). The decoder starts from
+        ``decoder_start_id``, by default ``eos_id`` (training's decoder inputs are the labels
+        ``<s> text </s>`` shifted right behind ``</s>``, HF's decoder_start_token_id), so the first
+        token generated is normally ``<s>``.
+
+        The encoder runs once; the decoder recomputes its prefix each step, which learned positions
+        bound to ``max_position_embeddings`` tokens (generation stops there). Stops early once every
+        row has produced ``eos_id`` (finished rows are filled with it). Collective over the TP
+        group. Called by ``launch/generate.py``.
+        """
+        start = eos_id if decoder_start_id is None else decoder_start_id
+        if start is None:
+            raise ValueError("BART's decoder starts from </s>: pass eos_id or decoder_start_id")
+        was_training = self.training
+        self.eval()
+        mask = padding_mask(attention_mask)
+        memory = self.encoder(self.shared(input_ids), mask)
+        ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
+        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        for _ in range(min(max_new_tokens, self.cfg.max_position_embeddings)):
+            hidden = self.decoder(self.shared(ids), memory, mask)[:, -1]
+            next_ids = vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
+            if eos_id is not None:
+                next_ids = next_ids.masked_fill(finished, eos_id)
+                finished |= next_ids == eos_id
+            ids = torch.cat([ids, next_ids[:, None]], dim=1)
+            if eos_id is not None and bool(finished.all()):
+                break
+        self.train(was_training)
+        return ids[:, 1:]
 
 
 def _samples(corpus, cfg):

@@ -22,6 +22,7 @@ from plmscale.models.common.megatron import column_parallel, row_parallel, vocab
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
 from plmscale.models.family import Family
+from plmscale.objectives.causal_lm import vocab_parallel_argmax
 from plmscale.parallel.random import tensor_parallel_rng
 
 IGNORE_INDEX = -100
@@ -172,6 +173,36 @@ class T5ForConditionalGeneration(nn.Module):
         memory = self.encode(input_ids, attention_mask)
         hidden = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask)
         return gather_vocab_logits(self.head(hidden), self.cfg.vocab_size)
+
+    @torch.no_grad()
+    def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
+                        eos_id: int | None = None, decoder_start_id: int = 0,
+                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Up to ``max_new_tokens`` argmax decoder tokens [b, n] for the encoder inputs ``input_ids``
+        [b, s] (the text ending in eos, as the span-corruption inputs do). The decoder starts from
+        ``decoder_start_id``: T5's is the pad id, which ``data_prep``'s tokenizers put at 0.
+
+        The encoder runs once; the decoder recomputes its whole prefix each step (relative
+        positions: no length limit). Stops early once every row has produced ``eos_id`` (finished
+        rows are filled with it). Collective over the TP group. Called by ``launch/generate.py``.
+        """
+        was_training = self.training
+        self.eval()
+        memory = self.encode(input_ids, attention_mask)
+        ids = torch.full((input_ids.shape[0], 1), decoder_start_id, dtype=torch.long,
+                         device=input_ids.device)
+        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        for _ in range(max_new_tokens):
+            hidden = self.decode(ids, memory, attention_mask)[:, -1]
+            next_ids = vocab_parallel_argmax(self.head(hidden))
+            if eos_id is not None:
+                next_ids = next_ids.masked_fill(finished, eos_id)
+                finished |= next_ids == eos_id
+            ids = torch.cat([ids, next_ids[:, None]], dim=1)
+            if eos_id is not None and bool(finished.all()):
+                break
+        self.train(was_training)
+        return ids[:, 1:]
 
 
 @torch.no_grad()
