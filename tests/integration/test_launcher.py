@@ -51,11 +51,11 @@ def test_deepspeed_launcher_trains_bert_on_two_ranks(repo, demo_shards, tmp_path
     assert list((tmp_path / "tb").glob("events.out.tfevents.*")), "no TensorBoard event file"
 
 
-def test_torchrun_dry_run_reports_size_and_layout(repo):
+def test_torchrun_dry_run_reports_size_and_layout(repo, tmp_path):
+    config = tmp_path / "bert_base.yaml"
+    config.write_text("model:\n  preset: bert-base\nparallel:\n  tensor_model_parallel_size: 2\n")
     command = [_bin("torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
-               str(repo / "launch/train.py"), "--config", str(repo / "configs/bert_demo.yaml"),
-               "--set", "model.preset=bert-base", "--set", "model.vocab_size=30522",
-               "--set", "model.max_position_embeddings=512", "--dry-run"]
+               str(repo / "launch/train.py"), "--config", str(config), "--dry-run"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                                  "OMP_NUM_THREADS": "1"})
