@@ -20,7 +20,6 @@ A "." right after a common abbreviation (Mr, Dr, ...) does not end a sentence.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import re
 
@@ -166,13 +165,16 @@ class Annotator:
 
     ``language``: ``"en"`` segments Han text one character per word (no jieba);
     ``"zh"`` and ``"auto"`` segment Han runs with jieba (auto only loads jieba when a
-    document actually contains Han characters).
+    document actually contains Han characters). ``threads``: sentencepiece threads per
+    chunk (-1: all cores; 1 when several worker processes already share the cores).
     """
 
-    def __init__(self, model_path: str, language: str = "auto", gazetteer: Gazetteer | None = None):
+    def __init__(
+        self, model_path: str, language: str = "auto", gazetteer: Gazetteer | None = None, threads: int = -1
+    ):
         if language not in ("en", "zh", "auto"):
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
-        self.sp = spm.SentencePieceProcessor(model_file=model_path)
+        self.sp = spm.SentencePieceProcessor(model_file=model_path, num_threads=threads)
         self.tables = PieceTables.build(self.sp)
         self.bits = self.tables.packed()
         self._abbreviations = self._abbreviation_codes()
@@ -212,13 +214,12 @@ class Annotator:
             characters += len(doc)
             doc_npara[d] = len(paras)
             paragraphs.extend(paras)
-        id_lists = self.sp.encode(paragraphs) if paragraphs else []
-        par_len = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        # numpy output: int32 buffers straight from C++, no Python int per token.
+        id_arrays = self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []
+        par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
         total = int(par_len.sum())
-        ids = np.fromiter(
-            itertools.chain.from_iterable(id_lists), dtype=np.int32, count=total
-        )
-        del id_lists
+        ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
+        del id_arrays
         par_start = np.zeros(len(paragraphs) + 1, dtype=np.int64)
         np.cumsum(par_len, out=par_start[1:])
         bits = self.bits[ids]
@@ -319,38 +320,43 @@ class Annotator:
             word[1:] &= (bits[:-1] & B_BARE) == 0
 
     def _sentence_starts(self, ids: np.ndarray, first_tokens: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Sentence starts: the first token of every paragraph, and the first non-closer
+        token ``i`` after a token ``j`` that ends with sentence-final punctuation (only
+        closing quotes/brackets between them, no paragraph start) when ``i`` begins with
+        whitespace or a Han character, or ``j``'s punctuation is CJK (which needs no space
+        after it). Work is proportional to the number of punctuation tokens."""
         n = len(ids)
         starts = np.zeros(n, dtype=bool)
         if n == 0:
             return starts
-        non_closer = (bits & B_CLOSER) == 0
-        non_closer[first_tokens] = True  # never look back across a paragraph start
-        # Position i starts a sentence when the last non-closer token before it, j, ends
-        # with sentence-final punctuation and i begins with whitespace or a Han character
-        # (or j's punctuation is CJK, which needs no space after it).
-        term = np.flatnonzero((bits & B_TERM) != 0)
-        if n > 1 and len(term):
-            idx = np.where(non_closer, np.arange(n), -1)
-            last_nc = np.maximum.accumulate(idx)
-            j = last_nc[:-1]  # for i = 1..n-1
-            jj = np.maximum(j, 0)
-            bj = bits[jj]
-            nxt = bits[1:]
-            brk = (j >= 0) & non_closer[1:] & ((bj & B_TERM) != 0)
-            brk &= ((nxt & (B_WS | B_HAN_START)) != 0) | ((bj & B_CJK_TERM) != 0)
-            starts[1:] = brk
-            # "Mr. Smith": a lone "." right after a known abbreviation ends nothing.
-            cand = np.flatnonzero(brk & ((bj & B_DOT) != 0))
-            if len(cand):
-                dots = jj[cand]
-                for k, codes in self._abbreviations.items():
-                    ok = dots >= k
-                    code = np.zeros(len(cand), dtype=np.int64)
-                    for back in range(k, 0, -1):
-                        code = (code << 21) | ids[np.maximum(dots - back, 0)].astype(np.int64)
-                    hit = ok & np.isin(code, codes)
-                    starts[cand[hit] + 1] = False
         starts[first_tokens] = True
+        term = np.flatnonzero((bits & B_TERM) != 0)
+        term = term[term < n - 1]
+        if len(term) == 0:
+            return starts
+        # Walk each candidate past closing quotes/brackets (rare, so few rounds).
+        nxt = term + 1
+        live = np.ones(len(term), dtype=bool)
+        while True:
+            at_closer = live & ((bits[nxt] & B_CLOSER) != 0) & ~starts[nxt]
+            if not at_closer.any():
+                break
+            nxt[at_closer] += 1
+            live &= nxt < n
+            nxt[~live] = n - 1
+        bj, bi = bits[term], bits[nxt]
+        brk = live & ~starts[nxt]  # a paragraph start is a start already
+        brk &= ((bi & (B_WS | B_HAN_START)) != 0) | ((bj & B_CJK_TERM) != 0)
+        # "Mr. Smith": a lone "." right after a known abbreviation ends nothing.
+        dot = np.flatnonzero(brk & ((bj & B_DOT) != 0))
+        if len(dot):
+            dots = term[dot]
+            for k, codes in self._abbreviations.items():
+                code = np.zeros(len(dots), dtype=np.int64)
+                for back in range(k, 0, -1):
+                    code = (code << 21) | ids[np.maximum(dots - back, 0)].astype(np.int64)
+                brk[dot[(dots >= k) & np.isin(code, codes)]] = False
+        starts[nxt[brk]] = True
         return starts
 
     def _collect_spans(self, spans_by_par, doc_par_start, par_start, doc_tok):

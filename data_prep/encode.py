@@ -323,7 +323,10 @@ class Encoder:
 
     def _executor(self):
         cfg = self.cfg
-        init_args = (cfg.tokenizer, cfg.language, cfg.gazetteer)
+        # One process per core: each encodes single-threaded (more threads would only
+        # oversubscribe the cores); a lone process lets sentencepiece use them all.
+        threads = 1 if cfg.workers > 1 else -1
+        init_args = (cfg.tokenizer, cfg.language, cfg.gazetteer, threads)
         worker.init(*init_args)  # in this process: workers=1 uses it, forked workers inherit it
         if cfg.workers == 1:
             return _InProcess()

@@ -316,8 +316,10 @@ def _unit_lines(unit: Unit, max_line: int):
     return stream, skip_partial()
 
 
-# Supersets of the separator predicates, to find the first separator of a unit with a
-# regex over whole blocks instead of line by line (candidates are then checked exactly).
+# Candidate finders: cheap supersets of the separator predicates, to find separator
+# lines in whole blocks instead of line by line (each candidate is then checked exactly).
+# A finder maps (buffer, lo, hi) to the [start, end) byte ranges of candidate lines
+# inside buf[lo:hi], where lo is a line start and hi a line end.
 # Blank: ASCII whitespace plus the UTF-8 encodings of every other str.isspace character.
 _BLANK_CANDIDATE = re.compile(
     rb"(?m)^(?:[ \t\r\x0b\x0c\x1c-\x1f]|\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]"
@@ -325,11 +327,29 @@ _BLANK_CANDIDATE = re.compile(
 )
 
 
-def _separator_candidate(sep: bytes):
-    return re.compile(rb"(?m)^[ \t\r\x0b\x0c]*" + re.escape(sep) + rb"[ \t\r\x0b\x0c]*$")
+def _blank_candidates(buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    for m in _BLANK_CANDIDATE.finditer(buf, lo, hi):
+        yield m.span()
 
 
-def _find_separator(stream, pos: int, at_line_start: bool, candidate, is_sep, max_line: int):
+def _separator_candidates(sep: bytes):
+    """Lines that contain ``sep``. ``bytes.find`` skips the text between separators at
+    memory speed; a multi-line regex would try to match at every line start."""
+
+    def candidates(buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        at = buf.find(sep, lo, hi)
+        while at >= 0:
+            start = buf.rfind(b"\n", lo, at) + 1 or lo
+            end = buf.find(b"\n", at, hi)
+            if end < 0:
+                end = hi
+            yield start, end
+            at = buf.find(sep, end + 1, hi) if end < hi else -1
+
+    return candidates
+
+
+def _find_separator(stream, pos: int, at_line_start: bool, candidates, is_sep, max_line: int):
     """Scan forward from ``pos`` for the first separator line that starts at or after
     it (after the end of a partial line when ``pos`` is not at a line start).
 
@@ -344,7 +364,7 @@ def _find_separator(stream, pos: int, at_line_start: bool, candidate, is_sep, ma
         if not data:
             if not need_newline and buf and len(buf) <= max_line:
                 line = buf[:-1] if buf.endswith(b"\r") else buf
-                if candidate.fullmatch(buf) and is_sep(line):
+                if is_sep(line):
                     return buf_pos, buf
             return None
         buf += data
@@ -356,9 +376,9 @@ def _find_separator(stream, pos: int, at_line_start: bool, candidate, is_sep, ma
             buf_pos, buf, need_newline = buf_pos + nl + 1, buf[nl + 1 :], False
         last_nl = buf.rfind(b"\n")
         if last_nl >= 0:
-            for m in candidate.finditer(buf, 0, last_nl):
-                if is_sep(m.group()):
-                    return buf_pos + m.start(), buf[m.start() :]
+            for start, end in candidates(buf, 0, last_nl):
+                if is_sep(buf[start:end]):
+                    return buf_pos + start, buf[start:]
             buf_pos, buf = buf_pos + last_nl + 1, buf[last_nl + 1 :]
         if len(buf) > max_line:  # an over-long line is never a separator: skip it
             buf_pos, buf, need_newline = buf_pos + len(buf), b"", True
@@ -509,7 +529,7 @@ class _TextAssembler:
     def __init__(self, options: InputOptions, counters: Counters, end: int | None, opened_by_sep: bool):
         self.blank = options.doc_separator is None
         sep = b"" if self.blank else options.doc_separator.strip().encode("utf-8")
-        self.candidate = _BLANK_CANDIDATE if self.blank else _separator_candidate(sep)
+        self.candidates = _blank_candidates if self.blank else _separator_candidates(sep)
         self.is_sep = _is_blank if self.blank else (lambda raw: raw.strip() == sep)
         self.counters = counters
         self.max_doc = options.max_document_bytes
@@ -522,15 +542,14 @@ class _TextAssembler:
         """Add whole lines; finished documents go to ``out``. True: the unit is done."""
         body = chunk[:-1] if chunk.endswith(b"\n") else chunk
         cursor = 0
-        for m in self.candidate.finditer(body):
-            if not self.is_sep(m.group()):
+        for s, e in self.candidates(body, 0, len(body)):
+            if not self.is_sep(body[s:e]):
                 continue
-            s = m.start()
             if s > cursor:  # content lines chunk[cursor : s - 1] (s - 1 is their last \n)
                 self._content(chunk[cursor : s - 1], out)
             if self.separator(pos + s, out):
                 return True
-            cursor = m.end() + 1
+            cursor = e + 1
         if cursor < len(chunk):
             self._content(chunk[cursor : len(body)], out)
         return False
@@ -586,10 +605,10 @@ def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> It
             stream.seek(unit.start - 1)
             at_line_start = stream.read(1) == b"\n"
             if blank_mode:
-                found = _find_separator(stream, unit.start, at_line_start, _BLANK_CANDIDATE, _is_blank, max_line)
+                found = _find_separator(stream, unit.start, at_line_start, _blank_candidates, _is_blank, max_line)
             else:
                 found = _find_separator(
-                    stream, unit.start, at_line_start, _separator_candidate(sep),
+                    stream, unit.start, at_line_start, _separator_candidates(sep),
                     lambda raw: raw.strip() == sep, max_line,
                 )
             if found is None:

@@ -110,12 +110,14 @@ def split_paragraphs(text: str) -> list[str]:
     where it is dropped (Chinese text hard-wrapped mid-sentence must join with nothing).
     """
     out = []
+    # One search for the whole document spares most documents a search per paragraph.
+    has_han = not text.isascii() and HAN_RE.search(text) is not None
     for para in _PARAGRAPH_SPLIT_RE.split(text):
         para = para.strip()
         if not para:
             continue
         if "\n" in para:
-            if not para.isascii() and HAN_RE.search(para):
+            if has_han and not para.isascii() and HAN_RE.search(para):
                 para = _CJK_NEWLINE_RE.sub("", para)
             para = para.replace("\n", " ")
         out.append(para)

@@ -19,21 +19,21 @@ _annotator: Annotator | None = None
 _calls = 0
 
 
-def make_annotator(model_path: str, language: str, gazetteer_path: str | None) -> Annotator:
+def make_annotator(model_path: str, language: str, gazetteer_path: str | None, threads: int = -1) -> Annotator:
     gazetteer = Gazetteer.load(gazetteer_path) if gazetteer_path else None
-    return Annotator(model_path, language=language, gazetteer=gazetteer)
+    return Annotator(model_path, language=language, gazetteer=gazetteer, threads=threads)
 
 
 _config: tuple | None = None
 
 
-def init(model_path: str, language: str, gazetteer_path: str | None) -> None:
+def init(model_path: str, language: str, gazetteer_path: str | None, threads: int = -1) -> None:
     """Pool initializer: load the tokenizer, tables, gazetteer (and jieba) once. A forked
     worker inherits the parent's annotator when the parent called ``init`` already."""
     global _annotator, _config
-    config = (model_path, language, gazetteer_path)
+    config = (model_path, language, gazetteer_path, threads)
     if _annotator is None or _config != config:
-        _annotator = make_annotator(model_path, language, gazetteer_path)
+        _annotator = make_annotator(model_path, language, gazetteer_path, threads)
         _config = config
 
 

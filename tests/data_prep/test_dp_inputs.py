@@ -51,6 +51,18 @@ def test_separator_line_keeps_paragraphs(tmp_path):
     assert c["documents_read"] == 5
 
 
+def test_separator_only_as_a_whole_line(tmp_path):
+    """A separator string inside a content line is content; padded with whitespace (or
+    ending in CRLF) on its own line it separates, wherever the units are cut."""
+    p = tmp_path / "a.txt"
+    p.write_bytes(b"a <|endoftext|> b\n  <|endoftext|>\t\r\nc\n<|endoftext|><|endoftext|>\nd <|endoftext|>\n"
+                  b"<|endoftext|>\ne\n")
+    expected = ["a <|endoftext|> b", "c\n<|endoftext|><|endoftext|>\nd <|endoftext|>", "e"]
+    for split in (1, 2, 3, 7, 19, 1000):
+        docs, _ = read_all(p, InputOptions(doc_separator="<|endoftext|>"), split_bytes=split)
+        assert docs == expected, split
+
+
 @pytest.mark.parametrize("mode", ["blank", "blank-unicode", "sep", "jsonl"])
 def test_any_split_size_yields_the_same_documents(tmp_path, mode):
     """Unit boundaries must neither lose nor duplicate documents, whatever the cut."""
