@@ -142,7 +142,10 @@ class ObjectiveConfig:
     plmscale.objectives.span_boundary); the model must attach SpanBoundaryHead to use them."""
     distillation_teacher_path: Optional[str] = None
     """DistilBERT: the teacher, a DeepSpeed checkpoint directory written by plmscale BERT training
-    (``train.save_dir``; any TP layout, ZeRO stage 0-2); the student starts from every other layer."""
+    (``train.save_dir``; any TP layout, ZeRO stage 0-2)."""
+    distillation_init_from_teacher: bool = True
+    """DistilBERT: start the student from the teacher's embeddings, every other layer and MLM head (Sanh
+    et al.); False keeps plmscale's random initialisation (the paper's "random init" ablation)."""
     distillation_temperature: float = 2.0
     """DistilBERT: softmax temperature T of the soft targets; the KL term is scaled by T^2."""
     distillation_alpha_ce: float = 5.0

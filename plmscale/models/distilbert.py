@@ -256,6 +256,8 @@ def _to_hf(full, cfg: ModelConfig):
 
 
 def _initialize(model, cfg):
+    if not cfg.objective.distillation_init_from_teacher:
+        return  # keep the layout-independent random initialisation
     if isinstance(model, DistilBertForMaskedLM):
         model.initialize_from_teacher()
     else:

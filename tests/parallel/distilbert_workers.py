@@ -74,10 +74,11 @@ def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float
     return (logits.float() - ref).abs().max().item()
 
 
-def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, student_steps: int
-                            ) -> dict:
+def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, student_steps: int,
+                            scratch_steps: int) -> dict:
     """A BERT teacher trained and saved with TP=1 (DP=2); a student distilled from that checkpoint
-    with TP=2: its initial weights, its losses, and HF logits from its own saved checkpoint."""
+    with TP=2: its initial weights, its losses, and HF logits from its own saved checkpoint; then
+    the same student from random initialisation for ``scratch_steps``."""
     import time
 
     from plmscale.data import Corpus
@@ -124,8 +125,18 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
     params = full_tensors(restored, cfg.model.vocab_size)
     trained = full_tensors(model, cfg.model.vocab_size)
     logits = restored.logits(batch["input_ids"], batch["attention_mask"])
+
+    # The same student from plmscale's random initialisation instead of the teacher's layers.
+    cfg.objective.distillation_init_from_teacher = False
+    cfg.train.train_steps = scratch_steps
+    seed_all(cfg.train.seed)
+    scratch = build_initialised_model(cfg)
+    scratch_init_diff = max((t - teacher[scratch.teacher_name(n)]).abs().max().item()
+                            for n, t in full_tensors(scratch, cfg.model.vocab_size).items())
+    scratch_history = train(cfg, scratch)
     return {"teacher_losses": [h["loss"] for h in teacher_history], "teacher_diff": teacher_diff,
             "init_diff": init_diff, "history": history, "seconds": seconds,
+            "scratch_init_diff": scratch_init_diff, "scratch_history": scratch_history,
             "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
             "restored_diff": max((params[n] - trained[n]).abs().max().item() for n in params)}
 
