@@ -8,6 +8,7 @@ Entry points:
 * :class:`data_prep.shards.ShardedCorpus`, the memory-mapped reader used by training.
 """
 
-SCHEMA_VERSION = 1
+# 2: the gazetteer ``spans`` column became ``phrase_spans`` and ``entity_spans``.
+SCHEMA_VERSION = 2
 
 __all__ = ["SCHEMA_VERSION"]

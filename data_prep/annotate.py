@@ -5,6 +5,11 @@ paragraphs of a chunk, using per-vocabulary lookup tables built once from the pi
 strings. Only paragraphs that need character offsets (Han text segmented by jieba,
 byte-fallback tokens, gazetteer matches) take the slower offset-based path.
 
+Gazetteer spans come in two kinds, each from its own phrase list and stored in its own
+column (:data:`SPAN_KINDS`): ERNIE 1.0's phrase-level and entity-level masking select
+different units. Within a kind spans are sorted and disjoint; a phrase may overlap an
+entity ("New York" inside "New York City").
+
 Word starts follow the text-level definition in :mod:`data_prep.textutil`: a token
 begins a word when it starts with whitespace (``▁``) or when a word starts inside it. For
 text whose pieces carry no byte-fallback tokens this is equivalent to the table rule
@@ -31,12 +36,15 @@ from data_prep import textutil as tu
 
 WS = "\u2581"  # sentencepiece's whitespace marker
 
+SPAN_KINDS = ("phrase", "entity")
+"""Kinds of gazetteer spans; kind ``k`` is stored in the column ``k_spans``."""
+
 SCHEMA = pa.schema(
     [
         pa.field("token_ids", pa.list_(pa.int32())),
         pa.field("sentence_starts", pa.list_(pa.int32())),
         pa.field("word_starts", pa.list_(pa.uint8())),
-        pa.field("spans", pa.list_(pa.int32())),
+        *(pa.field(f"{kind}_spans", pa.list_(pa.int32())) for kind in SPAN_KINDS),
     ]
 )
 
@@ -119,10 +127,10 @@ class PieceTables:
 
 
 class Gazetteer:
-    """Phrases to mark as spans. File: one phrase per line, UTF-8; blank lines and lines
-    starting with ``#`` are ignored. Matching is case-sensitive and non-overlapping,
-    longest phrase first; a phrase that starts/ends with an ASCII letter or digit only
-    matches at a word boundary there."""
+    """Phrases to mark as spans of one kind (phrases or entities). File: one phrase per
+    line, UTF-8; blank lines and lines starting with ``#`` are ignored. Matching is
+    case-sensitive and non-overlapping, longest phrase first; a phrase that starts/ends
+    with an ASCII letter or digit only matches at a word boundary there."""
 
     def __init__(self, phrases: list[str]):
         phrases = sorted({p for p in phrases if p}, key=lambda p: (-len(p), p))
@@ -147,6 +155,30 @@ class Gazetteer:
         return [m.span() for m in self.regex.finditer(text)]
 
 
+def _any_match_regex(gazetteers) -> re.Pattern | None:
+    """One regex matching wherever any of ``gazetteers`` matches (None without phrases): a
+    paragraph with no match at all stays on the fast path after a single search."""
+    patterns = [g.regex.pattern for g in gazetteers if g.regex is not None]
+    return re.compile("|".join(patterns)) if patterns else None
+
+
+def _token_spans(char_spans, char_bytes: np.ndarray, begins: np.ndarray) -> list[tuple[int, int]]:
+    """Token ranges [start, end) of character spans [start, end): from the first token of the
+    group holding the span's first byte to the last token that begins before its end.
+
+    Two matches can share a token (no word boundary between them, e.g. Han text); the later
+    one is then dropped so that the spans of one kind stay disjoint."""
+    spans: list[tuple[int, int]] = []
+    for cs, ce in char_spans:
+        bs, be = int(char_bytes[cs]), int(char_bytes[ce])
+        g = int(np.searchsorted(begins, bs, "right")) - 1
+        s = int(np.searchsorted(begins, begins[max(g, 0)], "left"))
+        e = int(np.searchsorted(begins, be, "left"))
+        if e > s and (not spans or s >= spans[-1][1]):
+            spans.append((s, e))
+    return spans
+
+
 def _pack_ids(ids) -> int:
     code = 0
     for i in ids:
@@ -165,12 +197,19 @@ class Annotator:
 
     ``language``: ``"en"`` segments Han text one character per word (no jieba);
     ``"zh"`` and ``"auto"`` segment Han runs with jieba (auto only loads jieba when a
-    document actually contains Han characters). ``threads``: sentencepiece threads per
-    chunk (-1: all cores; 1 when several worker processes already share the cores).
+    document actually contains Han characters). ``phrase_gazetteer`` /
+    ``entity_gazetteer``: the phrases marked in the ``phrase_spans`` / ``entity_spans``
+    columns (empty without one). ``threads``: sentencepiece threads per chunk (-1: all
+    cores; 1 when several worker processes already share the cores).
     """
 
     def __init__(
-        self, model_path: str, language: str = "auto", gazetteer: Gazetteer | None = None, threads: int = -1
+        self,
+        model_path: str,
+        language: str = "auto",
+        phrase_gazetteer: Gazetteer | None = None,
+        entity_gazetteer: Gazetteer | None = None,
+        threads: int = -1,
     ):
         if language not in ("en", "zh", "auto"):
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
@@ -179,7 +218,9 @@ class Annotator:
         self.bits = self.tables.packed()
         self._abbreviations = self._abbreviation_codes()
         self.language = language
-        self.gazetteer = gazetteer
+        given = {"phrase": phrase_gazetteer, "entity": entity_gazetteer}
+        self.gazetteers = {kind: given[kind] for kind in SPAN_KINDS if given[kind] is not None}
+        self._any_gazetteer_match = _any_match_regex(self.gazetteers.values())
         self._jieba = None
         if language == "zh":
             self._load_jieba()
@@ -234,14 +275,16 @@ class Annotator:
             word[continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
 
-        spans_by_par: dict[int, list[tuple[int, int]]] = {}
+        # Per kind: paragraph index -> token spans (paragraph offsets) of that paragraph.
+        spans_by_par: dict[str, dict[int, list[tuple[int, int]]]] = {kind: {} for kind in SPAN_KINDS}
         need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
         for p in need_offsets:
             lo, hi = int(par_start[p]), int(par_start[p + 1])
             flags, spans = self._precise(paragraphs[p], ids[lo:hi])
             word[lo:hi] = flags
-            if spans:
-                spans_by_par[p] = spans
+            for kind, found in spans.items():
+                if found:
+                    spans_by_par[kind][p] = found
         self._attach_bare_whitespace(ids, word, bits)
         word[first_tokens] = True
 
@@ -256,13 +299,16 @@ class Annotator:
         sent_doc = np.searchsorted(doc_tok, sent_pos, side="right") - 1
         sent_values = (sent_pos - doc_tok[sent_doc]).astype(np.int32)
 
-        span_values, span_off = self._collect_spans(spans_by_par, doc_par_start, par_start, doc_tok)
+        span_columns = []
+        for kind in SPAN_KINDS:
+            values, offsets = self._collect_spans(spans_by_par[kind], doc_par_start, par_start, doc_tok)
+            span_columns.append(_pack_lists(values, offsets, pa.int32()))
         batch = pa.RecordBatch.from_arrays(
             [
                 _pack_lists(ids, doc_tok, pa.int32()),
                 _pack_lists(sent_values, sent_off, pa.int32()),
                 _pack_lists(word.view(np.uint8), doc_tok, pa.uint8()),
-                _pack_lists(span_values, span_off, pa.int32()),
+                *span_columns,
             ],
             schema=SCHEMA,
         )
@@ -304,7 +350,7 @@ class Annotator:
     def _paragraphs_needing_offsets(self, paragraphs, ids, par_start, par_len) -> list[int]:
         need = set()
         use_jieba = self.language != "en"
-        gazetteer = self.gazetteer.regex if self.gazetteer is not None else None
+        gazetteer = self._any_gazetteer_match
         for p, para in enumerate(paragraphs):
             if use_jieba and not para.isascii() and tu.HAN_RE.search(para):
                 need.add(p)
@@ -360,6 +406,8 @@ class Annotator:
         return starts
 
     def _collect_spans(self, spans_by_par, doc_par_start, par_start, doc_tok):
+        """One kind's spans as a flattened list column: (values in document token offsets,
+        list offsets per document)."""
         ndocs = len(doc_tok) - 1
         counts = np.zeros(ndocs, dtype=np.int64)
         values: list[int] = []
@@ -376,8 +424,8 @@ class Annotator:
         return np.asarray(values, dtype=np.int32), off
 
     # ------------------------------------------------------------- paragraph level
-    def _precise(self, para: str, ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Word flags and gazetteer spans from character offsets (slow path)."""
+    def _precise(self, para: str, ids: np.ndarray) -> tuple[np.ndarray, dict[str, list[tuple[int, int]]]]:
+        """Word flags and the gazetteer spans of each kind from character offsets (slow path)."""
         proto = self.sp.encode(para, out_type="proto")
         pieces = proto.pieces
         n = len(pieces)
@@ -400,15 +448,10 @@ class Annotator:
         )
         flags = self.tables.ws_start[ids].copy()
         flags[gstart] |= inside > 0
-        spans = []
-        if self.gazetteer is not None:
-            for cs, ce in self.gazetteer.find(para):
-                bs, be = int(char_bytes[cs]), int(char_bytes[ce])
-                g = int(np.searchsorted(begins, bs, "right")) - 1
-                s = int(np.searchsorted(begins, begins[max(g, 0)], "left"))
-                e = int(np.searchsorted(begins, be, "left"))
-                if e > s:
-                    spans.append((s, e))
+        spans = {
+            kind: _token_spans(gazetteer.find(para), char_bytes, begins)
+            for kind, gazetteer in self.gazetteers.items()
+        }
         return flags, spans
 
     def word_start_chars(self, text: str) -> np.ndarray:

@@ -4,6 +4,7 @@ Subcommands::
 
     train-tokenizer --input FILE_OR_GLOB [...] --output PATH.model --vocab-size N
     encode --input FILE_OR_GLOB [...] --tokenizer PATH.model --output DIR [--workers N]
+           [--phrase-gazetteer FILE] [--entity-gazetteer FILE]
 
 Run under ``mpiexec -n N`` to spread ``encode`` over ranks (a shared output directory is
 required across nodes). Each subcommand prints a JSON summary on stdout (rank 0 only).
@@ -69,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes per rank (default: all cores)")
     e.add_argument("--language", choices=("en", "zh", "auto"), default="auto",
                    help="en: Han text one word per character; zh/auto: jieba words")
-    e.add_argument("--gazetteer", default=None, metavar="FILE",
-                   help="phrases (one per line) to store as token spans")
+    e.add_argument("--phrase-gazetteer", default=None, metavar="FILE",
+                   help="phrases (one per line) to store as token spans in the phrase_spans column "
+                        "(ERNIE phrase masking)")
+    e.add_argument("--entity-gazetteer", default=None, metavar="FILE",
+                   help="entities (one per line) to store as token spans in the entity_spans column "
+                        "(ERNIE entity masking)")
     e.add_argument("--shard-size-mb", type=float, default=512.0,
                    help="start a new output shard once one reaches this size (default 512; "
                         "a default 256 MB unit of text makes one shard of about 280 MB)")
@@ -118,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         input_options=_input_options(args),
         workers=args.workers,
         language=args.language,
-        gazetteer=args.gazetteer,
+        phrase_gazetteer=args.phrase_gazetteer,
+        entity_gazetteer=args.entity_gazetteer,
         shard_bytes=int(args.shard_size_mb * MB),
         split_bytes=max(1, int(args.split_size_mb * MB)),
         chunk_bytes=max(1, int(args.chunk_size_mb * MB)),

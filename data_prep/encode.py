@@ -75,7 +75,8 @@ class EncodeConfig:
     input_options: InputOptions = dataclasses.field(default_factory=InputOptions)
     workers: int = 1
     language: str = "auto"
-    gazetteer: str | None = None
+    phrase_gazetteer: str | None = None  # phrase list for the phrase_spans column
+    entity_gazetteer: str | None = None  # entity list for the entity_spans column
     shard_bytes: int = 512 * MB  # output: start a new shard once a part reaches this
     split_bytes: int = 256 * MB  # input: size of the byte ranges that are units
     chunk_bytes: int = 1 * MB  # input characters per chunk sent to a worker
@@ -83,7 +84,7 @@ class EncodeConfig:
     progress: bool | None = None  # None: only when stderr is a terminal
 
 
-def _fingerprint(cfg: EncodeConfig, paths: list[str], tokenizer_sha: str, gazetteer_sha) -> str:
+def _fingerprint(cfg: EncodeConfig, paths: list[str], tokenizer_sha: str, gazetteer_shas: dict) -> str:
     """Hash of everything that determines the output bytes (not workers or ranks)."""
     files = []
     for p in paths:
@@ -95,12 +96,18 @@ def _fingerprint(cfg: EncodeConfig, paths: list[str], tokenizer_sha: str, gazett
         "files": files,
         "input_options": dataclasses.asdict(cfg.input_options),
         "language": cfg.language,
-        "gazetteer_sha256": gazetteer_sha,
+        **gazetteer_shas,
         "shard_bytes": cfg.shard_bytes,
         "split_bytes": cfg.split_bytes,
         "chunk_bytes": cfg.chunk_bytes,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _gazetteer_shas(cfg: EncodeConfig) -> dict[str, str | None]:
+    """sha256 of each gazetteer file (None where not given), keyed as in the manifest config."""
+    files = {"phrase": cfg.phrase_gazetteer, "entity": cfg.entity_gazetteer}
+    return {f"{kind}_gazetteer_sha256": sha256_file(path) if path else None for kind, path in files.items()}
 
 
 def _chunks(docs: Iterable[str], chunk_chars: int) -> Iterator[list[str]]:
@@ -194,8 +201,8 @@ class Encoder:
         self.paths = expand_inputs(cfg.inputs)
         self.units = plan_units(self.paths, cfg.split_bytes)
         self.tokenizer_sha = sha256_file(cfg.tokenizer)
-        self.gazetteer_sha = sha256_file(cfg.gazetteer) if cfg.gazetteer else None
-        self.fingerprint = _fingerprint(cfg, self.paths, self.tokenizer_sha, self.gazetteer_sha)
+        self.gazetteer_shas = _gazetteer_shas(cfg)
+        self.fingerprint = _fingerprint(cfg, self.paths, self.tokenizer_sha, self.gazetteer_shas)
         self.skipped_units = 0
 
     # ------------------------------------------------------------ rank 0: setup/finish
@@ -242,7 +249,10 @@ class Encoder:
                 "token_ids": "list<int32>: sentencepiece ids",
                 "sentence_starts": "list<int32>: token offsets where sentences start, first is 0",
                 "word_starts": "list<uint8>: 1 where a token begins a word",
-                "spans": "list<int32>: flattened [start, end) token offsets of gazetteer spans",
+                "phrase_spans": "list<int32>: flattened [start, end) token offsets of phrase "
+                "gazetteer matches, sorted and disjoint",
+                "entity_spans": "list<int32>: flattened [start, end) token offsets of entity "
+                "gazetteer matches, sorted and disjoint (may overlap phrase spans)",
             },
             "num_documents": sum(s["num_documents"] for s in shards),
             "num_tokens": sum(s["num_tokens"] for s in shards),
@@ -254,7 +264,7 @@ class Encoder:
                 "inputs": self.paths,
                 "input_options": dataclasses.asdict(self.cfg.input_options),
                 "language": self.cfg.language,
-                "gazetteer_sha256": self.gazetteer_sha,
+                **self.gazetteer_shas,
                 "shard_bytes": self.cfg.shard_bytes,
                 "split_bytes": self.cfg.split_bytes,
                 "chunk_bytes": self.cfg.chunk_bytes,
@@ -326,7 +336,7 @@ class Encoder:
         # One process per core: each encodes single-threaded (more threads would only
         # oversubscribe the cores); a lone process lets sentencepiece use them all.
         threads = 1 if cfg.workers > 1 else -1
-        init_args = (cfg.tokenizer, cfg.language, cfg.gazetteer, threads)
+        init_args = (cfg.tokenizer, cfg.language, cfg.phrase_gazetteer, cfg.entity_gazetteer, threads)
         worker.init(*init_args)  # in this process: workers=1 uses it, forked workers inherit it
         if cfg.workers == 1:
             return _InProcess()

@@ -17,6 +17,8 @@ import pathlib
 import numpy as np
 import pyarrow as pa
 
+from data_prep import SCHEMA_VERSION
+
 MANIFEST = "manifest.json"
 
 
@@ -88,7 +90,8 @@ class Document:
     token_ids: np.ndarray  # int32
     sentence_starts: np.ndarray  # int32, token offsets, first is 0
     word_starts: np.ndarray  # uint8 0/1, same length as token_ids
-    spans: np.ndarray  # int32, shape (k, 2): [start, end) token offsets
+    phrase_spans: np.ndarray  # int32, shape (k, 2): [start, end) token offsets, sorted, disjoint
+    entity_spans: np.ndarray  # int32, shape (k, 2): likewise; may overlap phrase spans
 
 
 def _list_parts(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -99,14 +102,21 @@ def _list_parts(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Batch:
-    __slots__ = ("tok_off", "tok", "sent_off", "sent", "word", "span_off", "span")
+    __slots__ = ("tok_off", "tok", "sent_off", "sent", "word", "phrase", "entity")
 
     def __init__(self, batch: pa.RecordBatch):
-        self.tok_off, self.tok = _list_parts(batch.column(0))
-        self.sent_off, self.sent = _list_parts(batch.column(1))
+        self.tok_off, self.tok = _list_parts(batch.column("token_ids"))
+        self.sent_off, self.sent = _list_parts(batch.column("sentence_starts"))
         # word_starts shares the token offsets: the writer packs them with the same ones.
-        _, self.word = _list_parts(batch.column(2))
-        self.span_off, self.span = _list_parts(batch.column(3))
+        _, self.word = _list_parts(batch.column("word_starts"))
+        self.phrase = _list_parts(batch.column("phrase_spans"))
+        self.entity = _list_parts(batch.column("entity_spans"))
+
+
+def _row_spans(parts: tuple[np.ndarray, np.ndarray], row: int) -> np.ndarray:
+    """Row ``row`` of a flattened span column as a (k, 2) view."""
+    offsets, values = parts
+    return values[offsets[row]:offsets[row + 1]].reshape(-1, 2)
 
 
 class ShardedCorpus:
@@ -131,6 +141,7 @@ class ShardedCorpus:
             ) from None
         except ValueError as exc:
             raise ShardError(f"{manifest_path}: unreadable manifest ({exc}); re-run encode") from None
+        self._check_schema_version()
         self.tokenizer_path = self.directory / self.manifest["tokenizer"]["file"]
         self._batches: list[_Batch] = []
         starts = [0]
@@ -142,6 +153,18 @@ class ShardedCorpus:
                 starts.append(starts[-1] + rb.num_rows)
             self.num_tokens += int(entry["num_tokens"])
         self._starts = np.asarray(starts, dtype=np.int64)
+
+    def _check_schema_version(self) -> None:
+        """Refuse shards written with another column layout: reading them would fail later, or
+        worse, silently lose the gazetteer spans."""
+        found = self.manifest.get("schema_version")
+        if found != SCHEMA_VERSION:
+            raise ShardError(
+                f"{self.directory}: shards have schema version {found}, this reader needs version "
+                f"{SCHEMA_VERSION} (version 2 replaced the `spans` column by `phrase_spans` and "
+                "`entity_spans`). Re-run `python -m data_prep encode` into this directory to rebuild "
+                "them (gazetteers now go in --phrase-gazetteer / --entity-gazetteer)."
+            )
 
     def _open_shard(self, entry: dict, verify: bool) -> list[pa.RecordBatch]:
         path = self.directory / entry["file"]
@@ -183,12 +206,12 @@ class ShardedCorpus:
         r = index - int(self._starts[b])
         lo, hi = batch.tok_off[r], batch.tok_off[r + 1]
         s_lo, s_hi = batch.sent_off[r], batch.sent_off[r + 1]
-        p_lo, p_hi = batch.span_off[r], batch.span_off[r + 1]
         return Document(
             token_ids=batch.tok[lo:hi],
             sentence_starts=batch.sent[s_lo:s_hi],
             word_starts=batch.word[lo:hi],
-            spans=batch.span[p_lo:p_hi].reshape(-1, 2),
+            phrase_spans=_row_spans(batch.phrase, r),
+            entity_spans=_row_spans(batch.entity, r),
         )
 
     def __getitem__(self, index: int) -> Document:

@@ -19,21 +19,33 @@ _annotator: Annotator | None = None
 _calls = 0
 
 
-def make_annotator(model_path: str, language: str, gazetteer_path: str | None, threads: int = -1) -> Annotator:
-    gazetteer = Gazetteer.load(gazetteer_path) if gazetteer_path else None
-    return Annotator(model_path, language=language, gazetteer=gazetteer, threads=threads)
+def make_annotator(
+    model_path: str,
+    language: str,
+    phrase_gazetteer: str | None,
+    entity_gazetteer: str | None,
+    threads: int = -1,
+) -> Annotator:
+    """An annotator with the gazetteers loaded from their files (None: no spans of that kind)."""
+    return Annotator(
+        model_path,
+        language=language,
+        phrase_gazetteer=Gazetteer.load(phrase_gazetteer) if phrase_gazetteer else None,
+        entity_gazetteer=Gazetteer.load(entity_gazetteer) if entity_gazetteer else None,
+        threads=threads,
+    )
 
 
 _config: tuple | None = None
 
 
-def init(model_path: str, language: str, gazetteer_path: str | None, threads: int = -1) -> None:
-    """Pool initializer: load the tokenizer, tables, gazetteer (and jieba) once. A forked
-    worker inherits the parent's annotator when the parent called ``init`` already."""
+def init(*config) -> None:
+    """Pool initializer, with the arguments of :func:`make_annotator`: load the tokenizer,
+    tables, gazetteers (and jieba) once. A forked worker inherits the parent's annotator
+    when the parent called ``init`` with the same arguments already."""
     global _annotator, _config
-    config = (model_path, language, gazetteer_path, threads)
     if _annotator is None or _config != config:
-        _annotator = make_annotator(model_path, language, gazetteer_path, threads)
+        _annotator = make_annotator(*config)
         _config = config
 
 

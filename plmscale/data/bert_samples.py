@@ -5,14 +5,15 @@ number of ranks and after a resume, and every draw of a new index gets a fresh m
 
 The positions to predict come from ``objective.masking`` (or, over training, from
 ``objective.masking_schedule``): BERT tokens, whole words, n-grams, SpanBERT spans or ERNIE phrases /
-entities (``plmscale.objectives.masking_strategies``), all driven by the word-start flags and
-gazetteer spans that ``data_prep encode`` stored; segments carry those flags through sentence
-packing and truncation (:class:`Segment`).
+entities (``plmscale.objectives.masking_strategies``), all driven by the word-start flags and the
+phrase and entity gazetteer spans that ``data_prep encode`` stored; segments carry those annotations
+through sentence packing and truncation (:class:`Segment`). "phrase" masking reads the phrase spans,
+"entity" masking the entity spans, so ERNIE 1.0's stages mask different units of one corpus.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import numpy as np
@@ -28,13 +29,15 @@ from plmscale.objectives.schedule import masking_schedule
 
 @dataclass(frozen=True)
 class Segment:
-    """Token ids with their word-start flags and gazetteer span labels (-1 outside spans), kept
-    aligned through slicing and joining. ``np.asarray(segment)`` gives the ids, so code written for
-    plain id arrays keeps working (it then only loses the annotations)."""
+    """Token ids with their word-start flags and the labels of the phrase and entity gazetteer
+    spans they lie in (-1 outside spans; a token can be in a phrase and an entity), kept aligned
+    through slicing and joining. ``np.asarray(segment)`` gives the ids, so code written for plain id
+    arrays keeps working (it then only loses the annotations)."""
 
     ids: np.ndarray
     word_starts: np.ndarray
-    span_labels: np.ndarray
+    phrase_labels: np.ndarray
+    entity_labels: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -42,18 +45,22 @@ class Segment:
     def __getitem__(self, key: slice) -> "Segment":
         if not isinstance(key, slice):
             raise TypeError("a Segment is sliced, not indexed (use .ids for single tokens)")
-        return Segment(self.ids[key], self.word_starts[key], self.span_labels[key])
+        return Segment(*(getattr(self, f.name)[key] for f in fields(Segment)))
 
     def __array__(self, dtype=None, copy=None):
         return self.ids if dtype is None else self.ids.astype(dtype)
+
+    def span_labels(self, strategy: str) -> Optional[np.ndarray]:
+        """The span labels masking ``strategy`` selects from: phrase labels for "phrase", entity
+        labels for "entity", None for the strategies that use no spans."""
+        return {"phrase": self.phrase_labels, "entity": self.entity_labels}.get(strategy)
 
     @staticmethod
     def join(segments) -> "Segment":
         """One segment from consecutive ones (the first token of each keeps its flag)."""
         segments = list(segments)
-        return Segment(np.concatenate([s.ids for s in segments]),
-                       np.concatenate([s.word_starts for s in segments]),
-                       np.concatenate([s.span_labels for s in segments]))
+        return Segment(*(np.concatenate([getattr(s, f.name) for s in segments])
+                         for f in fields(Segment)))
 
 
 class Sentences:
@@ -65,8 +72,8 @@ class Sentences:
         bounds = np.append(np.asarray(doc.sentence_starts, dtype=np.int64), len(doc.token_ids))
         keep = bounds[1:] > bounds[:-1]
         self.starts, self.ends = bounds[:-1][keep], bounds[1:][keep]
-        spans = np.asarray(doc.spans, dtype=np.int64).reshape(-1, 2)
-        self.span_starts, self.span_ends = spans[:, 0], spans[:, 1]
+        self.phrase_spans = np.asarray(doc.phrase_spans, dtype=np.int64).reshape(-1, 2)
+        self.entity_spans = np.asarray(doc.entity_spans, dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -75,16 +82,24 @@ class Sentences:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         a, b = int(self.starts[i]), int(self.ends[i])
-        labels = np.full(b - a, -1, dtype=np.int64)
-        # Spans overlapping [a, b): end > a and start < b (spans are sorted and disjoint).
-        lo = int(np.searchsorted(self.span_ends, a, side="right"))
-        hi = int(np.searchsorted(self.span_starts, b, side="left"))
-        for k in range(lo, hi):
-            labels[max(int(self.span_starts[k]), a) - a:min(int(self.span_ends[k]), b) - a] = k
-        return Segment(self.doc.token_ids[a:b], self.doc.word_starts[a:b].astype(bool), labels)
+        return Segment(self.doc.token_ids[a:b], self.doc.word_starts[a:b].astype(bool),
+                       _window_labels(self.phrase_spans, a, b),
+                       _window_labels(self.entity_spans, a, b))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+
+def _window_labels(spans: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Span labels of the tokens [a, b) of a document: the index of the span (document-wide, so two
+    pieces of one span cut by a sentence boundary keep one label) each token lies in, else -1."""
+    labels = np.full(b - a, -1, dtype=np.int64)
+    # Spans overlapping [a, b): end > a and start < b (one kind's spans are sorted and disjoint).
+    lo = int(np.searchsorted(spans[:, 1], a, side="right"))
+    hi = int(np.searchsorted(spans[:, 0], b, side="left"))
+    for k in range(lo, hi):
+        labels[max(int(spans[k, 0]), a) - a:min(int(spans[k, 1]), b) - a] = k
+    return labels
 
 
 class BertSamples:
@@ -94,8 +109,8 @@ class BertSamples:
     Subclasses for other MLM families (RoBERTa, ALBERT, ELECTRA, DistilBERT) get every masking
     strategy by building their sequences from :class:`Segment` objects (``self._sentences``,
     ``self._take``, ``Segment.join``; special tokens as ``self._special(id)``) and calling
-    ``self.mask(ids, eligible, rng, self.masking_strategy(index), joined.word_starts,
-    joined.span_labels)``."""
+    ``self.mask(ids, eligible, rng, strategy, joined.word_starts, joined.span_labels(strategy))``
+    with ``strategy = self.masking_strategy(index)``."""
 
     def __init__(self, corpus: Corpus, tokens: SpecialTokens, data: DataConfig,
                  objective: ObjectiveConfig, seed: int, global_batch_size: Optional[int] = None):
@@ -175,7 +190,7 @@ class BertSamples:
         types[len(a) + 2:] = 1
         eligible = ~np.isin(ids, t.special_ids)
         corrupted, labels, selection = self.mask(ids, eligible, rng, strategy,
-                                                 joined.word_starts, joined.span_labels)
+                                                 joined.word_starts, joined.span_labels(strategy))
         pad = seq - len(ids)
         sample = {
             "input_ids": np.pad(corrupted, (0, pad), constant_values=t.pad),
@@ -189,16 +204,18 @@ class BertSamples:
 
     @staticmethod
     def _special(token_id: int) -> Segment:
-        return Segment(np.array([token_id], dtype=np.int64), np.zeros(1, dtype=bool),
-                       np.full(1, -1, dtype=np.int64))
+        no_span = np.full(1, -1, dtype=np.int64)
+        return Segment(np.array([token_id], dtype=np.int64), np.zeros(1, dtype=bool), no_span,
+                       no_span)
 
     def mask(self, ids: np.ndarray, eligible: np.ndarray, rng: np.random.Generator,
              strategy: str = "token", word_starts: Optional[np.ndarray] = None,
              span_labels: Optional[np.ndarray] = None):
         """Select positions with ``strategy`` and corrupt them 80/10/10 (the objective's fractions).
         Returns (corrupted ids, labels with -100 where not selected, the Selection or None for
-        "token", whose draws are BERT's ``mask_tokens`` exactly). Subclasses for other MLM families
-        call this with their own sequences."""
+        "token", whose draws are BERT's ``mask_tokens`` exactly). ``span_labels``: the labels of the
+        spans of the strategy's kind (``Segment.span_labels(strategy)``). Subclasses for other MLM
+        families call this with their own sequences."""
         t, o = self.tokens, self.objective
         if strategy == "token":
             corrupted, labels = mask_tokens(ids, eligible, rng, mask_id=t.mask,

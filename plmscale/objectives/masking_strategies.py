@@ -4,9 +4,10 @@ contiguous word spans (SpanBERT) and gazetteer phrases / entities (ERNIE 1.0).
 Every strategy is tokenizer-agnostic: it only reads, per token, the ``word_starts`` flag that
 ``data_prep encode`` stored (1 where a token begins a word: whitespace/punctuation rules for English,
 jieba words for Chinese) and a span label (``span_labels``: the index of the gazetteer span a token
-belongs to, -1 outside spans; see :func:`label_spans`). The budget is ``probability`` of the eligible
-(non-special) tokens, counted in *tokens*; a unit (word, n-gram, span, phrase) is never split, so
-the per-sequence count varies around the budget, and each strategy is built to hit it in expectation:
+belongs to, -1 outside spans; see :func:`label_spans`) of the kind the strategy masks. The budget is
+``probability`` of the eligible (non-special) tokens, counted in *tokens*; a unit (word, n-gram, span,
+phrase) is never split, so the per-sequence count varies around the budget, and each strategy is
+built to hit it in expectation:
 
 * units taken in random order until the next one would overshoot; that last unit is then taken with
   probability ``remaining / its length`` (whole words, phrase filling) - the expected total is exactly
@@ -18,10 +19,11 @@ the per-sequence count varies around the budget, and each strategy is built to h
 
 The selected positions are then corrupted 80/10/10 by :func:`plmscale.objectives.masking.corrupt`.
 
-"phrase" and "entity" select the same way, from the one span column ``data_prep encode --gazetteer``
-writes: which kind of units they mask is decided by the gazetteer the corpus was encoded with (a
-phrase list or an entity list). The shards hold no span kind, so one corpus cannot yet give ERNIE
-1.0's phrase and entity stages different units.
+"phrase" and "entity" select the same way but from different spans: "phrase" from the
+``phrase_spans`` column (``data_prep encode --phrase-gazetteer``), "entity" from the ``entity_spans``
+column (``--entity-gazetteer``), so ERNIE 1.0's phrase and entity stages mask different units of one
+corpus. The two kinds may overlap (an entity inside a phrase); each strategy sees only its own kind.
+The sample builder hands the right labels over (``plmscale.data.bert_samples.Segment.span_labels``).
 """
 
 from __future__ import annotations
@@ -169,8 +171,9 @@ def _words_of(units_a, units_b, w: Words) -> np.ndarray:
 
 
 def _phrase_selection(eligible, word_flags, labels, rng, probability) -> Selection:
-    """ERNIE 1.0 phrase / entity masking: gazetteer spans first, as whole units in random order (a
-    span that no longer fits is skipped), then whole words outside every span fill the budget."""
+    """ERNIE 1.0 phrase / entity masking: the spans of ``labels`` (phrases or entities, whichever
+    the strategy masks) first, as whole units in random order (a span that no longer fits is
+    skipped), then whole words outside every span fill the budget."""
     w = words(eligible, word_flags)
     room = probability * float(eligible.sum())
     if labels is None:
@@ -267,8 +270,9 @@ def select_positions(strategy: str, eligible: np.ndarray, rng: np.random.Generat
 
     ``eligible``: bool per token (False on special tokens and padding: never selected, never part of
     a word). ``word_starts``: per-token word-start flags (required by all but "token").
-    ``span_labels``: per-token gazetteer span labels, -1 outside spans (phrase / entity; without them
-    those strategies are whole-word masking).
+    ``span_labels``: per-token gazetteer span labels, -1 outside spans: the phrase spans for
+    "phrase", the entity spans for "entity" (without them those strategies are whole-word masking;
+    other strategies ignore them).
     """
     check_strategy(strategy)
     eligible = np.asarray(eligible, dtype=bool)

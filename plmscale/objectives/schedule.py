@@ -1,6 +1,6 @@
-"""Objective schedules over training steps: ERNIE 1.0's staged masking (token -> phrase -> entity)
-and ERNIE 2.0's continual multi-task learning (tasks join one after another and earlier tasks stay
-in the mixture).
+"""Objective schedules over training steps: ERNIE 1.0's staged masking (token -> phrase -> entity;
+the phrase and entity stages mask the corpus's phrase and entity spans respectively) and ERNIE 2.0's
+continual multi-task learning (tasks join one after another and earlier tasks stay in the mixture).
 
 Text form (``objective.masking_schedule``): comma-separated ``name:start_step`` entries, optionally
 ``name:start_step:weight``, e.g. ``"token:0,phrase:1000,entity:2000"``.

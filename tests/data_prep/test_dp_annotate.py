@@ -1,4 +1,5 @@
-"""Token-level annotations: whole-word flags (English, Chinese), sentences, gazetteer spans."""
+"""Token-level annotations: whole-word flags (English, Chinese), sentences, phrase and entity
+gazetteer spans."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from data_prep.annotate import Annotator, Gazetteer
+from data_prep.annotate import Annotator, Gazetteer, _token_spans
 
 HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
@@ -175,14 +176,75 @@ def test_byte_fallback_tokens_use_offsets(tokenizer_model, sp):
         unicodedata.normalize("NFKC", w) for w in reference_words(text, "char")]
 
 
-def test_gazetteer_spans(tokenizer_model, sp, tmp_path):
-    path = tmp_path / "gaz.txt"
-    path.write_text("# entities\nCaius Marcius\nRome\n北京大学\n\n")
-    gaz = Gazetteer.load(str(path))
-    text = "First Caius Marcius went to Rome; Romeo did not. 我在北京大学。\n\nRome again"
-    batch, _ = Annotator(str(tokenizer_model), gazetteer=gaz).annotate([text, "nothing here"])
+PHRASES = ["# phrases", "New York City", "Caius Marcius went", "北京大学", ""]
+ENTITIES = ["# entities", "New York", "Caius Marcius", "Rome", "北京", ""]
+
+
+def gazetteer(tmp_path, name: str, lines: list[str]) -> Gazetteer:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Gazetteer.load(str(path))
+
+
+def touching_tokens(sp, para: str, phrases: list[str]) -> list[tuple[int, int]]:
+    """Reference token ranges: the tokens whose bytes intersect the first occurrence of each
+    phrase in ``para`` (written independently of the annotator's group/searchsorted rule)."""
+    pieces = sp.encode(para, out_type="proto").pieces
+    out = []
+    for phrase in phrases:
+        start = para.index(phrase)
+        lo, hi = len(para[:start].encode()), len(para[: start + len(phrase)].encode())
+        touched = [i for i, p in enumerate(pieces) if p.begin < hi and p.end > lo]
+        out.append((touched[0], touched[-1] + 1))
+    return out
+
+
+def test_phrase_and_entity_spans_in_separate_columns(tokenizer_model, sp, tmp_path):
+    para1 = "First Caius Marcius went to New York City and Rome; Romeo did not. 我在北京大学。"
+    para2 = "Rome again, New York."
+    ann = Annotator(str(tokenizer_model), phrase_gazetteer=gazetteer(tmp_path, "p.txt", PHRASES),
+                    entity_gazetteer=gazetteer(tmp_path, "e.txt", ENTITIES))
+    batch, _ = ann.annotate([para1 + "\n\n" + para2, "nothing here"])
     first, second = rows(batch)
-    spans = first["spans"].reshape(-1, 2)
-    found = [sp.decode(first["token_ids"][a:b].tolist()) for a, b in spans]
-    assert found == ["Caius Marcius", "Rome", "北京大学", "Rome"]
-    assert second["spans"].size == 0
+    base = len(sp.encode(para1))  # paragraphs are encoded one by one
+    assert first["token_ids"].tolist() == sp.encode(para1) + sp.encode(para2)
+
+    phrases = first["phrase_spans"].reshape(-1, 2).tolist()
+    entities = first["entity_spans"].reshape(-1, 2).tolist()
+    want_phrases = touching_tokens(sp, para1, ["Caius Marcius went", "New York City", "北京大学"])
+    want_entities = touching_tokens(sp, para1, ["Caius Marcius", "New York", "Rome", "北京"]) + [
+        (a + base, b + base) for a, b in touching_tokens(sp, para2, ["Rome", "New York"])]
+    assert phrases == [list(t) for t in want_phrases]
+    assert entities == [list(t) for t in want_entities]
+    decode = lambda spans: [sp.decode(first["token_ids"][a:b].tolist()) for a, b in spans]  # noqa: E731
+    assert decode(phrases) == ["Caius Marcius went", "New York City", "北京大学"]
+    assert decode(entities) == ["Caius Marcius", "New York", "Rome", "北京", "Rome", "New York"]
+    # Overlaps across kinds are kept in both columns: "New York" lies inside "New York City".
+    (city,) = [s for s in phrases if decode([s]) == ["New York City"]]
+    york = entities[1]
+    assert city[0] == york[0] and york[1] < city[1]
+    for spans in (phrases, entities):  # within a kind: sorted and disjoint
+        assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:]))
+    assert second["phrase_spans"].size == 0 and second["entity_spans"].size == 0
+
+    only_entities = Annotator(str(tokenizer_model), entity_gazetteer=gazetteer(tmp_path, "e.txt", ENTITIES))
+    (row,) = rows(only_entities.annotate([para1 + "\n\n" + para2])[0])
+    assert row["phrase_spans"].size == 0 and row["entity_spans"].tolist() == first["entity_spans"].tolist()
+
+
+def test_paragraphs_without_matches_stay_on_the_fast_path(tokenizer_model, tmp_path, monkeypatch):
+    ann = Annotator(str(tokenizer_model), language="en",
+                    phrase_gazetteer=gazetteer(tmp_path, "p.txt", PHRASES),
+                    entity_gazetteer=gazetteer(tmp_path, "e.txt", ENTITIES))
+    slow = []
+    precise = ann._precise
+    monkeypatch.setattr(ann, "_precise", lambda para, ids: slow.append(para) or precise(para, ids))
+    paragraphs = ["plain words only", "off to New York City", "Romeo alone", "to Rome", "newer york"]
+    ann.annotate(["\n\n".join(paragraphs)])
+    assert slow == ["off to New York City", "to Rome"]
+
+
+def test_matches_sharing_a_token_keep_one_kind_disjoint():
+    # Tokens begin at bytes 0, 2 and 5; the matches [0, 3) and [3, 5) share the token at 2.
+    char_bytes, begins = np.arange(8), np.array([0, 2, 5])
+    assert _token_spans([(0, 3), (3, 5), (5, 7)], char_bytes, begins) == [(0, 2), (2, 3)]

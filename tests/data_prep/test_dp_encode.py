@@ -15,6 +15,7 @@ import pytest
 import sentencepiece as spm
 import zstandard
 
+from data_prep import SCHEMA_VERSION
 from data_prep.shards import ShardedCorpus, ShardError
 
 from dp_support import SEP, run_data_prep
@@ -45,7 +46,9 @@ def reference(tmp_path_factory, mixed_corpus, tokenizer_model):
 
 def test_output_layout_and_reader(reference, mixed_corpus, tokenizer_model):
     manifest = json.loads((reference / "manifest.json").read_text())
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == SCHEMA_VERSION == 2
+    columns = set(manifest["columns"])
+    assert {"phrase_spans", "entity_spans"} <= columns and "spans" not in columns
     assert [s["file"] for s in manifest["shards"]] == [f"shard-{i:05d}.arrow" for i in range(len(manifest["shards"]))]
     assert not (reference / "parts").exists()
     corpus = ShardedCorpus(reference)
@@ -57,7 +60,8 @@ def test_output_layout_and_reader(reference, mixed_corpus, tokenizer_model):
     sp = spm.SentencePieceProcessor(model_file=str(corpus.tokenizer_path))
     for i in (0, len(docs) - 1):  # first English, last Chinese document
         doc = corpus.document(i)
-        assert doc.token_ids.dtype == np.int32 and doc.spans.shape == (0, 2)
+        assert doc.token_ids.dtype == np.int32
+        assert doc.phrase_spans.shape == doc.entity_spans.shape == (0, 2)
         assert len(doc.word_starts) == len(doc.token_ids) and doc.word_starts[0] == 1
         assert doc.sentence_starts[0] == 0 and np.all(np.diff(doc.sentence_starts) > 0)
         text = sp.decode(doc.token_ids.tolist())
@@ -223,13 +227,44 @@ def test_mpi_failing_rank_aborts_the_job(mixed_corpus, tokenizer_model, tmp_path
     assert not (tmp_path / "mpi" / "manifest.json").exists()
 
 
+def test_reader_refuses_shards_of_an_old_schema_version(reference, mixed_corpus, tokenizer_model, tmp_path):
+    """Shards written before the spans split (schema 1: one `spans` column) must not be read as
+    if they had phrase and entity spans; re-running encode as the error says rebuilds them."""
+    out = tmp_path / "old"
+    shutil.copytree(reference, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["schema_version"] = 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="schema version 1") as info:
+        ShardedCorpus(out, verify=False)
+    assert str(out) in str(info.value) and "Re-run `python -m data_prep encode`" in str(info.value)
+    proc = encode([mixed_corpus], tokenizer_model, out)
+    assert "already complete" not in proc.stderr and tree(out) == tree(reference)
+
+
+def _found_spans(corpus: ShardedCorpus, sp, kind: str) -> dict[str, int]:
+    """Decoded text of every span of one kind, with its count; checks order and disjointness."""
+    found: dict[str, int] = {}
+    for i in range(len(corpus)):
+        doc = corpus.document(i)
+        spans = getattr(doc, f"{kind}_spans")
+        assert np.all(spans[:, 0] < spans[:, 1]) and np.all(spans[1:, 0] >= spans[:-1, 1])
+        for a, b in spans:
+            phrase = sp.decode(doc.token_ids[a:b].tolist())
+            found[phrase] = found.get(phrase, 0) + 1
+    return found
+
+
 def test_shards_are_bounded_and_gazetteer_spans_stored(mixed_corpus, tokenizer_model, tmp_path):
-    gaz = tmp_path / "gaz.txt"
-    gaz.write_text("First Citizen\nMarcius\n鲁迅\n")
+    phrases, entities = tmp_path / "phrases.txt", tmp_path / "entities.txt"
+    phrases.write_text("First Citizen\n鲁迅\n")
+    entities.write_text("# names\nCitizen\nMarcius\n鲁迅\n")
     out = tmp_path / "out"
-    proc = encode([mixed_corpus], tokenizer_model, out, "--gazetteer", str(gaz), "--progress", workers=2)
+    proc = encode([mixed_corpus], tokenizer_model, out, "--phrase-gazetteer", str(phrases),
+                  "--entity-gazetteer", str(entities), "--progress", workers=2)
     assert "tok/s" in proc.stderr and "docs=" in proc.stderr  # the progress bar
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["phrase_gazetteer_sha256"] != manifest["config"]["entity_gazetteer_sha256"]
     limit = 0.03 * 2**20
     # A shard is closed once it reaches the limit: only its last batch (<= one chunk of
     # documents) can go over.
@@ -237,14 +272,25 @@ def test_shards_are_bounded_and_gazetteer_spans_stored(mixed_corpus, tokenizer_m
     assert sum(s["bytes"] >= limit for s in manifest["shards"]) >= 2
     corpus = ShardedCorpus(out)
     sp = spm.SentencePieceProcessor(model_file=str(corpus.tokenizer_path))
-    found = {}
-    for i in range(len(corpus)):
-        doc = corpus.document(i)
-        for a, b in doc.spans:
-            phrase = sp.decode(doc.token_ids[a:b].tolist())
-            found[phrase] = found.get(phrase, 0) + 1
-    assert set(found) == {"First Citizen", "Marcius", "鲁迅"}
-    assert found["First Citizen"] > 10
+    found_phrases, found_entities = _found_spans(corpus, sp, "phrase"), _found_spans(corpus, sp, "entity")
+    assert set(found_phrases) == {"First Citizen", "鲁迅"}
+    assert set(found_entities) == {"Citizen", "Marcius", "鲁迅"}
+    # "Citizen" inside "First Citizen" is kept as an entity too.
+    assert found_entities["Citizen"] >= found_phrases["First Citizen"] > 10
+    assert found_phrases["鲁迅"] == found_entities["鲁迅"] > 0
+
+    # Each gazetteer is part of the fingerprint: swapping them is not "already complete".
+    again = encode([mixed_corpus], tokenizer_model, out, "--phrase-gazetteer", str(entities),
+                   "--entity-gazetteer", str(phrases), workers=2)
+    assert "already complete" not in again.stderr
+    swapped = ShardedCorpus(out)
+    assert _found_spans(swapped, sp, "phrase") == found_entities
+    assert _found_spans(swapped, sp, "entity") == found_phrases
+
+
+def test_old_gazetteer_option_is_gone(mixed_corpus, tokenizer_model, tmp_path):
+    proc = encode([mixed_corpus], tokenizer_model, tmp_path / "out", "--gazetteer", "x.txt", check=False)
+    assert proc.returncode != 0 and "--gazetteer" in proc.stderr
 
 
 def test_memory_does_not_grow_with_input_size(tokenizer_model, en_text, tmp_path):

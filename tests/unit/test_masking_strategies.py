@@ -1,8 +1,8 @@
 """Masking strategies over many draws on real text (English demo shards, Chinese shards segmented by
 jieba, both through the real ``data_prep`` command line): 15% budgets in tokens, words / jieba words
 never split, ALBERT's n-gram lengths proportional to 1/n, SpanBERT's span lengths, gazetteer phrases
-masked whole, word flags aligned with the tokens through packing and truncation, and SpanBERT's
-span boundary objective head."""
+and entities masked whole (each strategy from its own span kind), word flags and span labels aligned
+with the tokens through packing and truncation, and SpanBERT's span boundary objective head."""
 
 import subprocess
 import sys
@@ -13,6 +13,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
+from data_prep.shards import Document
 from plmscale.config import DataConfig, ObjectiveConfig
 from plmscale.data import BertSamples, Corpus
 from plmscale.objectives import IGNORE_INDEX, select_positions
@@ -22,36 +23,46 @@ from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_lo
 
 REPO = Path(__file__).resolve().parents[2]
 ZH_CORPUS = REPO.parent / "shared" / "corpora" / "zh_small.txt"
-EN_GAZETTEER = ["Manfred", "Theodore", "Matilda", "Hippolita", "Isabella", "Otranto", "Jerome",
-                "Frederic", "Bianca", "Sir Philip", "Sir Condy", "Lord Lovel", "Lord Clifford",
-                "Castle Rackrent", "Lady Isabella", "Father Oswald", "Project Gutenberg", "My Lord",
-                "at the same time", "as soon as", "in the morning", "said he", "the young man"]
-ZH_GAZETTEER = ["阿Q", "中国", "北京", "先生", "革命", "鲁迅", "未庄", "赵太爷", "我们", "没有", "自己",
-                "什么", "知道", "他们", "一个", "这样", "因为", "所以", "可是", "然而"]
+# Entities and phrases overlap in places ("said Manfred" holds "Manfred", "中国人" holds "中国").
+EN_ENTITIES = ["Manfred", "Theodore", "Matilda", "Hippolita", "Isabella", "Otranto", "Jerome",
+               "Frederic", "Bianca", "Sir Philip", "Sir Condy", "Lord Lovel", "Lord Clifford",
+               "Castle Rackrent", "Lady Isabella", "Father Oswald", "Project Gutenberg"]
+EN_PHRASES = ["said Manfred", "Castle of Otranto", "the Lady Isabella", "the Prince", "the Princess",
+              "the castle", "the Friar", "the Marquis", "my Lord", "My Lord", "my lord", "his honour",
+              "the door", "at the same time", "as soon as", "in the morning", "said he",
+              "the young man", "at length", "at last"]
+ZH_ENTITIES = ["阿Q", "中国", "北京", "上海", "俄国", "鲁迅", "未庄", "鲁镇", "赵太爷", "赵七爷", "孔乙己",
+               "闰土", "七斤", "九斤老太", "老栓", "小栓", "单四嫂子", "方玄绰", "陈士成", "宝儿", "六斤",
+               "王九妈"]
+ZH_PHRASES = ["中国人", "鲁迅先生", "先生", "革命", "我们", "没有", "自己", "什么", "知道", "他们", "一个",
+              "这样", "因为", "所以", "可是", "然而"]
 SEP = "<|endoftext|>"
 
 
-def _encode(out: Path, text_file: Path, tokenizer: Path, gazetteer: list[str], language: str):
-    (out / "gazetteer.txt").write_text("\n".join(gazetteer) + "\n", encoding="utf-8")
+def _encode(out: Path, text_file: Path, tokenizer: Path, phrases: list[str], entities: list[str],
+            language: str):
+    (out / "phrases.txt").write_text("\n".join(phrases) + "\n", encoding="utf-8")
+    (out / "entities.txt").write_text("\n".join(entities) + "\n", encoding="utf-8")
     subprocess.run([sys.executable, "-m", "data_prep", "encode", "--input", str(text_file),
                     "--doc-separator", SEP, "--tokenizer", str(tokenizer), "--output",
                     str(out / "shards"), "--workers", "2", "--language", language,
-                    "--gazetteer", str(out / "gazetteer.txt")], check=True, capture_output=True)
+                    "--phrase-gazetteer", str(out / "phrases.txt"),
+                    "--entity-gazetteer", str(out / "entities.txt")], check=True, capture_output=True)
     return out / "shards"
 
 
 @pytest.fixture(scope="module")
 def en_gazetteer_shards(demo_shards, tmp_path_factory):
-    """The demo corpus encoded again with a gazetteer of names and phrases (spans per document)."""
+    """The demo corpus encoded again with a phrase and an entity gazetteer (spans per document)."""
     out = tmp_path_factory.mktemp("en_gazetteer")
     return _encode(out, REPO / "corpora" / "gothic_novels.txt",
-                   demo_shards / "tokenizer.model", EN_GAZETTEER, "en")
+                   demo_shards / "tokenizer.model", EN_PHRASES, EN_ENTITIES, "en")
 
 
 @pytest.fixture(scope="module")
 def zh_shards(tmp_path_factory):
     """40 Lu Xun documents: a tokenizer trained on them, encoded with ``--language zh`` (jieba
-    words) and a gazetteer."""
+    words) and phrase and entity gazetteers."""
     out = tmp_path_factory.mktemp("zh_data")
     docs = ZH_CORPUS.read_text(encoding="utf-8").rstrip("\n").split(f"\n{SEP}\n")[:40]
     text = out / "zh.txt"
@@ -59,7 +70,7 @@ def zh_shards(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "data_prep", "train-tokenizer", "--input", str(text),
                     "--doc-separator", SEP, "--output", str(out / "zh.model"), "--vocab-size",
                     "5000"], check=True, capture_output=True)
-    return _encode(out, text, out / "zh.model", ZH_GAZETTEER, "zh")
+    return _encode(out, text, out / "zh.model", ZH_PHRASES, ZH_ENTITIES, "zh")
 
 
 class Recording(BertSamples):
@@ -206,13 +217,15 @@ def test_chinese_segmenter_words_kept_whole(zh_shards):
 def test_word_flags_and_spans_stay_aligned_through_packing_and_truncation(en_gazetteer_shards,
                                                                          zh_shards):
     """Find each sample's segments in the corpus and compare the flags masking saw with the
-    document's own word starts and spans."""
+    document's own word starts and the spans of the strategy's kind (phrase spans for "phrase",
+    entity spans for "entity"), which differ from the other kind's in many segments."""
+    other_kind = {"phrase": "entity", "entity": "phrase"}
     for shards, masking in ((en_gazetteer_shards, "phrase"), (zh_shards, "entity")):
         samples = _builder(shards, masking)
         corpus = samples.corpus
         docs = [corpus.document(i) for i in range(len(corpus))]
         raw = [d.token_ids.astype(np.int32).tobytes() for d in docs]
-        located = 0
+        located = differs = 0
         for index in range(150):
             _, seen, _ = _draw(samples, index)
             ids, eligible = seen["ids"], seen["eligible"]
@@ -226,10 +239,17 @@ def test_word_flags_and_spans_stay_aligned_through_packing_and_truncation(en_gaz
                 doc = docs[d]
                 assert np.array_equal(seen["word_starts"][a:b],
                                       doc.word_starts[off:off + b - a].astype(bool))
-                in_span = label_spans(len(doc.token_ids), doc.spans)[off:off + b - a]
-                assert np.array_equal(seen["span_labels"][a:b] >= 0, in_span >= 0)
+                own, other = (_in_spans(doc, kind, off, b - a) for kind in (masking, other_kind[masking]))
+                assert np.array_equal(seen["span_labels"][a:b] >= 0, own)
                 located += 1
-        assert located > 150
+                differs += int(not np.array_equal(own, other))
+        assert located > 150 and differs > 20, (located, differs)
+
+
+def _in_spans(doc, kind: str, offset: int, length: int) -> np.ndarray:
+    """Whether each of the tokens [offset, offset + length) of ``doc`` lies in a ``kind`` span."""
+    spans = getattr(doc, f"{kind}_spans")
+    return label_spans(len(doc.token_ids), spans)[offset:offset + length] >= 0
 
 
 def _runs(eligible):
@@ -294,6 +314,55 @@ def test_phrases_and_entities_are_masked_whole(en_gazetteer_shards, zh_shards, l
                 assert int(chosen[a:b].sum()) in (0, b - a), "a filling word was split"
         # Spans go first: far more of them are masked than the 15% a word would get.
         assert spans_seen > 200 and spans_masked / spans_seen > 0.5, (spans_masked, spans_seen)
+
+
+class _OneDocument:
+    """The part of :class:`Corpus` that BertSamples uses, over one given document."""
+
+    def __init__(self, doc: Document, tokens):
+        self.doc, self.tokens = doc, tokens
+
+    def document(self, index: int) -> Document:
+        return self.doc
+
+    def sample_document(self, rng, exclude=None) -> int:
+        return 0
+
+
+def test_phrase_masks_phrase_spans_and_entity_masks_entity_spans(demo_shards):
+    """One sentence of one-token words with different phrase and entity spans (one entity inside a
+    phrase): a unit longer than a token can only be a span of the strategy's own kind, own spans are
+    masked whole, and the other kind's spans are ordinary words."""
+    tokens = Corpus(demo_shards).tokens
+    n = 100
+    phrases = [(10, 14), (40, 43), (70, 75)]
+    entities = [(10, 12), (20, 23), (50, 52), (80, 84)]  # [10, 12) lies inside the phrase [10, 14)
+    doc = Document(token_ids=np.random.default_rng(0).choice(tokens.normal_ids, n).astype(np.int32),
+                   sentence_starts=np.zeros(1, dtype=np.int32), word_starts=np.ones(n, dtype=np.uint8),
+                   phrase_spans=np.array(phrases, dtype=np.int32),
+                   entity_spans=np.array(entities, dtype=np.int32))
+    for masking, own, other in (("phrase", phrases, entities), ("entity", entities, phrases)):
+        samples = Recording(_OneDocument(doc, tokens), tokens, DataConfig(seq_length=128),
+                            ObjectiveConfig(masking=masking, next_sentence_prediction=False), seed=5)
+        masked_whole = set()
+        words_in_other_only = 0
+        for index in range(300):
+            _, seen, chosen = _draw(samples, index)
+            # [CLS] + the document + [SEP]: document offset = position - 1.
+            units = [(int(a) - 1, int(b) - 1) for a, b in seen["selection"].units]
+            assert {u for u in units if u[1] - u[0] > 1} <= set(own), (masking, units)
+            for a, b in own:
+                count = int(chosen[a + 1:b + 1].sum())
+                assert count in (0, b - a), f"{masking} {index}: span [{a}, {b}) split"
+                if count:
+                    masked_whole.add((a, b))
+                # Words inside an own span are never units of their own.
+                assert not any(a <= u < b for u, e in units if e - u == 1)
+            words_in_other_only += sum(1 for u, e in units if e - u == 1 and
+                                       any(a <= u < b for a, b in other) and
+                                       not any(a <= u < b for a, b in own))
+        assert masked_whole == set(own), masking
+        assert words_in_other_only > 30, masking  # the other kind's spans do not block their words
 
 
 # -- selectors on synthetic input -------------------------------------------------------------
