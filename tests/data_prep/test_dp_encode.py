@@ -41,6 +41,9 @@ def reference(tmp_path_factory, mixed_corpus, tokenizer_model):
     proc = encode([mixed_corpus], tokenizer_model, out)
     summary = json.loads(proc.stdout)
     assert summary["shards"] >= 3 and summary["resumed_units"] == 0
+    # The throughput the summary reports is the manifest's tokens over the reported time.
+    assert summary["seconds"] > 0
+    assert summary["tokens_per_second"] == pytest.approx(summary["num_tokens"] / summary["seconds"], rel=0.01)
     return out
 
 
