@@ -18,6 +18,7 @@ from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabPa
                                     gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
+from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.models.family import Family
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
@@ -158,19 +159,16 @@ class BartForConditionalGeneration(nn.Module):
         self.eval()
         mask = padding_mask(attention_mask)
         memory = self.encoder(self.shared(input_ids), mask)
-        ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        for _ in range(min(max_new_tokens, self.cfg.max_position_embeddings)):
+
+        def next_token(ids):
             hidden = self.decoder(self.shared(ids), memory, mask)[:, -1]
-            next_ids = vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
-            if eos_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_id)
-                finished |= next_ids == eos_id
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            if eos_id is not None and bool(finished.all()):
-                break
+            return vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
+
+        ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
+        new_ids = extend_until_eos(next_token, ids,
+                                   min(max_new_tokens, self.cfg.max_position_embeddings), eos_id)
         self.train(was_training)
-        return ids[:, 1:]
+        return new_ids
 
 
 def _samples(corpus, cfg):

@@ -18,6 +18,7 @@ from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gath
                                     padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
+from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import column_parallel, row_parallel, vocab_parallel_embedding
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
@@ -189,20 +190,16 @@ class T5ForConditionalGeneration(nn.Module):
         was_training = self.training
         self.eval()
         memory = self.encode(input_ids, attention_mask)
+
+        def next_token(ids):
+            hidden = self.decode(ids, memory, attention_mask)[:, -1]
+            return vocab_parallel_argmax(self.head(hidden))
+
         ids = torch.full((input_ids.shape[0], 1), decoder_start_id, dtype=torch.long,
                          device=input_ids.device)
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        for _ in range(max_new_tokens):
-            hidden = self.decode(ids, memory, attention_mask)[:, -1]
-            next_ids = vocab_parallel_argmax(self.head(hidden))
-            if eos_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_id)
-                finished |= next_ids == eos_id
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            if eos_id is not None and bool(finished.all()):
-                break
+        new_ids = extend_until_eos(next_token, ids, max_new_tokens, eos_id)
         self.train(was_training)
-        return ids[:, 1:]
+        return new_ids
 
 
 @torch.no_grad()
