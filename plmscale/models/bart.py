@@ -20,7 +20,7 @@ from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabPa
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
 IGNORE_INDEX = -100
@@ -176,27 +176,12 @@ def _samples(corpus, cfg):
     return BartSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.bart import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.bart import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.bart_pipe import bart_pipeline
-    return bart_pipeline(cfg)
-
-
 FAMILY = Family(
     name="bart",
     build=lambda cfg: BartForConditionalGeneration(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.bart", "hf_config"),
     hf_model_class="BartForConditionalGeneration",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.bart", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.bart_pipe", "bart_pipeline"),
 )

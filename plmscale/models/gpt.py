@@ -17,7 +17,7 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.common import Embeddings, TiedVocabParallelLogits, gather_vocab_logits
 from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.prenorm import PreLNLayer
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.causal_lm import (causal_lm_loss_and_accuracy, document_attention_mask,
                                            vocab_parallel_argmax)
 
@@ -101,27 +101,12 @@ def _samples(corpus, cfg):
     return GPTSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.gpt2 import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.gpt2 import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.gpt_pipe import gpt_pipeline  # imports this module: resolve lazily
-    return gpt_pipeline(cfg)
-
-
 FAMILY = Family(
     name="gpt",
     build=lambda cfg: GPTForCausalLM(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.gpt2", "hf_config"),
     hf_model_class="GPT2LMHeadModel",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.gpt2", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.gpt_pipe", "gpt_pipeline"),
 )

@@ -22,7 +22,7 @@ from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import column_parallel, row_parallel, vocab_parallel_embedding
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 from plmscale.parallel.random import tensor_parallel_rng
 
@@ -251,28 +251,13 @@ def _samples(corpus, cfg):
     return T5Samples(corpus, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.t5 import hf_config
-    return hf_config(cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.t5_pipe import t5_pipeline
-    return t5_pipeline(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.t5 import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
 FAMILY = Family(
     name="t5",
     build=lambda cfg: T5ForConditionalGeneration(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.t5", "hf_config"),
     hf_model_class="T5ForConditionalGeneration",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.t5", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.t5_pipe", "t5_pipeline"),
     initialize=t5_initialize,
 )
