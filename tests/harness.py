@@ -64,3 +64,18 @@ def run_ranks(world_size: int, fn, *args, timeout: float = 900):
             raise AssertionError(f"ranks exited with {[p.exitcode for p in procs]} "
                                  f"(timeout {timeout}s?)")
         return [pickle.loads(Path(out_dir, f"{r}.pkl").read_bytes()) for r in range(world_size)]
+
+
+# The pipeline layouts each family is compared under with a single rank: name -> (ranks, overrides).
+PIPELINE_LAYOUTS = {
+    "PP=2": (2, ["parallel.pipeline_model_parallel_size=2"]),
+    "TP=2 x PP=2": (4, ["parallel.pipeline_model_parallel_size=2",
+                        "parallel.tensor_model_parallel_size=2"]),
+}
+
+
+def run_pipeline_layouts(fn, *args, common: list[str]) -> dict[str, list]:
+    """Per pipeline layout name, the per-rank results of ``fn(*args, common + layout overrides)``
+    on that layout's ranks."""
+    return {name: run_ranks(ranks, fn, *args, common + overrides)
+            for name, (ranks, overrides) in PIPELINE_LAYOUTS.items()}

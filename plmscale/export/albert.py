@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import _split_qkv
+from plmscale.export.bert import HFLayerNames, embeddings_to_hf, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig):
@@ -25,29 +25,24 @@ def hf_config(cfg: ModelConfig):
                         initializer_range=cfg.init_std, tie_word_embeddings=True)
 
 
+ALBERT_LAYER_NAMES = HFLayerNames(
+    query="attention.query", key="attention.key", value="attention.value",
+    attention_output="attention.dense", attention_layernorm="attention.LayerNorm",
+    intermediate="ffn", output="ffn_output", output_layernorm="full_layer_layer_norm")
+
+
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Map full (gathered, unpadded) plmscale tensors to ``AlbertForPreTraining`` names."""
-    out = {}
     emb = "albert.embeddings."
-    for name in ("word_embeddings.weight", "position_embeddings.weight",
-                 "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
-        out[emb + name] = full[emb + name]
+    out = embeddings_to_hf(full, emb, emb)
     groups = 1 if cfg.share_layer_parameters else cfg.num_layers
+    for g in range(groups):
+        out.update(encoder_layer_to_hf(full, f"albert.layer_groups.{g}.",
+                                       f"albert.encoder.albert_layer_groups.{g}.albert_layers.0.",
+                                       cfg.num_attention_heads, ALBERT_LAYER_NAMES))
     for kind in ("weight", "bias"):
         out[f"albert.encoder.embedding_hidden_mapping_in.{kind}"] = \
             full[f"albert.embedding_hidden_mapping_in.{kind}"]
-        for g in range(groups):
-            ours, hf = f"albert.layer_groups.{g}.", f"albert.encoder.albert_layer_groups.{g}.albert_layers.0."
-            q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"],
-                                 cfg.num_attention_heads)
-            out[hf + f"attention.query.{kind}"] = q
-            out[hf + f"attention.key.{kind}"] = k
-            out[hf + f"attention.value.{kind}"] = v
-            out[hf + f"attention.dense.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
-            out[hf + f"attention.LayerNorm.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
-            out[hf + f"ffn.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
-            out[hf + f"ffn_output.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
-            out[hf + f"full_layer_layer_norm.{kind}"] = full[ours + f"output_layernorm.{kind}"]
         out[f"albert.pooler.{kind}"] = full[f"pooler.{kind}"]
         out[f"predictions.dense.{kind}"] = full[f"lm_head.dense.{kind}"]
         out[f"predictions.LayerNorm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]

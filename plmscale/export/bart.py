@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.export.bert import HFLayerNames, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig, tokens=None):
@@ -49,24 +50,23 @@ def _embeddings(full: dict, ours: str, hf: str, out: dict) -> None:
         out[hf + f"layernorm_embedding.{kind}"] = full[ours + f"embeddings.layernorm_embedding.{kind}"]
 
 
-def _layer(full: dict, ours: str, hf: str, heads: int, out: dict, decoder: bool) -> None:
+# The encoder layers are ``PostLNLayer``s, and a decoder layer names its self-attention and MLP
+# tensors the same way: both map through ``encoder_layer_to_hf`` with these names.
+BART_LAYER_NAMES = HFLayerNames(
+    query="self_attn.q_proj", key="self_attn.k_proj", value="self_attn.v_proj",
+    attention_output="self_attn.out_proj", attention_layernorm="self_attn_layer_norm",
+    intermediate="fc1", output="fc2", output_layernorm="final_layer_norm")
+
+
+def _cross_attention(full: dict, ours: str, hf: str, heads: int, out: dict) -> None:
+    """A decoder layer's cross attention and its LayerNorm, under HF's ``encoder_attn`` names."""
     for kind in ("weight", "bias"):
-        q, k, v = _split_fused(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3)
-        out[hf + f"self_attn.q_proj.{kind}"] = q
-        out[hf + f"self_attn.k_proj.{kind}"] = k
-        out[hf + f"self_attn.v_proj.{kind}"] = v
-        out[hf + f"self_attn.out_proj.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
-        out[hf + f"self_attn_layer_norm.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
-        if decoder:
-            out[hf + f"encoder_attn.q_proj.{kind}"] = full[ours + f"cross_attention.linear_q.{kind}"]
-            k, v = _split_fused(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
-            out[hf + f"encoder_attn.k_proj.{kind}"] = k
-            out[hf + f"encoder_attn.v_proj.{kind}"] = v
-            out[hf + f"encoder_attn.out_proj.{kind}"] = full[ours + f"cross_attention.linear_proj.{kind}"]
-            out[hf + f"encoder_attn_layer_norm.{kind}"] = full[ours + f"cross_attention_layernorm.{kind}"]
-        out[hf + f"fc1.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
-        out[hf + f"fc2.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
-        out[hf + f"final_layer_norm.{kind}"] = full[ours + f"output_layernorm.{kind}"]
+        out[hf + f"encoder_attn.q_proj.{kind}"] = full[ours + f"cross_attention.linear_q.{kind}"]
+        k, v = _split_fused(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
+        out[hf + f"encoder_attn.k_proj.{kind}"] = k
+        out[hf + f"encoder_attn.v_proj.{kind}"] = v
+        out[hf + f"encoder_attn.out_proj.{kind}"] = full[ours + f"cross_attention.linear_proj.{kind}"]
+        out[hf + f"encoder_attn_layer_norm.{kind}"] = full[ours + f"cross_attention_layernorm.{kind}"]
 
 
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -81,6 +81,8 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     for stack, count in (("encoder", cfg.num_layers), ("decoder", decoder_layers)):
         _embeddings(full, f"{stack}.", f"model.{stack}.", out)
         for i in range(count):
-            _layer(full, f"{stack}.layers.{i}.", f"model.{stack}.layers.{i}.", heads, out,
-                   decoder=stack == "decoder")
+            ours, hf = f"{stack}.layers.{i}.", f"model.{stack}.layers.{i}."
+            out.update(encoder_layer_to_hf(full, ours, hf, heads, BART_LAYER_NAMES))
+            if stack == "decoder":
+                _cross_attention(full, ours, hf, heads, out)
     return out

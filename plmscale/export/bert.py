@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from plmscale.config.schema import ModelConfig
@@ -28,26 +30,64 @@ def _split_qkv(weight: torch.Tensor, heads: int):
     return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(3)]
 
 
+# Our ``Embeddings`` tensors, named as in HF's BERT-style embeddings.
+EMBEDDING_TENSORS = ("word_embeddings.weight", "position_embeddings.weight",
+                     "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias")
+
+
+class HFLayerNames(NamedTuple):
+    """HF's names (after the layer prefix, before ``.weight``/``.bias``) of the tensors of one
+    ``PostLNLayer``: the three pieces of our fused qkv, then one name per remaining tensor."""
+    query: str
+    key: str
+    value: str
+    attention_output: str  # self_attention.linear_proj
+    attention_layernorm: str  # attention_layernorm
+    intermediate: str  # mlp.linear_fc1
+    output: str  # mlp.linear_fc2
+    output_layernorm: str  # output_layernorm
+
+
+# BERT's layer names; RoBERTa and ELECTRA use them too.
+BERT_LAYER_NAMES = HFLayerNames(
+    query="attention.self.query", key="attention.self.key", value="attention.self.value",
+    attention_output="attention.output.dense", attention_layernorm="attention.output.LayerNorm",
+    intermediate="intermediate.dense", output="output.dense", output_layernorm="output.LayerNorm")
+
+
+def embeddings_to_hf(full: dict, ours: str, hf: str,
+                     token_types: bool = True) -> dict[str, torch.Tensor]:
+    """Our ``Embeddings`` tensors (prefix ``ours``) under HF's prefix ``hf``: the names after the
+    prefix are the same on both sides. ``token_types=False``: a model without them (DistilBERT)."""
+    return {hf + name: full[ours + name] for name in EMBEDDING_TENSORS
+            if token_types or not name.startswith("token_type_embeddings.")}
+
+
+def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int,
+                        names: HFLayerNames = BERT_LAYER_NAMES) -> dict[str, torch.Tensor]:
+    """One ``PostLNLayer`` (prefix ``ours``) -> HF's layer tensors (prefix ``hf``, then ``names``),
+    the fused qkv split into HF's separate query, key and value."""
+    out = {}
+    for kind in ("weight", "bias"):
+        q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"], heads)
+        out[hf + f"{names.query}.{kind}"] = q
+        out[hf + f"{names.key}.{kind}"] = k
+        out[hf + f"{names.value}.{kind}"] = v
+        out[hf + f"{names.attention_output}.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
+        out[hf + f"{names.attention_layernorm}.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
+        out[hf + f"{names.intermediate}.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
+        out[hf + f"{names.output}.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
+        out[hf + f"{names.output_layernorm}.{kind}"] = full[ours + f"output_layernorm.{kind}"]
+    return out
+
+
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Map full (gathered, unpadded) plmscale tensors to ``BertForPreTraining`` names."""
-    out = {}
     emb = "bert.embeddings."
-    for name in ("word_embeddings.weight", "position_embeddings.weight",
-                 "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
-        out[emb + name] = full[emb + name]
+    out = embeddings_to_hf(full, emb, emb)
     for i in range(cfg.num_layers):
-        ours, hf = f"bert.layers.{i}.", f"bert.encoder.layer.{i}."
-        for kind in ("weight", "bias"):
-            q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"],
-                                 cfg.num_attention_heads)
-            out[hf + f"attention.self.query.{kind}"] = q
-            out[hf + f"attention.self.key.{kind}"] = k
-            out[hf + f"attention.self.value.{kind}"] = v
-            out[hf + f"attention.output.dense.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
-            out[hf + f"attention.output.LayerNorm.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
-            out[hf + f"intermediate.dense.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
-            out[hf + f"output.dense.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
-            out[hf + f"output.LayerNorm.{kind}"] = full[ours + f"output_layernorm.{kind}"]
+        out.update(encoder_layer_to_hf(full, f"bert.layers.{i}.", f"bert.encoder.layer.{i}.",
+                                       cfg.num_attention_heads))
     for kind in ("weight", "bias"):
         out[f"bert.pooler.dense.{kind}"] = full[f"pooler.{kind}"]
         out[f"cls.predictions.transform.dense.{kind}"] = full[f"lm_head.dense.{kind}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import _split_qkv
+from plmscale.export.bert import HFLayerNames, embeddings_to_hf, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig):
@@ -23,25 +23,20 @@ def hf_config(cfg: ModelConfig):
                             tie_word_embeddings=True)
 
 
+DISTILBERT_LAYER_NAMES = HFLayerNames(
+    query="attention.q_lin", key="attention.k_lin", value="attention.v_lin",
+    attention_output="attention.out_lin", attention_layernorm="sa_layer_norm",
+    intermediate="ffn.lin1", output="ffn.lin2", output_layernorm="output_layer_norm")
+
+
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Full (gathered, unpadded) plmscale tensors -> ``DistilBertForMaskedLM`` names."""
-    out = {}
-    for name in ("word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight",
-                 "LayerNorm.bias"):
-        out["distilbert.embeddings." + name] = full["distilbert.embeddings." + name]
+    emb = "distilbert.embeddings."
+    out = embeddings_to_hf(full, emb, emb, token_types=False)
     for i in range(cfg.num_layers):
-        src, dst = f"distilbert.layers.{i}.", f"distilbert.transformer.layer.{i}."
-        for kind in ("weight", "bias"):
-            q, k, v = _split_qkv(full[src + f"self_attention.linear_qkv.{kind}"],
-                                 cfg.num_attention_heads)
-            out[dst + f"attention.q_lin.{kind}"] = q
-            out[dst + f"attention.k_lin.{kind}"] = k
-            out[dst + f"attention.v_lin.{kind}"] = v
-            out[dst + f"attention.out_lin.{kind}"] = full[src + f"self_attention.linear_proj.{kind}"]
-            out[dst + f"sa_layer_norm.{kind}"] = full[src + f"attention_layernorm.{kind}"]
-            out[dst + f"ffn.lin1.{kind}"] = full[src + f"mlp.linear_fc1.{kind}"]
-            out[dst + f"ffn.lin2.{kind}"] = full[src + f"mlp.linear_fc2.{kind}"]
-            out[dst + f"output_layer_norm.{kind}"] = full[src + f"output_layernorm.{kind}"]
+        out.update(encoder_layer_to_hf(full, f"distilbert.layers.{i}.",
+                                       f"distilbert.transformer.layer.{i}.",
+                                       cfg.num_attention_heads, DISTILBERT_LAYER_NAMES))
     for kind in ("weight", "bias"):
         out[f"vocab_transform.{kind}"] = full[f"lm_head.dense.{kind}"]
         out[f"vocab_layer_norm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]

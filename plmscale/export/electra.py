@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import _split_qkv
+from plmscale.export.bert import embeddings_to_hf, encoder_layer_to_hf
 
 
 def _electra_config(cfg: ModelConfig, embedding_size: int):
@@ -37,25 +37,13 @@ def generator_hf_config(cfg: ModelConfig):
 
 def _encoder(full: dict, ours: str, num_layers: int, heads: int) -> dict[str, torch.Tensor]:
     """Shared embeddings + one network's projection and layers, under HF's ``electra.`` names."""
-    out = {}
-    for name in ("word_embeddings.weight", "position_embeddings.weight",
-                 "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
-        out["electra.embeddings." + name] = full["embeddings." + name]
+    out = embeddings_to_hf(full, "embeddings.", "electra.embeddings.")
     for kind in ("weight", "bias"):
         if f"{ours}.embeddings_project.{kind}" in full:
             out[f"electra.embeddings_project.{kind}"] = full[f"{ours}.embeddings_project.{kind}"]
     for i in range(num_layers):
-        src, dst = f"{ours}.layers.{i}.", f"electra.encoder.layer.{i}."
-        for kind in ("weight", "bias"):
-            q, k, v = _split_qkv(full[src + f"self_attention.linear_qkv.{kind}"], heads)
-            out[dst + f"attention.self.query.{kind}"] = q
-            out[dst + f"attention.self.key.{kind}"] = k
-            out[dst + f"attention.self.value.{kind}"] = v
-            out[dst + f"attention.output.dense.{kind}"] = full[src + f"self_attention.linear_proj.{kind}"]
-            out[dst + f"attention.output.LayerNorm.{kind}"] = full[src + f"attention_layernorm.{kind}"]
-            out[dst + f"intermediate.dense.{kind}"] = full[src + f"mlp.linear_fc1.{kind}"]
-            out[dst + f"output.dense.{kind}"] = full[src + f"mlp.linear_fc2.{kind}"]
-            out[dst + f"output.LayerNorm.{kind}"] = full[src + f"output_layernorm.{kind}"]
+        out.update(encoder_layer_to_hf(full, f"{ours}.layers.{i}.", f"electra.encoder.layer.{i}.",
+                                       heads))
     return out
 
 

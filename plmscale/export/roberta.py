@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import _split_qkv
+from plmscale.export.bert import embeddings_to_hf, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig):
@@ -31,29 +31,10 @@ def hf_config(cfg: ModelConfig):
                          tie_word_embeddings=True)
 
 
-def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int) -> dict[str, torch.Tensor]:
-    """One ``PostLNLayer`` (prefix ``ours``) -> HF BERT-style layer names (prefix ``hf``)."""
-    out = {}
-    for kind in ("weight", "bias"):
-        q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"], heads)
-        out[hf + f"attention.self.query.{kind}"] = q
-        out[hf + f"attention.self.key.{kind}"] = k
-        out[hf + f"attention.self.value.{kind}"] = v
-        out[hf + f"attention.output.dense.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
-        out[hf + f"attention.output.LayerNorm.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
-        out[hf + f"intermediate.dense.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
-        out[hf + f"output.dense.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
-        out[hf + f"output.LayerNorm.{kind}"] = full[ours + f"output_layernorm.{kind}"]
-    return out
-
-
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Map full (gathered, unpadded) plmscale tensors to ``RobertaForMaskedLM`` names."""
-    out = {}
     emb = "roberta.embeddings."
-    for name in ("word_embeddings.weight", "position_embeddings.weight",
-                 "token_type_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
-        out[emb + name] = full[emb + name]
+    out = embeddings_to_hf(full, emb, emb)
     for i in range(cfg.num_layers):
         out.update(encoder_layer_to_hf(full, f"roberta.layers.{i}.", f"roberta.encoder.layer.{i}.",
                                        cfg.num_attention_heads))

@@ -18,7 +18,7 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.bert import MaskedLMHead
 from plmscale.models.common import Embeddings, PostLNLayer, gather_vocab_logits, padding_mask
 from plmscale.models.common.masked_lm import masked_lm_metrics
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 
 
 class AlbertEncoder(nn.Module):
@@ -93,29 +93,14 @@ def _samples(corpus, cfg):
     return AlbertSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.albert import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.albert import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.albert_pipe import albert_pipeline  # imports this module: resolve lazily
-    return albert_pipeline(cfg)
-
-
 FAMILY = Family(
     name="albert",
     build=lambda cfg: AlbertForPreTraining(
         cfg.model, cfg.train.precision,
         sentence_order_prediction=cfg.objective.sentence_order_prediction),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.albert", "hf_config"),
     hf_model_class="AlbertForPreTraining",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.albert", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.albert_pipe", "albert_pipeline"),
 )

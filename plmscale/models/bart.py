@@ -18,8 +18,9 @@ from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabPa
                                     gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
+from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
 IGNORE_INDEX = -100
@@ -158,19 +159,16 @@ class BartForConditionalGeneration(nn.Module):
         self.eval()
         mask = padding_mask(attention_mask)
         memory = self.encoder(self.shared(input_ids), mask)
-        ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        for _ in range(min(max_new_tokens, self.cfg.max_position_embeddings)):
+
+        def next_token(ids):
             hidden = self.decoder(self.shared(ids), memory, mask)[:, -1]
-            next_ids = vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
-            if eos_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_id)
-                finished |= next_ids == eos_id
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            if eos_id is not None and bool(finished.all()):
-                break
+            return vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
+
+        ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
+        new_ids = extend_until_eos(next_token, ids,
+                                   min(max_new_tokens, self.cfg.max_position_embeddings), eos_id)
         self.train(was_training)
-        return ids[:, 1:]
+        return new_ids
 
 
 def _samples(corpus, cfg):
@@ -178,27 +176,12 @@ def _samples(corpus, cfg):
     return BartSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.bart import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.bart import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.bart_pipe import bart_pipeline
-    return bart_pipeline(cfg)
-
-
 FAMILY = Family(
     name="bart",
     build=lambda cfg: BartForConditionalGeneration(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.bart", "hf_config"),
     hf_model_class="BartForConditionalGeneration",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.bart", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.bart_pipe", "bart_pipeline"),
 )

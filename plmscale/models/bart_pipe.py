@@ -54,7 +54,11 @@ class BartEmbeddingPipe(nn.Module):
         return flat, attention_mask, labels
 
 
-class BartEncoderLayerPipe(PostLNLayer):
+class _PackedStreamLayer:
+    """Mixin for a layer stage: unpacks the stream, lets ``update`` run the layer on its stack's
+    part, packs the stream again; the padding mask and the labels pass through. It comes first in
+    the bases, so its ``forward`` is the stage's and ``update`` calls the layer's own."""
+
     def __init__(self, cfg: ModelConfig, precision: str):
         super().__init__(cfg, precision)
         self.hidden_size = cfg.hidden_size
@@ -62,20 +66,18 @@ class BartEncoderLayerPipe(PostLNLayer):
     def forward(self, inputs):
         flat, attention_mask, labels = inputs
         encoder, decoder = _unpack(flat, attention_mask, labels, self.hidden_size)
-        encoder = super().forward(encoder, padding_mask(attention_mask))
+        encoder, decoder = self.update(encoder, decoder, padding_mask(attention_mask))
         return _pack(encoder, decoder), attention_mask, labels
 
 
-class BartDecoderLayerPipe(BartDecoderLayer):
-    def __init__(self, cfg: ModelConfig, precision: str):
-        super().__init__(cfg, precision)
-        self.hidden_size = cfg.hidden_size
+class BartEncoderLayerPipe(_PackedStreamLayer, PostLNLayer):
+    def update(self, encoder, decoder, mask):
+        return PostLNLayer.forward(self, encoder, mask), decoder
 
-    def forward(self, inputs):
-        flat, attention_mask, labels = inputs
-        encoder, decoder = _unpack(flat, attention_mask, labels, self.hidden_size)
-        decoder = super().forward(decoder, encoder, padding_mask(attention_mask))
-        return _pack(encoder, decoder), attention_mask, labels
+
+class BartDecoderLayerPipe(_PackedStreamLayer, BartDecoderLayer):
+    def update(self, encoder, decoder, mask):
+        return encoder, BartDecoderLayer.forward(self, decoder, encoder, mask)
 
 
 class BartHeadPipe(nn.Module):

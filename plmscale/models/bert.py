@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.schedule import global_batch_size
 from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_loss
 from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
@@ -110,21 +110,6 @@ def _samples(corpus, cfg):
                        global_batch_size=global_batch_size(cfg))
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.bert import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.bert import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.bert_pipe import bert_pipeline  # imports this module: resolve lazily
-    return bert_pipeline(cfg)
-
-
 FAMILY = Family(
     name="bert",
     build=lambda cfg: BertForPreTraining(
@@ -132,8 +117,8 @@ FAMILY = Family(
         next_sentence_prediction=cfg.objective.next_sentence_prediction,
         span_boundary_objective=cfg.objective.span_boundary_objective),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.bert", "hf_config"),
     hf_model_class="BertForPreTraining",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.bert", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.bert_pipe", "bert_pipeline"),
 )

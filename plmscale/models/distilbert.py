@@ -30,7 +30,7 @@ from plmscale.config.schema import ModelConfig, ObjectiveConfig
 from plmscale.models.bert import IGNORE_INDEX, BertEncoder, BertForPreTraining, MaskedLMHead
 from plmscale.models.common import gather_vocab_logits, vocab_parallel_loss_and_accuracy
 from plmscale.models.common.megatron import padded_vocab_size, tp_world
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 
 ARCHITECTURE_FIELDS = ("hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
                        "max_position_embeddings", "gelu_approximate", "layernorm_epsilon")
@@ -245,16 +245,6 @@ def _build(cfg):
                                  teacher=load_teacher(path) if path else None)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.distilbert import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.distilbert import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
 def _initialize(model, cfg):
     if not cfg.objective.distillation_init_from_teacher:
         return  # keep the layout-independent random initialisation
@@ -265,18 +255,13 @@ def _initialize(model, cfg):
         initialize_pipeline_from_teacher(model, cfg)
 
 
-def _pipeline(cfg):
-    from plmscale.models.distilbert_pipe import distilbert_pipeline  # imports this module
-    return distilbert_pipeline(cfg)
-
-
 FAMILY = Family(
     name="distilbert",
     build=_build,
     samples=lambda corpus, cfg: DistilBertSamples(corpus, cfg),
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.distilbert", "hf_config"),
     hf_model_class="DistilBertForMaskedLM",
-    to_hf_state_dict=_to_hf,
+    to_hf_state_dict=imported_on_call("plmscale.export.distilbert", "to_hf_state_dict"),
     initialize=_initialize,
-    pipeline=_pipeline,
+    pipeline=imported_on_call("plmscale.models.distilbert_pipe", "distilbert_pipeline"),
 )

@@ -14,8 +14,8 @@ from deepspeed.pipe import LayerSpec, TiedLayerSpec
 from torch import nn
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig, ObjectiveConfig
-from plmscale.models.common import Embeddings, PostLNLayer, TiedVocabParallelLogits, padding_mask
-from plmscale.models.common.megatron import padded_vocab_size, tp_world, vocab_parallel_embedding
+from plmscale.models.bert_pipe import BertTiedLogitsPipe, _MaskedLMTransform
+from plmscale.models.common import Embeddings, PostLNLayer, padding_mask
 from plmscale.models.distilbert import (check_teacher, distillation_losses, load_teacher,
                                         teacher_outputs, teacher_parameter_name)
 from plmscale.parallel.pipeline import FamilyPipeline
@@ -34,13 +34,6 @@ class DistilLayerPipe(PostLNLayer):
         hidden, attention_mask, mlm_labels, input_ids = inputs
         hidden = super().forward(hidden, padding_mask(attention_mask))
         return hidden, attention_mask, mlm_labels, input_ids
-
-
-class _MaskedLMTransform(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
 
 class DistilHeadPipe(nn.Module):
@@ -62,14 +55,8 @@ class DistilHeadPipe(nn.Module):
         return transformed, hidden, t_hidden, t_logits, mlm_labels[active]
 
 
-class DistilTiedLogitsPipe(nn.Module):
+class DistilTiedLogitsPipe(BertTiedLogitsPipe):
     """Last stage's copy of the word embedding (tied to the first stage's) + the MLM logits bias."""
-
-    def __init__(self, cfg: ModelConfig, precision: str):
-        super().__init__()
-        padded = padded_vocab_size(cfg, tp_world()[1])
-        self.word_embeddings = vocab_parallel_embedding(padded, cfg.hidden_size, precision)
-        self.logits = TiedVocabParallelLogits(padded, cfg.vocab_size)
 
     def forward(self, inputs):
         transformed, hidden, t_hidden, t_logits, labels = inputs

@@ -28,7 +28,7 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.bert import IGNORE_INDEX, MaskedLMHead
 from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits, padding_mask,
                                     tp_world, vocab_parallel_loss_and_accuracy)
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 
 
 def embedding_width(cfg: ModelConfig) -> int:
@@ -214,28 +214,13 @@ class ElectraSamples:
         return sample
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.electra import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.electra import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.electra_pipe import electra_pipeline  # imports this module
-    return electra_pipeline(cfg)
-
-
 FAMILY = Family(
     name="electra",
     build=lambda cfg: ElectraForPreTraining(cfg.model, cfg.train.precision,
                                             rtd_weight=cfg.objective.rtd_weight),
     samples=lambda corpus, cfg: ElectraSamples(corpus, cfg),
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.electra", "hf_config"),
     hf_model_class="ElectraForPreTraining",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.electra", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.electra_pipe", "electra_pipeline"),
 )

@@ -6,6 +6,7 @@ imports it by name on first use, so adding a family is adding its file and one r
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -34,3 +35,17 @@ class Family:
     """(model or its PipelineModule, config): runs after the layout-independent initialisation and
     before the engine exists (so optimizer master copies see it), e.g. DistilBERT copying its
     teacher's layers; None = nothing."""
+
+
+def imported_on_call(module: str, function: str) -> Callable:
+    """A hook that imports ``module`` and calls its ``function`` only when the hook is called.
+
+    Families name their export and pipeline functions this way: the pipeline modules import the
+    family module back, so importing them when the family is defined would be circular, and
+    a run that neither exports nor pipelines never loads them.
+    """
+    def hook(*args, **kwargs):
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+    hook.__qualname__ = f"imported_on_call({module}.{function})"
+    return hook

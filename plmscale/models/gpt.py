@@ -15,8 +15,9 @@ from torch import nn
 
 from plmscale.config.schema import ModelConfig
 from plmscale.models.common import Embeddings, TiedVocabParallelLogits, gather_vocab_logits
+from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.prenorm import PreLNLayer
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.causal_lm import (causal_lm_loss_and_accuracy, document_attention_mask,
                                            vocab_parallel_argmax)
 
@@ -82,23 +83,17 @@ class GPTForCausalLM(nn.Module):
         tokens). Stops early once every row has produced ``eos_id`` (rows that finished are filled
         with it). Collective over the TP group (same result on all its ranks). This is the method
         ``launch/generate.py`` calls; every family that decodes provides it."""
-        was_training = self.training
-        self.eval()
-        ids = input_ids
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        for _ in range(max_new_tokens):
+        def next_token(ids):
             context = ids[:, -self.cfg.max_position_embeddings:]
             hidden = self.gpt(context)[:, -1]  # only the last position's logits are needed
-            next_ids = vocab_parallel_argmax(
+            return vocab_parallel_argmax(
                 self.lm_head(hidden, self.gpt.embeddings.word_embeddings.weight))
-            if eos_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_id)
-                finished |= next_ids == eos_id
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            if eos_id is not None and bool(finished.all()):
-                break
+
+        was_training = self.training
+        self.eval()
+        new_ids = extend_until_eos(next_token, input_ids, max_new_tokens, eos_id)
         self.train(was_training)
-        return ids[:, input_ids.shape[1]:]
+        return new_ids
 
 
 def _samples(corpus, cfg):
@@ -106,27 +101,12 @@ def _samples(corpus, cfg):
     return GPTSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.gpt2 import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.gpt2 import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.gpt_pipe import gpt_pipeline  # imports this module: resolve lazily
-    return gpt_pipeline(cfg)
-
-
 FAMILY = Family(
     name="gpt",
     build=lambda cfg: GPTForCausalLM(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.gpt2", "hf_config"),
     hf_model_class="GPT2LMHeadModel",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.gpt2", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.gpt_pipe", "gpt_pipeline"),
 )

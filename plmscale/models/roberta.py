@@ -12,7 +12,7 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.bert import BertEncoder, MaskedLMHead
 from plmscale.models.common import gather_vocab_logits
 from plmscale.models.common.masked_lm import masked_lm_metrics
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 
 
 def roberta_position_ids(attention_mask: torch.Tensor | None, seq_length: int, offset: int,
@@ -61,27 +61,12 @@ def _samples(corpus, cfg):
     return RobertaSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.roberta import hf_config
-    return hf_config(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.roberta import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.roberta_pipe import roberta_pipeline  # imports this module: resolve lazily
-    return roberta_pipeline(cfg)
-
-
 FAMILY = Family(
     name="roberta",
     build=lambda cfg: RobertaForMaskedLM(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.roberta", "hf_config"),
     hf_model_class="RobertaForMaskedLM",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.roberta", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.roberta_pipe", "roberta_pipeline"),
 )

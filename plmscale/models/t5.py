@@ -18,10 +18,11 @@ from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gath
                                     padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
+from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import column_parallel, row_parallel, vocab_parallel_embedding
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
-from plmscale.models.family import Family
+from plmscale.models.family import Family, imported_on_call
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 from plmscale.parallel.random import tensor_parallel_rng
 
@@ -189,20 +190,16 @@ class T5ForConditionalGeneration(nn.Module):
         was_training = self.training
         self.eval()
         memory = self.encode(input_ids, attention_mask)
+
+        def next_token(ids):
+            hidden = self.decode(ids, memory, attention_mask)[:, -1]
+            return vocab_parallel_argmax(self.head(hidden))
+
         ids = torch.full((input_ids.shape[0], 1), decoder_start_id, dtype=torch.long,
                          device=input_ids.device)
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        for _ in range(max_new_tokens):
-            hidden = self.decode(ids, memory, attention_mask)[:, -1]
-            next_ids = vocab_parallel_argmax(self.head(hidden))
-            if eos_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_id)
-                finished |= next_ids == eos_id
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            if eos_id is not None and bool(finished.all()):
-                break
+        new_ids = extend_until_eos(next_token, ids, max_new_tokens, eos_id)
         self.train(was_training)
-        return ids[:, 1:]
+        return new_ids
 
 
 @torch.no_grad()
@@ -254,28 +251,13 @@ def _samples(corpus, cfg):
     return T5Samples(corpus, cfg.data, cfg.objective, cfg.train.seed)
 
 
-def _hf_config(cfg: ModelConfig):
-    from plmscale.export.t5 import hf_config
-    return hf_config(cfg)
-
-
-def _pipeline(cfg):
-    from plmscale.models.t5_pipe import t5_pipeline
-    return t5_pipeline(cfg)
-
-
-def _to_hf(full, cfg: ModelConfig):
-    from plmscale.export.t5 import to_hf_state_dict
-    return to_hf_state_dict(full, cfg)
-
-
 FAMILY = Family(
     name="t5",
     build=lambda cfg: T5ForConditionalGeneration(cfg.model, cfg.train.precision),
     samples=_samples,
-    hf_config=_hf_config,
+    hf_config=imported_on_call("plmscale.export.t5", "hf_config"),
     hf_model_class="T5ForConditionalGeneration",
-    to_hf_state_dict=_to_hf,
-    pipeline=_pipeline,
+    to_hf_state_dict=imported_on_call("plmscale.export.t5", "to_hf_state_dict"),
+    pipeline=imported_on_call("plmscale.models.t5_pipe", "t5_pipeline"),
     initialize=t5_initialize,
 )

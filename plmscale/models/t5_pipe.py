@@ -120,19 +120,32 @@ class T5EmbeddingPipe(nn.Module):
         return flat, attention_mask, decoder_attention_mask, labels
 
 
-class T5EncoderLayerPipe(T5Layer):
-    def __init__(self, cfg: ModelConfig, precision: str):
-        super().__init__(cfg, precision, decoder=False, relative_bias=False)
-        self.cfg = cfg
+class _T5LayerPipe(T5Layer):
+    """One layer as a stage: it updates its stack's part of the packed stream (``decoder=True``: the
+    decoder part, reading the encoder part as memory) and passes everything else through."""
+
+    def __init__(self, cfg: ModelConfig, precision: str, decoder: bool):
+        super().__init__(cfg, precision, decoder=decoder, relative_bias=False)
+        self.cfg, self.decoder = cfg, decoder
 
     def forward(self, inputs):
         flat, attention_mask, decoder_attention_mask, labels = inputs
         packed = _Packed(self.cfg, attention_mask, decoder_attention_mask)
         encoder, decoder, encoder_table, decoder_table = packed.unpack(flat)
-        bias = _bias(encoder_table, encoder.shape[1], True, self.cfg)
-        encoder, _ = super().forward(encoder, padding_mask(attention_mask), bias)
+        if self.decoder:
+            bias = _bias(decoder_table, decoder.shape[1], False, self.cfg)
+            decoder, _ = super().forward(decoder, padding_mask(decoder_attention_mask), bias,
+                                         encoder, padding_mask(attention_mask))
+        else:
+            bias = _bias(encoder_table, encoder.shape[1], True, self.cfg)
+            encoder, _ = super().forward(encoder, padding_mask(attention_mask), bias)
         flat = _Packed.pack(encoder, decoder, encoder_table, decoder_table)
         return flat, attention_mask, decoder_attention_mask, labels
+
+
+class T5EncoderLayerPipe(_T5LayerPipe):
+    def __init__(self, cfg: ModelConfig, precision: str):
+        super().__init__(cfg, precision, decoder=False)
 
 
 class T5StackEndPipe(nn.Module):
@@ -156,20 +169,9 @@ class T5StackEndPipe(nn.Module):
         return flat, attention_mask, decoder_attention_mask, labels
 
 
-class T5DecoderLayerPipe(T5Layer):
+class T5DecoderLayerPipe(_T5LayerPipe):
     def __init__(self, cfg: ModelConfig, precision: str):
-        super().__init__(cfg, precision, decoder=True, relative_bias=False)
-        self.cfg = cfg
-
-    def forward(self, inputs):
-        flat, attention_mask, decoder_attention_mask, labels = inputs
-        packed = _Packed(self.cfg, attention_mask, decoder_attention_mask)
-        encoder, decoder, encoder_table, decoder_table = packed.unpack(flat)
-        bias = _bias(decoder_table, decoder.shape[1], False, self.cfg)
-        decoder, _ = super().forward(decoder, padding_mask(decoder_attention_mask), bias,
-                                     encoder, padding_mask(attention_mask))
-        flat = _Packed.pack(encoder, decoder, encoder_table, decoder_table)
-        return flat, attention_mask, decoder_attention_mask, labels
+        super().__init__(cfg, precision, decoder=True)
 
 
 class T5HeadPipe(nn.Module):

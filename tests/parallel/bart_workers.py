@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import torch
+from workers_common import (gathered_training_run, initialised_model, max_abs_diff, tp2_and_tp1,
+                            tp2_vs_tp1)
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
 from plmscale.parallel import init_distributed, init_model_parallel, seed_all
-from plmscale.training.engine import build_initialised_model
 
 TINY = ["model.preset=bart-tiny", "model.vocab_size=1100", "model.max_position_embeddings=64",
         "model.hidden_dropout=0", "model.attention_dropout=0"]
@@ -52,29 +53,14 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
     init_distributed()
     cfg = load_config(None, TINY + overrides)
     batch = fixed_batch(cfg.model.vocab_size)
-    runs = {}
-    for tp in (2, 1):
-        cfg.parallel.tensor_model_parallel_size = tp
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
-        out = model(batch)
-        out["loss"].backward()
-        params = full_tensors(model, cfg.model.vocab_size)
-        logits = model.logits(batch["input_ids"], batch["attention_mask"],
-                              batch["decoder_input_ids"])
-        runs[tp] = {"out": {k: float(v) for k, v in out.items()},
-                    "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
-                    "params": params, "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch)}
-    a, b = runs[2], runs[1]
+    a, b = tp2_and_tp1(cfg, batch, lambda model: model.logits(
+        batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"]))
     return {
-        "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
-        "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item() for n in a["params"]),
+        **tp2_vs_tp1(a, b),
         "grad_names": sorted(a["grads"]) == sorted(b["grads"]),
         "zero_grads": [n for n, g in b["grads"].items() if g.abs().max() == 0],
-        "grad_norm": sum(g.norm() ** 2 for g in b["grads"].values()).item() ** 0.5,
-        "hf_logit_diff": max(a["hf_logit_diff"], b["hf_logit_diff"]),
+        "hf_logit_diff": max(hf_logit_diff(cfg, run["params"], run["logits"], batch)
+                             for run in (a, b)),
         "loss": b["out"]["loss"],
     }
 
@@ -91,9 +77,7 @@ def train_tp2_then_export(shards: str, steps: int) -> dict:
         "parallel.tensor_model_parallel_size=2", "parallel.zero_stage=1",
         f"train.train_steps={steps}", "train.micro_batch_size=4", "train.lr=1e-3",
         "train.warmup_steps=1", "train.progress_bar=false"])
-    init_model_parallel(cfg)
-    seed_all(cfg.train.seed)
-    model = build_initialised_model(cfg)
+    model = initialised_model(cfg)
     initial = full_tensors(model, cfg.model.vocab_size)
     history = train(cfg, model)
     params = full_tensors(model, cfg.model.vocab_size)
@@ -104,7 +88,7 @@ def train_tp2_then_export(shards: str, steps: int) -> dict:
     model.eval()
     logits = model.logits(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"])
     return {"losses": [h["loss"] for h in history],
-            "moved": max((params[n] - initial[n]).abs().max().item() for n in params),
+            "moved": max_abs_diff(params, initial),
             "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch)}
 
 
@@ -138,21 +122,7 @@ PIPE = ["model.num_layers=1", "model.num_decoder_layers=3", "model.hidden_dropou
 
 def train_and_gather(config: str, shards: str, runs: list[list[str]]) -> list[dict]:
     """Per override list: train ``config`` with that layout; return the per-step losses and the
-    whole model's parameters under their ordinary names (gathered over TP and PP)."""
-    from plmscale.parallel.pipeline import full_pipeline_tensors
-    from plmscale.training.engine import uses_pipeline
-    from plmscale.training.loop import train
+    whole model's parameters under their ordinary names (gathered over TP and PP) before and after."""
     init_distributed()
-    results = []
-    for overrides in runs:
-        cfg = load_config(config, PIPE + [f"data.path={shards}"] + overrides)
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
-        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
-        initial = gather(model, cfg.model.vocab_size)
-        history = train(cfg, model)
-        params = gather(model, cfg.model.vocab_size)
-        results.append({"losses": [h["loss"] for h in history], "params": params,
-                        "moved": max((params[n] - initial[n]).abs().max().item() for n in params)})
-    return results
+    return [gathered_training_run(load_config(config, PIPE + [f"data.path={shards}"] + overrides))
+            for overrides in runs]

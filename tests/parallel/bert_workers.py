@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from workers_common import gathered_training_run, load_exported, tp2_and_tp1, tp2_vs_tp1
 
 from plmscale.config import load_config
-from plmscale.export import full_tensors
 from plmscale.parallel import init_distributed, init_model_parallel, seed_all
-from plmscale.training.engine import build_initialised_model
 
 TINY = ["model.preset=bert-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
         "model.max_position_embeddings=64", "model.hidden_dropout=0", "model.attention_dropout=0"]
@@ -35,26 +34,10 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
     init_distributed()
     cfg = load_config(None, TINY + overrides)
     batch = fixed_batch(cfg.model.vocab_size)
-    runs = {}
-    for tp in (2, 1):
-        cfg.parallel.tensor_model_parallel_size = tp
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
-        out = model(batch)
-        out["loss"].backward()
-        runs[tp] = {"out": {k: float(v) for k, v in out.items()},
-                    "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
-                    "params": full_tensors(model, cfg.model.vocab_size),
-                    "logits": [t.float() for t in model.logits(batch["input_ids"],
-                                                               batch["token_type_ids"],
-                                                               batch["attention_mask"])]}
-    a, b = runs[2], runs[1]
+    a, b = tp2_and_tp1(cfg, batch, lambda model: [t.float() for t in model.logits(
+        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])])
     return {
-        "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
-        "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item() for n in a["params"]),
-        "grad_norm": sum(g.norm() ** 2 for g in b["grads"].values()).item() ** 0.5,
+        **tp2_vs_tp1(a, b),
         "hf_logit_diff": hf_logit_diff(cfg, a["params"], a["logits"], batch),
         "loss": b["out"]["loss"],
     }
@@ -66,8 +49,7 @@ def hf_logit_diff(cfg, params: dict, logits: list, batch: dict) -> float:
 
     from plmscale.export.bert import hf_config, to_hf_state_dict
     hf = BertForPreTraining(hf_config(cfg.model)).eval()
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(params, cfg.model), strict=False)
-    assert not unexpected and not [m for m in missing if "position_ids" not in m], (missing, unexpected)
+    load_exported(hf, to_hf_state_dict(params, cfg.model))
     with torch.no_grad():
         ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
                  attention_mask=batch["attention_mask"])
@@ -96,14 +78,5 @@ TRAIN = ["model.preset=bert-tiny", "model.vocab_size=8000", "model.max_position_
 def train_and_gather(shards: str, overrides: list[str]) -> dict:
     """Train with the given layout; return the per-step losses and the whole model's parameters
     under their ordinary names (gathered over TP and PP), so layouts can be compared."""
-    from plmscale.parallel.pipeline import full_pipeline_tensors
-    from plmscale.training.engine import uses_pipeline
-    from plmscale.training.loop import train
     init_distributed()
-    cfg = load_config(None, TRAIN + [f"data.path={shards}"] + overrides)
-    init_model_parallel(cfg)
-    seed_all(cfg.train.seed)
-    model = build_initialised_model(cfg)
-    history = train(cfg, model)
-    gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
-    return {"losses": [h["loss"] for h in history], "params": gather(model, cfg.model.vocab_size)}
+    return gathered_training_run(load_config(None, TRAIN + [f"data.path={shards}"] + overrides))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
+from workers_common import (forward_backward, gathered_training_run, held_out_batch, load_exported,
+                            max_abs_diff, restored_from_checkpoint, tp2_vs_tp1)
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
@@ -45,19 +46,12 @@ def tensor_parallel_vs_single() -> dict:
         model = DistilBertForMaskedLM(cfg.model, objective=cfg.objective, teacher=teacher)
         initialize_parameters(model, cfg.train.seed, 0.02, cfg.model.vocab_size)
         model.initialize_from_teacher()
-        out = model(batch)
-        out["loss"].backward()
-        runs[tp] = {"out": {k: float(v) for k, v in out.items()},
-                    "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
-                    "params": full_tensors(model, cfg.model.vocab_size),
-                    "logits": model.logits(batch["input_ids"], batch["attention_mask"])}
+        runs[tp] = forward_backward(model, cfg, batch, lambda model: model.logits(
+            batch["input_ids"], batch["attention_mask"]))
     a, b = runs[2], runs[1]
     return {
+        **tp2_vs_tp1(a, b),
         "out": b["out"],
-        "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
-        "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item() for n in a["params"]),
-        "grad_norm": sum(g.norm() ** 2 for g in b["grads"].values()).item() ** 0.5,
         "hf_logit_diff": hf_logit_diff(cfg, a["params"], a["logits"], batch),
     }
 
@@ -67,8 +61,7 @@ def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float
 
     from plmscale.export.distilbert import hf_config, to_hf_state_dict
     hf = DistilBertForMaskedLM(hf_config(cfg.model)).eval()
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(params, cfg.model), strict=False)
-    assert not unexpected and not [m for m in missing if "position_ids" not in m], (missing, unexpected)
+    load_exported(hf, to_hf_state_dict(params, cfg.model))
     with torch.no_grad():
         ref = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     return (logits.float() - ref).abs().max().item()
@@ -81,11 +74,7 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
     the same student from random initialisation for ``scratch_steps``."""
     import time
 
-    from plmscale.data import Corpus
-    from plmscale.models import get_family
     from plmscale.models.distilbert import load_teacher
-    from plmscale.training import checkpoint
-    from plmscale.training.engine import build_engine
     from plmscale.training.loop import train
     init_distributed()
     teacher_dir, student_dir = f"{directory}/teacher", f"{directory}/student"
@@ -116,12 +105,8 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
     seconds = time.time() - start
 
     cfg.train.save_dir = None
-    engine, _ = build_engine(cfg)
-    checkpoint.load(engine, student_dir)
-    restored = engine.module.eval()
-    samples = get_family("distilbert").samples(Corpus(shards), cfg)
-    batch = {k: torch.from_numpy(np.stack([samples(10_000 + i)[k] for i in range(4)]))
-             for k in ("input_ids", "attention_mask")}
+    restored = restored_from_checkpoint(cfg, student_dir)
+    batch = held_out_batch(cfg, ("input_ids", "attention_mask"))
     params = full_tensors(restored, cfg.model.vocab_size)
     trained = full_tensors(model, cfg.model.vocab_size)
     logits = restored.logits(batch["input_ids"], batch["attention_mask"])
@@ -138,7 +123,7 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
             "init_diff": init_diff, "history": history, "seconds": seconds,
             "scratch_init_diff": scratch_init_diff, "scratch_history": scratch_history,
             "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
-            "restored_diff": max((params[n] - trained[n]).abs().max().item() for n in params)}
+            "restored_diff": max_abs_diff(params, trained)}
 
 
 def pipeline_train_and_gather(shards: str, teacher_dir: str, overrides: list[str],
@@ -146,8 +131,6 @@ def pipeline_train_and_gather(shards: str, teacher_dir: str, overrides: list[str
     """(Optionally first train and save a 4-layer BERT teacher on one rank, then) distil with the
     given layout; returns the per-step losses and the student's initial and final parameters under
     their ordinary names (gathered over TP and PP)."""
-    from plmscale.parallel.pipeline import full_pipeline_tensors
-    from plmscale.training.engine import uses_pipeline
     from plmscale.training.loop import train
     init_distributed()
     if make_teacher:
@@ -160,11 +143,4 @@ def pipeline_train_and_gather(shards: str, teacher_dir: str, overrides: list[str
     cfg = load_config(None, STUDENT + TRAIN + [f"data.path={shards}",
                                                f"objective.distillation_teacher_path={teacher_dir}"]
                       + overrides)
-    init_model_parallel(cfg)
-    seed_all(cfg.train.seed)
-    model = build_initialised_model(cfg)
-    gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
-    initial = gather(model, cfg.model.vocab_size)
-    history = train(cfg, model)
-    return {"losses": [h["loss"] for h in history], "initial": initial,
-            "params": gather(model, cfg.model.vocab_size)}
+    return gathered_training_run(cfg)

@@ -4,12 +4,13 @@ them). Each checks one family against itself under TP=1 and TP=2 and against HF 
 from __future__ import annotations
 
 import torch
+from workers_common import (initialised_model, load_exported, tp2_and_tp1, tp2_vs_tp1,
+                            whole_model_tensors)
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
 from plmscale.models import get_family
 from plmscale.parallel import init_distributed, init_model_parallel, seed_all
-from plmscale.training.engine import build_initialised_model
 
 NO_DROPOUT = ["model.hidden_dropout=0", "model.attention_dropout=0"]
 # 4 heads so that TP=2 splits them; vocab 1100 leaves TP padding columns in the last rank's slice.
@@ -58,8 +59,7 @@ def compare_with_hf(family: str, cfg, params: dict, logits: list, batch: dict,
     import transformers
     fam = get_family(family)
     hf = getattr(transformers, fam.hf_model_class)(fam.hf_config(cfg.model)).eval()
-    missing, unexpected = hf.load_state_dict(fam.to_hf_state_dict(params, cfg.model), strict=False)
-    assert not unexpected and not [m for m in missing if "position_ids" not in m], (missing, unexpected)
+    load_exported(hf, fam.to_hf_state_dict(params, cfg.model))
     kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
               "labels": batch["mlm_labels"]}
     if family == "albert":
@@ -84,25 +84,10 @@ def tensor_parallel_vs_single(family: str, shards: str) -> dict:
     init_distributed()
     cfg = load_config(None, TINY[family])
     batch = fixed_batch(family, cfg.model.vocab_size)
-    runs = {}
-    for tp in (2, 1):
-        cfg.parallel.tensor_model_parallel_size = tp
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
-        out = model(batch)
-        out["loss"].backward()
-        runs[tp] = {"out": {k: float(v) for k, v in out.items()},
-                    "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
-                    "params": full_tensors(model, cfg.model.vocab_size),
-                    "logits": _our_logits(family, model, batch)}
-    a, b = runs[2], runs[1]
+    a, b = tp2_and_tp1(cfg, batch, lambda model: _our_logits(family, model, batch))
     result = {
+        **tp2_vs_tp1(a, b),
         "metrics": sorted(a["out"]),
-        "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
-        "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item() for n in a["params"]),
-        "grad_norm": sum(g.norm() ** 2 for g in b["grads"].values()).item() ** 0.5,
         "loss": b["out"]["loss"],
         "params": {n: tuple(p.shape) for n, p in b["params"].items()},
     }
@@ -122,9 +107,7 @@ def train_then_compare(family: str, shards: str) -> dict:
         "parallel.tensor_model_parallel_size=2", "parallel.zero_stage=1",
         "train.micro_batch_size=4", "train.train_steps=3", "train.lr=1e-3", "train.warmup_steps=1",
         "train.progress_bar=false", "train.seed=5"])
-    init_model_parallel(cfg)
-    seed_all(cfg.train.seed)
-    model = build_initialised_model(cfg)
+    model = initialised_model(cfg)
     initial = full_tensors(model, cfg.model.vocab_size)
     history = train(cfg, model)
     model.eval()
@@ -166,7 +149,6 @@ PIPE_TRAIN = ["model.vocab_size=8000", "data.seq_length=64", "data.num_workers=0
 def train_and_gather(shards: str, layout: list[str]) -> dict:
     """For each family: train 3 steps with ``layout``; the per-step losses and the whole model's
     parameters under their ordinary names (gathered over TP and PP), to compare layouts."""
-    from plmscale.parallel.pipeline import full_pipeline_tensors
     from plmscale.training.engine import uses_pipeline
     from plmscale.training.loop import train
     init_distributed()
@@ -174,13 +156,10 @@ def train_and_gather(shards: str, layout: list[str]) -> dict:
     for family, overrides in PIPE.items():
         overrides = [o for o in overrides if "vocab_size" not in o]
         cfg = load_config(None, overrides + PIPE_TRAIN + [f"data.path={shards}"] + layout)
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
+        model = initialised_model(cfg)
         history = train(cfg, model)
-        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
         out[family] = {"losses": [h["loss"] for h in history],
-                       "params": gather(model, cfg.model.vocab_size)}
+                       "params": whole_model_tensors(model, cfg)}
         if family == "albert" and uses_pipeline(cfg):
             # The shared layer: one module per stage, used at each of its depths, copies equal.
             layer = model.tied_modules["layer"]

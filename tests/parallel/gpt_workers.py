@@ -6,11 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from workers_common import gathered_training_run, grad_norm, initialised_model, max_abs_diff
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
-from plmscale.parallel import init_distributed, init_model_parallel, seed_all
-from plmscale.training.engine import build_initialised_model
+from plmscale.parallel import init_distributed
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.preset=gpt-tiny", "model.vocab_size=1100", "model.max_position_embeddings=64",
@@ -50,9 +50,7 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
     runs = {}
     for tp in (2, 1):
         cfg.parallel.tensor_model_parallel_size = tp
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
+        model = initialised_model(cfg)
         for name, inputs in (("plain", plain), ("documents", batch)):
             model.zero_grad()
             out = model(inputs)
@@ -62,15 +60,14 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
                               "logits": model.logits(inputs["input_ids"],
                                                      inputs.get("document_ids"))}
         runs[tp, "params"] = full_tensors(model, cfg.model.vocab_size)
-    result = {"param_diff": max((runs[2, "params"][n] - runs[1, "params"][n]).abs().max().item()
-                                for n in runs[1, "params"])}
+    result = {"param_diff": max_abs_diff(runs[2, "params"], runs[1, "params"])}
     for name in ("plain", "documents"):
         a, b = runs[2, name], runs[1, name]
         result[name] = {
             "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-            "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
+            "grad_diff": max_abs_diff(a["grads"], b["grads"]),
             "logit_diff": (a["logits"] - b["logits"]).abs().max().item(),
-            "grad_norm": sum(g.norm() ** 2 for g in b["grads"].values()).item() ** 0.5,
+            "grad_norm": grad_norm(b["grads"]),
             "loss": b["out"]["loss"],
         }
     result["documents_change_loss"] = abs(result["plain"]["loss"] - result["documents"]["loss"])
@@ -127,9 +124,7 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
         cfg = load_config(None, TRAIN + [f"data.path={shards}",
                                          f"parallel.tensor_model_parallel_size={tp}",
                                          f"train.micro_batch_size={micro_batch}"] + extra)
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
+        model = initialised_model(cfg)
         initial = full_tensors(model, cfg.model.vocab_size)
         history = train(cfg, model)
         batch = fixed_batch(cfg.model.vocab_size, seq=cfg.data.seq_length)
@@ -147,15 +142,15 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
     result = {
         "losses": b["losses"],
         "loss_diff": max(abs(x - y) for x, y in zip(a["losses"], b["losses"])),
-        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
-        "moved": max((a["params"][n] - a["initial"][n]).abs().max().item() for n in a["params"]),
-        "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item() for n in a["params"]),
+        "grad_diff": max_abs_diff(a["grads"], b["grads"]),
+        "moved": max_abs_diff(a["params"], a["initial"]),
+        "param_diff": max_abs_diff(a["params"], b["params"]),
         "hf_logit_diff": hf_logit_diff(trained_cfg, a["params"], a["logits"], input_ids),
     }
     generate = generate_module()
     loaded_cfg, loaded = generate.load_model(save_dir)  # DeepSpeed's load_checkpoint, TP=2
     reloaded = full_tensors(loaded, loaded_cfg.model.vocab_size)
-    result["reload_diff"] = max((reloaded[n] - a["params"][n]).abs().max().item() for n in reloaded)
+    result["reload_diff"] = max_abs_diff(reloaded, a["params"])
     tokenizer = generate.tokenizer_path(loaded_cfg, None)
     result["text"] = generate.generate(loaded, loaded_cfg, tokenizer, prompt, max_new_tokens)
     result["hf_text"] = hf_greedy_text(trained_cfg, a["params"], tokenizer, prompt, max_new_tokens)
@@ -172,18 +167,6 @@ PIPELINE = ["model.preset=gpt-tiny", "model.vocab_size=8000", "model.max_positio
 def train_and_gather(shards: str, runs: list[list[str]]) -> list[dict]:
     """Train once per override list; each run's per-step losses and the whole model's parameters
     under their ordinary names (gathered over TP and PP), so layouts can be compared."""
-    from plmscale.parallel.pipeline import full_pipeline_tensors
-    from plmscale.training.engine import uses_pipeline
-    from plmscale.training.loop import train
     init_distributed()
-    results = []
-    for overrides in runs:
-        cfg = load_config(None, PIPELINE + [f"data.path={shards}"] + overrides)
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
-        history = train(cfg, model)
-        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
-        results.append({"losses": [h["loss"] for h in history],
-                        "params": gather(model, cfg.model.vocab_size)})
-    return results
+    return [gathered_training_run(load_config(None, PIPELINE + [f"data.path={shards}"] + overrides))
+            for overrides in runs]

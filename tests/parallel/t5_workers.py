@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 import torch
+from workers_common import (gathered_training_run, held_out_batch, initialised_model, tp2_and_tp1,
+                            tp2_vs_tp1)
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
-from plmscale.parallel import init_distributed, init_model_parallel, seed_all
-from plmscale.training.engine import build_initialised_model
+from plmscale.parallel import init_distributed
 
 # Small buckets / distance so that a 20-token batch uses the logarithmic buckets too. The preset's
 # T5 initialisation (model.init_method=t5) makes logits O(1), so HF comparisons are not between
@@ -55,26 +56,11 @@ def tensor_parallel_vs_single(variants: list[list[str]]) -> list[dict]:
     for overrides in variants:
         cfg = load_config(None, TINY + overrides)
         batch = fixed_batch(cfg.model.vocab_size)
-        runs = {}
-        for tp in (2, 1):
-            cfg.parallel.tensor_model_parallel_size = tp
-            init_model_parallel(cfg)
-            seed_all(cfg.train.seed)
-            model = build_initialised_model(cfg)
-            out = model(batch)
-            out["loss"].backward()
-            runs[tp] = {"out": {k: float(v) for k, v in out.items()},
-                        "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
-                        "params": full_tensors(model, cfg.model.vocab_size),
-                        "logits": model.logits(batch["input_ids"], batch["attention_mask"],
-                                               batch["decoder_input_ids"],
-                                               batch["decoder_attention_mask"]).float()}
-        a, b = runs[2], runs[1]
+        a, b = tp2_and_tp1(cfg, batch, lambda model: model.logits(
+            batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"],
+            batch["decoder_attention_mask"]).float())
         results.append({
-            "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-            "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
-            "param_diff": max((a["params"][n] - b["params"][n]).abs().max().item()
-                              for n in a["params"]),
+            **tp2_vs_tp1(a, b),
             "zero_grads": [n for n, g in b["grads"].items() if g.abs().max() == 0],
             "grad_scale": max(g.abs().max().item() for g in b["grads"].values()),
             "logit_scale": b["logits"].abs().max().item(),
@@ -90,27 +76,25 @@ TRAIN = ["data.num_workers=0", "train.progress_bar=false", "train.save_dir=null"
          "train.tensorboard_dir=null"]
 
 
+def _tiny_config(shards: str, overrides: list[str]):
+    """configs/t5_tiny.yaml on the demo shards, without saving, plus ``overrides``."""
+    return load_config(REPO / "configs" / "t5_tiny.yaml", TRAIN + [f"data.path={shards}"] + overrides)
+
+
 def train_and_export(shards: str, runs: list[list[str]]) -> list[dict]:
     """Per override list: train configs/t5_tiny.yaml on real text (``plmscale.training.loop.train``),
     then gather, export and compare with HF on a batch of real samples."""
-    from plmscale.data import Corpus
-    from plmscale.models import get_family
     from plmscale.training.loop import train
     init_distributed()
     results = []
     for overrides in runs:
-        cfg = load_config(REPO / "configs" / "t5_tiny.yaml",
-                          TRAIN + [f"data.path={shards}"] + overrides)
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
+        cfg = _tiny_config(shards, overrides)
+        model = initialised_model(cfg)
         start = time.perf_counter()
         history = train(cfg, model)
         seconds = time.perf_counter() - start
         model.eval()
-        samples = get_family("t5").samples(Corpus(cfg.data.path), cfg)
-        batch = {k: torch.from_numpy(v) for k, v in
-                 _stack([samples(10_000 + i) for i in range(4)]).items()}
+        batch = held_out_batch(cfg)
         logits = model.logits(batch["input_ids"], batch["attention_mask"],
                               batch["decoder_input_ids"], batch["decoder_attention_mask"]).float()
         params = full_tensors(model, cfg.model.vocab_size)
@@ -120,27 +104,8 @@ def train_and_export(shards: str, runs: list[list[str]]) -> list[dict]:
     return results
 
 
-def _stack(samples: list[dict]) -> dict:
-    import numpy as np
-    return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
-
-
 def train_and_gather(shards: str, runs: list[list[str]]) -> list[dict]:
     """Per override list: train configs/t5_tiny.yaml with that layout; return the per-step losses and
     the whole model's parameters under their ordinary names (gathered over TP and PP)."""
-    from plmscale.parallel.pipeline import full_pipeline_tensors
-    from plmscale.training.engine import uses_pipeline
-    from plmscale.training.loop import train
     init_distributed()
-    results = []
-    for overrides in runs:
-        cfg = load_config(REPO / "configs" / "t5_tiny.yaml",
-                          TRAIN + [f"data.path={shards}"] + overrides)
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        model = build_initialised_model(cfg)
-        history = train(cfg, model)
-        gather = full_pipeline_tensors if uses_pipeline(cfg) else full_tensors
-        results.append({"losses": [h["loss"] for h in history],
-                        "params": gather(model, cfg.model.vocab_size)})
-    return results
+    return [gathered_training_run(_tiny_config(shards, overrides)) for overrides in runs]

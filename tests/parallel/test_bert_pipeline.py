@@ -2,7 +2,8 @@
 
 import pytest
 from bert_workers import train_and_gather
-from harness import run_ranks
+from harness import run_pipeline_layouts, run_ranks
+from workers_common import assert_trains_as_single_rank
 
 pytestmark = pytest.mark.slow
 
@@ -10,20 +11,10 @@ COMMON = ["model.hidden_dropout=0", "model.attention_dropout=0", "model.num_laye
           "train.train_steps=3", "train.gradient_accumulation_steps=2", "parallel.zero_stage=1"]
 
 
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max((a[n] - b[n]).abs().max().item() for n in a)
-
-
 def test_pipeline_layouts_equal_single_rank(demo_shards):
     single = run_ranks(1, train_and_gather, str(demo_shards), COMMON)[0]
-    pp2 = run_ranks(2, train_and_gather, str(demo_shards),
-                    COMMON + ["parallel.pipeline_model_parallel_size=2"])
-    tp2pp2 = run_ranks(4, train_and_gather, str(demo_shards),
-                       COMMON + ["parallel.pipeline_model_parallel_size=2",
-                                 "parallel.tensor_model_parallel_size=2"])
+    layouts = run_pipeline_layouts(train_and_gather, str(demo_shards), common=COMMON)
     assert single["losses"][0] > single["losses"][-1]
-    for name, ranks in (("PP=2", pp2), ("TP=2 x PP=2", tp2pp2)):
+    for name, ranks in layouts.items():
         for rank in ranks:
-            assert rank["losses"] == pytest.approx(single["losses"], rel=1e-5, abs=1e-5), name
-            assert _max_diff(rank["params"], single["params"]) <= 1e-5, name
+            assert_trains_as_single_rank(rank, single, name)

@@ -4,15 +4,11 @@ run over 3 steps (losses and the gathered trained weights)."""
 import pytest
 from gpt_workers import train_and_gather
 from harness import run_ranks
+from workers_common import assert_trains_as_single_rank
 
 pytestmark = pytest.mark.slow
 
 PP2 = ["parallel.pipeline_model_parallel_size=2"]
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max((a[n] - b[n]).abs().max().item() for n in a)
 
 
 def test_pipeline_layouts_equal_single_rank(demo_shards):
@@ -23,5 +19,4 @@ def test_pipeline_layouts_equal_single_rank(demo_shards):
     assert len(single["losses"]) == 3
     for name, ranks in (("PP=2", pp2), ("TP=2 x PP=2", tp2pp2)):
         for (rank,) in ranks:
-            assert rank["losses"] == pytest.approx(single["losses"], rel=1e-5, abs=1e-5), name
-            assert _max_diff(rank["params"], single["params"]) <= 1e-5, name
+            assert_trains_as_single_rank(rank, single, name)

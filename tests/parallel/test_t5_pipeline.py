@@ -8,6 +8,7 @@ head) both run under TP=2 x PP=2; three process groups in all (spawning dominate
 import pytest
 from harness import run_ranks
 from t5_workers import V1_1, train_and_gather
+from workers_common import assert_trains_as_single_rank
 
 pytestmark = pytest.mark.slow
 
@@ -16,11 +17,6 @@ COMMON = ["model.num_layers=1", "model.num_decoder_layers=3", "train.train_steps
           "parallel.tensor_model_parallel_size=1"]
 PP2 = ["parallel.pipeline_model_parallel_size=2"]
 TP2_PP2 = PP2 + ["parallel.tensor_model_parallel_size=2"]
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max((a[n] - b[n]).abs().max().item() for n in a)
 
 
 def test_pipeline_layouts_equal_single_rank(demo_shards):
@@ -35,5 +31,4 @@ def test_pipeline_layouts_equal_single_rank(demo_shards):
     for name, ranks, single in (("PP=2", pp2, v10), ("TP=2 x PP=2 v1.0", tp2pp2_v10, v10),
                                 ("TP=2 x PP=2 v1.1", tp2pp2_v11, v11)):
         for rank in ranks:
-            assert rank["losses"] == pytest.approx(single["losses"], rel=1e-5, abs=1e-5), name
-            assert _max_diff(rank["params"], single["params"]) <= 1e-5, name
+            assert_trains_as_single_rank(rank, single, name)
