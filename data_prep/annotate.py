@@ -233,7 +233,8 @@ class Annotator:
             ids = self.sp.encode(word)
             if 1 <= len(ids) <= 3:
                 codes.setdefault(len(ids), []).append(_pack_ids(ids))
-        return {k: np.unique(np.asarray(v, dtype=np.int64)) for k, v in codes.items()}
+        # sorted(set()) rather than np.unique: the latter imports numpy.ma (start-up time).
+        return {k: np.asarray(sorted(set(v)), dtype=np.int64) for k, v in codes.items()}
 
     def _load_jieba(self):
         if self._jieba is None:

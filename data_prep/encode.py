@@ -164,30 +164,37 @@ def _ordered_results(executor, tasks, window: int):
 
 
 class _Progress:
-    """tqdm bar over units with documents, tokens and tokens/s."""
+    """tqdm bar over units with documents, tokens and tokens/s; does nothing when disabled
+    (and then never imports tqdm, which is a measurable part of a short run's start-up)."""
 
     def __init__(self, total_units: int, enabled: bool | None):
-        from tqdm import tqdm
-
         if enabled is None:
             enabled = sys.stderr.isatty()
-        self.bar = tqdm(total=total_units, unit="unit", disable=not enabled, dynamic_ncols=True)
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_units, unit="unit", dynamic_ncols=True)
         self.docs = 0
         self.tokens = 0
         self.start = time.monotonic()
 
     def chunk(self, docs: int, tokens: int) -> None:
+        if self.bar is None:
+            return
         self.docs += docs
         self.tokens += tokens
         rate = self.tokens / max(time.monotonic() - self.start, 1e-9)
         self.bar.set_postfix_str(f"docs={self.docs:,} tokens={self.tokens:,} {rate:,.0f} tok/s", refresh=False)
         self.bar.update(0)
 
-    def unit_done(self) -> None:
-        self.bar.update(1)
+    def units_done(self, count: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class Encoder:
@@ -317,12 +324,12 @@ class Encoder:
         if fault == f"rank-fail:{self.comm.rank}":
             raise RuntimeError(f"{worker.FAULT_ENV}: injected failure on rank {self.comm.rank}")
         progress = _Progress(len(mine), cfg.progress if self.comm.rank == 0 else False)
-        progress.bar.update(len(mine) - len(todo))
+        progress.units_done(len(mine) - len(todo))
         executor = self._executor() if todo else None
         try:
             for done, unit in enumerate(todo, 1):
                 records[unit.index] = self._encode_unit(unit, executor, progress)
-                progress.unit_done()
+                progress.units_done()
                 if fault.startswith("main-kill-after-units:") and done == int(fault.split(":")[1]):
                     os.kill(os.getpid(), signal.SIGKILL)
         finally:
