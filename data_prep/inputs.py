@@ -242,6 +242,25 @@ def _pieces(pos: int, line: bytes, max_line: int, continuing: bool):
         line = line[cut:]
 
 
+def _text_start(stream: io.BufferedIOBase, pos: int, buf: bytes) -> tuple[int, bytes]:
+    """Where text starts and the bytes already read from there: at the start of a file a
+    UTF-8 byte order mark is skipped (it is not text); elsewhere ``(pos, buf)`` as given."""
+    if pos != 0:
+        return pos, buf
+    head = stream.read(3)
+    if head == b"\xef\xbb\xbf":
+        return 3, b""
+    return 0, head
+
+
+def _blocks(stream: io.BufferedIOBase, pending: bytes) -> Iterator[bytes]:
+    """``pending`` (if any), then the rest of the stream in blocks of BLOCK_BYTES."""
+    if pending:
+        yield pending
+    while data := stream.read(BLOCK_BYTES):
+        yield data
+
+
 def _lines(
     stream: io.BufferedIOBase, pos: int, max_line: int, buf: bytes = b""
 ) -> Iterator[tuple[int, bytes, int]]:
@@ -249,18 +268,10 @@ def _lines(
     ``pos``, without line endings. A line longer than ``max_line`` comes as pieces (kind
     FIRST_PIECE, then LATER_PIECE), each at most ``max_line`` bytes, and is never held
     whole in memory. ``buf``: bytes at ``pos`` already read from the stream."""
-    buf_pos, pending, buf = pos, buf, b""
+    buf_pos, pending = _text_start(stream, pos, buf)
+    buf = b""
     continuing = False  # pieces of the current (over-long) line were already yielded
-    if pos == 0:
-        head = stream.read(3)
-        if head == b"\xef\xbb\xbf":  # a UTF-8 byte order mark is not text
-            buf_pos = 3
-        else:
-            pending = head
-    while True:
-        data, pending = pending or stream.read(BLOCK_BYTES), b""
-        if not data:
-            break
+    for data in _blocks(stream, pending):
         buf += data
         strip_cr = b"\r" in buf
         lines = buf.split(b"\n")
@@ -456,18 +467,10 @@ def _regions(stream, pos: int, max_line: int, buf: bytes = b""):
     """Like :func:`_lines`, but complete lines come in bulk: yields ``(position, bytes,
     REGION)`` for runs of whole lines (ending with ``\\n``, except a last line without
     one), none longer than ``max_line``; over-long lines come as pieces, as in _lines."""
-    buf_pos, pending, buf = pos, buf, b""
+    buf_pos, pending = _text_start(stream, pos, buf)
+    buf = b""
     continuing = False
-    if pos == 0:
-        head = stream.read(3)
-        if head == b"\xef\xbb\xbf":  # a UTF-8 byte order mark is not text
-            buf_pos = 3
-        else:
-            pending = head
-    while True:
-        data, pending = pending or stream.read(BLOCK_BYTES), b""
-        if not data:
-            break
+    for data in _blocks(stream, pending):
         buf += data
         last_nl = buf.rfind(b"\n")
         if last_nl >= 0:
