@@ -5,24 +5,17 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import HFLayerNames, embeddings_to_hf, encoder_layer_to_hf
+from plmscale.export.bert import HFLayerNames, embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig):
     """The ``transformers.AlbertConfig`` with the same architecture (GELU's tanh form is HF's
     ``gelu_new``, ALBERT's own activation)."""
     from transformers import AlbertConfig
-    return AlbertConfig(vocab_size=cfg.vocab_size, embedding_size=cfg.embedding_size or cfg.hidden_size,
-                        hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+    return AlbertConfig(**encoder_config_kwargs(cfg, tanh_gelu="gelu_new"),
+                        embedding_size=cfg.embedding_size or cfg.hidden_size,
                         num_hidden_groups=1 if cfg.share_layer_parameters else cfg.num_layers,
-                        inner_group_num=1, num_attention_heads=cfg.num_attention_heads,
-                        intermediate_size=cfg.ffn_hidden_size,
-                        hidden_act="gelu" if cfg.gelu_approximate == "none" else "gelu_new",
-                        hidden_dropout_prob=cfg.hidden_dropout,
-                        attention_probs_dropout_prob=cfg.attention_dropout,
-                        max_position_embeddings=cfg.max_position_embeddings,
-                        type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
-                        initializer_range=cfg.init_std, tie_word_embeddings=True)
+                        inner_group_num=1, tie_word_embeddings=True)
 
 
 ALBERT_LAYER_NAMES = HFLayerNames(

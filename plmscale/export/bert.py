@@ -9,18 +9,24 @@ import torch
 from plmscale.config.schema import ModelConfig
 
 
+def encoder_config_kwargs(cfg: ModelConfig, tanh_gelu: str = "gelu_pytorch_tanh") -> dict:
+    """The ``transformers`` config arguments every BERT-style encoder shares (BERT, RoBERTa,
+    ALBERT, ELECTRA). ``tanh_gelu``: the model's name for the tanh-approximated GELU."""
+    return dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads,
+                intermediate_size=cfg.ffn_hidden_size,
+                hidden_act="gelu" if cfg.gelu_approximate == "none" else tanh_gelu,
+                hidden_dropout_prob=cfg.hidden_dropout,
+                attention_probs_dropout_prob=cfg.attention_dropout,
+                max_position_embeddings=cfg.max_position_embeddings,
+                type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
+                initializer_range=cfg.init_std)
+
+
 def hf_config(cfg: ModelConfig):
     """The ``transformers.BertConfig`` with the same architecture."""
     from transformers import BertConfig
-    return BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                      num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads,
-                      intermediate_size=cfg.ffn_hidden_size,
-                      hidden_act="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
-                      hidden_dropout_prob=cfg.hidden_dropout,
-                      attention_probs_dropout_prob=cfg.attention_dropout,
-                      max_position_embeddings=cfg.max_position_embeddings,
-                      type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
-                      initializer_range=cfg.init_std, tie_word_embeddings=True)
+    return BertConfig(**encoder_config_kwargs(cfg), tie_word_embeddings=True)
 
 
 def _split_qkv(weight: torch.Tensor, heads: int):

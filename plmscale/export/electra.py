@@ -6,21 +6,12 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import embeddings_to_hf, encoder_layer_to_hf
+from plmscale.export.bert import embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf
 
 
 def _electra_config(cfg: ModelConfig, embedding_size: int):
     from transformers import ElectraConfig
-    return ElectraConfig(vocab_size=cfg.vocab_size, embedding_size=embedding_size,
-                         hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_attention_heads,
-                         intermediate_size=cfg.ffn_hidden_size,
-                         hidden_act="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
-                         hidden_dropout_prob=cfg.hidden_dropout,
-                         attention_probs_dropout_prob=cfg.attention_dropout,
-                         max_position_embeddings=cfg.max_position_embeddings,
-                         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
-                         initializer_range=cfg.init_std)
+    return ElectraConfig(**encoder_config_kwargs(cfg), embedding_size=embedding_size)
 
 
 def hf_config(cfg: ModelConfig):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import embeddings_to_hf, encoder_layer_to_hf
+from plmscale.export.bert import embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig):
@@ -18,17 +18,10 @@ def hf_config(cfg: ModelConfig):
     if cfg.position_offset < 1:
         raise ValueError(f"HF RoBERTa needs model.position_offset >= 1 (padding_idx + 1); "
                          f"got {cfg.position_offset}")
-    return RobertaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                         num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_attention_heads,
-                         intermediate_size=cfg.ffn_hidden_size,
-                         hidden_act="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
-                         hidden_dropout_prob=cfg.hidden_dropout,
-                         attention_probs_dropout_prob=cfg.attention_dropout,
-                         max_position_embeddings=cfg.max_position_embeddings + cfg.position_offset,
-                         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
-                         initializer_range=cfg.init_std, pad_token_id=cfg.position_offset - 1,
-                         tie_word_embeddings=True)
+    kwargs = encoder_config_kwargs(cfg)
+    # HF RoBERTa counts the padding offset inside its position table.
+    kwargs["max_position_embeddings"] += cfg.position_offset
+    return RobertaConfig(**kwargs, pad_token_id=cfg.position_offset - 1, tie_word_embeddings=True)
 
 
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
