@@ -1,8 +1,6 @@
 """BERT with SpanBERT's span boundary objective and with a masking schedule, end to end on real
 shards in one process: samples -> model -> loss -> gradients."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -10,14 +8,10 @@ import torch
 from plmscale.config import load_config
 from plmscale.data import Corpus
 from plmscale.models import get_family
-from plmscale.parallel import init_distributed, init_model_parallel
+from plmscale.parallel import init_model_parallel
 from plmscale.training.engine import build_initialised_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_rank():
-    os.environ.update(MASTER_PORT="29613", WORLD_SIZE="1", RANK="0")
-    init_distributed()
+pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 def _batch(samples, indices):

@@ -3,34 +3,22 @@ teacher layer, the distillation loss terms behave (KL >= 0, zero when student ==
 
 import pytest
 import torch
+from meta_counts import meta_counts
 
 from plmscale.config import load_config
-from plmscale.models import build_model, count_parameters
 from plmscale.models.bert import BertForPreTraining
 from plmscale.models.distilbert import DistilBertForMaskedLM, vocab_parallel_kl
-from plmscale.parallel import init_distributed, init_model_parallel, initialize_parameters, seed_all
+from plmscale.parallel import init_model_parallel, initialize_parameters, seed_all
 
 SPEC_COUNTS = {"distilbert-base": 66_985_530}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_rank():
-    import os
-    os.environ.update(MASTER_PORT="29643", WORLD_SIZE="1", RANK="0")
-    init_distributed()
+pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 @pytest.mark.parametrize("preset", ["distilbert-tiny", "distilbert-base"])
 def test_count_matches_hf(preset):
-    from transformers import DistilBertForMaskedLM as HF
-
-    from plmscale.export.distilbert import hf_config
-    cfg = load_config(None, [f"model.preset={preset}"])
-    init_model_parallel(cfg)
-    with torch.device("meta"):
-        ours = build_model(cfg)
-        theirs = sum(p.numel() for p in HF(hf_config(cfg.model)).parameters())
-    assert count_parameters(ours, cfg.model) == theirs == SPEC_COUNTS.get(preset, theirs)
+    counts = meta_counts(preset)  # HF DistilBertForMaskedLM
+    assert counts.ours == counts.hf == SPEC_COUNTS.get(preset, counts.hf)
 
 
 def _teacher_and_student():

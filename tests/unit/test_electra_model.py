@@ -6,18 +6,13 @@ import torch
 
 from plmscale.config import load_config
 from plmscale.models import build_model, count_parameters
-from plmscale.parallel import init_distributed, init_model_parallel, initialize_parameters, seed_all
+from plmscale.parallel import init_model_parallel, initialize_parameters, seed_all
 
 # SPEC.md's table (= HF ElectraForPreTraining).
 SPEC_DISCRIMINATOR = {"electra-small": 13_549_057, "electra-base": 109_483_009,
                       "electra-large": 335_142_913}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_rank():
-    import os
-    os.environ.update(MASTER_PORT="29641", WORLD_SIZE="1", RANK="0")
-    init_distributed()
+pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 def _build(overrides, meta=False):

@@ -1,7 +1,6 @@
 """Greedy decoding of the encoder-decoder families (T5, BART) equals HF ``generate`` (greedy, no beams)
 on the exported weights: same tokens, same early stop at eos, with encoder padding."""
 
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
-from plmscale.parallel import init_distributed, init_model_parallel, seed_all
+from plmscale.parallel import init_model_parallel, seed_all
 from plmscale.training.engine import build_initialised_model
 
 # data_prep's tokenizer layout: [PAD]=0, <s>=2, </s>=3.
@@ -18,11 +17,7 @@ VOCAB = 1100
 NEW = 12
 FACTOR = 8.0
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_rank():
-    os.environ.update(MASTER_PORT="29641", WORLD_SIZE="1", RANK="0")
-    init_distributed()
+pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 def _livelier(model, factor: float) -> None:

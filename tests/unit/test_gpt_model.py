@@ -5,26 +5,17 @@ import math
 
 import pytest
 import torch
+from meta_counts import meta_counts
 
 from plmscale.config import load_config
-from plmscale.models import build_model, count_parameters
-from plmscale.parallel import init_distributed, init_model_parallel
+from plmscale.parallel import init_model_parallel
 
 SPEC_COUNTS = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080,
                "gpt2-xl": 1_557_611_200}
 TINY = ["model.preset=gpt-tiny", "model.vocab_size=1100", "model.hidden_dropout=0",
         "model.attention_dropout=0"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_rank():
-    import os
-
-    import torch.distributed as dist
-    from harness import free_port
-    if not dist.is_initialized():
-        os.environ.update(MASTER_PORT=str(free_port()), WORLD_SIZE="1", RANK="0")
-    init_distributed()
+pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 def tiny_model(overrides=()):
@@ -36,16 +27,8 @@ def tiny_model(overrides=()):
 
 @pytest.mark.parametrize("preset", sorted(SPEC_COUNTS))
 def test_count_matches_spec_and_hf(preset):
-    from transformers import GPT2LMHeadModel
-
-    from plmscale.export.gpt2 import hf_config
-    cfg = load_config(None, [f"model.preset={preset}"])
-    init_model_parallel(cfg)
-    with torch.device("meta"):
-        ours = build_model(cfg)
-        theirs = GPT2LMHeadModel(hf_config(cfg.model))
-    hf_count = sum(p.numel() for p in theirs.parameters())  # tied lm_head is counted once
-    assert count_parameters(ours, cfg.model) == hf_count == SPEC_COUNTS[preset]
+    counts = meta_counts(preset)  # HF GPT2LMHeadModel: its tied lm_head is counted once
+    assert counts.ours == counts.hf == SPEC_COUNTS[preset]
 
 
 def test_causal_and_document_masks_hide_what_they_must():

@@ -1,35 +1,20 @@
 """RoBERTa and ALBERT preset parameter counts on the meta device equal HF's (RobertaForMaskedLM,
 AlbertForPreTraining) and SPEC.md's table; padding excluded."""
 
-import os
-
 import pytest
-import torch
+from meta_counts import meta_counts
 
-from plmscale.config import load_config
-from plmscale.models import build_model, count_parameters, get_family
-from plmscale.parallel import init_distributed, init_model_parallel
 
 SPEC_COUNTS = {"roberta-base": 124_697_433, "roberta-large": 355_412_057,
                "albert-base": 11_813_810, "albert-large": 17_847_474,
                "albert-xlarge": 59_021_490, "albert-xxlarge": 223_158_450}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_rank():
-    os.environ.update(MASTER_PORT="29611", WORLD_SIZE="1", RANK="0")
-    init_distributed()
+pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 def _counts(preset: str, overrides=()):
-    import transformers
-    cfg = load_config(None, [f"model.preset={preset}", *overrides])
-    init_model_parallel(cfg)
-    family = get_family(cfg.model.family)
-    with torch.device("meta"):
-        ours = build_model(cfg)
-        theirs = getattr(transformers, family.hf_model_class)(family.hf_config(cfg.model))
-    return count_parameters(ours, cfg.model), sum(p.numel() for p in theirs.parameters()), ours
+    counts = meta_counts(preset, overrides)  # HF RobertaForMaskedLM / AlbertForPreTraining
+    return counts.ours, counts.hf, counts.model
 
 
 @pytest.mark.parametrize("preset", sorted(SPEC_COUNTS))

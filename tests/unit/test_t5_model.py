@@ -36,15 +36,6 @@ def test_rmsnorm_matches_t5_layer_norm():
     assert not torch.allclose(ours(x), torch.nn.functional.layer_norm(x, (16,)) * ours.weight)
 
 
-@pytest.fixture(scope="module")
-def single_rank():
-    import os
-
-    from plmscale.parallel import init_distributed
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29618", WORLD_SIZE="1", RANK="0")
-    init_distributed()
-
-
 @pytest.mark.parametrize("version", ["v1.0", "v1.1"])
 def test_logits_match_hf_single_rank(single_rank, version):
     from t5_workers import TINY, V1_1, fixed_batch, hf_logit_diff
