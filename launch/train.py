@@ -58,24 +58,43 @@ def main(argv=None) -> int:
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    from plmscale.training.checkpoint import CheckpointError
+    from data_prep.shards import ShardError
+    user_errors = (ConfigError, ValueError, FileNotFoundError, CheckpointError, ShardError)
     try:
         cfg = load_config(args.config, args.overrides)
         validate_config(cfg, world)  # before any process group or model exists
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+        if not args.dry_run:
+            from plmscale.training.preflight import check_inputs
+            check_inputs(cfg)
+    except user_errors as error:
         print(f"plmscale: configuration error: {error}", file=sys.stderr)
         return 2
-    init_distributed()
+    init_distributed(timeout_s=cfg.train.collective_timeout_s)
     init_model_parallel(cfg)
     seed_all(cfg.train.seed)
     if args.dry_run:
         dry_run(cfg)
         return 0
+    from plmscale.training import liveness
+    from plmscale.training.guards import TrainingStopped
     from plmscale.training.loop import train
+    liveness.start(cfg.train.dead_rank_timeout_s)
     if dist.get_rank() == 0:
         print(f"plmscale: {cfg.model.family} ({cfg.model.preset or 'custom'}), {layout_summary()}, "
               f"ZeRO-{cfg.parallel.zero_stage}, data-parallel size "
               f"{data_parallel_size(cfg, world)}", flush=True)
-    history = train(cfg)
+    try:
+        history = train(cfg)
+    except TrainingStopped as stop:
+        print(f"plmscale: rank {dist.get_rank()}: {stop}", file=sys.stderr, flush=True)
+        return 3
+    except (ConfigError, CheckpointError, ShardError) as error:  # found once the run started
+        print(f"plmscale: rank {dist.get_rank()}: {error}", file=sys.stderr, flush=True)
+        return 2
+    except dist.DistError as error:  # a peer vanished mid-collective (or a collective timed out)
+        return liveness.verdict(error)
+    liveness.stop()
     if dist.get_rank() == 0 and history:
         first, last = history[0], history[-1]
         changes = ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in first

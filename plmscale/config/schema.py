@@ -181,6 +181,24 @@ class TrainConfig:
     """Resume from the latest checkpoint in this directory (model, optimizer, schedule, step, data)."""
     tensorboard_dir: Optional[str] = None
     progress_bar: bool = True
+    keep_last_n: int = 0
+    """Keep only the newest N complete checkpoints in save_dir (0 = keep all); older ones are
+    deleted only after a newer one is complete."""
+    resume_fallback: bool = True
+    """When the newest checkpoint in load_dir is incomplete or fails verification, warn and resume
+    from the newest one that passes (False: stop with the error)."""
+    skip_nonfinite: bool = True
+    """Skip (do not apply) an optimiser step whose loss or gradient norm is NaN/inf on any rank."""
+    spike_window: int = 50
+    """Losses of the last N applied steps form the spike rule's rolling mean and std."""
+    spike_std_factor: float = 0.0
+    """Skip a step whose loss exceeds rolling mean + factor * std (0 = no spike rule)."""
+    max_consecutive_skips: int = 5
+    """Stop the run (with a checkpoint of the last good state) after this many skips in a row."""
+    collective_timeout_s: float = 1800.0
+    """A collective that has not completed after this many seconds fails instead of hanging."""
+    dead_rank_timeout_s: float = 60.0
+    """A rank whose heartbeat is older than this is declared gone; the others exit non-zero."""
 
 
 @dataclass

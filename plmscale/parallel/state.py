@@ -27,11 +27,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed(timeout_minutes: int = 30) -> None:
+def init_distributed(timeout_s: float = 1800.0) -> None:
     """Join the process group set up by the launcher (deepspeed, torchrun or SLURM env vars).
 
     NCCL with CUDA when there is a GPU, gloo on CPU. A single process without launcher variables
-    becomes a world of one, so scripts and tests run without a launcher too.
+    becomes a world of one, so scripts and tests run without a launcher too. A collective that
+    has not completed after ``timeout_s`` fails instead of hanging (``train.collective_timeout_s``).
     """
     if dist.is_initialized():
         return
@@ -48,11 +49,11 @@ def init_distributed(timeout_minutes: int = 30) -> None:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend=backend,
-                            timeout=datetime.timedelta(minutes=timeout_minutes))
+                            timeout=datetime.timedelta(seconds=timeout_s))
     # DeepSpeed's communication layer wraps the same process group (its pipeline module needs it).
     import deepspeed
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
-                               timeout=datetime.timedelta(minutes=timeout_minutes))
+                               timeout=datetime.timedelta(seconds=timeout_s))
 
 
 def init_model_parallel(cfg: ExperimentConfig) -> None:
