@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     except (ConfigError, CheckpointError, ShardError) as error:  # found once the run started
         print(f"plmscale: rank {dist.get_rank()}: {error}", file=sys.stderr, flush=True)
         return 2
-    except dist.DistError as error:  # a peer vanished mid-collective (or a collective timed out)
+    except RuntimeError as error:  # gloo/NCCL: a peer vanished mid-collective, or a timeout
         return liveness.verdict(error)
     liveness.stop()
     if dist.get_rank() == 0 and history:

@@ -24,7 +24,7 @@ def valid_tensor_parallel_sizes(cfg: ExperimentConfig, world_size: int) -> list[
 
 AT_LEAST_ONE = {
     "model": ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
-              "max_position_embeddings", "type_vocab_size", "make_vocab_size_divisible_by",
+              "max_position_embeddings", "make_vocab_size_divisible_by",
               "embedding_size", "num_decoder_layers", "kv_channels", "relative_attention_num_buckets",
               "relative_attention_max_distance", "generator_hidden_size",
               "generator_ffn_hidden_size", "generator_num_attention_heads", "generator_num_layers"),
@@ -34,7 +34,7 @@ AT_LEAST_ONE = {
     "objective": ("max_ngram", "span_max_length"),
 }
 AT_LEAST_ZERO = {
-    "model": ("init_std", "position_offset"),
+    "model": ("init_std", "position_offset", "type_vocab_size"),
     "data": ("num_workers",),
     "train": ("seed", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "save_interval",
               "keep_last_n", "spike_std_factor"),

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 
 import torch.distributed as dist
 
@@ -79,13 +80,15 @@ def _lost(who: str, silent_s: float) -> None:
 
 
 def verdict(error: BaseException) -> int:
-    """After a failed collective in the main thread: wait (up to the timeout) for the heartbeat
-    thread to name the vanished rank, which exits the process; else report ``error``."""
+    """After an error in the main thread (a failed collective, or any other): wait up to the
+    timeout for the heartbeat thread to name a vanished rank, which exits the process; else print
+    ``error`` with its traceback (it is then a bug, not a lost rank)."""
     if _state:
         deadline = time.monotonic() + _state["timeout"] + 2 * _state["interval"]
         while time.monotonic() < deadline:
             time.sleep(0.1)
-    _report(f"a collective failed and no rank was found gone: {error}")
+    traceback.print_exception(error)
+    _report(f"the run failed and no rank was found gone: {error}")
     return EXIT_RANK_LOST
 
 

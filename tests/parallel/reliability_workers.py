@@ -55,15 +55,32 @@ def identical(a: dict, b: dict) -> list[str]:
     return [k for k in a if not (torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k])]
 
 
-def nan_on_calls(model, rank: int, calls: set[int]):
-    """Make the loss NaN on ``rank`` at these forward calls (1-based)."""
+def nan_on_calls(model, rank: int, calls: set[int], factor: float = float("nan")):
+    """Multiply the loss on ``rank`` by ``factor`` (NaN: make it NaN) at these forward calls
+    (1-based)."""
     seen = {"n": 0}
 
     def hook(module, args, out):
         seen["n"] += 1
         if dist.get_rank() == rank and seen["n"] in calls:
-            return dict(out, loss=out["loss"] * float("nan"))
+            return dict(out, loss=out["loss"] * factor)
     model.register_forward_hook(hook)
+
+
+def _states_of_run(cfg, model) -> tuple[list, list, str | None]:
+    """Train; the engine state and metrics after every step, and the stop message if any."""
+    from plmscale.training.guards import TrainingStopped
+    from plmscale.training.loop import train
+    states, history = [], []
+
+    def on_step(engine, step, metrics):
+        states.append(engine_state(engine))
+        history.append(metrics)
+    try:
+        train(cfg, model, on_step=on_step)
+    except TrainingStopped as stop:
+        return states, history, str(stop)
+    return states, history, None
 
 
 def nan_guard_runs(shards: str, save_root: str) -> dict:
@@ -72,8 +89,6 @@ def nan_guard_runs(shards: str, save_root: str) -> dict:
     Returns what the test checks: differing state names across the skipped step, the history's
     skip flags, whether a later step changed the state, the stop message and the saved tag."""
     from plmscale.training import checkpoint
-    from plmscale.training.guards import TrainingStopped
-    from plmscale.training.loop import train
     from workers_common import initialised_model
     init_distributed()
     results = {}
@@ -83,16 +98,7 @@ def nan_guard_runs(shards: str, save_root: str) -> dict:
                               "train.max_consecutive_skips=2", f"train.save_dir={save_dir}"])
         model = initialised_model(cfg)
         nan_on_calls(model, rank=1, calls={3, 6, 7})
-        states, history = [], []
-
-        def on_step(engine, step, metrics):
-            states.append(engine_state(engine))
-            history.append(metrics)
-        stopped = None
-        try:
-            train(cfg, model, on_step=on_step)
-        except TrainingStopped as stop:
-            stopped = str(stop)
+        states, history, stopped = _states_of_run(cfg, model)
         results[stage] = {
             "skip_flags": [h.get("skipped", 0.0) for h in history],
             "changed_by_skip": identical(states[1], states[2]),
@@ -105,9 +111,16 @@ def nan_guard_runs(shards: str, save_root: str) -> dict:
                           "train.skip_nonfinite=false"])
     model = initialised_model(cfg)
     nan_on_calls(model, rank=1, calls={3})
-    states = []
-    train(cfg, model, on_step=lambda engine, step, metrics: states.append(engine_state(engine)))
+    states, _, _ = _states_of_run(cfg, model)
     results["control"] = {"changed_by_skip": identical(states[1], states[2])}
+    # Spike rule (ZeRO-1): a finite loss 50x the rolling mean of the last 3 steps is skipped too.
+    cfg = config(shards, ["parallel.zero_stage=1", "train.train_steps=5", "train.spike_window=3",
+                          "train.spike_std_factor=6"])
+    model = initialised_model(cfg)
+    nan_on_calls(model, rank=0, calls={5}, factor=50.0)
+    states, history, _ = _states_of_run(cfg, model)
+    results["spike"] = {"skip_flags": [h.get("skipped", 0.0) for h in history],
+                        "changed_by_skip": identical(states[3], states[4])}
     return results
 
 
@@ -204,11 +217,13 @@ def three_times_three(shards: str, save_root: str) -> dict:
             except Interrupted:
                 pass
             return losses
-        saving = [f"train.save_dir={os.path.join(save_root, family)}", "train.save_interval=3"]
+        saving = [f"train.save_dir={os.path.join(save_root, family)}", "train.save_interval=3",
+                  "train.keep_last_n=1"]
         pieces = [run(*saving, stop_at=3)]
         for stop in (6, 9):
             pieces.append(run(*saving, f"train.load_dir={saving[0].split('=')[1]}", stop_at=stop))
-        out[family] = {"straight": run(), "pieces": pieces}
+        kept = sorted(p for p in os.listdir(os.path.join(save_root, family)) if p.startswith("step"))
+        out[family] = {"straight": run(), "pieces": pieces, "kept": kept}
     return out
 
 

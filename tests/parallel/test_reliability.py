@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_nan_loss_on_one_rank_is_skipped_in_every_zero_stage(demo_shards, tmp_path):
     """NaN at the 3rd step on rank 1: weights, Adam moments, step counts and LR bit-identical
-    across it, and training goes on; NaN twice in a row (= max_consecutive_skips): the run stops
+    across it, and training goes on (a loss spike, 50x, is skipped the same way); NaN twice in a row (= max_consecutive_skips): the run stops
     with a checkpoint of the last good state (step 4). Without the guard (control, ZeRO-0) the NaN
     reaches the weights, so the comparison can fail."""
     ranks = run_ranks(2, nan_guard_runs, str(demo_shards), str(tmp_path))
@@ -20,6 +20,10 @@ def test_nan_loss_on_one_rank_is_skipped_in_every_zero_stage(demo_shards, tmp_pa
         for stage, result in rank.items():
             if stage == "control":
                 assert result["changed_by_skip"], "the NaN never reached the weights"
+                continue
+            if stage == "spike":
+                assert result["skip_flags"] == [0, 0, 0, 0, 1, 0], result["skip_flags"]
+                assert result["changed_by_skip"] == [], result["changed_by_skip"][:5]
                 continue
             assert result["skip_flags"] == [0, 0, 1, 0, 0, 1, 1], stage
             assert result["changed_by_skip"] == [], (stage, result["changed_by_skip"][:5])
@@ -66,8 +70,10 @@ def other_tokenizer_shards(tmp_path_factory):
 
 def test_two_resumes_equal_nine_straight_steps_with_pipeline(demo_shards, tmp_path):
     """Encoder (BERT), encoder-decoder (T5) and decoder (GPT) at PP=2, ZeRO-1, dropout on: cut off
-    after the step-3 and step-6 checkpoints and resumed, the 9 losses equal 9 straight steps."""
+    after the step-3 and step-6 checkpoints and resumed, the 9 losses equal 9 straight steps; with
+    train.keep_last_n=1 only step9 is left."""
     result = run_ranks(2, three_times_three, str(demo_shards), str(tmp_path))[0]
     for family, runs in result.items():
         assert [len(p) for p in runs["pieces"]] == [3, 3, 3], family
         assert sum(runs["pieces"], []) == runs["straight"], family
+        assert runs["kept"] == ["step9"], runs["kept"]  # train.keep_last_n=1
