@@ -16,7 +16,6 @@ returns the new tokens; how a prompt becomes ids is ``prompt_ids`` below (per fa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -29,8 +28,10 @@ warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex).*")
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from plmscale.config import ExperimentConfig, load_config  # noqa: E402
+from plmscale.config import ExperimentConfig, config_from_dict, load_config  # noqa: E402
 from plmscale.models import build_model  # noqa: E402
+from plmscale.training import checkpoint  # noqa: E402
+from plmscale.training.checkpoint import safe_load  # noqa: E402
 from plmscale.parallel import (DeepSpeedMpu, device, init_distributed,  # noqa: E402
                                init_model_parallel)
 
@@ -65,20 +66,16 @@ def model_states(directory: Path, tag: str, tp_rank: int) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing (pipeline-parallel checkpoints are not "
                                 f"supported by this script yet)")
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def config_from_dict(values: dict) -> ExperimentConfig:
-    """Inverse of ``plmscale.config.config_to_dict``."""
-    cfg = ExperimentConfig()
-    for section in dataclasses.fields(ExperimentConfig):
-        current = getattr(cfg, section.name)
-        setattr(cfg, section.name, dataclasses.replace(current, **values.get(section.name, {})))
-    return cfg
+    return safe_load(path, map_location="cpu")
 
 
 def saved_config(directory: Path, tag: str) -> ExperimentConfig:
-    cfg = config_from_dict(model_states(directory, tag, 0)["config"])
+    """The run's resolved config: its JSON next to the checkpoint (older checkpoints: in the
+    client state of the model file)."""
+    if (directory / tag / checkpoint.METADATA).is_file():
+        cfg = checkpoint.saved_config(directory, tag)
+    else:
+        cfg = config_from_dict(model_states(directory, tag, 0)["config"], f"{directory}/{tag}")
     if cfg.parallel.pipeline_model_parallel_size > 1:
         raise ValueError("pipeline-parallel checkpoints are not supported by generate.py yet")
     if cfg.parallel.zero_stage == 3:
@@ -134,6 +131,7 @@ def load_model(directory: str | Path, tag: str | None = None):
         model=model, mpu=DeepSpeedMpu(), dist_init_required=False,
         config={"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
                 "zero_optimization": {"stage": 0}, "steps_per_print": 10**9})
+    engine.checkpoint_engine.load = safe_load
     path, _ = engine.load_checkpoint(str(directory), tag=tag, load_module_strict=True,
                                      load_optimizer_states=False, load_lr_scheduler_states=False)
     if path is None:
@@ -192,7 +190,7 @@ def main(argv=None) -> int:
     try:
         cfg, model = load_model(args.checkpoint, args.tag)
         tokenizer = tokenizer_path(cfg, args.tokenizer)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as error:
         print(f"plmscale: {error}", file=sys.stderr)
         return 2
     text = generate(model, cfg, tokenizer, args.prompt, args.max_new_tokens)

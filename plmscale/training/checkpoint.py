@@ -96,8 +96,11 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
         if tag_dir.exists():  # left by an interrupted save of the same step: start clean
             shutil.rmtree(tag_dir)
     dist.barrier()
+    # The config also stays in the client state (plain values, readable with weights_only=True)
+    # for readers of the model file written before plmscale.json existed (distillation teachers).
     engine.save_checkpoint(str(directory), tag=tag, save_latest=False,
-                           client_state={"step": step, "micro_batches": micro_batches})
+                           client_state={"step": step, "micro_batches": micro_batches,
+                                         "config": config_to_dict(cfg)})
     dist.barrier()
     commit(directory, tag, {"step": step, "micro_batches": micro_batches, "extra": extra or {},
                             "config": config_to_dict(cfg), "data": data_identity(cfg)}, cfg)

@@ -141,12 +141,14 @@ def crash_in_commit(shards: str, save_dir: str) -> None:
                           "train.collective_timeout_s=60"]))
 
 
-def _damage(path: str, how: str) -> None:
+def _damage(path: str, how: str, where: float = 0.5) -> None:
+    """Truncate ``path`` at ``where`` of its length, or flip one bit there."""
+    position = min(int(os.path.getsize(path) * where), os.path.getsize(path) - 1)
     if how == "truncate":
-        os.truncate(path, os.path.getsize(path) // 2)
-    else:  # flip one bit in the middle
+        os.truncate(path, position)
+    else:
         with open(path, "r+b") as f:
-            f.seek(os.path.getsize(path) // 2)
+            f.seek(position)
             byte = f.read(1)[0]
             f.seek(-1, 1)
             f.write(bytes([byte ^ 0x10]))
