@@ -73,11 +73,12 @@ step() {
 # The device README's install line; the CPU dry run keeps this machine's venv (the wheels are cp312).
 if [ "$CPU" = 1 ]; then
   step wheels 30 "echo 'CPU dry run: skipping the wheel install (cp312 wheels for the GPU image);' \
-    'using this venv:'; $PY -c 'import deepspeed, megatron.core as m; print(deepspeed.__version__, m.__version__)'"
+    'using this venv:'
+    $PY -c 'import deepspeed, megatron.core as m; print(deepspeed.__version__, m.__version__)'"
   export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 else
-  step wheels 120 "ls .whl/*.whl > /dev/null || { echo 'no wheels in .whl/: run bash ../shared/device/prepare_wheels.sh' \
-    'before the window and carry .whl'; exit 1; }
+  step wheels 120 "ls .whl/*.whl > /dev/null || { echo 'no wheels in .whl/: run' \
+    'bash ../shared/device/prepare_wheels.sh before the window and carry .whl'; exit 1; }
     $PY -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl"
   export PYTHONPATH=$REPO/.site:$REPO
 fi
@@ -93,7 +94,8 @@ EOF"
 
 if [ "$CPU" = 0 ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
   # Build for this GPU only: a fraction of the all-architectures compile time.
-  TORCH_CUDA_ARCH_LIST=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))' 2>/dev/null) &&
+  TORCH_CUDA_ARCH_LIST=$(timeout 60 "$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))' \
+    2>/dev/null) &&
     export TORCH_CUDA_ARCH_LIST
 fi
 
@@ -107,7 +109,7 @@ sys.exit(0 if ext or os.environ['PLMSCALE_GPU_CHECK_CPU'] == '1' else 1)
 EOF" &
 step build_fused_adam 300 "if [ $CPU = 1 ]; then echo 'CPU dry run: DeepSpeed fused Adam needs CUDA;' \
     'plmscale uses torch AdamW on CPU (plmscale.config.deepspeed)'; exit 0; fi
-  $PY -c 'from deepspeed.ops.op_builder import FusedAdamBuilder; FusedAdamBuilder().load(); print(\"fused Adam loaded\")'" &
+  $PY -c 'from deepspeed.ops.op_builder import FusedAdamBuilder as B; B().load(); print(\"fused Adam loaded\")'" &
 wait
 
 if [ -f "$DATA/shards/manifest.json" ]; then
@@ -129,8 +131,9 @@ fi
 PRECISION=bf16
 [ "$CPU" = 1 ] && PRECISION=fp32
 step train_cli 90 "$PY launch/train.py --config configs/gpt_tiny.yaml --set data.path=$DATA/shards \
-  --set parallel.tensor_model_parallel_size=1 --set train.precision=$PRECISION --set train.train_steps=5 \
-  --set train.save_dir=null --set train.progress_bar=false --set train.log_interval=1 --set data.num_workers=0"
+  --set parallel.tensor_model_parallel_size=1 --set train.precision=$PRECISION \
+  --set train.train_steps=5 --set train.save_dir=null --set train.progress_bar=false \
+  --set train.log_interval=1 --set data.num_workers=0"
 
 # summary.md: the machine, the step table and each driver's markdown, ready for bench/RESULTS.md.
 "$PY" - "$LOG" "$CPU" "$SECONDS" <<'EOF' > "$LOG/summary.md"
@@ -138,13 +141,15 @@ import json, sys
 from pathlib import Path
 log, cpu, seconds = Path(sys.argv[1]), sys.argv[2] == "1", sys.argv[3]
 print(f"## GPU check (bench/gpu_check.sh){' — CPU DRY RUN, no GPU figures' if cpu else ''}\n")
-env = (log / "environment.log").read_text().strip() if (log / "environment.log").exists() else "-"
+env = (log / "environment.log").read_text() if (log / "environment.log").exists() else "-"
+env = "\n".join(line for line in env.splitlines()  # library import warnings are not the machine
+                if not any(w in line for w in ("Warning", "warnings.warn", "[WARNING]")))
 print(f"Command: `bash bench/gpu_check.sh LOGDIR{' --cpu-dry-run' if cpu else ''}`, {seconds} s in all.\n")
-print("```\n" + env[-1500:] + "\n```\n")
+print("```\n" + env.strip()[-1500:] + "\n```\n")
 rows = [line.split("\t") for line in (log / "steps.tsv").read_text().splitlines()]
 print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
 print("\n".join("| " + " | ".join(r) + " |" for r in rows[1:]) + "\n")
-for name, title in (("throughput.json", "Throughput"), ("smoke.json", "bf16 smoke run")):
+for name, title in (("throughput.json", "Throughput"), ("smoke.json", "Smoke run, fused kernels on/off")):
     path = log / name
     body = json.loads(path.read_text())["markdown"] if path.exists() else f"(no {name}: see the log)"
     print(f"### {title}\n\n{body}\n")

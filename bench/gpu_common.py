@@ -74,6 +74,15 @@ def build_config(config: str | None, overrides: list[str]):
     return cfg
 
 
+def one_gpu_overrides(data_path: str, cpu_dry_run: bool, train_steps: int) -> list[str]:
+    """``--set`` overrides every driver applies: one rank (TP=1, no pipeline), ZeRO-1, bf16 (fp32 on
+    CPU), in-process sampling, no progress bar, TensorBoard or checkpoint unless asked for."""
+    return [f"data.path={data_path}", "data.num_workers=0", "parallel.tensor_model_parallel_size=1",
+            "parallel.pipeline_model_parallel_size=1", "parallel.zero_stage=1",
+            f"train.precision={precision(cpu_dry_run)}", f"train.train_steps={train_steps}",
+            "train.progress_bar=false", "train.tensorboard_dir=null", "train.save_dir=null"]
+
+
 def peak_bf16_tflops(device_name: str) -> float | None:
     """Dense bf16 peak of the named GPU from PEAK_BF16_TFLOPS, or None for a GPU not in it."""
     for key, tflops in PEAK_BF16_TFLOPS:

@@ -56,11 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def overrides(args, family: str, fused: bool, work: Path) -> list[str]:
-    sets = [f"data.path={args.data}", "data.num_workers=0",
-            "parallel.tensor_model_parallel_size=1", "parallel.pipeline_model_parallel_size=1",
-            "parallel.zero_stage=1", f"train.precision={gpu_common.precision(args.cpu_dry_run)}",
-            f"train.train_steps={args.steps}", "train.warmup_steps=2", "train.progress_bar=false",
-            f"train.log_interval={args.steps}", "train.tensorboard_dir=null", "train.save_dir=null",
+    sets = [*gpu_common.one_gpu_overrides(args.data, args.cpu_dry_run, args.steps),
+            "train.warmup_steps=2", f"train.log_interval={args.steps}",
             # On CPU, "fused on" can only mean "use them if they load" (they cannot): see __doc__.
             f"model.use_fused_kernels={'null' if args.cpu_dry_run else str(fused).lower()}"]
     if family == "bert" and not fused:
@@ -111,9 +108,10 @@ def compare(fused: dict, reference: dict, rtol: float, atol: float) -> tuple[str
 
 def markdown(rows: list[dict], args, info: dict) -> str:
     cpu_note = " (CPU dry run: both runs take the reference path)" if args.cpu_dry_run else ""
-    head = (f"{gpu_common.precision(args.cpu_dry_run)} smoke run, {info['device']}, torch {info['torch']} (CUDA {info['cuda']}), "
-            f"deepspeed {info['deepspeed']}, {info['date']}: each family's tiny config, TP=1, ZeRO-1, "
-            f"{args.steps} steps, fused kernels on vs off{cpu_note} (tolerance {args.rtol:g} relative + {args.atol:g}). Command: "
+    head = (f"{gpu_common.precision(args.cpu_dry_run)} smoke run, {info['device']}, torch "
+            f"{info['torch']} (CUDA {info['cuda']}), deepspeed {info['deepspeed']}, {info['date']}: "
+            f"each family's tiny config, TP=1, ZeRO-1, {args.steps} steps, fused kernels on vs "
+            f"off{cpu_note} (tolerance {args.rtol:g} relative + {args.atol:g}). Command: "
             f"`python bench/gpu_smoke.py{' --cpu-dry-run' if args.cpu_dry_run else ''} "
             f"--steps {args.steps}`.")
     lines = [head, "", "| family | verdict | first loss (fused / off) | last loss (fused / off) | "

@@ -61,12 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def case_overrides(args, case: str, fused: bool, micro_batch: int) -> list[str]:
     preset, seq, _, extra = CASES[case]
-    sets = [f"model.preset={preset}", f"data.path={args.data}", f"data.seq_length={seq}",
-            "data.num_workers=0", "parallel.tensor_model_parallel_size=1",
-            "parallel.pipeline_model_parallel_size=1", "parallel.zero_stage=1",
-            f"train.precision={gpu_common.precision(args.cpu_dry_run)}",
-            f"train.micro_batch_size={micro_batch}", f"train.train_steps={args.warmup + args.steps}",
-            "train.warmup_steps=1", "train.progress_bar=false", *extra]
+    sets = [*gpu_common.one_gpu_overrides(args.data, args.cpu_dry_run, args.warmup + args.steps),
+            f"model.preset={preset}", f"data.seq_length={seq}", f"train.micro_batch_size={micro_batch}",
+            "train.warmup_steps=1", *extra]
     if args.cpu_dry_run:
         return sets + CPU_SIZES + ["data.seq_length=64", "model.use_fused_kernels=false"]
     return sets + [f"model.use_fused_kernels={str(fused).lower()}"]
