@@ -153,9 +153,10 @@ for name, title in (("throughput.json", "Throughput"), ("smoke.json", "Smoke run
     path = log / name
     body = json.loads(path.read_text())["markdown"] if path.exists() else f"(no {name}: see the log)"
     print(f"### {title}\n\n{body}\n")
-kernels = log / "kernels.md"
-print("### Fused kernels\n\n" + (kernels.read_text().split("\n", 1)[1].strip() if kernels.exists()
-      else "(no kernels.md: " + ("CPU dry run" if cpu else "see kernels_bench.log") + ")"))
+kernels = log / "kernels.md"  # bench/kernels.py's RESULTS.md section: its own headings dropped
+body = ("\n".join(l for l in kernels.read_text().splitlines() if not l.startswith("#")).strip()
+        if kernels.exists() else "(no kernels.md: " + ("CPU dry run" if cpu else "see kernels_bench.log") + ")")
+print("### Fused kernels\n\n" + body)
 EOF
 echo "== summary: $LOG/summary.md (${SECONDS} s in all)"
 ! grep -qv -e $'\tok\t' -e '^step' "$LOG/steps.tsv"

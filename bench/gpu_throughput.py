@@ -145,7 +145,7 @@ def with_mfu(rows: list[dict], peak_tflops: float | None) -> list[dict]:
 
 
 def markdown(rows: list[dict], args, info: dict, peak: float | None) -> str:
-    peak_text = (f"MFU against {peak:g} TFLOP/s dense bf16" if peak else
+    peak_text = (f"MFU against {peak:g} TFLOP/s dense bf16 (data sheet)" if peak else
                  "no MFU: no bf16 peak known for this device (pass --peak-tflops)")
     head = (f"Training throughput, {info['device']}, torch {info['torch']} (CUDA {info['cuda']}), "
             f"deepspeed {info['deepspeed']}, {info['date']}: one rank, TP=1, ZeRO-1, "

@@ -28,6 +28,10 @@ def test_script_parses_and_rejects_a_missing_log_directory():
 
 
 def test_spent_budget_skips_every_step_and_still_writes_the_summary(tmp_path):
+    # Figures a driver left behind are gathered into the summary; missing ones are named.
+    (tmp_path / "kernels.md").write_text("# Benchmark results\n\n## Fused kernels (bench/kernels.py)"
+                                         "\n\nMeasured on X\n\n| case |\n")
+    (tmp_path / "throughput.json").write_text(json.dumps({"markdown": "THROUGHPUT TABLE"}))
     done = subprocess.run(["bash", str(SCRIPT), str(tmp_path), "--cpu-dry-run"], capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "GPU_CHECK_BUDGET_S": "0",
                                           "PYTHON": sys.executable})
@@ -40,7 +44,8 @@ def test_spent_budget_skips_every_step_and_still_writes_the_summary(tmp_path):
     assert len(steps) == 10 and all(s[1].startswith("not run: the 0 s budget") for s in steps)
     summary = (tmp_path / "summary.md").read_text()
     assert "CPU DRY RUN" in summary and "| train_cli | not run" in summary
-    assert "(no throughput.json: see the log)" in summary
+    assert "THROUGHPUT TABLE" in summary and "(no smoke.json: see the log)" in summary
+    assert "Measured on X\n\n| case |" in summary and "## Fused kernels (bench" not in summary
 
 
 def test_driver_arguments(tmp_path, monkeypatch):
