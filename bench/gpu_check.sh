@@ -10,7 +10,8 @@
 # .whl and runs/gpu_check to the machine. Steps, each under its own `timeout` (capped by what is left
 # of GPU_CHECK_BUDGET_S, default 570 s, so the whole run ends inside 10 minutes): wheels, imports,
 # kernel + fused-Adam builds (in parallel), data, `pytest -m gpu tests/kernels`, throughput
-# (bench/gpu_throughput.py), the bf16 smoke run of every family (bench/gpu_smoke.py),
+# (bench/gpu_throughput.py), the bf16 smoke run of every family (bench/gpu_smoke.py; the CPU dry run
+# runs it in fp32 and again in bf16),
 # `bench/kernels.py --dtype bf16`, one run through launch/train.py. A failed step is recorded and the
 # next one runs. Each step's output is LOGDIR/<step>.log; LOGDIR/steps.tsv has status and seconds;
 # LOGDIR/summary.md gathers the figures ready to paste into bench/RESULTS.md.
@@ -123,6 +124,9 @@ step pytest_gpu 180 "$PY -m pytest -m gpu tests/kernels -q -rs"
 step throughput 240 "$PY bench/gpu_throughput.py --data $DATA/shards --out $LOG/throughput.json"
 step smoke 240 "$PY bench/gpu_smoke.py --data $DATA/shards --out $LOG/smoke.json"
 if [ "$CPU" = 1 ]; then
+  # DeepSpeed's bf16 also runs on CPU: check every family's bf16 model path here, not in the window.
+  step smoke_bf16_cpu 240 "$PY bench/gpu_smoke.py --precision bf16 --data $DATA/shards \
+    --out $LOG/smoke_bf16_cpu.json"
   step kernels_bench 30 "echo 'CPU dry run: bench/kernels.py times CUDA events; skipped. Its options:'
     $PY bench/kernels.py --help"
 else
@@ -149,7 +153,10 @@ print("```\n" + env.strip()[-1500:] + "\n```\n")
 rows = [line.split("\t") for line in (log / "steps.tsv").read_text().splitlines()]
 print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
 print("\n".join("| " + " | ".join(r) + " |" for r in rows[1:]) + "\n")
-for name, title in (("throughput.json", "Throughput"), ("smoke.json", "Smoke run, fused kernels on/off")):
+for name, title in (("throughput.json", "Throughput"), ("smoke.json", "Smoke run, fused kernels on/off"),
+                    ("smoke_bf16_cpu.json", "CPU dry run: smoke run in bf16")):
+    if name.endswith("_cpu.json") and not cpu:
+        continue
     path = log / name
     body = json.loads(path.read_text())["markdown"] if path.exists() else f"(no {name}: see the log)"
     print(f"### {title}\n\n{body}\n")

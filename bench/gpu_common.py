@@ -37,6 +37,9 @@ def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"tiny sizes, fp32, on CPU: exercises every path but the CUDA calls "
                              f"(also on with {CPU_ENV}=1)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    parser.add_argument("--precision", choices=("bf16", "fp32"),
+                        help="default bf16 on the GPU, fp32 in the CPU dry run (DeepSpeed's bf16 also "
+                             "runs on CPU: --precision bf16 checks the bf16 model paths there)")
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -45,6 +48,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args.cpu_dry_run = args.cpu_dry_run or os.environ.get(CPU_ENV) == "1"
     if args.cpu_dry_run:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    args.precision = args.precision or ("fp32" if args.cpu_dry_run else "bf16")
     return args
 
 
@@ -61,11 +65,6 @@ def start(cpu_dry_run: bool) -> None:
     init_distributed()
 
 
-def precision(cpu_dry_run: bool) -> str:
-    """bf16 on the GPU; fp32 on CPU, where DeepSpeed's bf16 path is not what is being checked."""
-    return "fp32" if cpu_dry_run else "bf16"
-
-
 def build_config(config: str | None, overrides: list[str]):
     """A validated ``ExperimentConfig`` for a world of one, as ``launch/train.py`` makes it."""
     from plmscale.config import load_config, validate_config
@@ -74,12 +73,12 @@ def build_config(config: str | None, overrides: list[str]):
     return cfg
 
 
-def one_gpu_overrides(data_path: str, cpu_dry_run: bool, train_steps: int) -> list[str]:
-    """``--set`` overrides every driver applies: one rank (TP=1, no pipeline), ZeRO-1, bf16 (fp32 on
-    CPU), in-process sampling, no progress bar, TensorBoard or checkpoint unless asked for."""
+def one_gpu_overrides(data_path: str, precision: str, train_steps: int) -> list[str]:
+    """``--set`` overrides every driver applies: one rank (TP=1, no pipeline), ZeRO-1, ``precision``,
+    in-process sampling, no progress bar, TensorBoard or checkpoint unless asked for."""
     return [f"data.path={data_path}", "data.num_workers=0", "parallel.tensor_model_parallel_size=1",
             "parallel.pipeline_model_parallel_size=1", "parallel.zero_stage=1",
-            f"train.precision={precision(cpu_dry_run)}", f"train.train_steps={train_steps}",
+            f"train.precision={precision}", f"train.train_steps={train_steps}",
             "train.progress_bar=false", "train.tensorboard_dir=null", "train.save_dir=null"]
 
 

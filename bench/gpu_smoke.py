@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def overrides(args, family: str, fused: bool, work: Path) -> list[str]:
-    sets = [*gpu_common.one_gpu_overrides(args.data, args.cpu_dry_run, args.steps),
+    sets = [*gpu_common.one_gpu_overrides(args.data, args.precision, args.steps),
             "train.warmup_steps=2", f"train.log_interval={args.steps}",
             # On CPU, "fused on" can only mean "use them if they load" (they cannot): see __doc__.
             f"model.use_fused_kernels={'null' if args.cpu_dry_run else str(fused).lower()}"]
@@ -108,12 +108,12 @@ def compare(fused: dict, reference: dict, rtol: float, atol: float) -> tuple[str
 
 def markdown(rows: list[dict], args, info: dict) -> str:
     cpu_note = " (CPU dry run: both runs take the reference path)" if args.cpu_dry_run else ""
-    head = (f"{gpu_common.precision(args.cpu_dry_run)} smoke run, {info['device']}, torch "
+    head = (f"{args.precision} smoke run, {info['device']}, torch "
             f"{info['torch']} (CUDA {info['cuda']}), deepspeed {info['deepspeed']}, {info['date']}: "
             f"each family's tiny config, TP=1, ZeRO-1, {args.steps} steps, fused kernels on vs "
             f"off{cpu_note} (tolerance {args.rtol:g} relative + {args.atol:g}). Command: "
             f"`python bench/gpu_smoke.py{' --cpu-dry-run' if args.cpu_dry_run else ''} "
-            f"--steps {args.steps}`.")
+            f"--precision {args.precision} --steps {args.steps}`.")
     lines = [head, "", "| family | verdict | first loss (fused / off) | last loss (fused / off) | "
              "max rel. diff | s (fused / off) |", "|---|---|---|---|---|---|"]
     for r in rows:

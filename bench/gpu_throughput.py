@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def case_overrides(args, case: str, fused: bool, micro_batch: int) -> list[str]:
     preset, seq, _, extra = CASES[case]
-    sets = [*gpu_common.one_gpu_overrides(args.data, args.cpu_dry_run, args.warmup + args.steps),
+    sets = [*gpu_common.one_gpu_overrides(args.data, args.precision, args.warmup + args.steps),
             f"model.preset={preset}", f"data.seq_length={seq}", f"train.micro_batch_size={micro_batch}",
             "train.warmup_steps=1", *extra]
     if args.cpu_dry_run:
@@ -149,9 +149,10 @@ def markdown(rows: list[dict], args, info: dict, peak: float | None) -> str:
                  "no MFU: no bf16 peak known for this device (pass --peak-tflops)")
     head = (f"Training throughput, {info['device']}, torch {info['torch']} (CUDA {info['cuda']}), "
             f"deepspeed {info['deepspeed']}, {info['date']}: one rank, TP=1, ZeRO-1, "
-            f"{gpu_common.precision(args.cpu_dry_run)}, {args.warmup} warm-up + {args.steps} timed "
+            f"{args.precision}, {args.warmup} warm-up + {args.steps} timed "
             f"steps; {peak_text}; FLOPs per step counted by torch's FlopCounterMode. Command: "
-            f"`python bench/gpu_throughput.py{' --cpu-dry-run' if args.cpu_dry_run else ''}`.")
+            f"`python bench/gpu_throughput.py{' --cpu-dry-run' if args.cpu_dry_run else ''} "
+            f"--precision {args.precision}`.")
     lines = [head, "", "| case | fused kernels | micro-batch | step ms | sequences/s | tokens/s | "
              "TFLOP/s | MFU | peak memory GiB | note |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
     peak = args.peak_tflops or gpu_common.peak_bf16_tflops(info["device"])
     if args.cpu_dry_run:
         peak = None
-        print("CPU dry run: 2-layer models in fp32, fused kernels off (they need CUDA), no MFU",
+        print(f"CPU dry run: 2-layer models in {args.precision}, fused kernels off (they need CUDA), no MFU",
               flush=True)
     # Off then on: a build failure of the kernels cannot cost the reference figures.
     fused_modes = (False,) if args.cpu_dry_run else (False, True)

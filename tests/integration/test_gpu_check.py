@@ -40,8 +40,8 @@ def test_spent_budget_skips_every_step_and_still_writes_the_summary(tmp_path):
     # The two builds run side by side, so their lines may come in either order.
     assert sorted(s[0] for s in steps) == sorted([
         "wheels", "environment", "build_kernels", "build_fused_adam", "data", "pytest_gpu",
-        "throughput", "smoke", "kernels_bench", "train_cli"])
-    assert len(steps) == 10 and all(s[1].startswith("not run: the 0 s budget") for s in steps)
+        "throughput", "smoke", "smoke_bf16_cpu", "kernels_bench", "train_cli"])
+    assert len(steps) == 11 and all(s[1].startswith("not run: the 0 s budget") for s in steps)
     summary = (tmp_path / "summary.md").read_text()
     assert "CPU DRY RUN" in summary and "| train_cli | not run" in summary
     assert "THROUGHPUT TABLE" in summary and "(no smoke.json: see the log)" in summary
