@@ -73,7 +73,7 @@ step() {
 
 # The device README's install line; the CPU dry run keeps this machine's venv (the wheels are cp312).
 if [ "$CPU" = 1 ]; then
-  step wheels 30 "echo 'CPU dry run: skipping the wheel install (cp312 wheels for the GPU image);' \
+  step wheels 90 "echo 'CPU dry run: skipping the wheel install (cp312 wheels for the GPU image);' \
     'using this venv:'
     $PY -c 'import deepspeed, megatron.core as m; print(deepspeed.__version__, m.__version__)'"
   export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
@@ -116,7 +116,10 @@ wait
 if [ -f "$DATA/shards/manifest.json" ]; then
   step data 30 "echo 'using the carried $DATA'; ls -la $DATA/shards"
 else
-  step data 120 "mkdir -p $LOG/data && $(declare -f make_data); PY=$PY make_data $LOG/data"
+  # data_prep needs zstandard, which the GPU image may lack: hence --prepare and the carried data.
+  step data 120 "$PY -c 'import zstandard' || { echo 'no $DATA and no zstandard to make it: run' \
+    'bash bench/gpu_check.sh --prepare before the window and carry runs/gpu_check'; exit 1; }
+    mkdir -p $LOG/data && $(declare -f make_data); PY=$PY make_data $LOG/data"
   DATA=$LOG/data
 fi
 
