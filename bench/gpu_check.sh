@@ -11,9 +11,8 @@
 # of GPU_CHECK_BUDGET_S, default 570 s, so the whole run ends inside 10 minutes): wheels, imports,
 # kernel + fused-Adam builds (in parallel), data, `pytest -m gpu tests/kernels`, throughput
 # (bench/gpu_throughput.py), the bf16 smoke run of every family (bench/gpu_smoke.py; the CPU dry run
-# runs it in fp32 and again in bf16),
-# `bench/kernels.py --dtype bf16`, one run through launch/train.py. A failed step is recorded and the
-# next one runs. Each step's output is LOGDIR/<step>.log; LOGDIR/steps.tsv has status and seconds;
+# runs it in fp32 and again in bf16), `bench/kernels.py --dtype bf16`, one run through
+# launch/train.py. A failed step is recorded and the next one runs. Each step's output is LOGDIR/<step>.log; LOGDIR/steps.tsv has status and seconds;
 # LOGDIR/summary.md gathers the figures ready to paste into bench/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gpu_common  # noqa: E402
+import gpu_common  # a sibling module: the script directory is on sys.path
 
 # Family -> its tiny config. BERT's comes first: its checkpoint is DistilBERT's teacher.
 TINY_CONFIGS = {

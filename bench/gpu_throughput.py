@@ -26,10 +26,8 @@ import gc
 import itertools
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gpu_common  # noqa: E402
+import gpu_common  # a sibling module: the script directory is on sys.path
 
 # name -> (preset, seq, micro-batch on the GPU, overrides of the case)
 CASES = {

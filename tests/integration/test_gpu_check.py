@@ -15,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.sh"
-sys.path.insert(0, str(REPO / "bench"))
+# Appended, not prepended: bench/data_prep.py must not shadow the data_prep package.
+sys.path.append(str(REPO / "bench"))
 gpu_common = importlib.import_module("gpu_common")
 gpu_smoke = importlib.import_module("gpu_smoke")
 gpu_throughput = importlib.import_module("gpu_throughput")
@@ -80,12 +81,14 @@ def test_loss_comparison():
 
 @pytest.mark.slow
 def test_one_cpu_step_of_each_driver(demo_shards, tmp_path):
+    # Both drivers in one process: one interpreter start and one deepspeed import, not two.
     common = ["--cpu-dry-run", "--data", str(demo_shards)]
-    for argv in (["bench/gpu_smoke.py", "--families", "gpt", "--out", str(tmp_path / "smoke.json")],
-                 ["bench/gpu_throughput.py", "--cases", "gpt2-medium-1024", "--out",
-                  str(tmp_path / "throughput.json")]):
-        done = subprocess.run([sys.executable, *argv, *common], cwd=REPO, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    smoke_argv = [*common, "--families", "gpt", "--out", str(tmp_path / "smoke.json")]
+    throughput_argv = [*common, "--cases", "gpt2-medium-1024", "--out", str(tmp_path / "throughput.json")]
+    code = (f"import sys; sys.path.append('bench'); import gpu_smoke, gpu_throughput; "
+            f"sys.exit(gpu_smoke.main({smoke_argv!r}) or gpu_throughput.main({throughput_argv!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     smoke = json.loads((tmp_path / "smoke.json").read_text())["rows"][0]
     # On CPU both runs take the reference path from the same seed: identical losses.
     assert smoke["verdict"] == "PASS" and smoke["fused"]["losses"] == smoke["reference"]["losses"]
