@@ -136,7 +136,7 @@ else
 fi
 PRECISION=bf16
 [ "$CPU" = 1 ] && PRECISION=fp32
-step train_cli 90 "$PY launch/train.py --config configs/gpt_tiny.yaml --set data.path=$DATA/shards \
+step train_cli 120 "$PY launch/train.py --config configs/gpt_tiny.yaml --set data.path=$DATA/shards \
   --set parallel.tensor_model_parallel_size=1 --set train.precision=$PRECISION \
   --set train.train_steps=5 --set train.save_dir=null --set train.progress_bar=false \
   --set train.log_interval=1 --set data.num_workers=0"
