@@ -91,9 +91,13 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
     directory = Path(directory)
     tag = f"step{step}"
     tag_dir = directory / tag
+    replaced = directory / f".{tag}.replaced"
     if dist.get_rank() == 0:
         directory.mkdir(parents=True, exist_ok=True)
-        if tag_dir.exists():  # left by an interrupted save of the same step: start clean
+        if (tag_dir / MANIFEST).is_file():  # a complete save of this step: kept until the new commits
+            shutil.rmtree(replaced, ignore_errors=True)
+            os.replace(tag_dir, replaced)
+        elif tag_dir.exists():  # left by an interrupted save of the same step: start clean
             shutil.rmtree(tag_dir)
     dist.barrier()
     # The config also stays in the client state (plain values, readable with weights_only=True)
@@ -104,6 +108,8 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
     dist.barrier()
     commit(directory, tag, {"step": step, "micro_batches": micro_batches, "extra": extra or {},
                             "config": config_to_dict(cfg), "data": data_identity(cfg)}, cfg)
+    if dist.get_rank() == 0:
+        shutil.rmtree(replaced, ignore_errors=True)
 
 
 def commit(directory: Path, tag: str, metadata: dict, cfg: ExperimentConfig) -> None:
@@ -142,33 +148,39 @@ def prune(directory: Path, keep_last_n: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def verify(directory: str | Path, tag: str, files: list[str] | None = None) -> None:
-    """Check tag ``tag`` against its manifest (sizes always; sha256 of ``files``, default all).
-    Raises ``CheckpointError`` naming the missing, truncated or corrupt file."""
+def verify(directory: str | Path, tag: str, hashed: list[str] | None = None) -> None:
+    """Check tag ``tag`` against its manifest: every file present with its size, and the sha256
+    of the files in ``hashed`` (default: all). Raises ``CheckpointError`` naming the missing,
+    truncated or corrupt file."""
     tag_dir = Path(directory) / tag
     manifest = _read_json(tag_dir / MANIFEST, f"{tag_dir} is incomplete (no {MANIFEST}: its save "
                                                "was interrupted)")
-    entries = manifest.get("files", {})
-    for name in entries if files is None else files:
-        path, entry = tag_dir / name, entries[name]
+    entries = manifest.get("files")
+    if not isinstance(entries, dict) or not all(
+            isinstance(e, dict) and {"bytes", "sha256"} <= e.keys() for e in entries.values()):
+        raise CheckpointError(f"{tag_dir / MANIFEST} is malformed (no files with bytes and "
+                              f"sha256); the checkpoint cannot be verified")
+    for name, entry in entries.items():
+        path = tag_dir / name
         if not path.is_file():
             raise CheckpointError(f"{path} is missing (listed in {tag_dir / MANIFEST})")
         if path.stat().st_size != entry["bytes"]:
             raise CheckpointError(f"{path} is {path.stat().st_size} bytes, the manifest says "
                                   f"{entry['bytes']} (truncated or overwritten)")
-        if _sha256(path) != entry["sha256"]:
-            raise CheckpointError(f"{path} does not match its sha256 in the manifest (corrupt)")
+    for name in entries if hashed is None else hashed:
+        if _sha256(tag_dir / name) != entries[name]["sha256"]:
+            raise CheckpointError(f"{tag_dir / name} does not match its sha256 in the manifest "
+                                  f"(corrupt)")
 
 
 def verify_shared(directory: str | Path, tag: str) -> str | None:
-    """Collective ``verify``: every rank hashes a share; returns the first error (same on all
-    ranks) or None."""
+    """Collective ``verify``: every rank checks all sizes and hashes a share of the files;
+    returns the first error (the same on all ranks) or None."""
     rank, world = dist.get_rank(), dist.get_world_size()
     error = None
     try:
-        verify(directory, tag, files=[])  # manifest present, every size right
-        names = sorted(_read_json(Path(directory) / tag / MANIFEST, "")["files"])
-        verify(directory, tag, files=names[rank::world])
+        names = sorted(_read_json(Path(directory) / tag / MANIFEST, "").get("files") or {})
+        verify(directory, tag, hashed=names[rank::world])
     except CheckpointError as failure:
         error = str(failure)
     errors = [None] * world

@@ -26,8 +26,9 @@ def _rank(repo, shards, rank: int, port: int, tmp_path) -> subprocess.Popen:
                "--set", "train.log_interval=1", "--set", "train.progress_bar=false",
                "--set", "data.num_workers=0", "--set", "train.micro_batch_size=4",
                "--set", "data.seq_length=32", "--set", f"train.dead_rank_timeout_s={BOUND_S}"]
-    return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    # stderr to a file: a pipe nobody reads while waiting could fill up and stall the rank.
+    return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                            stderr=open(tmp_path / f"rank{rank}.err", "w"))
 
 
 def test_survivor_exits_naming_the_killed_rank(repo, demo_shards, tmp_path):
@@ -38,12 +39,12 @@ def test_survivor_exits_naming_the_killed_rank(repo, demo_shards, tmp_path):
             if line.startswith("step 3:"):
                 break
         else:
-            pytest.fail(f"rank 0 never reached step 3: {ranks[0].stderr.read()[-3000:]}")
+            pytest.fail(f"rank 0 never reached step 3: {(tmp_path / 'rank0.err').read_text()[-3000:]}")
         os.kill(ranks[1].pid, signal.SIGKILL)
         killed = time.monotonic()
         returncode = ranks[0].wait(timeout=3 * BOUND_S + 30)
         elapsed = time.monotonic() - killed
-        stderr = ranks[0].stderr.read()
+        stderr = (tmp_path / "rank0.err").read_text()
     finally:
         for process in ranks:
             if process.poll() is None:
