@@ -149,14 +149,21 @@ def model_states(tensors: list[tuple[int, bool]], dp: int, zero_stage: int,
 
 
 # -- activations ---------------------------------------------------------------------------------
+def dropout_mask_bytes(precision: str, gpu: bool) -> int:
+    """Bytes per element of a saved dropout mask: torch's fused CUDA dropout keeps a bool mask; on
+    CPU it keeps the scaled noise tensor in the activations' dtype."""
+    return 1 if gpu else BYTES[precision]
+
+
 def layer_activation_bytes(stack: Stack, micro_batch: int, tp: int, precision: str,
                            hidden_dropout: bool, attention_dropout: bool,
-                           recompute: bool = False) -> float:
+                           recompute: bool = False, gpu: bool = True) -> float:
     """Bytes one layer of ``stack`` keeps for the backward pass per micro-batch on one TP rank.
 
     Tensors saved: each norm's input; the QKV input; q and k; softmax output; attention dropout mask
-    (1 byte) and output; v; the projection input; the FFN input, fc1 output (activation input) and
-    the activation output (FFN output input); a 1-byte dropout mask per residual branch. Tensors
+    and output; v; the projection input; the FFN input, fc1 output (activation input) and the
+    activation output (FFN output input); a dropout mask per residual branch (1 byte per element on
+    GPU, ``dropout_mask_bytes``). Tensors
     between TP-split matmuls are divided by TP (no sequence parallelism: norms and residual-branch
     inputs are replicated). Korthikanti et al. eq. 2 is this with 2-byte tensors and one FFN of 4h.
     With full recomputation only the layer input is kept.
@@ -165,14 +172,16 @@ def layer_activation_bytes(stack: Stack, micro_batch: int, tp: int, precision: s
     if recompute:
         return s * b * h * a
     inner, heads, f = stack.inner / tp, stack.heads / tp, stack.ffn / tp
-    mask = 1 if hidden_dropout else 0
+    mask_width = dropout_mask_bytes(precision, gpu)
+    mask = mask_width if hidden_dropout else 0
 
     def attention(q_len: int, k_len: int, kv_input: bool) -> float:
         scores = b * heads * q_len * k_len
         saved = q_len * b * h * a * 2  # norm input + QKV (or Q) input
         saved += q_len * b * inner * a * 2  # q, and the projection input
         saved += k_len * b * inner * a * 2  # k, v
-        saved += scores * a * (2 if attention_dropout else 1) + (scores if attention_dropout else 0)
+        saved += scores * a * (2 if attention_dropout else 1) + (scores * mask_width
+                                                                 if attention_dropout else 0)
         saved += q_len * b * h * mask
         if kv_input:
             saved += k_len * b * h * a
@@ -187,9 +196,9 @@ def layer_activation_bytes(stack: Stack, micro_batch: int, tp: int, precision: s
 
 
 def activation_bytes(cfg: ExperimentConfig, layout: Layout, stage: int = 0,
-                     recompute: bool = False) -> float:
+                     recompute: bool = False, gpu: bool = True) -> float:
     """Activation bytes of one micro-batch on pipeline ``stage`` (one TP rank), heads included on
-    the last stage and embeddings on the first."""
+    the last stage and embeddings on the first; ``gpu``: CUDA's 1-byte dropout masks (else CPU's)."""
     m, t = cfg.model, cfg.train
     shape = describe(cfg, layout.tp)
     b, a = t.micro_batch_size, BYTES[t.precision]
@@ -198,11 +207,12 @@ def activation_bytes(cfg: ExperimentConfig, layout: Layout, stage: int = 0,
     for stack, layers in per_stage[stage]:
         total += layers * layer_activation_bytes(stack, b, layout.tp, t.precision,
                                                  m.hidden_dropout > 0, m.attention_dropout > 0,
-                                                 recompute)
+                                                 recompute, gpu)
         if stack.memory:
             total += stack.memory * b * stack.hidden * a
     if stage == 0:  # embedding output (and its dropout mask)
-        total += shape.seq_length * b * m.hidden_size * (a + (1 if m.hidden_dropout > 0 else 0))
+        mask = dropout_mask_bytes(t.precision, gpu) if m.hidden_dropout > 0 else 0
+        total += shape.seq_length * b * m.hidden_size * (a + mask)
     if stage == layout.pp - 1:  # vocabulary logits softmax kept by the loss (fp32)
         for mm in shape.matmuls:
             if mm.name.endswith("logits") and mm.trained:
@@ -235,30 +245,36 @@ class RankMemory:
         return dict(asdict(self), total=self.total)
 
 
-def memory_per_rank(cfg: ExperimentConfig, layout: Layout, recompute: bool = False
-                    ) -> list[RankMemory]:
+def memory_per_rank(cfg: ExperimentConfig, layout: Layout, recompute: bool = False,
+                    gpu: bool = True) -> list[RankMemory]:
     """Predicted peak memory of one rank on each pipeline stage (model states + activations)."""
     t = cfg.train
     out = []
     for stage, tensors in enumerate(stage_tensors(cfg, layout)):
         states = model_states(tensors, layout.dp, layout.zero_stage, t.precision)
-        acts = activation_bytes(cfg, layout, stage, recompute) * in_flight_micro_batches(
+        acts = activation_bytes(cfg, layout, stage, recompute, gpu) * in_flight_micro_batches(
             layout, stage, t.gradient_accumulation_steps)
         out.append(RankMemory(stage, states.parameters, states.gradients, states.master,
                               states.optimizer, acts, states.elements))
     return out
 
 
-def most_loaded(cfg: ExperimentConfig, layout: Layout, recompute: bool = False) -> RankMemory:
+def most_loaded(cfg: ExperimentConfig, layout: Layout, recompute: bool = False,
+                gpu: bool = True) -> RankMemory:
     """The pipeline stage with the largest predicted memory."""
-    return max(memory_per_rank(cfg, layout, recompute), key=lambda r: r.total)
+    return max(memory_per_rank(cfg, layout, recompute, gpu), key=lambda r: r.total)
 
 
 # -- published rules of thumb --------------------------------------------------------------------
-def megatron_bytes_per_parameter(dp: int, distributed_optimizer: bool) -> float:
-    """Megatron's ``theoretical_memory_usage``: 18 bytes per parameter with bf16 parameters, fp32
-    gradients and an fp32 Adam (2 + 4 + 4 + 8), or 6 + 12/DP with the distributed optimizer."""
-    return 6 + 12 / dp if distributed_optimizer else 18
+def megatron_bytes_per_parameter(param_bytes: int, grad_bytes: int, dp: int,
+                                 distributed_optimizer: bool) -> float:
+    """Megatron's accounting of model states per parameter (``theoretical_memory_usage`` and the
+    distributed-optimizer guide): the model's parameters and gradients, an fp32 copy of the
+    gradients when they are not fp32, an fp32 master copy when parameters are not fp32, and Adam's
+    two fp32 moments; the distributed optimizer splits everything but the model's own parameters
+    and gradients over DP. (bf16 parameters with fp32 gradients: 18, or 6 + 12/DP.)"""
+    sharded = (4 if grad_bytes < 4 else 0) + (4 if param_bytes < 4 else 0) + ADAM_MOMENTS * 4
+    return param_bytes + grad_bytes + (sharded / dp if distributed_optimizer else sharded)
 
 
 def deepspeed_zero2_gpu_bytes(total_params: int, gpus: int) -> int:
