@@ -12,6 +12,7 @@ and DeepSpeed's ``estimate_zero2_model_states_mem_needs`` are the mixed-precisio
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -43,13 +44,14 @@ class Layout:
                    p.zero_stage)
 
 
-def stage_layers(total: int, stages: int) -> list[int]:
+@functools.lru_cache(maxsize=None)  # the planner asks for the same split many times
+def stage_layers(total: int, stages: int) -> tuple[int, ...]:
     """Transformer layers per pipeline stage, as DeepSpeed's ``type:`` partitioning assigns them."""
     if stages == 1:
-        return [total]
+        return (total,)
     from deepspeed.runtime.utils import partition_balanced
     bounds = partition_balanced(weights=[1] * total, num_parts=stages)
-    return [bounds[i + 1] - bounds[i] for i in range(stages)]
+    return tuple(bounds[i + 1] - bounds[i] for i in range(stages))
 
 
 def _stage_stacks(shape: ModelShape, pp: int) -> list[list[tuple[Stack, int]]]:
