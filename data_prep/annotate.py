@@ -2,8 +2,9 @@
 
 Everything is computed chunk-at-a-time with numpy over the concatenated token ids of all
 paragraphs of a chunk, using per-vocabulary lookup tables built once from the piece
-strings. Only paragraphs that need character offsets (Han text segmented by jieba,
-byte-fallback tokens, gazetteer matches) take the slower offset-based path.
+strings. Han paragraphs get their words from a segmenter in one call per chunk
+(:mod:`data_prep.han_words`); only paragraphs with gazetteer matches take the slower
+offset-based path.
 
 Gazetteer spans come in two kinds, each from its own phrase list and stored in its own
 column (:data:`SPAN_KINDS`): ERNIE 1.0's phrase-level and entity-level masking select
@@ -25,14 +26,16 @@ A "." right after a common abbreviation (Mr, Dr, ...) does not end a sentence.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
+import typing
 
 import numpy as np
 import pyarrow as pa
 import sentencepiece as spm
 
 from data_prep import textutil as tu
+from data_prep.han_words import HanWords
+from data_prep.segment import Segmenter
 
 WS = "\u2581"  # sentencepiece's whitespace marker
 
@@ -51,7 +54,7 @@ SCHEMA = pa.schema(
 
 # Bits of PieceTables.packed(): one gather per token instead of one per table.
 B_WS, B_SEP_START, B_SEP_END, B_HAN_START, B_BYTE = 1, 2, 4, 8, 16
-B_TERM, B_CJK_TERM, B_CLOSER, B_DOT, B_BARE = 32, 64, 128, 256, 512
+B_TERM, B_CJK_TERM, B_CLOSER, B_DOT, B_BARE, B_HAN_END = 32, 64, 128, 256, 512, 1024
 
 
 @dataclasses.dataclass
@@ -63,6 +66,7 @@ class PieceTables:
     sep_end: np.ndarray  # last character is punctuation/symbol/Han
     bare_ws: np.ndarray  # the piece is a bare ▁ (whitespace that sentencepiece split off)
     han_start: np.ndarray  # first character is Han
+    han_end: np.ndarray  # last character is Han
     is_byte: np.ndarray  # byte-fallback piece <0xNN>
     byte_value: np.ndarray  # int16: the byte of a byte-fallback piece, else -1
     term_end: np.ndarray  # ends with sentence-final punctuation (+ closers)
@@ -77,7 +81,7 @@ class PieceTables:
             (B_WS, self.ws_start), (B_SEP_START, self.sep_start), (B_SEP_END, self.sep_end),
             (B_HAN_START, self.han_start), (B_BYTE, self.is_byte), (B_TERM, self.term_end),
             (B_CJK_TERM, self.cjk_term), (B_CLOSER, self.closer), (B_DOT, self.dot_only),
-            (B_BARE, self.bare_ws),
+            (B_BARE, self.bare_ws), (B_HAN_END, self.han_end),
         ):
             bits[table] |= flag
         return bits
@@ -116,6 +120,7 @@ class PieceTables:
             sep_start[i] = first in sepish
             sep_end[i] = last in sepish
             han_start[i] = first == tu.KIND_HAN
+            cols["han_end"][i] = last == tu.KIND_HAN
             if last == tu.KIND_SEP:  # only punctuation can end a sentence or close a quote
                 core = body.rstrip(closers)
                 if core and core[-1] in tu.SENTENCE_TERMINALS:
@@ -179,6 +184,17 @@ def _token_spans(char_spans, char_bytes: np.ndarray, begins: np.ndarray) -> list
     return spans
 
 
+class ByteChars(typing.NamedTuple):
+    """Characters spelled in byte-fallback tokens: token positions of their continuation
+    bytes, of their lead and last bytes, and their code points and character kinds."""
+
+    continuation: np.ndarray
+    leads: np.ndarray
+    lasts: np.ndarray
+    cps: np.ndarray
+    kinds: np.ndarray
+
+
 def _pack_ids(ids) -> int:
     code = 0
     for i in ids:
@@ -195,9 +211,12 @@ def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType
 class Annotator:
     """Turns lists of document strings into Arrow record batches (one row per document).
 
-    ``language``: ``"en"`` segments Han text one character per word (no jieba);
-    ``"zh"`` and ``"auto"`` segment Han runs with jieba (auto only loads jieba when a
-    document actually contains Han characters). ``phrase_gazetteer`` /
+    ``language``: ``"en"`` segments Han text one character per word (no segmenter);
+    ``"zh"`` and ``"auto"`` segment Han runs with :class:`data_prep.segment.Segmenter`
+    (auto only loads it when a document actually contains Han characters), with the
+    jieba-format ``user_dict`` if given; ``segmenter_backend`` forces ``rjieba`` or
+    ``jieba`` (None: rjieba when installed; ``announce``: warn once when falling back).
+    ``phrase_gazetteer`` /
     ``entity_gazetteer``: the phrases marked in the ``phrase_spans`` / ``entity_spans``
     columns (empty without one). ``threads``: sentencepiece threads per chunk (-1: all
     cores; 1 when several worker processes already share the cores).
@@ -210,6 +229,9 @@ class Annotator:
         phrase_gazetteer: Gazetteer | None = None,
         entity_gazetteer: Gazetteer | None = None,
         threads: int = -1,
+        user_dict: str | None = None,
+        segmenter_backend: str | None = None,
+        announce: bool = True,
     ):
         if language not in ("en", "zh", "auto"):
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
@@ -221,9 +243,10 @@ class Annotator:
         given = {"phrase": phrase_gazetteer, "entity": entity_gazetteer}
         self.gazetteers = {kind: given[kind] for kind in SPAN_KINDS if given[kind] is not None}
         self._any_gazetteer_match = _any_match_regex(self.gazetteers.values())
-        self._jieba = None
+        self._segmenter_args = (user_dict, segmenter_backend, announce)
+        self._han_words: HanWords | None = None
         if language == "zh":
-            self._load_jieba()
+            self._load_han_words()
 
     def _abbreviation_codes(self) -> dict[int, np.ndarray]:
         """Token sequences of the known abbreviations (as they are encoded after a space),
@@ -236,14 +259,18 @@ class Annotator:
         # sorted(set()) rather than np.unique: the latter imports numpy.ma (start-up time).
         return {k: np.asarray(sorted(set(v)), dtype=np.int64) for k, v in codes.items()}
 
-    def _load_jieba(self):
-        if self._jieba is None:
-            import jieba
+    def _load_han_words(self) -> HanWords:
+        if self._han_words is None:
+            segmenter = Segmenter(*self._segmenter_args)
+            pieces = self.sp.id_to_piece(list(range(self.sp.get_piece_size())))
+            has_han = self.tables.han_start | np.array([tu.HAN_RE.search(p) is not None for p in pieces])
+            self._han_words = HanWords(segmenter, pieces, self.tables.is_byte, has_han & ~self.tables.is_byte)
+        return self._han_words
 
-            jieba.setLogLevel(logging.WARNING)
-            self._jieba = jieba.Tokenizer()
-            self._jieba.initialize()
-        return self._jieba
+    @property
+    def segmenter(self) -> Segmenter:
+        """The Han word segmenter (loaded on first use)."""
+        return self._load_han_words().segmenter
 
     # ------------------------------------------------------------------ chunk level
     def annotate(self, docs: list[str]) -> tuple[pa.RecordBatch, dict]:
@@ -268,13 +295,18 @@ class Annotator:
 
         # Word starts by table; paragraphs needing offsets are redone below.
         starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
-        continuation = self._byte_characters(ids, bits, starts_sep, ends_sep)
-        word = ((bits & B_WS) != 0) | starts_sep
+        byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
+        ws = (bits & B_WS) != 0
+        word = ws | starts_sep
         if total > 1:
             word[1:] |= ends_sep[:-1]
-        if continuation is not None:
-            word[continuation] = False
+        if byte_chars is not None:
+            word[byte_chars.continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
+        if self.language != "en":
+            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
+            if han_pars:
+                self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), byte_chars)
 
         # Per kind: paragraph index -> token spans (paragraph offsets) of that paragraph.
         spans_by_par: dict[str, dict[int, list[tuple[int, int]]]] = {kind: {} for kind in SPAN_KINDS}
@@ -315,14 +347,29 @@ class Annotator:
         )
         return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
 
-    def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> np.ndarray | None:
+    def _segment_han(self, ids, bits, ws, word, par_start, han_pars, byte_chars) -> None:
+        """Segmenter words for the Han paragraphs ``han_pars`` (see :mod:`data_prep.han_words`)."""
+        first_han, last_han = (bits & B_HAN_START) != 0, (bits & B_HAN_END) != 0
+        byte_han = None
+        if byte_chars is not None:
+            han = byte_chars.kinds == tu.KIND_HAN
+            first_han[byte_chars.leads[han]] = True
+            last_han[byte_chars.lasts[han]] = True
+            byte_han = (byte_chars.leads[han], byte_chars.cps[han], byte_chars.continuation)
+        counts = par_start[han_pars + 1] - par_start[han_pars]
+        # Token positions of those paragraphs, ascending, without a Python loop per paragraph.
+        tokens = np.repeat(par_start[han_pars] - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        self._load_han_words().apply(ids, first_han, last_han, ws, word, tokens,
+                                     par_start[han_pars][counts > 0], byte_han)
+
+    def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> "ByteChars | None":
         """Give byte-fallback tokens the word properties of the characters they spell.
 
         sentencepiece spells an out-of-vocabulary character as the consecutive byte
         pieces of its UTF-8 encoding. The lead byte's token takes the character's
         "starts a word" property, the last byte's token its "ends a word" property;
-        returns the positions of the other (continuation) byte tokens, which never
-        start a word. Updates ``starts_sep``/``ends_sep`` in place.
+        the other (continuation) byte tokens never start a word. Updates
+        ``starts_sep``/``ends_sep`` in place; returns the positions and characters.
         """
         pos = np.flatnonzero(bits & B_BYTE)
         if len(pos) == 0:
@@ -346,18 +393,13 @@ class Annotator:
         starts_sep[pos[li]] = sepish
         last = np.minimum(li + n - 1, len(pos) - 1)
         ends_sep[pos[last]] = sepish
-        return pos[~lead]
+        return ByteChars(continuation=pos[~lead], leads=pos[li], lasts=pos[last], cps=cp, kinds=kinds)
 
     def _paragraphs_needing_offsets(self, paragraphs, ids, par_start, par_len) -> list[int]:
-        need = set()
-        use_jieba = self.language != "en"
         gazetteer = self._any_gazetteer_match
-        for p, para in enumerate(paragraphs):
-            if use_jieba and not para.isascii() and tu.HAN_RE.search(para):
-                need.add(p)
-            elif gazetteer is not None and gazetteer.search(para):
-                need.add(p)
-        return sorted(need)
+        if gazetteer is None:
+            return []
+        return [p for p, para in enumerate(paragraphs) if gazetteer.search(para)]
 
     def _attach_bare_whitespace(self, ids: np.ndarray, word: np.ndarray, bits=None) -> None:
         """A bare ▁ piece starts the word that follows it ("▁" "Speak", "▁" "("): the
@@ -467,13 +509,12 @@ class Annotator:
         start = kinds != tu.KIND_SPACE
         boundary = (prev == tu.KIND_SPACE) | (kinds == tu.KIND_SEP) | (prev == tu.KIND_SEP)
         boundary |= (kinds == tu.KIND_HAN) != (prev == tu.KIND_HAN)
+        han = kinds == tu.KIND_HAN
         if self.language == "en":
-            boundary |= kinds == tu.KIND_HAN  # character-level fallback
-        else:
-            jieba = self._load_jieba()
-            for m in tu.HAN_RUN_RE.finditer(text):
-                pos = m.start()
-                for w in jieba.cut(m.group(), HMM=True):
-                    boundary[pos] = True
-                    pos += len(w)
+            boundary |= han  # character-level fallback
+        elif han.any():
+            # The Han runs, other characters as spaces: the segmenter cuts each run alone.
+            cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            masked = np.where(han, cps, np.uint32(32)).astype("<u4").tobytes().decode("utf-32-le")
+            boundary[self.segmenter.word_starts(masked)] = True
         return np.flatnonzero(start & boundary)
