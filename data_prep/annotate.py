@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import typing
 
 import numpy as np
@@ -261,10 +262,7 @@ class Annotator:
 
     def _load_han_words(self) -> HanWords:
         if self._han_words is None:
-            segmenter = Segmenter(*self._segmenter_args)
-            pieces = self.sp.id_to_piece(list(range(self.sp.get_piece_size())))
-            has_han = self.tables.han_start | np.array([tu.HAN_RE.search(p) is not None for p in pieces])
-            self._han_words = HanWords(segmenter, pieces, self.tables.is_byte, has_han & ~self.tables.is_byte)
+            self._han_words = HanWords(Segmenter(*self._segmenter_args), self.sp, self.tables.is_byte)
         return self._han_words
 
     @property
@@ -283,8 +281,10 @@ class Annotator:
             characters += len(doc)
             doc_npara[d] = len(paras)
             paragraphs.extend(paras)
-        # numpy output: int32 buffers straight from C++, no Python int per token.
-        id_arrays = self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []
+        han_pars = []
+        if self.language != "en":
+            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
+        id_arrays, han_words = self._encode(paragraphs, han_pars)
         par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
         total = int(par_len.sum())
         ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
@@ -303,14 +303,13 @@ class Annotator:
         if byte_chars is not None:
             word[byte_chars.continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
-        if self.language != "en":
-            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
-            if han_pars:
-                self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), byte_chars)
+        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
+        if han_pars:
+            disagree = self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), han_words, byte_chars)
+            need_offsets = sorted(set(need_offsets) | set(disagree.tolist()))
 
         # Per kind: paragraph index -> token spans (paragraph offsets) of that paragraph.
         spans_by_par: dict[str, dict[int, list[tuple[int, int]]]] = {kind: {} for kind in SPAN_KINDS}
-        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
         for p in need_offsets:
             lo, hi = int(par_start[p]), int(par_start[p + 1])
             flags, spans = self._precise(paragraphs[p], ids[lo:hi])
@@ -347,20 +346,43 @@ class Annotator:
         )
         return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
 
-    def _segment_han(self, ids, bits, ws, word, par_start, han_pars, byte_chars) -> None:
-        """Segmenter words for the Han paragraphs ``han_pars`` (see :mod:`data_prep.han_words`)."""
+    def _encode(self, paragraphs: list[str], han_pars: list[int]):
+        """Token ids of the paragraphs (numpy int32 buffers straight from C++, no Python int per
+        token) and, for the Han paragraphs, the segmenter's words, computed meanwhile in this
+        thread while sentencepiece (which releases the GIL) encodes in another."""
+        if not han_pars:
+            return (self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []), None
+        han_words = self._load_han_words()
+        box: list = []
+
+        def encode():
+            try:
+                box.append(self.sp.encode(paragraphs, out_type="numpy"))
+            except BaseException as exc:  # re-raised in the calling thread
+                box.append(exc)
+
+        thread = threading.Thread(target=encode, daemon=True)
+        thread.start()
+        try:
+            words = han_words.word_starts([paragraphs[p] for p in han_pars])
+        finally:
+            thread.join()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0], words
+
+    def _segment_han(self, ids, bits, ws, word, par_start, han_pars, han_words, byte_chars) -> np.ndarray:
+        """Segmenter words for the Han paragraphs ``han_pars`` (see :mod:`data_prep.han_words`);
+        returns the paragraphs left to the offset path."""
         first_han, last_han = (bits & B_HAN_START) != 0, (bits & B_HAN_END) != 0
         byte_han = None
         if byte_chars is not None:
             han = byte_chars.kinds == tu.KIND_HAN
             first_han[byte_chars.leads[han]] = True
             last_han[byte_chars.lasts[han]] = True
-            byte_han = (byte_chars.leads[han], byte_chars.cps[han], byte_chars.continuation)
-        counts = par_start[han_pars + 1] - par_start[han_pars]
-        # Token positions of those paragraphs, ascending, without a Python loop per paragraph.
-        tokens = np.repeat(par_start[han_pars] - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-        self._load_han_words().apply(ids, first_han, last_han, ws, word, tokens,
-                                     par_start[han_pars][counts > 0], byte_han)
+            byte_han = (byte_chars.leads[han], byte_chars.continuation)
+        return self._load_han_words().apply(ids, first_han, last_han, ws, word, par_start, han_pars,
+                                            han_words, byte_han)
 
     def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> "ByteChars | None":
         """Give byte-fallback tokens the word properties of the characters they spell.

@@ -1,18 +1,22 @@
-"""Whole-word flags for Han text from token ids, without character offsets.
+"""Whole-word flags for Han text from a segmenter, without per-piece character offsets.
 
 The table rule of :mod:`data_prep.annotate` treats every Han character as a word. With a
 segmenter, a Han token whose first character follows another Han character (``hi_first``)
 begins a word only if a segmenter word starts inside it; every other flag stays as the table
-rule set it. To find those words the chunk's Han paragraphs are rebuilt from their tokens, one
-"slot" string per token: the piece's text with every non-Han character (and ``▁``) turned into a
-space, a single space for a piece without Han, the character itself for the lead byte token of
-a Han character spelled in byte-fallback pieces (its other byte tokens are empty). The result
-has the Han runs of the normalized text, separated by spaces, and each token's slot offsets, so
-one segmenter call per chunk gives every word start and a ``searchsorted`` maps them to tokens.
-Memory is a few bytes per token and per character of Han paragraphs: no per-piece protobufs.
+rule set it.
 
-The text segmented is sentencepiece's normalized text (NFKC): Han characters keep their
-identity except the CJK compatibility ideographs, which become their unified equivalents.
+The words are found on sentencepiece's normalized text (``normalize``: NFKC, spaces as ``▁``),
+which is exactly the concatenation of the paragraph's pieces, a byte-fallback character counting
+once. So a token's character offsets there are running sums of per-piece lengths: numbers from a
+table, no protobuf per piece. The Han paragraphs of a chunk are normalized, joined by spaces, every
+non-Han character turned into a space (so each Han run is cut on its own) and segmented in one call
+(:meth:`data_prep.segment.Segmenter.word_starts`), while sentencepiece encodes the chunk in another
+thread: both sides take about as long, and sentencepiece releases the GIL. A paragraph whose pieces
+do not add up to its normalized length (not seen in practice) is left to the offset path.
+
+Han characters keep their identity under NFKC except the CJK compatibility ideographs, which become
+their unified equivalents, and a few symbols that expand to Han text (㈣ -> (四)); words are those
+of the normalized text.
 """
 
 from __future__ import annotations
@@ -22,72 +26,78 @@ import numpy as np
 from data_prep import textutil as tu
 from data_prep.segment import Segmenter
 
-WS = "\u2581"
 
-
-def slot_table(pieces: list[str], is_byte: np.ndarray) -> np.ndarray:
-    """Object array: each piece's slot string (see the module docstring); byte pieces get a
-    space, overridden per occurrence for the Han characters they spell."""
-    kind = tu.char_kind
-    slots = np.empty(len(pieces), dtype=object)
-    for i, piece in enumerate(pieces):
-        body = piece.replace(WS, " ")
-        if is_byte[i] or not any(kind(c) == tu.KIND_HAN for c in body):
-            slots[i] = " "
-        else:
-            slots[i] = "".join(c if kind(c) == tu.KIND_HAN else " " for c in body)
-    return slots
+def han_mask(cps: np.ndarray) -> np.ndarray:
+    """Which code points are Han (textutil's ranges), vectorized."""
+    mask = np.zeros(len(cps), dtype=bool)
+    for lo, hi in tu.HAN_RANGES:
+        mask |= (cps >= lo) & (cps <= hi)
+    return mask
 
 
 class HanWords:
-    """Applies a segmenter's words to the word flags of a chunk's Han paragraphs."""
+    """The segmenter and the per-piece tables for one tokenizer."""
 
-    def __init__(self, segmenter: Segmenter, pieces: list[str], is_byte: np.ndarray, has_han: np.ndarray):
+    def __init__(self, segmenter: Segmenter, sp, is_byte: np.ndarray):
         self.segmenter = segmenter
-        self.slots = slot_table(pieces, is_byte)
-        self.slot_len = np.fromiter(map(len, self.slots), dtype=np.int64, count=len(self.slots))
-        self.has_han = has_han  # per id: the slot holds a Han character
+        self.sp = sp
+        pieces = sp.id_to_piece(list(range(sp.get_piece_size())))
+        # Normalized characters per piece; a byte piece is one character for its lead byte (its
+        # continuation bytes are set to zero per occurrence).
+        self.length = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        self.length[is_byte] = 1
+        self.has_han = np.array([tu.HAN_RE.search(p) is not None for p in pieces]) & ~is_byte
 
-    def apply(self, ids, first_han, last_han, ws, word, tokens, paragraph_firsts, byte_han=None) -> None:
-        """Rewrite ``word`` (flags of all tokens of the chunk) at ``tokens`` (sorted positions of
-        the tokens of the Han paragraphs). ``first_han``/``last_han``: per token of the chunk,
-        its first/last character is Han; ``ws``: starts with whitespace; ``paragraph_firsts``:
-        the first token of each of those paragraphs; ``byte_han``: (lead token positions and code
-        points of the Han characters spelled in bytes, continuation byte positions), or None."""
-        sel_ids = ids[tokens]
-        slots = self.slots[sel_ids]
-        lengths = self.slot_len[sel_ids]
-        has_han = self.has_han[sel_ids]
+    def word_starts(self, paragraphs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segment ``paragraphs``: (word starts, offset and length of each normalized paragraph)
+        in the text " " + " ".join(normalized paragraphs)."""
+        norms = self.sp.normalize(paragraphs)
+        sizes = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        bases = np.cumsum(sizes + 1) - sizes
+        text = " " + " ".join(norms)
+        del norms
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        del text
+        masked = np.where(han_mask(cps), cps, np.uint32(32)).astype("<u4").tobytes().decode("utf-32-le")
+        del cps
+        return self.segmenter.word_starts(masked), bases, sizes
+
+    def apply(self, ids, first_han, last_han, ws, word, par_start, han_pars, words, byte_han) -> np.ndarray:
+        """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs
+        ``han_pars``, given ``words`` from :meth:`word_starts` on those paragraphs.
+        ``first_han``/``last_han``: per token, its first/last character is Han; ``ws``: it starts
+        with whitespace; ``byte_han``: (lead positions of the Han characters spelled in bytes,
+        continuation byte positions) or None. Returns the paragraphs whose lengths disagree."""
+        starts, bases, sizes = words
+        counts = par_start[han_pars + 1] - par_start[han_pars]
+        firsts = np.cumsum(counts) - counts  # index in ``tokens`` of each paragraph's first token
+        # Token positions of the paragraphs, ascending, without a Python loop per paragraph.
+        tokens = np.repeat(par_start[han_pars] - firsts, counts) + np.arange(int(counts.sum()))
+        lengths = self.length[ids[tokens]]
+        has_han = self.has_han[ids[tokens]]
         if byte_han is not None:
-            leads, cps, continuation = byte_han
-            # Continuation bytes take no room, so a byte-spelled Han character stays in its run.
+            leads, continuation = byte_han
             at, hit = _positions_in(tokens, continuation)
-            slots[at[hit]] = ""
             lengths[at[hit]] = 0
             at, hit = _positions_in(tokens, leads)
-            slots[at[hit]] = [chr(c) for c in cps[hit].tolist()]
             has_han[at[hit]] = True
-        # A space before each paragraph: runs never join across paragraphs.
-        firsts = np.searchsorted(tokens, paragraph_firsts)
-        slots[firsts] = [" " + s for s in slots[firsts].tolist()]
-        lengths[firsts] += 1
         end = np.cumsum(lengths)
-        text = "".join(slots.tolist())
-        del slots
-        starts = self.segmenter.word_starts(text)
-        del text
-        # The token holding each word start (a paragraph's leading space is never one: starts
-        # holds Han words only).
+        before = end[firsts] - lengths[firsts]  # characters of the earlier paragraphs' tokens
+        par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
+        bad = par_chars != sizes
+        end += np.repeat(bases - before, counts)
         inside = np.zeros(len(tokens), dtype=bool)
-        inside[np.searchsorted(end, starts, "right")] = True
+        # The token holding each word start (zero-length tokens hold none: "right").
+        inside[np.minimum(np.searchsorted(end, starts, "right"), len(tokens) - 1)] = True
         prev = np.maximum(tokens - 1, 0)
         hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
         word[tokens] = ws[tokens] | (word[tokens] & ~hi_first) | (has_han & inside)
+        return han_pars[bad]
 
 
 def _positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``wanted``: its index in ``sorted_positions`` and whether it is there."""
-    at = np.searchsorted(sorted_positions, wanted)
-    at_clipped = np.minimum(at, max(len(sorted_positions) - 1, 0))
-    hit = (at < len(sorted_positions)) & (sorted_positions[at_clipped] == wanted) if len(sorted_positions) else np.zeros(len(wanted), bool)
-    return at_clipped, hit
+    if len(sorted_positions) == 0:
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_positions, wanted), len(sorted_positions) - 1)
+    return at, sorted_positions[at] == wanted

@@ -70,6 +70,25 @@ def test_token_path_matches_offset_path(tokenizer_model, zh_paragraphs):
     assert continued > 1000  # words of several tokens do occur
 
 
+def test_paragraph_whose_pieces_do_not_add_up_takes_the_offset_path(tokenizer_model, monkeypatch):
+    """Should a paragraph's pieces ever not add up to its normalized text, its offsets would be
+    wrong: it goes to the offset path instead, and the other paragraphs keep theirs."""
+    ann = Annotator(str(tokenizer_model), language="zh")
+    paragraphs = MIXED[:1] + ["他说：“我们今天去北京大学看书。”"] + MIXED[2:]
+    want = ann.annotate(paragraphs)[0]
+    han_words = ann._load_han_words()
+    tokens = ann.sp.encode(paragraphs[1])
+    length = han_words.length.copy()
+    length[tokens[3]] += 1
+    monkeypatch.setattr(han_words, "length", length)
+    slow = []
+    precise = ann._precise
+    monkeypatch.setattr(ann, "_precise", lambda para, ids: slow.append(para) or precise(para, ids))
+    got = ann.annotate(paragraphs)[0]
+    assert slow == [paragraphs[1]]
+    assert got.column("word_starts").equals(want.column("word_starts"))
+
+
 def test_agrees_with_pure_python_jieba(tokenizer_model):
     """Word boundaries of rjieba and jieba on real text: >= 99.9% the same (the bench measures
     the whole corpus), and the token flags of the two likewise."""
