@@ -44,7 +44,7 @@ class HanWords:
         pieces = sp.id_to_piece(list(range(sp.get_piece_size())))
         # Normalized characters per piece; a byte piece is one character for its lead byte (its
         # continuation bytes are set to zero per occurrence).
-        self.length = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        self.length = np.fromiter(map(len, pieces), dtype=np.int32, count=len(pieces))
         self.length[is_byte] = 1
         self.has_han = np.array([tu.HAN_RE.search(p) is not None for p in pieces]) & ~is_byte
 
@@ -58,8 +58,9 @@ class HanWords:
         del norms
         cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         del text
-        masked = np.where(han_mask(cps), cps, np.uint32(32)).astype("<u4").tobytes().decode("utf-32-le")
+        masked = np.where(han_mask(cps), cps, np.uint32(32))
         del cps
+        masked = masked.astype("<u4", copy=False).tobytes().decode("utf-32-le")
         return self.segmenter.word_starts(masked), bases, sizes
 
     def apply(self, ids, first_han, last_han, ws, word, par_start, han_pars, words, byte_han) -> np.ndarray:
@@ -69,12 +70,17 @@ class HanWords:
         with whitespace; ``byte_han``: (lead positions of the Han characters spelled in bytes,
         continuation byte positions) or None. Returns the paragraphs whose lengths disagree."""
         starts, bases, sizes = words
-        counts = par_start[han_pars + 1] - par_start[han_pars]
+        # Per-token arrays are int32 (a chunk holds far fewer than 2**31 tokens and characters):
+        # a long paragraph has millions of tokens.
+        counts = (par_start[han_pars + 1] - par_start[han_pars]).astype(np.int32)
         firsts = np.cumsum(counts) - counts  # index in ``tokens`` of each paragraph's first token
         # Token positions of the paragraphs, ascending, without a Python loop per paragraph.
-        tokens = np.repeat(par_start[han_pars] - firsts, counts) + np.arange(int(counts.sum()))
-        lengths = self.length[ids[tokens]]
-        has_han = self.has_han[ids[tokens]]
+        tokens = np.repeat((par_start[han_pars] - firsts).astype(np.int32), counts)
+        tokens += np.arange(len(tokens), dtype=np.int32)
+        sel_ids = ids[tokens]
+        lengths = self.length[sel_ids]
+        has_han = self.has_han[sel_ids]
+        del sel_ids
         if byte_han is not None:
             leads, continuation = byte_han
             at, hit = _positions_in(tokens, continuation)
@@ -85,7 +91,7 @@ class HanWords:
         before = end[firsts] - lengths[firsts]  # characters of the earlier paragraphs' tokens
         par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
         bad = par_chars != sizes
-        end += np.repeat(bases - before, counts)
+        end += np.repeat((bases - before).astype(np.int32), counts)
         inside = np.zeros(len(tokens), dtype=bool)
         # The token holding each word start (zero-length tokens hold none: "right").
         inside[np.minimum(np.searchsorted(end, starts, "right"), len(tokens) - 1)] = True

@@ -18,6 +18,7 @@ visible and changes the encode fingerprint.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -29,8 +30,8 @@ from data_prep.shards import sha256_file
 BACKENDS = ("rjieba", "jieba")
 # Text is cut in pieces of about this many characters, at a space (where the result cannot
 # change): the segmenter's word list costs ~60 bytes per word, so one piece per call keeps a
-# long paragraph's memory bounded.
-PIECE_CHARS = 1 << 20
+# long paragraph's memory bounded (~10 MB).
+PIECE_CHARS = 1 << 18
 # jieba's user dictionary line: the word, then optionally " frequency" and " tag".
 _USER_DICT_LINE = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
 
@@ -75,9 +76,9 @@ def choose_backend(announce: bool = True) -> str:
     """``rjieba`` when it can be imported, else ``jieba``, saying so once per process when
     ``announce`` (an encode run announces in its first rank only)."""
     global _announced_fallback
-    try:
-        import rjieba  # noqa: F401
-    except ImportError:
+    # Found, not imported: importing rjieba loads its dictionary (~0.3 s), which a run that meets
+    # no Han text (--language auto on English) should not pay.
+    if importlib.util.find_spec("rjieba") is None:
         if announce and not _announced_fallback:
             _announced_fallback = True
             _log.warning(
@@ -153,13 +154,11 @@ class Segmenter:
 def dictionary_file(backend: str) -> str:
     """The file holding the backend's main dictionary: rjieba's compiled module (jieba-rs builds
     jieba's dictionary in) or jieba's ``dict.txt``."""
+    package = importlib.util.find_spec(backend).submodule_search_locations[0]
     if backend == "rjieba":
-        import rjieba.rjieba
-
-        return rjieba.rjieba.__file__
-    import jieba
-
-    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+        (name,) = [n for n in os.listdir(package) if n.startswith("rjieba.") and n.endswith((".so", ".pyd"))]
+        return os.path.join(package, name)
+    return os.path.join(package, "dict.txt")
 
 
 def describe(backend: str, user_dict: str | None) -> dict:
