@@ -35,7 +35,7 @@ import pyarrow as pa
 import sentencepiece as spm
 
 from data_prep import textutil as tu
-from data_prep.han_words import HanWords
+from data_prep.han_words import HanWords, han_word_starts
 from data_prep.segment import Segmenter
 
 WS = "\u2581"  # sentencepiece's whitespace marker
@@ -535,8 +535,6 @@ class Annotator:
         if self.language == "en":
             boundary |= han  # character-level fallback
         elif han.any():
-            # The Han runs, other characters as spaces: the segmenter cuts each run alone.
             cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            masked = np.where(han, cps, np.uint32(32)).astype("<u4").tobytes().decode("utf-32-le")
-            boundary[self.segmenter.word_starts(masked)] = True
+            boundary[han_word_starts(self.segmenter, cps)] = True
         return np.flatnonzero(start & boundary)

@@ -9,7 +9,7 @@ The words are found on sentencepiece's normalized text (``normalize``: NFKC, spa
 which is exactly the concatenation of the paragraph's pieces, a byte-fallback character counting
 once. So a token's character offsets there are running sums of per-piece lengths: numbers from a
 table, no protobuf per piece. The Han paragraphs of a chunk are normalized, joined by spaces, every
-non-Han character turned into a space (so each Han run is cut on its own) and segmented in one call
+non-Han run turned into a space (so each Han run is cut on its own) and segmented in one call
 (:meth:`data_prep.segment.Segmenter.word_starts`), while sentencepiece encodes the chunk in another
 thread: both sides take about as long, and sentencepiece releases the GIL. A paragraph whose pieces
 do not add up to its normalized length (not seen in practice) is left to the offset path.
@@ -35,6 +35,23 @@ def han_mask(cps: np.ndarray) -> np.ndarray:
     return mask
 
 
+def han_word_starts(segmenter: Segmenter, cps: np.ndarray) -> np.ndarray:
+    """Positions in the code points ``cps`` where the segmenter's words start, Han runs only.
+
+    The segmenter sees the Han runs with one space between two runs: every other character is
+    dropped (a space is enough to cut each run alone, and mixed Chinese-English text then costs
+    the segmenter nothing for its English)."""
+    if len(cps) == 0:
+        return np.zeros(0, dtype=np.int64)
+    han = han_mask(cps)
+    keep = han.copy()
+    keep[1:] |= han[:-1]  # the first character after a run, as its space
+    keep[0] = True
+    kept = np.flatnonzero(keep)
+    text = np.where(han[kept], cps[kept], np.uint32(32)).astype("<u4", copy=False).tobytes().decode("utf-32-le")
+    return kept[segmenter.word_starts(text)]
+
+
 class HanWords:
     """The segmenter and the per-piece tables for one tokenizer."""
 
@@ -58,10 +75,7 @@ class HanWords:
         del norms
         cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         del text
-        masked = np.where(han_mask(cps), cps, np.uint32(32))
-        del cps
-        masked = masked.astype("<u4", copy=False).tobytes().decode("utf-32-le")
-        return self.segmenter.word_starts(masked), bases, sizes
+        return han_word_starts(self.segmenter, cps), bases, sizes
 
     def apply(self, ids, first_han, last_han, ws, word, par_start, han_pars, words, byte_han) -> np.ndarray:
         """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs

@@ -70,6 +70,23 @@ def test_token_path_matches_offset_path(tokenizer_model, zh_paragraphs):
     assert continued > 1000  # words of several tokens do occur
 
 
+def test_english_in_mixed_text_never_reaches_the_segmenter(tokenizer_model, monkeypatch):
+    """Only Han runs, one space apart, are segmented: a long English paragraph with a Chinese
+    name costs the segmenter five characters, on both paths."""
+    ann = Annotator(str(tokenizer_model), language="zh")
+    seen = []
+    word_starts = ann.segmenter.word_starts
+    monkeypatch.setattr(ann.segmenter, "word_starts", lambda text: seen.append(text) or word_starts(text))
+    para = "The quick brown fox, " * 400 + "鲁迅先生说：" + " it jumps over the dog." * 400
+    flags = ann.annotate([para])[0].column("word_starts").values.to_numpy()
+    ids = np.asarray(ann.sp.encode(para), dtype=np.int32)
+    slow, _ = ann._precise(para, ids)
+    ann._attach_bare_whitespace(ids, slow)
+    slow[0] = True
+    assert [t.strip() for t in seen] == ["鲁迅先生说", "鲁迅先生说"] and max(map(len, seen)) <= 8
+    np.testing.assert_array_equal(flags, slow.astype(np.uint8))
+
+
 def test_paragraph_whose_pieces_do_not_add_up_takes_the_offset_path(tokenizer_model, monkeypatch):
     """Should a paragraph's pieces ever not add up to its normalized text, its offsets would be
     wrong: it goes to the offset path instead, and the other paragraphs keep theirs."""
