@@ -172,7 +172,8 @@ def test_cli_user_dict_in_manifest_and_errors(tokenizer_model, tmp_path):
     src.write_text("我们研究深度学习模型。\n" + SEP + "\nEnglish only.\n", encoding="utf-8")
     user = tmp_path / "user.txt"
     user.write_text("深度学习模型\n", encoding="utf-8")
-    base = ["encode", "--input", str(src), "--tokenizer", str(tokenizer_model), "--doc-separator", SEP]
+    base = ["encode", "--input", str(src), "--tokenizer", str(tokenizer_model), "--doc-separator", SEP,
+            "--workers", "1"]
     run_data_prep(*base, "--output", str(tmp_path / "out"), "--language", "zh", "--user-dict", str(user))
     seg = json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["segmenter"]
     assert seg == segment.describe("rjieba", str(user))
