@@ -199,6 +199,9 @@ class TrainConfig:
     """A collective that has not completed after this many seconds fails instead of hanging."""
     dead_rank_timeout_s: float = 60.0
     """A rank whose heartbeat is older than this is declared gone; the others exit non-zero."""
+    peak_tflops: Optional[float] = None
+    """One device's peak TFLOP/s for the MFU in the log; None = the detected GPU's (A100, H100,
+    H200 profiles of plmscale.perf.gpus in the training precision), no MFU on CPU."""
 
 
 @dataclass
