@@ -33,7 +33,7 @@ def test_nan_loss_on_one_rank_is_skipped_in_every_zero_stage(demo_shards, tmp_pa
             assert result["latest"] == "step4" and result["final_equals_saved"], stage
 
 
-def test_crash_in_commit_and_damaged_files_fall_back(demo_shards, tmp_path_factory):
+def test_crash_in_commit_and_damaged_files_fall_back(demo_shards, tmp_path_factory, repo):
     """Rank 1 dies between writing its step-4 files and the commit: step4 stays incomplete, the
     next start resumes from step2 and its losses equal the uninterrupted run's. A truncated
     (step6) and a bit-flipped (step4) file: a strict resume names the file; the default one warns
@@ -42,7 +42,7 @@ def test_crash_in_commit_and_damaged_files_fall_back(demo_shards, tmp_path_facto
     save_dir = str(tmp_path_factory.mktemp("ckpt"))
     with pytest.raises(AssertionError, match=r"exited with \[1, 9\]|rank 0"):
         run_ranks(2, crash_in_commit, str(demo_shards), save_dir)
-    other = other_tokenizer_shards(tmp_path_factory)
+    other = other_tokenizer_shards(tmp_path_factory, repo)
     result = run_ranks(2, resume_after_faults, str(demo_shards), save_dir, str(other))[0]
     straight = result["straight"]
     assert result["resumed"] == straight[2:]  # resumed at step 2, bit-exact
@@ -53,13 +53,12 @@ def test_crash_in_commit_and_damaged_files_fall_back(demo_shards, tmp_path_facto
     assert result["fallback"] == straight[2:]
 
 
-def other_tokenizer_shards(tmp_path_factory):
+def other_tokenizer_shards(tmp_path_factory, repo):
+    """Shards of the demo corpus encoded with another (7000-piece) tokenizer."""
     import subprocess
     import sys
-
-    from conftest import REPO
     out = tmp_path_factory.mktemp("other_data")
-    common = ["--input", str(REPO / "corpora" / "gothic_novels.txt"), "--doc-separator",
+    common = ["--input", str(repo / "corpora" / "gothic_novels.txt"), "--doc-separator",
               "<|endoftext|>"]
     for args in (["train-tokenizer", "--output", str(out / "tok.model"), "--vocab-size", "7000"],
                  ["encode", "--tokenizer", str(out / "tok.model"), "--output", str(out / "shards")]):
