@@ -1,18 +1,44 @@
 """Checkpoints through DeepSpeed: model, optimizer and LR-schedule state per rank (ZeRO partitions
-included), plus plmscale's own client state: the step, the data position and the resolved config."""
+included), plus plmscale's own client state: the step, the data position and the resolved config.
+
+Each tag directory is self-contained: besides DeepSpeed's files it holds the config as JSON and a
+copy of the run's sentencepiece model (``plmscale.export.shards`` reads both), so generation and
+export work from any directory, wherever the training shards went.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+import torch.distributed as dist
+
 from plmscale.config import ExperimentConfig, config_to_dict
+from plmscale.export.shards import CONFIG_FILE, TOKENIZER_FILE
+
+
+def run_tokenizer(cfg: ExperimentConfig) -> Path | None:
+    """The sentencepiece model of the run's ``data.path`` (None when it has no manifest)."""
+    manifest = Path(cfg.data.path) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return Path(cfg.data.path) / json.loads(manifest.read_text())["tokenizer"]["file"]
 
 
 def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentConfig) -> None:
     """Collective: every rank calls it. Writes ``directory/step{N}`` and points ``latest`` at it."""
-    engine.save_checkpoint(directory, tag=f"step{step}",
+    tag = f"step{step}"
+    engine.save_checkpoint(directory, tag=tag,
                            client_state={"step": step, "micro_batches": micro_batches,
                                          "config": config_to_dict(cfg)})
+    if dist.get_rank() == 0:
+        target = Path(directory) / tag
+        (target / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=1))
+        tokenizer = run_tokenizer(cfg)
+        if tokenizer is not None and tokenizer.is_file():
+            shutil.copyfile(tokenizer, target / TOKENIZER_FILE)
+    dist.barrier()
 
 
 def load(engine, directory: str) -> tuple[int, int]:
