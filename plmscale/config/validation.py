@@ -3,6 +3,7 @@ model has been allocated on every rank."""
 
 from __future__ import annotations
 
+from plmscale.config.families import ignored_fields, readers
 from plmscale.config.loading import ConfigError
 from plmscale.config.schema import ExperimentConfig
 
@@ -25,6 +26,7 @@ def valid_tensor_parallel_sizes(cfg: ExperimentConfig, world_size: int) -> list[
 def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     """Raise ``ConfigError`` naming the offending field and the values that would work."""
     m, p, t, o = cfg.model, cfg.parallel, cfg.train, cfg.objective
+    refuse_ignored_fields(cfg)
     tp, pp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size
     if tp < 1 or pp < 1:
         raise ConfigError("parallel.tensor_model_parallel_size and pipeline_model_parallel_size "
@@ -65,3 +67,16 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     for name in ("micro_batch_size", "gradient_accumulation_steps", "train_steps"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name}={getattr(t, name)} must be >= 1")
+
+
+def refuse_ignored_fields(cfg: ExperimentConfig) -> None:
+    """Raise ``ConfigError`` for every optional field set away from its default that the family
+    would ignore (or an objective it cannot honour), naming the families that do read it."""
+    ignored = ignored_fields(cfg.model, cfg.objective)
+    if not ignored:
+        return
+    lines = [f"{section}.{name}={getattr(getattr(cfg, section), name)!r} (read by: "
+             f"{', '.join(readers(section, name)) or 'no family'})" for section, name in ignored]
+    raise ConfigError(f"model.family={cfg.model.family!r} does not use " + "; ".join(lines)
+                      + ". Remove these fields (or pick a family that reads them): a family must "
+                        "not silently ignore a setting")

@@ -145,19 +145,16 @@ def reference_parameters(cfg: ExperimentConfig) -> dict[str, torch.nn.Parameter]
 
 def pipeline_layout(cfg: ExperimentConfig) -> tuple[dict[int, str], object]:
     """({piece index: the pipeline name prefix of that piece's parameters}, canonical_name) of the
-    family's pipeline, built as one stage on the meta device. Only pieces with parameters are
-    listed (only they write a layer file)."""
+    family's pipeline. The names do not depend on the stage split, so the module is built on the
+    meta device for whatever pipeline groups are current (only the specs and names are used)."""
     from deepspeed.pipe import TiedLayerSpec
 
     from plmscale.models import get_family
-    one_stage = inference_config(cfg)
     with torch.device("meta"), _stay_on_meta():
-        pipe = get_family(cfg.model.family).pipeline(one_stage)
-    names = [n for n, _ in pipe.named_parameters()]
+        pipe = get_family(cfg.model.family).pipeline(inference_config(cfg))
     prefixes = {i: (f"tied_modules.{spec.key}." if isinstance(spec, TiedLayerSpec) else f"{i}.")
                 for i, spec in enumerate(pipe._layer_specs)}
-    return {i: p for i, p in prefixes.items() if any(n.startswith(p) for n in names)}, \
-        pipe.canonical_name
+    return prefixes, pipe.canonical_name
 
 
 def _merge(name: str, pieces: list[torch.Tensor], param, vocab_size: int) -> torch.Tensor:
@@ -215,12 +212,13 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
             files.setdefault(int(match[1]), {})[int(match[2])] = path
     full = {}
     for piece, prefix in prefixes.items():
-        by_rank = files.get(piece, {})
+        if piece not in files:
+            continue  # a piece without parameters writes no file (checked below)
         for r in range(tp):
-            if r not in by_rank:
-                raise CheckpointError(f"{directory / tag / f'layer_{piece:02d}-model_{r:02d}-model_states.pt'}"
-                                      f" is missing: the checkpoint is incomplete")
-        states = [_load(by_rank[r]) for r in range(tp)]
+            if r not in files[piece]:
+                raise CheckpointError(f"{directory / tag / _layer_file(piece, r)} is missing: the "
+                                      f"checkpoint is incomplete")
+        states = [_load(files[piece][r]) for r in range(tp)]
         for local in states[0]:
             name = canonical(prefix + local)
             if name in full or name not in reference:
@@ -228,9 +226,17 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
             full[name] = _merge(name, [s[local] for s in states], reference[name], vocab)
     absent = sorted(set(reference) - set(full))
     if absent:
-        raise CheckpointError(f"{directory / tag} lacks {len(absent)} tensors (e.g. {absent[0]}): "
-                              f"the checkpoint is incomplete")
+        owner = next((i for i, prefix in prefixes.items()
+                      if absent[0].startswith(canonical(prefix))), None)
+        where = (f"{directory / tag / _layer_file(owner, 0)} is missing" if owner is not None
+                 else f"{directory / tag} lacks {absent[0]}")
+        raise CheckpointError(f"{where}: the checkpoint is incomplete ({len(absent)} tensors "
+                              f"absent, e.g. {absent[0]})")
     return cfg, full
+
+
+def _layer_file(piece: int, tp_rank: int) -> str:
+    return f"layer_{piece:02d}-model_{tp_rank:02d}-model_states.pt"
 
 
 def load_full_tensors(model: torch.nn.Module, full: dict[str, torch.Tensor], vocab_size: int,
