@@ -1,4 +1,4 @@
-"""The one reader of plmscale checkpoints: any tensor-parallel x pipeline-parallel x ZeRO 0-2 layout
+"""The one reader of plmscale checkpoints: any tensor-parallel x pipeline-parallel x ZeRO 0-3 layout
 -> full (unpartitioned, unpadded) tensors under the ordinary model's parameter names, and back to
 this rank's slices for whatever layout is current.
 
@@ -7,18 +7,20 @@ DeepSpeed writes a checkpoint directory ``save_dir/<tag>/`` as:
 - without pipeline parallelism, ``mp_rank_{tp:02d}_model_states.pt`` per tensor-parallel rank, the
   module's state dict under ``"module"``;
 - with it, ``layer_{i:02d}-model_{tp:02d}-model_states.pt`` per pipeline piece ``i`` and TP rank
-  (the piece's own state dict), plus the ``mp_rank_*`` files holding the client state only.
+  (the piece's own state dict), plus the ``mp_rank_*`` files holding the client state only;
+- with ZeRO-3, the weights only as fp32 partitions in
+  ``zero_pp_rank_{dp}_mp_rank_{tp:02d}_optim_states.pt`` (consolidated per TP rank by DeepSpeed's
+  ``zero_to_fp32``, then merged over TP as the others).
 
 How a tensor is split is read from the parameter attributes plmscale's layers carry
 (``tensor_model_parallel`` / ``partition_dim``, ``vocab_padded``), on a reference model built on
-the meta device (no memory); pipeline piece names map to the ordinary names through the family
-pipeline's ``canonical_name``. ``training.checkpoint`` writes the config and the tokenizer next to
-the shards, so a checkpoint directory is all that generation and export need.
+the meta device (no memory). ``training.checkpoint`` writes the config, the tokenizer and (under
+pipeline parallelism) which ordinary parameter each layer-file key holds next to the shards, so a
+checkpoint directory is all that generation and export need.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
@@ -32,6 +34,9 @@ CONFIG_FILE = "plmscale_config.json"
 """The resolved training config, written into every checkpoint tag directory."""
 TOKENIZER_FILE = "tokenizer.model"
 """A copy of the run's sentencepiece model, written into every checkpoint tag directory."""
+
+PIPELINE_NAMES = "plmscale_pipeline_names.stage{stage}.json"
+"""Per pipeline stage: which ordinary parameter each key of each layer file holds."""
 
 _LAYER_FILE = re.compile(r"layer_(\d+)-model_(\d+)-model_states\.pt$")
 
@@ -110,19 +115,6 @@ def tokenizer_file(directory: str | Path, tag: str | None = None,
     return Path(cfg.data.path) / json.loads(manifest.read_text())["tokenizer"]["file"]
 
 
-@contextlib.contextmanager
-def _stay_on_meta():
-    """DeepSpeed's ``PipelineModule`` moves itself to the accelerator when built, which a meta
-    module cannot do; the reference model only needs names and attributes, so skip the move."""
-    from deepspeed.pipe import PipelineModule
-    original = PipelineModule.to
-    PipelineModule.to = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        PipelineModule.to = original
-
-
 def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> ExperimentConfig:
     """A copy of a saved config for using the trained model: one pipeline stage, the given TP
     size, no dropout, fp32 weights whatever the training precision, and no DistilBERT teacher
@@ -143,18 +135,41 @@ def reference_parameters(cfg: ExperimentConfig) -> dict[str, torch.nn.Parameter]
         return dict(build_model(inference_config(cfg)).named_parameters())
 
 
-def pipeline_layout(cfg: ExperimentConfig) -> tuple[dict[int, str], object]:
-    """({piece index: the pipeline name prefix of that piece's parameters}, canonical_name) of the
-    family's pipeline. The names do not depend on the stage split, so the module is built on the
-    meta device for whatever pipeline groups are current (only the specs and names are used)."""
-    from deepspeed.pipe import TiedLayerSpec
+def pipeline_names(pipe) -> dict[int, dict[str, str]]:
+    """{piece index: {key in that piece's layer file: ordinary parameter name}} for the pieces of
+    this stage of a ``FamilyPipeline`` that DeepSpeed saves (those with a ``state_dict``: a
+    ``TiedLayerSpec`` with a ``forward_fn`` is not saved)."""
+    tied = {id(module): f"tied_modules.{key}." for key, module in pipe.tied_modules.items()}
+    names = {}
+    for local, layer in enumerate(pipe.forward_funcs):
+        if not hasattr(layer, "state_dict"):
+            continue
+        piece = int(pipe._local_start) + local
+        prefix = tied.get(id(layer), f"{piece}.")
+        names[piece] = {key: pipe.canonical_name(prefix + key)
+                        for key, _ in layer.named_parameters()}
+    return names
 
-    from plmscale.models import get_family
-    with torch.device("meta"), _stay_on_meta():
-        pipe = get_family(cfg.model.family).pipeline(inference_config(cfg))
-    prefixes = {i: (f"tied_modules.{spec.key}." if isinstance(spec, TiedLayerSpec) else f"{i}.")
-                for i, spec in enumerate(pipe._layer_specs)}
-    return prefixes, pipe.canonical_name
+
+def write_pipeline_names(pipe, target: Path) -> None:
+    """Record this stage's ``pipeline_names`` next to its layer files (one file per stage), so a
+    reader needs no pipeline module to name them."""
+    from megatron.core import parallel_state as ps
+    stage = ps.get_pipeline_model_parallel_rank()
+    (target / PIPELINE_NAMES.format(stage=stage)).write_text(json.dumps(pipeline_names(pipe)))
+
+
+def _recorded_pipeline_names(directory: Path, tag: str) -> dict[int, dict[str, str]]:
+    files = sorted((directory / tag).glob(PIPELINE_NAMES.format(stage="*")))
+    if not files:
+        raise CheckpointError(f"{directory / tag / PIPELINE_NAMES.format(stage=0)} is missing: "
+                              f"a pipeline-parallel checkpoint written before plmscale recorded "
+                              f"its parameter names cannot be read; resume it for 0 steps to "
+                              f"rewrite it")
+    names = {}
+    for f in files:
+        names.update({int(piece): keys for piece, keys in json.loads(f.read_text()).items()})
+    return names
 
 
 def _merge(name: str, pieces: list[torch.Tensor], param, vocab_size: int) -> torch.Tensor:
@@ -168,32 +183,50 @@ def _merge(name: str, pieces: list[torch.Tensor], param, vocab_size: int) -> tor
     return tensor
 
 
-def _zero3_guard(directory: Path, tag: str, cfg: ExperimentConfig) -> None:
-    if cfg.parallel.zero_stage == 3:
-        raise CheckpointError(
-            f"{directory / tag} was saved with ZeRO-3: its weights are partitioned over the data-"
-            f"parallel ranks inside the optimizer files, which plmscale cannot merge yet; resume "
-            f"it with parallel.zero_stage=2 for 0 more steps (train.train_steps = its step) to "
-            f"rewrite it, or train with zero_stage <= 2")
+def _zero3_states(directory: Path, tag: str, tp: int) -> list[dict[str, torch.Tensor]]:
+    """Per TP rank, the module's fp32 tensors of a ZeRO-3 checkpoint (whose weights live only in
+    the optimizer files, partitioned over the data-parallel ranks). DeepSpeed's own consolidation
+    (``zero_to_fp32``) handles one TP rank's files at a time, so it is shown each rank's files
+    alone, through links in a scratch directory."""
+    import tempfile
+
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    states = []
+    for rank in range(tp):
+        files = sorted((directory / tag).glob(f"zero_pp_rank_*_mp_rank_{rank:02d}_*_states.pt"))
+        if not any(f.name.endswith("_optim_states.pt") for f in files):
+            raise CheckpointError(f"{directory / tag}/zero_pp_rank_0_mp_rank_{rank:02d}_optim_states.pt"
+                                  f" is missing: the ZeRO-3 checkpoint is incomplete")
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / tag).mkdir()
+            for f in files:
+                (Path(scratch) / tag / f.name).symlink_to(f.resolve())
+            try:
+                states.append(get_fp32_state_dict_from_zero_checkpoint(scratch, tag=tag))
+            except (ValueError, FileNotFoundError) as error:
+                raise CheckpointError(f"{directory / tag} (TP rank {rank}): {error}") from None
+    return states
 
 
 def read_full_tensors(directory: str | Path, tag: str | None = None
                       ) -> tuple[ExperimentConfig, dict[str, torch.Tensor]]:
     """(saved config, every parameter as the whole fp32 tensor without vocabulary padding, under
-    the ordinary model's names) from a checkpoint of any TP x PP x ZeRO 0-2 layout.
+    the ordinary model's names) from a checkpoint of any TP x PP x ZeRO 0-3 layout.
 
     Needs megatron-core's process groups initialised (any layout: only names and partition
     attributes of a meta-device model are used)."""
     directory = Path(directory)
     tag = checkpoint_tag(directory, tag)
     cfg = saved_config(directory, tag)
-    _zero3_guard(directory, tag, cfg)
     tp = cfg.parallel.tensor_model_parallel_size
     vocab = cfg.model.vocab_size
     reference = reference_parameters(cfg)
     if cfg.parallel.pipeline_model_parallel_size == 1:
-        states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt")["module"]
-                  for r in range(tp)]
+        if cfg.parallel.zero_stage == 3:
+            states = _zero3_states(directory, tag, tp)
+        else:
+            states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt")["module"]
+                      for r in range(tp)]
         full = {}
         for name, param in reference.items():
             missing = [r for r, s in enumerate(states) if name not in s]
@@ -203,35 +236,29 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
                                       f"of this plmscale version")
             full[name] = _merge(name, [s[name] for s in states], param, vocab)
         return cfg, full
-    reference = reference_parameters(cfg)
-    prefixes, canonical = pipeline_layout(cfg)
+    recorded = _recorded_pipeline_names(directory, tag)
     files = {}
     for path in (directory / tag).iterdir():
         match = _LAYER_FILE.match(path.name)
         if match:
             files.setdefault(int(match[1]), {})[int(match[2])] = path
     full = {}
-    for piece, prefix in prefixes.items():
-        if piece not in files:
-            continue  # a piece without parameters writes no file (checked below)
+    for piece, keys in sorted(recorded.items()):
+        if not keys:
+            continue  # a piece without parameters
         for r in range(tp):
-            if r not in files[piece]:
+            if r not in files.get(piece, {}):
                 raise CheckpointError(f"{directory / tag / _layer_file(piece, r)} is missing: the "
                                       f"checkpoint is incomplete")
         states = [_load(files[piece][r]) for r in range(tp)]
-        for local in states[0]:
-            name = canonical(prefix + local)
+        for local, name in keys.items():
             if name in full or name not in reference:
                 continue  # a tied copy (the first piece's wins: DeepSpeed keeps them equal)
             full[name] = _merge(name, [s[local] for s in states], reference[name], vocab)
     absent = sorted(set(reference) - set(full))
     if absent:
-        owner = next((i for i, prefix in prefixes.items()
-                      if absent[0].startswith(canonical(prefix))), None)
-        where = (f"{directory / tag / _layer_file(owner, 0)} is missing" if owner is not None
-                 else f"{directory / tag} lacks {absent[0]}")
-        raise CheckpointError(f"{where}: the checkpoint is incomplete ({len(absent)} tensors "
-                              f"absent, e.g. {absent[0]})")
+        raise CheckpointError(f"{directory / tag} holds no {absent[0]} ({len(absent)} tensors "
+                              f"absent): the checkpoint is incomplete")
     return cfg, full
 
 

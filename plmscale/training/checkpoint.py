@@ -1,9 +1,10 @@
 """Checkpoints through DeepSpeed: model, optimizer and LR-schedule state per rank (ZeRO partitions
 included), plus plmscale's own client state: the step, the data position and the resolved config.
 
-Each tag directory is self-contained: besides DeepSpeed's files it holds the config as JSON and a
-copy of the run's sentencepiece model (``plmscale.export.shards`` reads both), so generation and
-export work from any directory, wherever the training shards went.
+Each tag directory is self-contained: besides DeepSpeed's files it holds the config as JSON, a
+copy of the run's sentencepiece model and, under pipeline parallelism, which parameter each layer
+file holds (``plmscale.export.shards`` reads them all), so generation and export work from any
+directory, wherever the training shards went.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 from plmscale.config import ExperimentConfig, config_to_dict
-from plmscale.export.shards import CONFIG_FILE, TOKENIZER_FILE
+from megatron.core import parallel_state as ps
+
+from plmscale.export.shards import CONFIG_FILE, TOKENIZER_FILE, write_pipeline_names
 
 
 def run_tokenizer(cfg: ExperimentConfig) -> Path | None:
@@ -32,8 +35,11 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
     engine.save_checkpoint(directory, tag=tag,
                            client_state={"step": step, "micro_batches": micro_batches,
                                          "config": config_to_dict(cfg)})
+    target = Path(directory) / tag
+    if hasattr(engine.module, "canonical_name") and ps.get_data_parallel_rank() == 0 \
+            and ps.get_tensor_model_parallel_rank() == 0:  # one writer per pipeline stage
+        write_pipeline_names(engine.module, target)
     if dist.get_rank() == 0:
-        target = Path(directory) / tag
         (target / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=1))
         tokenizer = run_tokenizer(cfg)
         if tokenizer is not None and tokenizer.is_file():

@@ -114,3 +114,25 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
                     in zip(OUTPUT_NAMES[family], logits)]
         torch.save({"inputs": hf_inputs, "outputs": expected}, Path(out) / family / "expected.pt")
     return codes
+
+
+def train_zero_stages(shards: str, out: str, stages: list[int]) -> None:
+    """GPT at TP=2 x DP=2, the same run once per ZeRO stage, each saved to ``out/zero<stage>``."""
+    from plmscale.parallel import init_model_parallel, seed_all
+    from plmscale.training.loop import train
+    init_distributed()
+    for stage in stages:
+        cfg = load_config(REPO / "configs" / "gpt_tiny.yaml",
+                          SMALL + ["parallel.tensor_model_parallel_size=2", f"data.path={shards}",
+                                   f"parallel.zero_stage={stage}",
+                                   f"train.save_dir={Path(out) / f'zero{stage}'}"])
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        train(cfg)
+
+
+def read_checkpoints(directories: list[str]) -> list[dict]:
+    """Each checkpoint's full tensors, read in one process."""
+    from plmscale.export.shards import read_full_tensors
+    init_distributed()
+    return [read_full_tensors(d)[1] for d in directories]

@@ -43,6 +43,11 @@ def exported(tmp_path_factory, demo_shards, repo):
 def test_exported_logits_equal_plmscale(exported, family):
     _, found = exported
     assert found[family]["logits"], family
+    tok = found[family]["tokenizer"]
+    print(f"{family}: relative logit differences {found[family]['logits']}; tokenizer: "
+          f"{tok['paragraphs']} paragraphs, {tok['encode_mismatch']} encode and "
+          f"{tok['decode_mismatch']} decode mismatches, {tok['byte_paragraphs']} with byte pieces "
+          f"(not decoded); pipeline: {found[family]['pipeline']!r}")
     for name, diff in found[family]["logits"].items():
         assert diff <= 1e-4, (family, name, diff)
 
