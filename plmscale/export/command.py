@@ -27,20 +27,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def export(checkpoint: str | Path, output: str | Path, tag: str | None = None,
            tokenizer: str | Path | None = None) -> list[Path]:
-    """Export one checkpoint; returns the HF folders written. Runs in one process: it joins (or
-    makes) a process group of one, since building the reference model needs megatron-core's."""
+    """Export one checkpoint; returns the HF folders written (one process)."""
     from plmscale.export.hf import hf_export_spec, write_hf_folder
-    from plmscale.export.shards import (checkpoint_tag, inference_config, read_full_tensors,
-                                        saved_config, tokenizer_file)
-    from plmscale.parallel import init_distributed, init_model_parallel
+    from plmscale.export.shards import (checkpoint_tag, read_full_tensors, saved_config,
+                                        tokenizer_file)
     tag = checkpoint_tag(checkpoint, tag)
     cfg = saved_config(checkpoint, tag)
     hf_export_spec(cfg.model.family)  # fail before reading shards for a family HF lacks
     tokenizer = Path(tokenizer) if tokenizer else tokenizer_file(checkpoint, tag, cfg)
     if not tokenizer.is_file():
         raise FileNotFoundError(f"tokenizer model {tokenizer} not found")
-    init_distributed()
-    init_model_parallel(inference_config(cfg))
     cfg, full = read_full_tensors(checkpoint, tag)
     return write_hf_folder(cfg, full, tokenizer, output)
 

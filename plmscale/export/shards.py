@@ -21,7 +21,9 @@ checkpoint directory is all that generation and export need.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import re
 from pathlib import Path
@@ -201,8 +203,10 @@ def _zero3_states(directory: Path, tag: str, tp: int) -> list[dict[str, torch.Te
             (Path(scratch) / tag).mkdir()
             for f in files:
                 (Path(scratch) / tag / f.name).symlink_to(f.resolve())
-            try:
-                states.append(get_fp32_state_dict_from_zero_checkpoint(scratch, tag=tag))
+            try:  # (its progress lines would mix with a command's output)
+                with contextlib.redirect_stdout(io.StringIO()), \
+                        contextlib.redirect_stderr(io.StringIO()):
+                    states.append(get_fp32_state_dict_from_zero_checkpoint(scratch, tag=tag))
             except (ValueError, FileNotFoundError) as error:
                 raise CheckpointError(f"{directory / tag} (TP rank {rank}): {error}") from None
     return states
@@ -213,11 +217,16 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
     """(saved config, every parameter as the whole fp32 tensor without vocabulary padding, under
     the ordinary model's names) from a checkpoint of any TP x PP x ZeRO 0-3 layout.
 
-    Needs megatron-core's process groups initialised (any layout: only names and partition
-    attributes of a meta-device model are used)."""
+    Uses megatron-core's process groups of any layout (only names and partition attributes of a
+    meta-device model are read); a process without them gets a one-rank layout."""
+    from megatron.core import parallel_state as ps
     directory = Path(directory)
     tag = checkpoint_tag(directory, tag)
     cfg = saved_config(directory, tag)
+    if not ps.model_parallel_is_initialized():
+        from plmscale.parallel import init_distributed, init_model_parallel
+        init_distributed()
+        init_model_parallel(inference_config(cfg))
     tp = cfg.parallel.tensor_model_parallel_size
     vocab = cfg.model.vocab_size
     reference = reference_parameters(cfg)

@@ -132,7 +132,6 @@ def train_zero_stages(shards: str, out: str, stages: list[int]) -> None:
 
 
 def read_checkpoints(directories: list[str]) -> list[dict]:
-    """Each checkpoint's full tensors, read in one process."""
+    """Each checkpoint's full tensors, read in one process (no process group set up first)."""
     from plmscale.export.shards import read_full_tensors
-    init_distributed()
     return [read_full_tensors(d)[1] for d in directories]
