@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
+from plmscale.export.electra import generator_hf_config, generator_to_hf_state_dict
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,6 @@ class HFExport:
     """Overrides of the tokenizer's special-token strings (GPT: its bos is </s>, as in training)."""
 
 
-def _lazy(module: str, name: str) -> Callable:
-    def call(*args, **kwargs):
-        import importlib
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
-    return call
-
-
 def _encoder_ids(tokens, cfg):
     return {"pad_token_id": tokens.pad, "bos_token_id": tokens.bos, "eos_token_id": tokens.eos}
 
@@ -76,8 +70,7 @@ HF_EXPORTS: dict[str, HFExport] = {
     "electra": HFExport((
         HFPart("ElectraForPreTraining"),
         HFPart("ElectraForMaskedLM", subfolder="generator", task="fill-mask",
-               hf_config=_lazy("plmscale.export.electra", "generator_hf_config"),
-               to_hf_state_dict=_lazy("plmscale.export.electra", "generator_to_hf_state_dict"))),
+               hf_config=generator_hf_config, to_hf_state_dict=generator_to_hf_state_dict)),
         "cls_sep", _encoder_ids),
     "distilbert": HFExport((HFPart("DistilBertForMaskedLM", task="fill-mask"),), "cls_sep",
                            _encoder_ids),
