@@ -116,8 +116,9 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
     return codes
 
 
-def train_zero_stages(shards: str, out: str, stages: list[int]) -> None:
-    """GPT at TP=2 x DP=2, the same run once per ZeRO stage, each saved to ``out/zero<stage>``."""
+def train_zero_stages(shards: str, out: str, stages: list[int]) -> list[float]:
+    """GPT at TP=2 x DP=2, the same run once per ZeRO stage, each saved to ``out/zero<stage>``;
+    returns the learning rates of the steps."""
     from plmscale.parallel import init_model_parallel, seed_all
     from plmscale.training.loop import train
     init_distributed()
@@ -128,7 +129,8 @@ def train_zero_stages(shards: str, out: str, stages: list[int]) -> None:
                                    f"train.save_dir={Path(out) / f'zero{stage}'}"])
         init_model_parallel(cfg)
         seed_all(cfg.train.seed)
-        train(cfg)
+        history = train(cfg)
+    return [h["lr"] for h in history]
 
 
 def read_checkpoints(directories: list[str]) -> list[dict]:

@@ -1,11 +1,12 @@
 """The Hugging Face side of the export round trip, run as a fresh process that imports no plmscale
 code: load each exported folder with transformers' Auto classes, compare its logits with the ones
-plmscale computed (``expected.pt``), check the tokenizer against sentencepiece on the training
+plmscale computed (``expected.pt``, through the suite's tolerance, tests/closeness.py), check the tokenizer against sentencepiece on the training
 text, and run the family's pipeline. Prints one JSON object: family -> findings.
 
     python hf_check.py OUT CORPUS family [family ...]
 """
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ import sentencepiece as spm
 import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer, pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the suite's tolerance
+from closeness import closeness  # noqa: E402
 
 AUTO = {"ForPreTraining": transformers.AutoModelForPreTraining,
         "ForMaskedLM": transformers.AutoModelForMaskedLM,
@@ -25,11 +29,6 @@ def auto_model(folder: Path):
     architecture = AutoConfig.from_pretrained(folder).architectures[0]
     auto = next(cls for suffix, cls in AUTO.items() if architecture.endswith(suffix))
     return auto.from_pretrained(folder).eval()
-
-
-def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a - b| / max(1, max |b|): round-off scaled to the logits' size."""
-    return float((a - b).abs().max() / max(1.0, float(b.abs().max())))
 
 
 def tokenizer_findings(folder: Path, paragraphs: list[str]) -> dict:
@@ -61,7 +60,8 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
         for folder, name, tensor in expected["outputs"]:
             model = auto_model(hf_root / folder)
             outputs = model(**expected["inputs"])
-            found["logits"][f"{folder or '.'}:{name}"] = relative_diff(getattr(outputs, name), tensor)
+            key = f"{folder or '.'}:{name}"
+            found["logits"][key] = dataclasses.asdict(closeness(getattr(outputs, name), tensor, key))
     found["config"] = {k: getattr(AutoConfig.from_pretrained(hf_root), k, None)
                        for k in ("pad_token_id", "bos_token_id", "eos_token_id",
                                  "decoder_start_token_id")}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from closeness import adam_movement_atol, assert_close
 from harness import free_port, run_ranks
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -20,11 +21,11 @@ pytestmark = pytest.mark.slow
 def test_zero3_reads_as_zero1_and_a_moved_checkpoint_generates(demo_shards, tmp_path, repo):
     shards = tmp_path / "shards"  # a copy, deleted before generating
     shutil.copytree(demo_shards, shards)
-    run_ranks(4, workers.train_zero_stages, str(shards), str(tmp_path), [1, 3])
+    rates = run_ranks(4, workers.train_zero_stages, str(shards), str(tmp_path), [1, 3])[0]
     zero1, zero3 = run_ranks(1, workers.read_checkpoints,
                              [str(tmp_path / "zero1"), str(tmp_path / "zero3")])[0]
-    assert zero1.keys() == zero3.keys()
-    assert max((zero1[k] - zero3[k]).abs().max().item() for k in zero1) <= 1e-5
+    # The same training, ZeRO-3's weights rebuilt from its optimizer partitions.
+    assert_close(zero3, zero1, "ZeRO-3 vs ZeRO-1", atol=adam_movement_atol(rates))
     # Elsewhere, with the training shards gone: config and tokenizer come from the checkpoint.
     shutil.rmtree(shards)
     moved = tmp_path / "elsewhere" / "ckpt"

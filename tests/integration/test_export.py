@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from closeness import Closeness, assert_within
 from harness import run_ranks
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,12 +45,14 @@ def test_exported_logits_equal_plmscale(exported, family):
     _, found = exported
     assert found[family]["logits"], family
     tok = found[family]["tokenizer"]
-    print(f"{family}: relative logit differences {found[family]['logits']}; tokenizer: "
+    logits = {name: Closeness(**{**c, "index": tuple(c["index"])})
+              for name, c in found[family]["logits"].items()}
+    print(f"{family}: logits {'; '.join(map(str, logits.values()))}; tokenizer: "
           f"{tok['paragraphs']} paragraphs, {tok['encode_mismatch']} encode and "
           f"{tok['decode_mismatch']} decode mismatches, {tok['byte_paragraphs']} with byte pieces "
           f"(not decoded); pipeline: {found[family]['pipeline']!r}")
-    for name, diff in found[family]["logits"].items():
-        assert diff <= 1e-4, (family, name, diff)
+    for closeness in logits.values():
+        assert_within(closeness, family)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
