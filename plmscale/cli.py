@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = {"export": "plmscale.export.command"}
+COMMANDS = {"export": "plmscale.export.command", "plan": "plmscale.perf.cli"}
 """Subcommand -> module with a ``main(argv) -> int``."""
 
 
