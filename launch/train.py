@@ -24,6 +24,7 @@ import torch.distributed as dist  # noqa: E402
 
 from plmscale.config import (ConfigError, config_to_dict, data_parallel_size, deepspeed_config,  # noqa: E402
                              load_config, validate_config)
+from plmscale.config.families import family_fields  # noqa: E402
 from plmscale.models import build_model, count_parameters  # noqa: E402
 from plmscale.parallel import init_distributed, init_model_parallel, layout_summary, seed_all  # noqa: E402
 from plmscale.perf import Layout, gpu_profile, memory_per_rank, step_flops  # noqa: E402
@@ -88,9 +89,13 @@ def dry_run(cfg, gpu_name: str | None = None) -> None:
     with torch.device("meta"):
         model = build_model(cfg)
     count = count_parameters(model, cfg.model)
+    networks = {name: count_parameters(model, cfg.model, prefixes)
+                for name, prefixes in family_fields(cfg.model.family).networks.items()}
     if dist.get_rank() == 0:
         print(json.dumps(config_to_dict(cfg), indent=2))
         print(f"parameters: {count:,} ({cfg.model.family}, unpadded, whole model)")
+        for name, n in networks.items():  # as HF counts each network on its own
+            print(f"parameters of the {name}: {n:,}")
         print(f"layout: {layout_summary()}")
         print(f"deepspeed: {json.dumps(deepspeed_config(cfg, dist.get_world_size()))}")
         for line in performance_report(cfg, dist.get_world_size(), gpu_name):

@@ -99,7 +99,8 @@ def _read_yaml(path: Path) -> dict:
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Defaults <- model preset <- YAML file <- overrides, then validated field by field."""
+    """Defaults <- the family's objective defaults <- model preset <- YAML file <- overrides, then
+    validated field by field."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -110,15 +111,19 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
     parsed = [parse_override(o) for o in overrides]
 
     cfg = ExperimentConfig()
-    model_section = raw.get("model") or {}
-    preset = model_section.get("preset") if isinstance(model_section, dict) else None
-    for section, name, value in parsed:
-        if (section, name) == ("model", "preset"):
-            preset = value
+    preset = _last_value(raw, parsed, "preset")
+    family = _last_value(raw, parsed, "family")
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
+        raise ConfigError(f"unknown model preset {preset!r}{did_you_mean(str(preset), PRESETS)}; "
+                          f"known presets: {', '.join(sorted(PRESETS))}")
+    if family is None and preset is not None:
+        family = preset_fields(preset).get("family")
+    if family is not None:
+        from plmscale.config.families import FAMILY_FIELDS
+        if family in FAMILY_FIELDS:  # unknown names are refused by the registry, with the list
+            _apply(cfg, "objective", FAMILY_FIELDS[family].objective_defaults,
+                   f"family {family!r} defaults")
     if preset is not None:
-        if not isinstance(preset, str) or preset not in PRESETS:
-            raise ConfigError(f"unknown model preset {preset!r}{did_you_mean(str(preset), PRESETS)}; "
-                              f"known presets: {', '.join(sorted(PRESETS))}")
         _apply(cfg, "model", preset_fields(preset), f"preset {preset!r}")
         cfg.model.preset = preset
     origin = str(path) if path else "defaults"
@@ -129,6 +134,15 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
     for section, name, value in parsed:
         _apply(cfg, section, {name: value}, "--set")
     return cfg
+
+
+def _last_value(raw: dict, parsed: list, name: str):
+    """``model.<name>`` as the overrides, else the YAML, set it (None when neither does)."""
+    value = (raw.get("model") or {}).get(name) if isinstance(raw.get("model"), dict) else None
+    for section, field_name, override in parsed:
+        if (section, field_name) == ("model", name):
+            value = override
+    return value
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

@@ -3,6 +3,7 @@ model has been allocated on every rank."""
 
 from __future__ import annotations
 
+from plmscale.config.families import ignored_fields, readers
 from plmscale.config.loading import ConfigError
 from plmscale.config.schema import ExperimentConfig
 
@@ -73,6 +74,7 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     """Raise ``ConfigError`` naming the offending field and the values that would work."""
     m, p, t, o = cfg.model, cfg.parallel, cfg.train, cfg.objective
     _check_ranges(cfg)
+    refuse_ignored_fields(cfg)
     tp, pp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size
     if tp < 1 or pp < 1:
         raise ConfigError("parallel.tensor_model_parallel_size and pipeline_model_parallel_size "
@@ -113,3 +115,16 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
         raise ConfigError(f"objective.mlm_probability={o.mlm_probability} must be in (0, 1)")
     if o.mask_token_fraction + o.random_token_fraction > 1.0:
         raise ConfigError("objective.mask_token_fraction + random_token_fraction must be <= 1")
+
+
+def refuse_ignored_fields(cfg: ExperimentConfig) -> None:
+    """Raise ``ConfigError`` for every optional field set away from its default that the family
+    would ignore (or an objective it cannot honour), naming the families that do read it."""
+    ignored = ignored_fields(cfg.model, cfg.objective)
+    if not ignored:
+        return
+    lines = [f"{section}.{name}={getattr(getattr(cfg, section), name)!r} (read by: "
+             f"{', '.join(readers(section, name)) or 'no family'})" for section, name in ignored]
+    raise ConfigError(f"model.family={cfg.model.family!r} does not use " + "; ".join(lines)
+                      + ". Remove these fields (or pick a family that reads them): a family must "
+                        "not silently ignore a setting")

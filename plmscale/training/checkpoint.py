@@ -11,6 +11,11 @@ are pruned (``train.keep_last_n``) only after that.
 
 Loading verifies the manifest first (each rank hashes a share of the files) and names the missing or
 corrupt file; with ``train.resume_fallback`` it warns and takes the newest tag that passes.
+
+Each tag directory is self-contained: besides DeepSpeed's files it holds the config (in
+``plmscale.json``), a copy of the run's sentencepiece model and, under pipeline parallelism, which
+parameter each layer file holds (``plmscale.export.shards`` reads them all), so generation and export
+work from any directory, wherever the training shards went.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 from plmscale.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
+from plmscale.export.shards import METADATA_FILE as METADATA
+from plmscale.export.shards import TOKENIZER_FILE, safe_load, write_pipeline_names
 
 MANIFEST = "manifest.json"
-METADATA = "plmscale.json"
 TAG = re.compile(r"^step(\d+)$")
 
 
@@ -105,11 +110,33 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
     engine.save_checkpoint(str(directory), tag=tag, save_latest=False,
                            client_state={"step": step, "micro_batches": micro_batches,
                                          "config": config_to_dict(cfg)})
+    _write_self_containment(engine, tag_dir, cfg)
     dist.barrier()
     commit(directory, tag, {"step": step, "micro_batches": micro_batches, "extra": extra or {},
                             "config": config_to_dict(cfg), "data": data_identity(cfg)}, cfg)
     if dist.get_rank() == 0:
         shutil.rmtree(replaced, ignore_errors=True)
+
+
+def _write_self_containment(engine, tag_dir: Path, cfg: ExperimentConfig) -> None:
+    """What lets a tag be read without the run's data: which parameters each pipeline stage's
+    layer files hold (one writer per stage), and a copy of the tokenizer (rank 0)."""
+    from megatron.core import parallel_state as ps
+    if hasattr(engine.module, "canonical_name") and ps.get_data_parallel_rank() == 0 \
+            and ps.get_tensor_model_parallel_rank() == 0:
+        write_pipeline_names(engine.module, tag_dir)
+    if dist.get_rank() == 0:
+        tokenizer = run_tokenizer(cfg)
+        if tokenizer is not None and tokenizer.is_file():
+            shutil.copyfile(tokenizer, tag_dir / TOKENIZER_FILE)
+
+
+def run_tokenizer(cfg: ExperimentConfig) -> Path | None:
+    """The sentencepiece model of the run's ``data.path`` (None when it has no manifest)."""
+    manifest = Path(cfg.data.path) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return Path(cfg.data.path) / json.loads(manifest.read_text())["tokenizer"]["file"]
 
 
 def commit(directory: Path, tag: str, metadata: dict, cfg: ExperimentConfig) -> None:
@@ -248,21 +275,6 @@ def check_same_data(cfg: ExperimentConfig, saved: dict, where: str) -> None:
             f"{str(now['tokenizer_sha256'])[:12]}) than the checkpoint {where} was trained on "
             f"({before['data_path']}, tokenizer sha256 {before['tokenizer_sha256'][:12]}); point "
             f"data.path at shards encoded with that tokenizer")
-
-
-def _deepspeed_globals() -> list:
-    """The few DeepSpeed classes its checkpoint files hold besides tensors and plain values."""
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
-
-
-def safe_load(path, map_location=None):
-    """``torch.load`` with ``weights_only=True`` (no arbitrary code runs from a file), allowing
-    only DeepSpeed's checkpoint bookkeeping classes; used for DeepSpeed's own reads too."""
-    with torch.serialization.safe_globals(_deepspeed_globals()):
-        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def load(engine, directory: str, fallback: bool = True,
