@@ -2,9 +2,13 @@
 
     deepspeed --num_gpus N launch/train.py --config configs/bert_demo.yaml [--set a.b=value ...]
     torchrun --nproc_per_node N launch/train.py --config ...          (same thing, torch's launcher)
+    srun -n N python launch/train.py --config ...                     (SLURM; see launch/slurm/)
+    mpirun -n N python launch/train.py --config ...                   (Open MPI)
     python launch/train.py --config ... --dry-run                     (resolved config, size, layout)
 
-NCCL + CUDA when a GPU is present, gloo + CPU otherwise.
+NCCL + CUDA when a GPU is present, gloo + CPU otherwise. Exit codes: 0 done, 2 configuration
+error, 75 stopped early with a checkpoint (signal, launcher gone or time limit; see
+plmscale.training.preemption).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from plmscale.config import (ConfigError, config_to_dict, data_parallel_size, de
                              load_config, validate_config)
 from plmscale.models import build_model, count_parameters  # noqa: E402
 from plmscale.parallel import init_distributed, init_model_parallel, layout_summary, seed_all  # noqa: E402
+from plmscale.parallel.launch_env import LaunchEnvError, discover  # noqa: E402
+from plmscale.training.preemption import StopRequest  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,11 +63,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     try:
+        launch = discover()  # srun / mpirun ranks learn their rank here
+        launch.export()
         cfg = load_config(args.config, args.overrides)
-        validate_config(cfg, world)  # before any process group or model exists
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+        validate_config(cfg, launch.world_size)  # before any process group or model exists
+        stop = StopRequest(cfg.train)
+    except (ConfigError, ValueError, FileNotFoundError, LaunchEnvError) as error:
         print(f"plmscale: configuration error: {error}", file=sys.stderr)
         return 2
     init_distributed()
@@ -74,16 +82,19 @@ def main(argv=None) -> int:
     if dist.get_rank() == 0:
         print(f"plmscale: {cfg.model.family} ({cfg.model.preset or 'custom'}), {layout_summary()}, "
               f"ZeRO-{cfg.parallel.zero_stage}, data-parallel size "
-              f"{data_parallel_size(cfg, world)}", flush=True)
-    history = train(cfg)
+              f"{data_parallel_size(cfg, launch.world_size)}", flush=True)
+    with stop.watching():  # SIGTERM / SIGUSR1 from here on: checkpoint after the step, then stop
+        history = train(cfg, stop=stop)
     if dist.get_rank() == 0 and history:
         first, last = history[0], history[-1]
         changes = ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in first
                             if k.endswith(("_loss", "_accuracy")) or k == "loss")
-        print(f"plmscale: done. {changes}"
+        print(f"plmscale: {'stopped' if stop.reason else 'done'} at step "
+              f"{len(history)} of this run. {changes}"
               + (f"; checkpoint in {cfg.train.save_dir}" if cfg.train.save_dir else ""), flush=True)
+    code = stop.finish() if stop.reason else 0
     dist.destroy_process_group()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from plmscale.parallel import device, seed_all
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
 from plmscale.training.metrics import MetricsLogger, average_over_data_parallel
+from plmscale.training.preemption import StopRequest, resume_directory
 
 
 def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
@@ -59,14 +60,20 @@ def pipeline_step(engine, batches, cfg: ExperimentConfig) -> tuple[dict[str, flo
     return {"loss": float(loss)}, t.gradient_accumulation_steps * t.micro_batch_size * cfg.data.seq_length
 
 
-def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[dict[str, float]]:
-    """Run ``cfg.train.train_steps`` optimiser steps (resuming from ``train.load_dir`` if set);
-    returns each step's metrics averaged over data-parallel ranks."""
+def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
+          stop: StopRequest | None = None) -> list[dict[str, float]]:
+    """Run ``cfg.train.train_steps`` optimiser steps (resuming as ``train.auto_resume`` /
+    ``train.load_dir`` say); returns each step's metrics averaged over data-parallel ranks.
+    Stops early, after a checkpoint, when ``stop`` says so (its ``reason`` is then set)."""
     t = cfg.train
+    stop = stop if stop is not None else StopRequest(t)
     engine, scheduler = build_engine(cfg, model)
-    step, micro_batches = 0, 0
-    if t.load_dir:
-        step, micro_batches = checkpoint.load(engine, t.load_dir)
+    step, micro_batches, tokens_seen = 0, 0, 0
+    resume = resume_directory(t)
+    if resume:
+        client = checkpoint.load_client_state(engine, resume)
+        step, micro_batches = int(client["step"]), int(client["micro_batches"])
+        tokens_seen = int(client.get("tokens_seen", 0))
     batches = build_batches(cfg, micro_batches)
     pipelined = uses_pipeline(cfg)
     if pipelined:
@@ -87,11 +94,15 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
+        tokens_seen += tokens * ps.get_data_parallel_world_size()
+        metrics["tokens_seen"] = tokens_seen  # continues across resumes, as the step does
         history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size()))
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
-            checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
+            checkpoint.save(engine, t.save_dir, step, micro_batches, cfg, tokens_seen)
+        if stop.check():  # every rank agrees to stop after this step; the save below runs
+            break
     if t.save_dir and (not t.save_interval or step % t.save_interval):
-        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
+        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg, tokens_seen)
     logger.close()
     dist.barrier()
     return history
