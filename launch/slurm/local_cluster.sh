@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# A real single-host SLURM for the tests: Debian's slurmctld + slurmd + munge, one controller and
-# two slurmd "nodes" (n1, n2) on this machine, everything under $PLMSCALE_SLURM_DIR (default
+# A real SLURM on this one host, for the tests (tests/integration/test_slurm.py) and for trying the
+# sbatch templates: Debian's slurmctld + slurmd + munge, one controller and two slurmd "nodes"
+# (n1, n2, distinct ports) on this machine, everything under $PLMSCALE_SLURM_DIR (default
 # /tmp/plmscale-slurm). Idempotent: a second call finds the daemons answering and returns.
 # Installs the packages when missing (root, Debian). Prints the SLURM_CONF to export.
 set -euo pipefail
 DIR=${PLMSCALE_SLURM_DIR:-/tmp/plmscale-slurm}
 CONF=$DIR/slurm.conf
+# The node names must resolve, as on a real cluster: ranks find rank 0 by its node's name.
+grep -qE '^127\.0\.0\.1[[:space:]]+n1 n2$' /etc/hosts || echo "127.0.0.1 n1 n2" >> /etc/hosts
 if [ -f "$CONF" ] && SLURM_CONF=$CONF timeout 10 sinfo -h >/dev/null 2>&1; then
     echo "$CONF"; exit 0
 fi
