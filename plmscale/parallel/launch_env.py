@@ -14,8 +14,7 @@ Launchers and the variables they set (checked in this order):
 * none of them: a single process (world of one) on a free local port.
 
 ``MASTER_ADDR`` / ``MASTER_PORT`` set by hand always win, so a cluster with unusual networking can pin
-them. Also a command line for sbatch scripts: ``python -m plmscale.parallel.launch_env master-addr``
-prints rank 0's host of the current SLURM job (what ``scontrol show hostnames | head -1`` gives).
+them.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import sys
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -186,19 +184,3 @@ def discover(env: Mapping[str, str] = os.environ,
         return _openmpi(env, rendezvous)
     return LaunchEnv("single", 0, 0, 1, env.get("MASTER_ADDR", "127.0.0.1"), _given_port(env))
 
-
-def _main(argv: list[str]) -> int:
-    if argv != ["master-addr"]:
-        print("usage: python -m plmscale.parallel.launch_env master-addr", file=sys.stderr)
-        return 2
-    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
-    if not nodelist:
-        print("launch_env: SLURM_JOB_NODELIST is not set (run inside an sbatch/salloc job)",
-              file=sys.stderr)
-        return 2
-    print(expand_hostlist(nodelist)[0])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
