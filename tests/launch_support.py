@@ -33,7 +33,10 @@ def train_command(repo: Path, shards: Path, run_dir: Path, steps: int, *extra: s
 
 
 def run_env(home: Path) -> dict[str, str]:
-    return {"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(home),
+    """A clean environment for a launched run. HOME stays the user's when there is one: DeepSpeed
+    compiles its CPU shared-memory op into ~/.cache once, not once per run."""
+    return {"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+            "HOME": os.environ.get("HOME", str(home)),
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
