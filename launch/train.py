@@ -29,7 +29,7 @@ from plmscale.config import (ConfigError, config_to_dict, data_parallel_size, de
                              load_config, validate_config)
 from plmscale.models import build_model, count_parameters  # noqa: E402
 from plmscale.parallel import init_distributed, init_model_parallel, layout_summary, seed_all  # noqa: E402
-from plmscale.parallel.launch_env import LaunchEnvError, discover  # noqa: E402
+from plmscale.parallel.launch_env import LaunchEnvError, announced_world_size, discover  # noqa: E402
 from plmscale.training.preemption import StopRequest  # noqa: E402
 
 
@@ -64,10 +64,10 @@ def main(argv=None) -> int:
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     try:
+        cfg = load_config(args.config, args.overrides)
+        validate_config(cfg, announced_world_size())  # before any process group or model exists
         launch = discover()  # srun / mpirun ranks learn their rank here
         launch.export()
-        cfg = load_config(args.config, args.overrides)
-        validate_config(cfg, launch.world_size)  # before any process group or model exists
         stop = StopRequest(cfg.train)
     except (ConfigError, ValueError, FileNotFoundError, LaunchEnvError) as error:
         print(f"plmscale: configuration error: {error}", file=sys.stderr)

@@ -124,9 +124,12 @@ def _expand_ranges(ranges: str, whole: str) -> list[str]:
     return values
 
 
+def _slurm_size_name(env: Mapping[str, str]) -> str:
+    return "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS"
+
+
 def _slurm(env: Mapping[str, str]) -> LaunchEnv:
-    size_name = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS"
-    world = _int(env, size_name, "SLURM")
+    world = _int(env, _slurm_size_name(env), "SLURM")
     addr = env.get("MASTER_ADDR")
     if addr is None:
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") \
@@ -163,6 +166,26 @@ def _openmpi(env: Mapping[str, str], rendezvous: Callable[[], tuple[str, int]]) 
     return LaunchEnv("openmpi", rank, local, world, addr, int(port))
 
 
+def launcher_of(env: Mapping[str, str] = os.environ) -> str:
+    """Which launcher started this process, by the variables it set (the order of the module doc)."""
+    if "RANK" in env or "WORLD_SIZE" in env:
+        return "torch"
+    if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:  # an srun step, not the batch shell
+        return "slurm"
+    if "OMPI_COMM_WORLD_RANK" in env:
+        return "openmpi"
+    return "single"
+
+
+def announced_world_size(env: Mapping[str, str] = os.environ) -> int:
+    """The number of ranks the launcher announces (1 without one), read on its own so that a
+    configuration is checked against it before any rendezvous."""
+    launcher = launcher_of(env)
+    name = {"torch": "WORLD_SIZE", "slurm": _slurm_size_name(env),
+            "openmpi": "OMPI_COMM_WORLD_SIZE"}.get(launcher)
+    return _int(env, name, launcher) if name else 1
+
+
 def discover(env: Mapping[str, str] = os.environ,
              rendezvous: Callable[[], tuple[str, int]] = mpi_rendezvous) -> LaunchEnv:
     """This process's rank, local rank, world size and rank 0's address from ``env``.
@@ -170,7 +193,8 @@ def discover(env: Mapping[str, str] = os.environ,
     Raises ``LaunchEnvError`` naming the missing variable when a launcher's variables are incomplete.
     ``rendezvous`` finds rank 0's address under ``mpirun`` (injectable for tests).
     """
-    if "RANK" in env or "WORLD_SIZE" in env:
+    launcher = launcher_of(env)
+    if launcher == "torch":
         what = "RANK/WORLD_SIZE (torchrun or deepspeed)"
         world, rank = _int(env, "WORLD_SIZE", what), _int(env, "RANK", what)
         if world > 1 and "MASTER_PORT" not in env:
@@ -178,9 +202,9 @@ def discover(env: Mapping[str, str] = os.environ,
                                  "deepspeed, torchrun, srun or mpirun (launch/), or set MASTER_PORT")
         return LaunchEnv("torch", rank, int(env.get("LOCAL_RANK", 0)), world,
                          env.get("MASTER_ADDR", "127.0.0.1"), _given_port(env))
-    if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:
+    if launcher == "slurm":
         return _slurm(env)
-    if "OMPI_COMM_WORLD_RANK" in env:
+    if launcher == "openmpi":
         return _openmpi(env, rendezvous)
     return LaunchEnv("single", 0, 0, 1, env.get("MASTER_ADDR", "127.0.0.1"), _given_port(env))
 

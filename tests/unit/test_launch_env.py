@@ -3,8 +3,8 @@ torchrun and the deepspeed launcher on this machine), and SLURM host-list expans
 
 import pytest
 
-from plmscale.parallel.launch_env import (SLURM_PORT_BASE, LaunchEnv, LaunchEnvError, discover,
-                                          expand_hostlist)
+from plmscale.parallel.launch_env import (SLURM_PORT_BASE, LaunchEnv, LaunchEnvError,
+                                          announced_world_size, discover, expand_hostlist)
 
 
 def _no_rendezvous():
@@ -71,6 +71,7 @@ SRUN_MULTI_NODE = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_PROCID":
 ])
 def test_discover(env, expected):
     assert discover(env, rendezvous=_no_rendezvous) == expected
+    assert announced_world_size(env) == expected.world_size  # what the config is checked against
 
 
 def test_open_mpi_without_master_asks_rank_zero():
