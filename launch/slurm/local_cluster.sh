@@ -53,7 +53,7 @@ NodeName=n[1-2] NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN P
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
 export SLURM_CONF=$CONF
-slurmctld -f "$CONF" >&2
+slurmctld -c -f "$CONF" >&2  # -c: no jobs left over from an earlier start
 slurmd -f "$CONF" -N n1 >&2
 slurmd -f "$CONF" -N n2 >&2
 for _ in $(seq 60); do
