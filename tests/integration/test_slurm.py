@@ -1,8 +1,9 @@
 """A real SLURM on this host (launch/slurm/local_cluster.sh: slurmctld and two slurmd nodes):
-``sbatch`` of launch/slurm/srun_per_rank.sbatch training the tiny BERT on 2 tasks (one per node),
-``scancel --signal=USR1 --batch`` mid-run as SLURM's time-limit warning would, then: the batch shell
-relays it to the ranks, they checkpoint, rank 0 requeues the job, the job comes back under the same
-id, resumes from the checkpoint and finishes with the losses and weights of an uninterrupted run."""
+``sbatch`` of each template in launch/slurm/ training the tiny BERT on 2 ranks, one per node (srun
+one task per rank; srun one torchrun per node), ``scancel --signal=USR1 --batch`` mid-run as SLURM's
+time-limit warning would, then: the batch shell relays it to the ranks, they checkpoint, rank 0
+requeues the job, the job comes back under the same id, resumes from the checkpoint and finishes
+with the losses and weights of an uninterrupted run."""
 
 import os
 import re
@@ -47,14 +48,23 @@ def _until(predicate, timeout: float, what: str, log: Path):
     raise AssertionError(f"timed out waiting for {what}; job output:\n{tail}")
 
 
-def test_sbatch_usr1_checkpoints_requeues_and_resumes_identically(repo, demo_shards, tmp_path,
-                                                                   slurm_env, uninterrupted):
-    env = dict(run_env(tmp_path), **slurm_env, PLMSCALE_ROOT=str(repo))
+# template: how the relayed warning reaches the ranks (the reason they report)
+TEMPLATES = {"srun_per_rank.sbatch": "received SIGUSR1",
+             "srun_per_node.sbatch": "{stop_file} exists"}
+
+
+@pytest.mark.parametrize("template", list(TEMPLATES))
+def test_sbatch_usr1_checkpoints_requeues_and_resumes_identically(template, repo, demo_shards,
+                                                                   tmp_path, slurm_env,
+                                                                   uninterrupted):
+    stop_file = tmp_path / "stop"
+    env = dict(run_env(tmp_path), **slurm_env, PLMSCALE_ROOT=str(repo),
+               PLMSCALE_GPUS_PER_NODE="1", PLMSCALE_STOP_FILE=str(stop_file))
     log = tmp_path / "job.out"
     args = train_command(repo, demo_shards, tmp_path, REFERENCE_STEPS)[1:]  # minus launch/train.py
     submit = subprocess.run(
         ["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1",
-         f"--output={log}", f"--chdir={tmp_path}", str(repo / "launch/slurm/srun_per_rank.sbatch"),
+         f"--output={log}", f"--chdir={tmp_path}", str(repo / "launch/slurm" / template),
          *args], env=env, capture_output=True, text=True, timeout=60)
     assert submit.returncode == 0, submit.stderr
     job = submit.stdout.strip().split(";")[0]
@@ -74,7 +84,8 @@ def test_sbatch_usr1_checkpoints_requeues_and_resumes_identically(repo, demo_sha
     assert _job(env, job)["JobState"] == "COMPLETED", output[-3000:]
     assert f"plmscale: job {job} (restart 1)" in output, output[-3000:]
     assert "plmscale: USR1 received" in output
-    assert "stopped early (received SIGUSR1); checkpoint written" in output, output[-3000:]
+    reason = TEMPLATES[template].format(stop_file=stop_file)
+    assert f"stopped early ({reason}); checkpoint written" in output, output[-3000:]
     assert f"scontrol requeue {job}: ok" in output, output[-3000:]
     assert "world=2 tp=1 pp=1 dp=2" in output
     stopped = sorted(int(p.name.removeprefix("step")) for p in (tmp_path / "ckpt").glob("step*"))
