@@ -154,10 +154,11 @@ class StopRequest:
             print(f"plmscale: stopped early ({self.reason}); checkpoint written, exit "
                   f"{EXIT_RESUMABLE}", file=sys.stderr, flush=True)
         if job and self.requeue and rank == 0:
-            # scontrol ends the whole job (this process too) and queues it again; it is called
-            # only after every rank has finished writing the checkpoint.
+            # scontrol ends the whole job (this process too, often before it could print again)
+            # and queues it again; it runs only after every rank has written the checkpoint.
+            print(f"plmscale: scontrol requeue {job}", file=sys.stderr, flush=True)
             result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-            print(f"plmscale: scontrol requeue {job}: "
-                  f"{'ok' if result.returncode == 0 else result.stderr.strip()}",
-                  file=sys.stderr, flush=True)
+            if result.returncode != 0:
+                print(f"plmscale: requeue failed ({result.stderr.strip()}); resubmit the job",
+                      file=sys.stderr, flush=True)
         return EXIT_RESUMABLE

@@ -86,7 +86,8 @@ def test_sbatch_usr1_checkpoints_requeues_and_resumes_identically(template, repo
     assert "plmscale: USR1 received" in output
     reason = TEMPLATES[template].format(stop_file=stop_file)
     assert f"stopped early ({reason}); checkpoint written" in output, output[-3000:]
-    assert f"scontrol requeue {job}: ok" in output, output[-3000:]
+    assert f"plmscale: scontrol requeue {job}\n" in output, output[-3000:]
+    assert "requeue failed" not in output
     assert "world=2 tp=1 pp=1 dp=2" in output
     stopped = sorted(int(p.name.removeprefix("step")) for p in (tmp_path / "ckpt").glob("step*"))
     assert len(stopped) == 2 and 3 <= stopped[0] < REFERENCE_STEPS, stopped  # preemption + end
