@@ -194,6 +194,9 @@ class TrainConfig:
     kill switch that reaches ranks whatever launcher sits between them and the batch script."""
     requeue: bool = True
     """After such a stop under SLURM, rank 0 runs ``scontrol requeue $SLURM_JOB_ID``."""
+    peak_tflops: Optional[float] = None
+    """One device's peak TFLOP/s for the MFU in the log; None = the detected GPU's (A100, H100,
+    H200 profiles of plmscale.perf.gpus in the training precision), no MFU on CPU."""
 
 
 @dataclass

@@ -12,10 +12,20 @@ from plmscale.config import ExperimentConfig
 from plmscale.data import Corpus, micro_batch_loader
 from plmscale.models import get_family
 from plmscale.parallel import device, seed_all
+from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
-from plmscale.training.metrics import MetricsLogger, average_over_data_parallel
+from plmscale.training.metrics import (MetricsLogger, average_over_data_parallel, max_over_ranks,
+                                       peak_memory_bytes)
 from plmscale.training.preemption import StopRequest, resume_directory
+
+
+def peak_flops_per_device(cfg: ExperimentConfig) -> float | None:
+    """``train.peak_tflops`` when set, else the detected GPU profile's peak for the precision."""
+    if cfg.train.peak_tflops:
+        return cfg.train.peak_tflops * 1e12
+    gpu = detect_gpu()
+    return gpu.peak(cfg.train.precision) if gpu is not None else None
 
 
 def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
@@ -78,7 +88,9 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
     pipelined = uses_pipeline(cfg)
     if pipelined:
         batches = (engine.module.split_batch(b) for b in batches)
-    logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval)
+    flops = step_flops(cfg, ps.get_data_parallel_world_size()).per_step
+    logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval,
+                           flops, peak_flops_per_device(cfg))
     history = []
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
@@ -96,7 +108,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
             metrics["grad_norm"] = float(grad_norm)
         tokens_seen += tokens * ps.get_data_parallel_world_size()
         metrics["tokens_seen"] = tokens_seen  # continues across resumes, as the step does
-        history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size()))
+        history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size(),
+                                   max_over_ranks(peak_memory_bytes())))
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             checkpoint.save(engine, t.save_dir, step, micro_batches, cfg, tokens_seen)
         if stop.check():  # every rank agrees to stop after this step; the save below runs
