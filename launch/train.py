@@ -2,10 +2,14 @@
 
     deepspeed --num_gpus N launch/train.py --config configs/bert_demo.yaml [--set a.b=value ...]
     torchrun --nproc_per_node N launch/train.py --config ...          (same thing, torch's launcher)
+    srun -n N python launch/train.py --config ...                     (SLURM; see launch/slurm/)
+    mpirun -n N python launch/train.py --config ...                   (Open MPI)
     python launch/train.py --config ... --dry-run [--gpu H100]        (resolved config, size, layout,
                                                                        FLOPs, memory per rank)
 
-NCCL + CUDA when a GPU is present, gloo + CPU otherwise.
+NCCL + CUDA when a GPU is present, gloo + CPU otherwise. Exit codes: 0 done, 2 configuration
+error, 75 stopped early with a checkpoint (signal, launcher gone or time limit; see
+plmscale.training.preemption).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from plmscale.config import (ConfigError, config_to_dict, data_parallel_size, de
 from plmscale.config.families import family_fields  # noqa: E402
 from plmscale.models import build_model, count_parameters  # noqa: E402
 from plmscale.parallel import init_distributed, init_model_parallel, layout_summary, seed_all  # noqa: E402
+from plmscale.parallel.launch_env import LaunchEnvError, announced_world_size, discover  # noqa: E402
+from plmscale.training.preemption import StopRequest  # noqa: E402
 from plmscale.perf import Layout, gpu_profile, memory_per_rank, step_flops  # noqa: E402
 from plmscale.perf.gpus import GIB  # noqa: E402
 
@@ -107,18 +113,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     from plmscale.training.checkpoint import CheckpointError
     from data_prep.shards import ShardError
-    user_errors = (ConfigError, ValueError, FileNotFoundError, CheckpointError, ShardError)
+    user_errors = (ConfigError, ValueError, FileNotFoundError, CheckpointError, ShardError,
+                   LaunchEnvError)
     try:
         cfg = load_config(args.config, args.overrides)
-        validate_config(cfg, world)  # before any process group or model exists
+        validate_config(cfg, announced_world_size())  # before any process group or model exists
         if args.gpu:
             gpu_profile(args.gpu)
         if not args.dry_run:
             from plmscale.training.preflight import check_inputs
             check_inputs(cfg)
+        launch = discover()  # srun / mpirun ranks learn their rank here
+        launch.export()
+        stop = StopRequest(cfg.train)
     except user_errors as error:
         print(f"plmscale: configuration error: {error}", file=sys.stderr)
         return 2
@@ -135,11 +144,12 @@ def main(argv=None) -> int:
     if dist.get_rank() == 0:
         print(f"plmscale: {cfg.model.family} ({cfg.model.preset or 'custom'}), {layout_summary()}, "
               f"ZeRO-{cfg.parallel.zero_stage}, data-parallel size "
-              f"{data_parallel_size(cfg, world)}", flush=True)
+              f"{data_parallel_size(cfg, launch.world_size)}", flush=True)
     try:
-        history = train(cfg)
-    except TrainingStopped as stop:
-        print(f"plmscale: rank {dist.get_rank()}: {stop}", file=sys.stderr, flush=True)
+        with stop.watching():  # SIGTERM / SIGUSR1 from here on: checkpoint after the step, then stop
+            history = train(cfg, stop=stop)
+    except TrainingStopped as stopped:
+        print(f"plmscale: rank {dist.get_rank()}: {stopped}", file=sys.stderr, flush=True)
         return 3
     except (ConfigError, CheckpointError, ShardError) as error:  # found once the run started
         print(f"plmscale: rank {dist.get_rank()}: {error}", file=sys.stderr, flush=True)
@@ -151,10 +161,12 @@ def main(argv=None) -> int:
         first, last = history[0], history[-1]
         changes = ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in first
                             if k.endswith(("_loss", "_accuracy")) or k == "loss")
-        print(f"plmscale: done. {changes}"
+        print(f"plmscale: {'stopped' if stop.reason else 'done'} at step "
+              f"{len(history)} of this run. {changes}"
               + (f"; checkpoint in {cfg.train.save_dir}" if cfg.train.save_dir else ""), flush=True)
+    code = stop.finish() if stop.reason else 0
     dist.destroy_process_group()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

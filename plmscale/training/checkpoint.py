@@ -305,7 +305,10 @@ def load(engine, directory: str, fallback: bool = True,
     return int(saved["step"]), int(saved["micro_batches"]), saved.get("extra", {})
 
 
-def latest_checkpoint(directory: str | Path) -> str | None:
-    """The newest complete tag of ``directory`` (by manifest), or None when there is none."""
+def latest_checkpoint(directory: str | Path | None) -> str | None:
+    """The newest complete tag of ``directory`` (by manifest), or None when there is none (or no
+    directory is given)."""
+    if not directory:
+        return None
     tags = complete_tags(directory)
     return tags[0] if tags else None

@@ -20,6 +20,7 @@ from plmscale.training.engine import build_engine, uses_pipeline
 from plmscale.training.guards import StepGuard, TrainingStopped
 from plmscale.training.metrics import (MetricsLogger, average_over_data_parallel, max_over_ranks,
                                        peak_memory_bytes)
+from plmscale.training.preemption import StopRequest, resume_directory
 
 
 def peak_flops_per_device(cfg: ExperimentConfig) -> float | None:
@@ -74,17 +75,21 @@ def pipeline_step(engine, batches, cfg: ExperimentConfig) -> tuple[dict[str, flo
 
 
 def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
-          on_step=None) -> list[dict[str, float]]:
-    """Run ``cfg.train.train_steps`` applied optimiser steps (resuming from ``train.load_dir`` if
-    set); returns each step's metrics averaged over data-parallel ranks (skipped steps included,
-    with ``skipped=1``). ``on_step(engine, step, metrics)``, if given, runs after every step.
+          on_step=None, stop: StopRequest | None = None) -> list[dict[str, float]]:
+    """Run ``cfg.train.train_steps`` applied optimiser steps (resuming as ``train.auto_resume`` /
+    ``train.load_dir`` say); returns each step's metrics averaged over data-parallel ranks (skipped
+    steps included, with ``skipped=1``). ``on_step(engine, step, metrics)``, if given, runs after
+    every step. Stops early, after a checkpoint, when ``stop`` says so (its ``reason`` is then set).
     Raises ``TrainingStopped`` after ``train.max_consecutive_skips`` skipped steps in a row, with a
     checkpoint of the last good state when ``train.save_dir`` is set."""
     t = cfg.train
+    stop = stop if stop is not None else StopRequest(t)
     engine, scheduler = build_engine(cfg, model)
     step, micro_batches, extra = 0, 0, {}
-    if t.load_dir:
-        step, micro_batches, extra = checkpoint.load(engine, t.load_dir, t.resume_fallback, cfg)
+    resume = resume_directory(t)
+    if resume:
+        step, micro_batches, extra = checkpoint.load(engine, resume, t.resume_fallback, cfg)
+    tokens_seen = int(extra.get("tokens_seen", 0))
     guard = StepGuard(engine, t, cfg.parallel.zero_stage, extra.get("guard"))
     batches = build_batches(cfg, micro_batches)
     pipelined = uses_pipeline(cfg)
@@ -96,7 +101,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
     history = []
 
     def save():
-        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg, {"guard": guard.state()})
+        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg,
+                        {"guard": guard.state(), "tokens_seen": tokens_seen})
 
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
@@ -122,12 +128,16 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
+        tokens_seen += tokens * ps.get_data_parallel_world_size()
+        metrics["tokens_seen"] = tokens_seen  # continues across resumes, as the step does
         history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size(),
                                    max_over_ranks(peak_memory_bytes())))
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             save()
         if on_step is not None:
             on_step(engine, step, history[-1])
+        if stop.check():  # every rank agrees to stop after this step; the save below runs
+            break
     if t.save_dir and (not t.save_interval or step % t.save_interval):
         save()
     logger.close()
