@@ -17,10 +17,13 @@ large terms that cancelled. Hence, for every element,
 
     |got - want| <= RTOL * |want| + ATOL * max|want over the tensor| + FLOOR
 
-with RTOL = ATOL = 1e-4 (the ~5e-5 estimate above with a factor of two to spare) and FLOOR = 1e-12,
-which only lets two all-zero tensors (an unused parameter's gradient) compare; it sits far below the
-scale term of any real tensor here (gradients of some BART layers peak at ~3e-5, so a larger floor
-would hide a 1e-3 drift in them). A scalar (a loss, an accuracy) is its own tensor, so its bound is 2e-4
+with RTOL = ATOL = 1e-4 (the ~5e-5 estimate above with a factor of two to spare) and FLOOR the
+numerical zero of the compared collection: 1e-8 of the largest magnitude over all tensors compared in
+one call (about u of it; at least 1e-12). Values below it are round-off, not signal: a gradient that is
+zero in exact arithmetic (the attention key bias, whose gradient cancels through the softmax) holds
+~1e-11 of noise next to gradients of ~1e-1 and must compare equal to the other side's noise, while a
+tensor whose scale is well above it (gradients of some BART layers peak at ~3e-5) still has a 1e-3
+drift detected. A scalar (a loss, an accuracy) is its own tensor, so its bound is 2e-4
 of its value. The bound holds on every x86 generation because it is derived from the sizes, not read
 off one machine; and real defects are far outside it: a 1e-3 relative change of one tensor exceeds it
 fivefold at its largest element (tests/unit/test_closeness.py injects exactly that), a wrong layer or
@@ -50,6 +53,7 @@ import torch
 RTOL = 1e-4
 ATOL = 1e-4
 FLOOR = 1e-12
+ZERO_FRACTION = 1e-8
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,18 @@ def adam_movement_atol(learning_rates: list[float]) -> float:
     return 1e-2 * sum(abs(lr) for lr in learning_rates)
 
 
+def numerical_zero(want) -> float:
+    """The floor below which values of ``want`` (a tensor, float, or nested dict / list of them)
+    are round-off: ``ZERO_FRACTION`` of its largest magnitude, at least ``FLOOR``."""
+    if isinstance(want, dict):
+        return max([numerical_zero(v) for v in want.values()], default=FLOOR)
+    if isinstance(want, (list, tuple)):
+        return max([numerical_zero(v) for v in want], default=FLOOR)
+    values = _as_tensor(want)
+    finite = values[torch.isfinite(values)]
+    return max(FLOOR, ZERO_FRACTION * float(finite.abs().max())) if finite.numel() else FLOOR
+
+
 def _tensor_closeness(name: str, got, want, atol: float) -> Closeness:
     got, want = _as_tensor(got), _as_tensor(want)
     if got.shape != want.shape:
@@ -109,7 +125,7 @@ def _tensor_closeness(name: str, got, want, atol: float) -> Closeness:
         index = tuple(int(i) for i in bad)
         return Closeness(name, index, float(got[index]), float(want[index]), math.inf, math.inf)
     scale = float(want.abs().max())
-    bound = RTOL * want.abs() + ATOL * scale + max(FLOOR, atol)
+    bound = RTOL * want.abs() + ATOL * scale + atol
     ratios = (got - want).abs() / bound
     flat = int(ratios.argmax())
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), want.shape)) if want.dim() else ()
@@ -119,17 +135,22 @@ def _tensor_closeness(name: str, got, want, atol: float) -> Closeness:
 
 def closeness(got, want, name: str = "value", atol: float = 0.0) -> Closeness:
     """The worst element of ``got`` against ``want``: tensors, floats, or (nested) dicts / lists /
-    tuples of them with the same keys and lengths. Each tensor or scalar gets its own scale;
-    ``atol`` adds an absolute term (only for trained parameters: ``adam_movement_atol``)."""
+    tuples of them with the same keys and lengths. Each tensor or scalar gets its own scale, and
+    all share the collection's ``numerical_zero``; ``atol`` raises that absolute term (only for
+    trained parameters: ``adam_movement_atol``)."""
+    return _closeness(got, want, name, max(atol, numerical_zero(want)))
+
+
+def _closeness(got, want, name: str, atol: float) -> Closeness:
     if isinstance(want, dict):
         if not isinstance(got, dict) or got.keys() != want.keys():
             missing = sorted(set(want) ^ set(got if isinstance(got, dict) else {}))
             raise AssertionError(f"{name}: names differ: {missing[:10]}")
-        parts = [closeness(got[k], want[k], f"{name}.{k}" if name else str(k), atol) for k in want]
+        parts = [_closeness(got[k], want[k], f"{name}.{k}" if name else str(k), atol) for k in want]
     elif isinstance(want, (list, tuple)):
         if len(got) != len(want):
             raise AssertionError(f"{name}: {len(got)} entries != {len(want)}")
-        parts = [closeness(g, w, f"{name}[{i}]", atol) for i, (g, w) in enumerate(zip(got, want))]
+        parts = [_closeness(g, w, f"{name}[{i}]", atol) for i, (g, w) in enumerate(zip(got, want))]
     else:
         return _tensor_closeness(name, got, want, atol)
     if not parts:

@@ -56,3 +56,12 @@ def test_shapes_names_and_non_finite_values_are_reported():
         closeness({"a": torch.zeros(1)}, {"b": torch.zeros(1)})
     assert not closeness(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0])).ok
     assert closeness([1.0, 2.0], [1.0, 2.0]).ratio == 0.0
+
+
+def test_round_off_of_a_mathematically_zero_tensor_passes_but_small_real_tensors_keep_their_bound():
+    grads = _grads()
+    want = dict(grads, **{"key.bias": torch.full((64,), 3e-12), "small.weight": torch.full((8,), 3e-5)})
+    got = dict(want, **{"key.bias": torch.full((64,), -2e-11)})  # noise on both sides
+    assert closeness(got, want).ok
+    got["small.weight"] = want["small.weight"] * (1 + 1e-3)
+    assert closeness(got, want, "grads").name == "grads.small.weight" and not closeness(got, want).ok
