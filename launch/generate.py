@@ -30,7 +30,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from plmscale.config import ExperimentConfig, load_config  # noqa: E402
-from plmscale.models import build_model  # noqa: E402
+from plmscale.families import build_model  # noqa: E402
 from plmscale.parallel import (DeepSpeedMpu, device, init_distributed,  # noqa: E402
                                init_model_parallel)
 

@@ -10,7 +10,7 @@ from megatron.core import parallel_state as ps
 
 from plmscale.config import ExperimentConfig
 from plmscale.data import Corpus, micro_batch_loader
-from plmscale.models import get_family
+from plmscale.families import get_family
 from plmscale.parallel import device, seed_all
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
@@ -30,9 +30,26 @@ def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
                               cfg.data.num_workers)
 
 
-def _count_tokens(batch: dict) -> int:
+def count_tokens(batch: dict) -> int:
+    """Non-padding input tokens of a micro-batch."""
     mask = batch.get("attention_mask")
     return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+
+class PipelineBatches:
+    """The micro-batches in the pipeline engine's (inputs, labels) form; counts the tokens of those
+    it hands out (the engine pulls them itself)."""
+
+    def __init__(self, batches, split_batch):
+        self.batches, self.split_batch, self.tokens = batches, split_batch, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.batches)
+        self.tokens += count_tokens(batch)
+        return self.split_batch(batch)
 
 
 def engine_step(engine, batches, accumulation: int) -> tuple[dict[str, float], int]:
@@ -45,18 +62,29 @@ def engine_step(engine, batches, accumulation: int) -> tuple[dict[str, float], i
         out = engine(batch)
         engine.backward(out["loss"])
         engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
-        tokens += _count_tokens(batch)
+        tokens += count_tokens(batch)
         for name, value in out.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach())
     return {k: v / accumulation for k, v in sums.items()}, tokens
 
 
-def pipeline_step(engine, batches, cfg: ExperimentConfig) -> tuple[dict[str, float], int]:
+def pipeline_step(engine, batches: PipelineBatches) -> tuple[dict[str, float], int]:
     """One optimiser step of the pipeline engine, whose schedule pulls the micro-batches itself
-    (only the first and last stages read them). Returns the mean loss and the tokens processed."""
-    t = cfg.train
-    loss = engine.train_batch(batches)
-    return {"loss": float(loss)}, t.gradient_accumulation_steps * t.micro_batch_size * cfg.data.seq_length
+    (only the first and last stages read them). The last stage computed the metrics and counted
+    the tokens; every stage returns its means over micro-batches and the token count, as
+    ``engine_step`` does."""
+    pipe = engine.module
+    pipe.metrics.clear()
+    batches.tokens = 0
+    engine.train_batch(batches)
+    sums: dict[str, float] = {}
+    for metrics in pipe.metrics:
+        for name, value in metrics.items():
+            sums[name] = sums.get(name, 0.0) + value
+    result = [{k: v / len(pipe.metrics) for k, v in sums.items()}, batches.tokens]
+    dist.broadcast_object_list(result, src=ps.get_pipeline_model_parallel_last_rank(),
+                               group=ps.get_pipeline_model_parallel_group())
+    return result[0], result[1]
 
 
 def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[dict[str, float]]:
@@ -70,14 +98,14 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
     batches = build_batches(cfg, micro_batches)
     pipelined = uses_pipeline(cfg)
     if pipelined:
-        batches = (engine.module.split_batch(b) for b in batches)
+        batches = PipelineBatches(batches, engine.module.split_batch)
     logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval)
     history = []
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
         seed_all(t.seed + step)
         if pipelined:
-            metrics, tokens = pipeline_step(engine, batches, cfg)
+            metrics, tokens = pipeline_step(engine, batches)
         else:
             metrics, tokens = engine_step(engine, batches, t.gradient_accumulation_steps)
         step += 1
@@ -87,7 +115,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size()))
+        tokens *= ps.get_data_parallel_world_size()
+        history.append({**logger.step(step, metrics, tokens), "tokens": tokens})
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
     if t.save_dir and (not t.save_interval or step % t.save_interval):

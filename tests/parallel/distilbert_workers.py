@@ -29,8 +29,8 @@ def tensor_parallel_vs_single() -> dict:
     gradients, and HF ``DistilBertForMaskedLM`` logits after export."""
     from bert_workers import fixed_batch
 
-    from plmscale.models.bert import BertForPreTraining
-    from plmscale.models.distilbert import DistilBertForMaskedLM
+    from plmscale.families.bert.model import BertForPreTraining
+    from plmscale.families.distilbert.model import DistilBertForMaskedLM
     init_distributed()
     cfg = load_config(None, STUDENT + SIZE)
     teacher_cfg = load_config(None, TEACHER + SIZE)
@@ -74,7 +74,7 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
     the same student from random initialisation for ``scratch_steps``."""
     import time
 
-    from plmscale.models.distilbert import load_teacher
+    from plmscale.families.distilbert.model import load_teacher
     from plmscale.training.loop import train
     init_distributed()
     teacher_dir, student_dir = f"{directory}/teacher", f"{directory}/student"

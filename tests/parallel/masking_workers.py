@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from plmscale.config import DataConfig, ObjectiveConfig, load_config
-from plmscale.data import BertSamples, Corpus
+from plmscale.data import Corpus
+from plmscale.families.bert.samples import BertSamples
 from plmscale.export import full_tensors
 from plmscale.models.common import vocab_parallel_loss_and_accuracy
 from plmscale.objectives.schedule import global_batch_size

@@ -17,7 +17,7 @@ from plmscale.objectives.span_corruption import (corrupted_lengths, noise_counts
                                                  random_spans_noise_mask, raw_length,
                                                  span_corrupt)
 
-IGNORE_INDEX = -100
+from plmscale.objectives.masking import IGNORE_INDEX
 MAX_SENTINELS = 100
 
 

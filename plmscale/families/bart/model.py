@@ -3,9 +3,9 @@ positions (offset 2), GELU, one word embedding shared by the encoder, the decode
 same architecture as HF ``BartForConditionalGeneration`` (whose ``final_logits_bias`` is a zero buffer,
 not a parameter: our head has no bias and export writes zeros).
 
-Pieces, in order (so a pipeline split can cut between them): ``shared`` word embeddings ->
-``encoder`` (positions + LayerNorm, layers) -> ``decoder`` (positions + LayerNorm, layers with causal
-self-attention and cross-attention) -> ``lm_head`` (tied to ``shared``).
+Pieces: [``shared`` word embeddings of both id streams] [each stack's positions + LayerNorm]
+[encoder layer]... [decoder layer]... [``shared`` again for the tied head] [LM head + loss]; the
+encoder output travels with the decoder stream.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
+from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabParallelLogits,
                                     gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
-from plmscale.models.family import Family, imported_on_call
+from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
-
-IGNORE_INDEX = -100
 
 
 class PositionsAndNorm(nn.Module):
@@ -42,21 +41,6 @@ class PositionsAndNorm(nn.Module):
         positions = torch.arange(word_embeddings.shape[1], device=word_embeddings.device)
         hidden = word_embeddings + self.embed_positions(positions + self.position_offset)[None]
         return self.dropout(self.layernorm_embedding(hidden))
-
-
-class BartEncoder(nn.Module):
-    """Word embeddings (given) -> positions + LayerNorm -> bidirectional post-LN layers."""
-
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__()
-        self.embeddings = PositionsAndNorm(cfg)
-        self.layers = nn.ModuleList(PostLNLayer(cfg, precision) for _ in range(cfg.num_layers))
-
-    def forward(self, word_embeddings: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        hidden = self.embeddings(word_embeddings)
-        for layer in self.layers:
-            hidden = layer(hidden, mask)
-        return hidden
 
 
 class BartDecoderLayer(nn.Module):
@@ -82,59 +66,77 @@ class BartDecoderLayer(nn.Module):
         return self.output_layernorm(hidden + self.dropout(self.mlp(hidden)))
 
 
-class BartDecoder(nn.Module):
-    """Word embeddings (given) -> positions + LayerNorm -> causal layers attending to the encoder."""
+def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
+    """BART with its denoising loss (over the labelled decoder positions) as pieces."""
+    if cfg.activation != "gelu" or cfg.normalization != "layernorm" or not cfg.add_bias_linear:
+        raise ValueError("model.family=bart uses activation=gelu, normalization=layernorm and "
+                         "add_bias_linear=true (got "
+                         f"{cfg.activation}, {cfg.normalization}, {cfg.add_bias_linear})")
+    padded = padded_vocab_size(cfg, tp_world()[1])
+    shared = {"shared": lambda: vocab_parallel_embedding(padded, cfg.hidden_size, precision)}
 
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__()
-        self.embeddings = PositionsAndNorm(cfg)
-        layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
-        self.layers = nn.ModuleList(BartDecoderLayer(cfg, precision) for _ in range(layers))
+    def embed(module, state):
+        state = {**state, "hidden": module(state["input_ids"])}
+        if "decoder_input_ids" in state:
+            state["decoder_hidden"] = module(state["decoder_input_ids"])
+        return state
 
-    def forward(self, word_embeddings: torch.Tensor, memory: torch.Tensor,
-                memory_mask: torch.Tensor | None) -> torch.Tensor:
-        hidden = self.embeddings(word_embeddings)
-        for layer in self.layers:
-            hidden = layer(hidden, memory, memory_mask)
-        return hidden
+    def positions(stream):
+        return lambda module, state: {**state, stream: module(state[stream])}
+
+    def encoder_layer(module, state):
+        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
+
+    def decoder_layer(module, state):
+        return {**state, "decoder_hidden": module(state["decoder_hidden"], state["hidden"],
+                                                  padding_mask(state.get("attention_mask")))}
+
+    def loss(lm_head, state):
+        labels = state["labels"]
+        selected = labels != IGNORE_INDEX  # decoder padding needs no vocabulary projection
+        logits = lm_head(state["decoder_hidden"][selected], state["word_embeddings"])
+        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
+        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+
+    decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
+    return ([Piece(shared, embed),
+             Piece({"encoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("hidden")),
+             Piece({"decoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("decoder_hidden"))]
+            + [Piece({f"encoder.layers.{i}": lambda: PostLNLayer(cfg, precision)}, encoder_layer,
+                     layer=True) for i in range(cfg.num_layers)]
+            + [Piece({f"decoder.layers.{i}": lambda: BartDecoderLayer(cfg, precision)},
+                     decoder_layer, layer=True) for i in range(decoder_layers)]
+            + [Piece(shared, lambda module, state: {**state, "word_embeddings": module.weight}),
+               Piece({"lm_head": lambda: TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)},
+                     loss)])
 
 
-class BartForConditionalGeneration(nn.Module):
+class BartForConditionalGeneration(PiecewiseModel):
     """BART with its tied LM head. ``forward(batch)`` takes ``input_ids``, ``attention_mask``,
     ``decoder_input_ids`` and ``labels`` (-100 = not scored) and returns the reconstruction loss."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__()
-        if cfg.activation != "gelu" or cfg.normalization != "layernorm" or not cfg.add_bias_linear:
-            raise ValueError("model.family=bart uses activation=gelu, normalization=layernorm and "
-                             "add_bias_linear=true (got "
-                             f"{cfg.activation}, {cfg.normalization}, {cfg.add_bias_linear})")
+        super().__init__(bart_pieces(cfg, precision))
         self.cfg = cfg
-        padded = padded_vocab_size(cfg, tp_world()[1])
-        self.shared = vocab_parallel_embedding(padded, cfg.hidden_size, precision)
-        self.encoder = BartEncoder(cfg, precision)
-        self.decoder = BartDecoder(cfg, precision)
-        self.lm_head = TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)
 
-    def decoder_hidden(self, input_ids, attention_mask, decoder_input_ids) -> torch.Tensor:
-        """Last decoder hidden states [b, t, h]."""
-        mask = padding_mask(attention_mask)
-        memory = self.encoder(self.shared(input_ids), mask)
-        return self.decoder(self.shared(decoder_input_ids), memory, mask)
+    def _pieces_of(self, prefix: str) -> list[Piece]:
+        return [p for p in self.pieces if next(iter(p.modules)).startswith(prefix)]
 
-    def forward(self, batch: dict) -> dict:
-        hidden = self.decoder_hidden(batch["input_ids"], batch.get("attention_mask"),
-                                     batch["decoder_input_ids"])
-        labels = batch["labels"]
-        selected = labels != IGNORE_INDEX  # decoder padding needs no vocabulary projection
-        logits = self.lm_head(hidden[selected], self.shared.weight)
-        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
-        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+    def encode(self, input_ids, attention_mask=None) -> torch.Tensor:
+        """Encoder output [b, s, h]."""
+        return self.run({"hidden": self.shared(input_ids), "attention_mask": attention_mask},
+                        self._pieces_of("encoder."))["hidden"]
+
+    def decode(self, decoder_input_ids, memory, attention_mask=None) -> torch.Tensor:
+        """Last decoder hidden states [b, t, h] attending to the encoder output ``memory``."""
+        return self.run({"decoder_hidden": self.shared(decoder_input_ids), "hidden": memory,
+                         "attention_mask": attention_mask},
+                        self._pieces_of("decoder."))["decoder_hidden"]
 
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None, decoder_input_ids=None) -> torch.Tensor:
         """Full-vocabulary LM logits [b, t, V], as HF's model returns them."""
-        hidden = self.decoder_hidden(input_ids, attention_mask, decoder_input_ids)
+        hidden = self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), attention_mask)
         return gather_vocab_logits(self.lm_head(hidden, self.shared.weight), self.cfg.vocab_size)
 
     @torch.no_grad()
@@ -157,11 +159,10 @@ class BartForConditionalGeneration(nn.Module):
             raise ValueError("BART's decoder starts from </s>: pass eos_id or decoder_start_id")
         was_training = self.training
         self.eval()
-        mask = padding_mask(attention_mask)
-        memory = self.encoder(self.shared(input_ids), mask)
+        memory = self.encode(input_ids, attention_mask)
 
         def next_token(ids):
-            hidden = self.decoder(self.shared(ids), memory, mask)[:, -1]
+            hidden = self.decode(ids, memory, attention_mask)[:, -1]
             return vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
 
         ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
@@ -169,19 +170,3 @@ class BartForConditionalGeneration(nn.Module):
                                    min(max_new_tokens, self.cfg.max_position_embeddings), eos_id)
         self.train(was_training)
         return new_ids
-
-
-def _samples(corpus, cfg):
-    from plmscale.data.bart_samples import BartSamples
-    return BartSamples(corpus, corpus.tokens, cfg.data, cfg.objective, cfg.train.seed)
-
-
-FAMILY = Family(
-    name="bart",
-    build=lambda cfg: BartForConditionalGeneration(cfg.model, cfg.train.precision),
-    samples=_samples,
-    hf_config=imported_on_call("plmscale.export.bart", "hf_config"),
-    hf_model_class="BartForConditionalGeneration",
-    to_hf_state_dict=imported_on_call("plmscale.export.bart", "to_hf_state_dict"),
-    pipeline=imported_on_call("plmscale.models.bart_pipe", "bart_pipeline"),
-)

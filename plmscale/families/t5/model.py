@@ -2,8 +2,10 @@
 bias, unscaled attention; v1.0 (ReLU FFN, tied embeddings with 1/sqrt(d_model) output scaling) and
 v1.1 (gated-GELU FFN, untied LM head). The same architecture as HF ``T5ForConditionalGeneration``.
 
-Pieces are ordered embedding -> encoder layers -> decoder layers -> head so that pipeline stages can be
-cut between layers (the encoder output then travels with the decoder stream).
+Pieces: [embed both id streams] [encoder layer]... [encoder norm] [decoder layer]... [decoder norm]
+[head + loss]. The encoder output travels with the decoder stream; each stack's first layer owns its
+relative position bias and puts it in the state gathered over TP (all heads), so a later layer on any
+stage takes its heads' slice.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ from megatron.core.tensor_parallel import VocabParallelEmbedding
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
+from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gather_vocab_logits,
                                     padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import extend_until_eos
+from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTensorParallel
 from plmscale.models.common.megatron import column_parallel, row_parallel, vocab_parallel_embedding
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
-from plmscale.models.family import Family, imported_on_call
+from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 from plmscale.parallel.random import tensor_parallel_rng
 
-IGNORE_INDEX = -100
 ACTIVATIONS = ("relu", "gelu", "gated-gelu")
 
 
@@ -66,7 +69,7 @@ class T5FeedForward(nn.Module):
 class T5Layer(nn.Module):
     """Pre-LN block: x += drop(attn(norm(x))) [; x += drop(cross(norm(x), memory))]; x += drop(ffn(norm(x))).
 
-    The first layer of a stack owns the relative position bias and returns it; the others receive it.
+    The first layer of a stack owns the relative position bias (``t5_pieces`` hands it on).
     """
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", decoder: bool = False,
@@ -86,37 +89,77 @@ class T5Layer(nn.Module):
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, hidden, mask=None, position_bias=None, memory=None, memory_mask=None):
-        if self.relative_position_bias is not None:
-            position_bias = self.relative_position_bias(hidden.shape[1], hidden.shape[1])
+        """``position_bias`` [1, heads/tp, s, s]: from the stack's first layer."""
         attention = self.self_attention(self.input_layernorm(hidden), mask, position_bias)
         hidden = hidden + self.dropout(attention)
         if self.cross_attention is not None:
             attention = self.cross_attention(self.cross_attention_layernorm(hidden), memory,
                                              memory_mask)
             hidden = hidden + self.dropout(attention)
-        hidden = hidden + self.dropout(self.mlp(self.mlp_layernorm(hidden)))
-        return hidden, position_bias
+        return hidden + self.dropout(self.mlp(self.mlp_layernorm(hidden)))
 
 
-class T5Stack(nn.Module):
-    """Encoder (bidirectional) or decoder (causal, with cross attention) layers + final norm."""
+def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
+    """T5 with its span-corruption loss (over the labelled decoder positions) as pieces."""
+    if cfg.position_embedding_type != "relative":
+        raise ValueError("T5 uses relative position bias: set model.position_embedding_type="
+                         f"'relative' (got {cfg.position_embedding_type!r})")
+    padded = padded_vocab_size(cfg, tp_world()[1])
+    shared = {"shared": lambda: vocab_parallel_embedding(padded, cfg.hidden_size, precision)}
+    drop = lambda x, module: F.dropout(x, cfg.hidden_dropout, module.training)  # noqa: E731
 
-    def __init__(self, cfg: ModelConfig, num_layers: int, precision: str = "fp32",
-                 decoder: bool = False):
-        super().__init__()
-        self.layers = nn.ModuleList(T5Layer(cfg, precision, decoder, relative_bias=i == 0)
-                                    for i in range(num_layers))
-        self.final_layernorm = build_norm(cfg)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+    def embed(module, state):
+        state = {**state, "hidden": drop(module(state["input_ids"]), module)}
+        if "decoder_input_ids" in state:
+            state["decoder_hidden"] = drop(module(state["decoder_input_ids"]), module)
+        return state
 
-    def forward(self, embedded, mask=None, memory=None, memory_mask=None):
-        hidden, position_bias = self.dropout(embedded), None
-        for layer in self.layers:
-            hidden, position_bias = layer(hidden, mask, position_bias, memory, memory_mask)
-        return self.dropout(self.final_layernorm(hidden))
+    def stack(name: str, decoder: bool):
+        stream = "decoder_hidden" if decoder else "hidden"
+        masks = ("decoder_attention_mask" if decoder else "attention_mask", "attention_mask")
+
+        def layer(module, state):
+            key = f"{name}_position_bias"
+            if module.relative_position_bias is not None:
+                length = state[stream].shape[1]
+                local = module.relative_position_bias(length, length).permute(0, 2, 3, 1)
+                state = {**state, key: GatherFromTensorParallel.apply(local.contiguous())}
+            bias = ScatterToTensorParallel.apply(state[key]).permute(0, 3, 1, 2)
+            memory = (state["hidden"], padding_mask(state.get(masks[1]))) if decoder else (None, None)
+            return {**state, stream: module(state[stream], padding_mask(state.get(masks[0])), bias,
+                                            *memory)}
+
+        def close(norm, state):
+            return {**{k: v for k, v in state.items() if k != f"{name}_position_bias"},
+                    stream: drop(norm(state[stream]), norm)}
+
+        layers = (cfg.num_decoder_layers or cfg.num_layers) if decoder else cfg.num_layers
+        return ([Piece({f"{name}.layers.{i}": lambda i=i: T5Layer(cfg, precision, decoder, i == 0)},
+                       layer, layer=True) for i in range(layers)]
+                + [Piece({f"{name}.final_layernorm": lambda: build_norm(cfg)}, close)])
+
+    scale = cfg.hidden_size ** -0.5 if cfg.scale_tied_logits else 1.0
+    # An untied head is a second vocabulary-parallel table: same slicing, padding and init as
+    # the embedding (its padding rows stay zero and their logits are -inf).
+    head = {"output_layer": lambda: TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)}
+    if not cfg.tie_word_embeddings:
+        head["lm_head"] = lambda: vocab_parallel_embedding(padded, cfg.hidden_size, precision)
+
+    def loss(output_layer, *rest):
+        *table, state = rest
+        weight = table[0].weight if table else state["word_embeddings"]
+        labels = state["labels"]
+        selected = labels != IGNORE_INDEX  # padding targets need no vocabulary projection
+        logits = output_layer(state["decoder_hidden"][selected] * scale, weight)
+        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
+        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+
+    tied = [Piece(shared, lambda module, state: {**state, "word_embeddings": module.weight})]
+    return ([Piece(shared, embed)] + stack("encoder", False) + stack("decoder", True)
+            + (tied if cfg.tie_word_embeddings else []) + [Piece(head, loss)])
 
 
-class T5ForConditionalGeneration(nn.Module):
+class T5ForConditionalGeneration(PiecewiseModel):
     """T5 with its LM head. ``forward(batch)`` returns the span-corruption loss and accuracy.
 
     ``shared`` is the vocabulary-parallel embedding of both stacks; the head reuses it (v1.0, output
@@ -124,48 +167,29 @@ class T5ForConditionalGeneration(nn.Module):
     """
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__()
-        if cfg.position_embedding_type != "relative":
-            raise ValueError("T5 uses relative position bias: set model.position_embedding_type="
-                             f"'relative' (got {cfg.position_embedding_type!r})")
+        super().__init__(t5_pieces(cfg, precision))
         self.cfg = cfg
-        padded = padded_vocab_size(cfg, tp_world()[1])
-        self.shared = vocab_parallel_embedding(padded, cfg.hidden_size, precision)
-        self.encoder = T5Stack(cfg, cfg.num_layers, precision, decoder=False)
-        self.decoder = T5Stack(cfg, cfg.num_decoder_layers or cfg.num_layers, precision,
-                               decoder=True)
-        # An untied head is a second vocabulary-parallel table: same slicing, padding and init as
-        # the embedding (its padding rows stay zero and their logits are -inf).
-        self.lm_head = (None if cfg.tie_word_embeddings
-                        else vocab_parallel_embedding(padded, cfg.hidden_size, precision))
-        self.output_layer = TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)
-        self.output_scale = cfg.hidden_size ** -0.5 if cfg.scale_tied_logits else 1.0
+        self.encoder_pieces = self.pieces[:cfg.num_layers + 2]
+        self.decoder_pieces = self.pieces[cfg.num_layers + 2:][:(cfg.num_decoder_layers or cfg.num_layers) + 1]
 
     def encode(self, input_ids, attention_mask=None):
         """Encoder output [b, s, h]."""
-        return self.encoder(self.shared(input_ids), padding_mask(attention_mask))
+        return self.run({"input_ids": input_ids, "attention_mask": attention_mask},
+                        self.encoder_pieces)["hidden"]
 
     def decode(self, decoder_input_ids, memory, attention_mask=None, decoder_attention_mask=None):
         """Decoder output [b, t, h] (before the head) attending to the encoder output ``memory``."""
-        return self.decoder(self.shared(decoder_input_ids), padding_mask(decoder_attention_mask),
-                            memory, padding_mask(attention_mask))
+        embedded = F.dropout(self.shared(decoder_input_ids), self.cfg.hidden_dropout, self.training)
+        return self.run({"decoder_hidden": embedded, "hidden": memory,
+                         "attention_mask": attention_mask,
+                         "decoder_attention_mask": decoder_attention_mask},
+                        self.decoder_pieces)["decoder_hidden"]
 
     def head(self, hidden):
         """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""
-        weight = self.shared.weight if self.lm_head is None else self.lm_head.weight
-        if self.output_scale != 1.0:
-            hidden = hidden * self.output_scale
-        return self.output_layer(hidden, weight)
-
-    def forward(self, batch: dict) -> dict:
-        memory = self.encode(batch["input_ids"], batch.get("attention_mask"))
-        hidden = self.decode(batch["decoder_input_ids"], memory, batch.get("attention_mask"),
-                             batch.get("decoder_attention_mask"))
-        labels = batch["labels"]
-        selected = labels != IGNORE_INDEX  # padding targets need no vocabulary projection
-        loss, accuracy = vocab_parallel_loss_and_accuracy(self.head(hidden[selected]),
-                                                          labels[selected])
-        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+        table = self.shared if self.cfg.tie_word_embeddings else self.lm_head
+        scale = self.cfg.hidden_size ** -0.5 if self.cfg.scale_tied_logits else 1.0
+        return self.output_layer(hidden * scale, table.weight)
 
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None, decoder_input_ids=None,
@@ -244,20 +268,3 @@ def t5_initialize(model: nn.Module, cfg) -> None:
             # The untied head (v1.1) keeps logits O(1) at d_model^-1/2; HF's 1.0 would make them
             # O(sqrt(d_model)) (huggingface/transformers#26441).
             scale(module.weight, d ** -0.5 if name.split(".")[-1] == "lm_head" else 1.0)
-
-
-def _samples(corpus, cfg):
-    from plmscale.data.t5_samples import T5Samples
-    return T5Samples(corpus, cfg.data, cfg.objective, cfg.train.seed)
-
-
-FAMILY = Family(
-    name="t5",
-    build=lambda cfg: T5ForConditionalGeneration(cfg.model, cfg.train.precision),
-    samples=_samples,
-    hf_config=imported_on_call("plmscale.export.t5", "hf_config"),
-    hf_model_class="T5ForConditionalGeneration",
-    to_hf_state_dict=imported_on_call("plmscale.export.t5", "to_hf_state_dict"),
-    pipeline=imported_on_call("plmscale.models.t5_pipe", "t5_pipeline"),
-    initialize=t5_initialize,
-)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from plmscale.data.bert_samples import BertSamples
-from plmscale.data.roberta_samples import mask_for_objective
-from plmscale.objectives.masking import IGNORE_INDEX
+from plmscale.families.bert.samples import BertSamples
+from plmscale.objectives.masking import IGNORE_INDEX, mask_for_objective
 
 
 class AlbertSamples(BertSamples):
