@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import torch
+from closeness import Closeness, closeness
 from workers_common import (gathered_training_run, initialised_model, max_abs_diff, tp2_and_tp1,
                             tp2_vs_tp1)
 
@@ -31,8 +32,8 @@ def fixed_batch(vocab: int, batch: int = 4, src: int = 20, tgt: int = 14, seed: 
             "decoder_input_ids": decoder_input, "labels": labels}
 
 
-def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float:
-    """Max |ours - HF| over every decoder position after exporting the (TP-gathered) weights."""
+def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> Closeness:
+    """Closeness of ours to HF over every decoder position after exporting the (TP-gathered) weights."""
     from transformers import BartForConditionalGeneration
 
     from plmscale.export.bart import hf_config, to_hf_state_dict
@@ -45,7 +46,7 @@ def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float
         ref = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                  decoder_input_ids=batch["decoder_input_ids"]).logits
     assert ref.shape == logits.shape, (ref.shape, logits.shape)
-    return (logits.float() - ref).abs().max().item()
+    return closeness(logits.float(), ref, "HF logits")
 
 
 def tensor_parallel_vs_single(overrides: list[str]) -> dict:
@@ -59,8 +60,8 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
         **tp2_vs_tp1(a, b),
         "grad_names": sorted(a["grads"]) == sorted(b["grads"]),
         "zero_grads": [n for n, g in b["grads"].items() if g.abs().max() == 0],
-        "hf_logit_diff": max(hf_logit_diff(cfg, run["params"], run["logits"], batch)
-                             for run in (a, b)),
+        "hf_logit_diff": max((hf_logit_diff(cfg, run["params"], run["logits"], batch)
+                              for run in (a, b)), key=lambda c: c.ratio),
         "loss": b["out"]["loss"],
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from closeness import Closeness, closeness
 from workers_common import gathered_training_run, load_exported, tp2_and_tp1, tp2_vs_tp1
 
 from plmscale.config import load_config
@@ -43,8 +44,8 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
     }
 
 
-def hf_logit_diff(cfg, params: dict, logits: list, batch: dict) -> float:
-    """Max |ours - HF| over MLM and NSP logits after exporting the (TP-gathered) weights."""
+def hf_logit_diff(cfg, params: dict, logits: list, batch: dict) -> Closeness:
+    """Closeness of ours to HF over MLM and NSP logits after exporting the (TP-gathered) weights."""
     from transformers import BertForPreTraining
 
     from plmscale.export.bert import hf_config, to_hf_state_dict
@@ -53,8 +54,7 @@ def hf_logit_diff(cfg, params: dict, logits: list, batch: dict) -> float:
     with torch.no_grad():
         ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
                  attention_mask=batch["attention_mask"])
-    return max((logits[0] - ref.prediction_logits).abs().max().item(),
-               (logits[1] - ref.seq_relationship_logits).abs().max().item())
+    return closeness(logits, [ref.prediction_logits, ref.seq_relationship_logits], "HF logits")
 
 
 def train_runs(shards: str, runs: list[list[str]]) -> list[list[dict]]:

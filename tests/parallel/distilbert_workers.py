@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from closeness import Closeness, closeness
 from workers_common import (forward_backward, gathered_training_run, held_out_batch, load_exported,
                             max_abs_diff, restored_from_checkpoint, tp2_vs_tp1)
 
@@ -56,7 +57,8 @@ def tensor_parallel_vs_single() -> dict:
     }
 
 
-def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float:
+def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> Closeness:
+    """Closeness of ours to HF DistilBertForMaskedLM after exporting the gathered weights."""
     from transformers import DistilBertForMaskedLM
 
     from plmscale.export.distilbert import hf_config, to_hf_state_dict
@@ -64,7 +66,7 @@ def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float
     load_exported(hf, to_hf_state_dict(params, cfg.model))
     with torch.no_grad():
         ref = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return (logits.float() - ref).abs().max().item()
+    return closeness(logits.float(), ref, "HF logits")
 
 
 def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, student_steps: int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from closeness import Closeness, closeness
 from workers_common import (gathered_training_run, held_out_batch, load_exported,
                             restored_from_checkpoint, tp2_and_tp1, tp2_vs_tp1)
 
@@ -37,7 +38,7 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
 
 
 def hf_logit_diff(cfg, params: dict, logits: tuple, batch: dict) -> dict:
-    """Max |ours - HF| of the discriminator (ElectraForPreTraining) and generator
+    """Closeness of ours to HF for the discriminator (ElectraForPreTraining) and generator
     (ElectraForMaskedLM) logits after exporting the gathered weights."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
@@ -54,7 +55,7 @@ def hf_logit_diff(cfg, params: dict, logits: tuple, batch: dict) -> dict:
         with torch.no_grad():
             ref = hf(**inputs).logits
         assert ref.shape == ours.shape, (ref.shape, ours.shape)
-        diffs[name] = (ours.float() - ref).abs().max().item()
+        diffs[name] = closeness(ours.float(), ref, f"HF {name} logits")
     return diffs
 
 

@@ -4,6 +4,7 @@ them). Each checks one family against itself under TP=1 and TP=2 and against HF 
 from __future__ import annotations
 
 import torch
+from closeness import closeness
 from workers_common import (initialised_model, load_exported, tp2_and_tp1, tp2_vs_tp1,
                             whole_model_tensors)
 
@@ -53,8 +54,8 @@ def _our_logits(family: str, model, batch: dict) -> list[torch.Tensor]:
 
 def compare_with_hf(family: str, cfg, params: dict, logits: list, batch: dict,
                     grads: dict | None = None) -> dict:
-    """Export ``params`` (full tensors) to the family's HF class; max |ours - HF| over its logits
-    and, if ``grads`` are given, over the gradients of the same loss (the tied and shared tensors
+    """Export ``params`` (full tensors) to the family's HF class; closeness of ours to HF in logits
+    and, if ``grads`` are given, of the gradients of the same loss (the tied and shared tensors
     included: HF accumulates them the same way)."""
     import transformers
     fam = get_family(family)
@@ -67,13 +68,13 @@ def compare_with_hf(family: str, cfg, params: dict, logits: list, batch: dict,
                       sentence_order_label=batch["sentence_order_label"])
     out = hf(**kwargs)
     ref = [out.logits] if family == "roberta" else [out.prediction_logits, out.sop_logits]
-    result = {"hf_logit_diff": max((a - b).abs().max().item() for a, b in zip(logits, ref)),
+    result = {"hf_logit_diff": closeness(list(logits), ref, "HF logits"),
               "hf_loss": out.loss.item()}
     if grads is not None:
         out.loss.backward()
         ours = fam.to_hf_state_dict(grads, cfg.model)
-        result["hf_grad_diff"] = max((ours[n] - p.grad).abs().max().item()
-                                     for n, p in hf.named_parameters())
+        result["hf_grad_diff"] = closeness({n: ours[n] for n, _ in hf.named_parameters()},
+                                           {n: p.grad for n, p in hf.named_parameters()}, "HF grads")
     return result
 
 
@@ -87,13 +88,13 @@ def tensor_parallel_vs_single(family: str, shards: str) -> dict:
     a, b = tp2_and_tp1(cfg, batch, lambda model: _our_logits(family, model, batch))
     result = {
         **tp2_vs_tp1(a, b),
-        "metrics": sorted(a["out"]),
+        "metric_names": sorted(a["out"]),
         "loss": b["out"]["loss"],
         "params": {n: tuple(p.shape) for n, p in b["params"].items()},
     }
     hf = compare_with_hf(family, cfg, a["params"], a["logits"], batch, grads=a["grads"])
     result.update(hf)
-    result["hf_loss_diff"] = abs(hf["hf_loss"] - b["out"]["loss"])
+    result["hf_loss_diff"] = closeness(b["out"]["loss"], hf["hf_loss"], "HF loss")
     result["trained"] = train_then_compare(family, shards)
     return result
 

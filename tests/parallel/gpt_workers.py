@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from closeness import Closeness, adam_movement_atol, closeness
 from workers_common import gathered_training_run, grad_norm, initialised_model, max_abs_diff
 
 from plmscale.config import load_config
@@ -64,9 +65,9 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
     for name in ("plain", "documents"):
         a, b = runs[2, name], runs[1, name]
         result[name] = {
-            "loss_diff": max(abs(a["out"][k] - b["out"][k]) for k in a["out"]),
-            "grad_diff": max_abs_diff(a["grads"], b["grads"]),
-            "logit_diff": (a["logits"] - b["logits"]).abs().max().item(),
+            "metrics": closeness(a["out"], b["out"], f"{name} metrics"),
+            "grads": closeness(a["grads"], b["grads"], f"{name} grads"),
+            "logits": closeness(a["logits"], b["logits"], f"{name} logits"),
             "grad_norm": grad_norm(b["grads"]),
             "loss": b["out"]["loss"],
         }
@@ -86,11 +87,11 @@ def hf_model(cfg, params: dict):
     return hf
 
 
-def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, input_ids: torch.Tensor) -> float:
-    """Max |ours - HF| of the next-token logits after exporting the (TP-gathered) weights."""
+def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, input_ids: torch.Tensor) -> Closeness:
+    """Closeness of ours to HF in the next-token logits after exporting the (TP-gathered) weights."""
     with torch.no_grad():
         ref = hf_model(cfg, params)(input_ids=input_ids).logits
-    return (logits - ref).abs().max().item()
+    return closeness(logits, ref, "HF logits")
 
 
 def hf_greedy_text(cfg, params: dict, tokenizer: Path, prompt: str, max_new_tokens: int) -> str:
@@ -131,7 +132,7 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
         batch = {"input_ids": batch["input_ids"], "labels": batch["labels"]}
         model.zero_grad()
         model(batch)["loss"].backward()  # the trained weights' gradient, outside the engine
-        runs[tp] = {"losses": [h["loss"] for h in history],
+        runs[tp] = {"losses": [h["loss"] for h in history], "lrs": [h["lr"] for h in history],
                     "grads": full_tensors(model, cfg.model.vocab_size, grads=True),
                     "params": full_tensors(model, cfg.model.vocab_size),
                     "initial": initial,
@@ -141,10 +142,10 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
     a, b = runs[2], runs[1]
     result = {
         "losses": b["losses"],
-        "loss_diff": max(abs(x - y) for x, y in zip(a["losses"], b["losses"])),
-        "grad_diff": max_abs_diff(a["grads"], b["grads"]),
+        "loss_diff": closeness(a["losses"], b["losses"], "losses"),
+        "grad_diff": closeness(a["grads"], b["grads"], "grads"),
         "moved": max_abs_diff(a["params"], a["initial"]),
-        "param_diff": max_abs_diff(a["params"], b["params"]),
+        "param_diff": closeness(a["params"], b["params"], "params", adam_movement_atol(b["lrs"])),
         "hf_logit_diff": hf_logit_diff(trained_cfg, a["params"], a["logits"], input_ids),
     }
     generate = generate_module()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from closeness import closeness
+from workers_common import undetected_perturbations
 
 from plmscale.config import DataConfig, ObjectiveConfig, load_config
 from plmscale.data import Corpus
@@ -54,10 +56,12 @@ def span_boundary_on_bert(shards: str) -> dict:
                     "mlm_loss": float(out["mlm_loss"]), "grads": grads}
     a, b = runs[2], runs[1]
     return {
-        "sbo_loss": b["sbo_loss"], "sbo_loss_diff": abs(a["sbo_loss"] - b["sbo_loss"]),
-        "mlm_loss_diff": abs(a["mlm_loss"] - b["mlm_loss"]),
+        "sbo_loss": b["sbo_loss"],
+        "losses": closeness({k: a[k] for k in ("sbo_loss", "mlm_loss")},
+                            {k: b[k] for k in ("sbo_loss", "mlm_loss")}, "losses"),
         "accuracy_diff": abs(a["sbo_accuracy"] - b["sbo_accuracy"]),
-        "grad_diff": max((a["grads"][n] - b["grads"][n]).abs().max().item() for n in a["grads"]),
+        "grads": closeness(a["grads"], b["grads"], "grads"),
+        "undetected_perturbations": undetected_perturbations(a["grads"], b["grads"]),
         "head_grad_norm": sum(b["grads"][n].norm() ** 2 for n in b["grads"]
                               if n.startswith("sbo.")) ** 0.5,
         "span_tokens": int((batch["sbo_position"] >= 0).sum()),

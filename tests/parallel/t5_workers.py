@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import torch
+from closeness import Closeness, closeness
 from workers_common import (gathered_training_run, held_out_batch, initialised_model, tp2_and_tp1,
                             tp2_vs_tp1)
 
@@ -38,15 +39,15 @@ def fixed_batch(vocab: int, batch: int = 4, seq: int = 20, target: int = 9, seed
             "labels": labels}
 
 
-def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> float:
-    """Max |ours - HF| over every decoder position after exporting the (TP-gathered) weights."""
+def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> Closeness:
+    """Closeness of ours to HF over every decoder position after exporting the (TP-gathered) weights."""
     from plmscale.export.t5 import to_hf_model
     hf = to_hf_model(params, cfg.model)
     with torch.no_grad():
         ref = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                  decoder_input_ids=batch["decoder_input_ids"],
                  decoder_attention_mask=batch["decoder_attention_mask"]).logits
-    return (logits - ref).abs().max().item()
+    return closeness(logits, ref, "HF logits")
 
 
 def tensor_parallel_vs_single(variants: list[list[str]]) -> list[dict]:

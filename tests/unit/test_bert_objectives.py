@@ -4,6 +4,7 @@ shards in one process: samples -> model -> loss -> gradients."""
 import numpy as np
 import pytest
 import torch
+from closeness import assert_close
 
 from plmscale.config import load_config
 from plmscale.data import Corpus
@@ -30,8 +31,7 @@ def test_span_boundary_objective_trains_the_sbo_head(demo_shards):
     model = build_initialised_model(cfg)
     out = model(_batch(samples, range(8)))
     assert torch.isfinite(out["loss"]) and out["sbo_loss"] > 0
-    assert out["loss"].item() == pytest.approx(
-        (out["mlm_loss"] + out["nsp_loss"] + out["sbo_loss"]).item(), rel=1e-6)
+    assert_close(out["loss"], out["mlm_loss"] + out["nsp_loss"] + out["sbo_loss"], "total loss")
     out["loss"].backward()
     assert model.sbo_head.dense1.weight.grad.abs().sum() > 0
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from closeness import assert_close
 from meta_counts import meta_counts
 
 from plmscale.config import load_config
@@ -74,8 +75,8 @@ def test_loss_logits_and_greedy_decoding_equal_hf():
     with torch.no_grad():
         ref = hf(input_ids=ids, labels=ids)
         out = model({"input_ids": ids[:, :-1], "labels": ids[:, 1:]})
-        assert (model.logits(ids) - ref.logits).abs().max().item() <= 1e-4
-        assert out["loss"].item() == pytest.approx(ref.loss.item(), abs=1e-5)
+        assert_close(model.logits(ids), ref.logits, "HF logits")
+        assert_close(out["loss"], ref.loss, "HF loss")
         argmax = ref.logits[:, :-1].argmax(-1)
         assert out["lm_accuracy"].item() == pytest.approx((argmax == ids[:, 1:]).float().mean().item())
         ours = model.greedy_generate(ids[:, :6], 8)
