@@ -15,10 +15,9 @@ from torch import nn
 
 from plmscale.config.schema import ModelConfig
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (MLP, PostLNLayer, SelfAttention, TiedVocabParallelLogits,
+from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits,
                                     gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
-from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.objectives import IGNORE_INDEX
@@ -43,35 +42,8 @@ class PositionsAndNorm(nn.Module):
         return self.dropout(self.layernorm_embedding(hidden))
 
 
-class BartDecoderLayer(nn.Module):
-    """x = LN(x + drop(causal_self_attn(x))); x = LN(x + drop(cross_attn(x, memory)));
-    x = LN(x + drop(mlp(x)))."""
-
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__()
-        self.self_attention = SelfAttention(cfg, precision, causal=True)
-        self.attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
-        self.cross_attention = CrossAttention(cfg, precision)
-        self.cross_attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
-        self.mlp = MLP(cfg, precision)
-        self.output_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
-
-    def forward(self, hidden: torch.Tensor, memory: torch.Tensor,
-                memory_mask: torch.Tensor | None) -> torch.Tensor:
-        # Decoder padding sits at the end, so causal masking alone keeps real tokens off it.
-        hidden = self.attention_layernorm(hidden + self.dropout(self.self_attention(hidden)))
-        hidden = self.cross_attention_layernorm(
-            hidden + self.dropout(self.cross_attention(hidden, memory, memory_mask)))
-        return self.output_layernorm(hidden + self.dropout(self.mlp(hidden)))
-
-
 def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
     """BART with its denoising loss (over the labelled decoder positions) as pieces."""
-    if cfg.activation != "gelu" or cfg.normalization != "layernorm" or not cfg.add_bias_linear:
-        raise ValueError("model.family=bart uses activation=gelu, normalization=layernorm and "
-                         "add_bias_linear=true (got "
-                         f"{cfg.activation}, {cfg.normalization}, {cfg.add_bias_linear})")
     padded = padded_vocab_size(cfg, tp_world()[1])
     shared = {"shared": lambda: vocab_parallel_embedding(padded, cfg.hidden_size, precision)}
 
@@ -88,7 +60,7 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
 
     def decoder_layer(module, state):
-        return {**state, "decoder_hidden": module(state["decoder_hidden"], state["hidden"],
+        return {**state, "decoder_hidden": module(state["decoder_hidden"], None, state["hidden"],
                                                   padding_mask(state.get("attention_mask")))}
 
     def loss(lm_head, state):
@@ -104,7 +76,8 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
              Piece({"decoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("decoder_hidden"))]
             + [Piece({f"encoder.layers.{i}": lambda: PostLNLayer(cfg, precision)}, encoder_layer,
                      layer=True) for i in range(cfg.num_layers)]
-            + [Piece({f"decoder.layers.{i}": lambda: BartDecoderLayer(cfg, precision)},
+            + [Piece({f"decoder.layers.{i}": lambda: PostLNLayer(cfg, precision, causal=True,
+                                                                  cross_attention=True)},
                      decoder_layer, layer=True) for i in range(decoder_layers)]
             + [Piece(shared, lambda module, state: {**state, "word_embeddings": module.weight}),
                Piece({"lm_head": lambda: TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)},

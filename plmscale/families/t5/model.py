@@ -23,48 +23,12 @@ from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gath
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTensorParallel
-from plmscale.models.common.megatron import column_parallel, row_parallel, vocab_parallel_embedding
+from plmscale.models.common.megatron import vocab_parallel_embedding
+from plmscale.models.common.mlp import MLP
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
-from plmscale.parallel.random import tensor_parallel_rng
-
-ACTIVATIONS = ("relu", "gelu", "gated-gelu")
-
-
-class T5FeedForward(nn.Module):
-    """``linear_fc2(act(linear_fc1(x)))``, or gated: ``linear_fc2(act(linear_fc1(x)) * linear_fc1_up(x))``.
-
-    ``linear_fc1`` is the activated projection (HF ``wi`` / ``wi_0``), ``linear_fc1_up`` the linear one
-    of the gated form (HF ``wi_1``); both are column-parallel, ``linear_fc2`` (``wo``) row-parallel.
-    """
-
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__()
-        if cfg.activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation={cfg.activation!r}; T5 supports {ACTIVATIONS}")
-        bias = cfg.add_bias_linear
-        self.activation, self.approximate = cfg.activation, cfg.gelu_approximate
-        self.linear_fc1 = column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias)
-        self.linear_fc1_up = (column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias)
-                              if cfg.activation == "gated-gelu" else None)
-        self.linear_fc2 = row_parallel(cfg.ffn_hidden_size, cfg.hidden_size, precision, bias)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        intermediate, _ = self.linear_fc1(hidden)
-        if self.activation == "relu":
-            intermediate = F.relu(intermediate)
-        else:
-            intermediate = F.gelu(intermediate, approximate=self.approximate)
-        if self.linear_fc1_up is not None:
-            intermediate = intermediate * self.linear_fc1_up(hidden)[0]
-        with tensor_parallel_rng():  # the intermediate is split over TP ranks: independent masks
-            intermediate = self.dropout(intermediate)
-        out, _ = self.linear_fc2(intermediate)
-        return out
-
 
 class T5Layer(nn.Module):
     """Pre-LN block: x += drop(attn(norm(x))) [; x += drop(cross(norm(x), memory))]; x += drop(ffn(norm(x))).
@@ -85,7 +49,7 @@ class T5Layer(nn.Module):
         self.cross_attention = (CrossAttention(cfg, precision, bias=bias, scale=1.0)
                                 if decoder else None)
         self.mlp_layernorm = build_norm(cfg)
-        self.mlp = T5FeedForward(cfg, precision)
+        self.mlp = MLP(cfg, precision, inner_dropout=True)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, hidden, mask=None, position_bias=None, memory=None, memory_mask=None):
@@ -257,7 +221,7 @@ def t5_initialize(model: nn.Module, cfg) -> None:
             scale(module.linear_q.weight, (d * head_dim) ** -0.5)
             scale(module.linear_kv.weight, d ** -0.5)
             scale(module.linear_proj.weight, (heads * head_dim) ** -0.5)
-        elif isinstance(module, T5FeedForward):
+        elif isinstance(module, MLP):
             for linear in (module.linear_fc1, module.linear_fc1_up):
                 if linear is not None:
                     scale(linear.weight, d ** -0.5)
