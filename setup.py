@@ -40,6 +40,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["plmscale", "plmscale.*", "data_prep", "data_prep.*"]),
     install_requires=_requirements(),
-    entry_points={"console_scripts": ["plmscale-data=data_prep.cli:main"]},
+    entry_points={"console_scripts": ["plmscale-data=data_prep.cli:main",
+                                      "plmscale-plan=plmscale.perf.cli:main"]},
     **_cuda_build(),
 )

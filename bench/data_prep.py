@@ -17,6 +17,12 @@ because other jobs may share the machine. Usage::
     python bench/data_prep.py                         # en_medium, all cores, 3 repeats
     python bench/data_prep.py --big-gb 2              # also the 2 GB streaming run
     python bench/data_prep.py --record bench/RESULTS.md
+    python bench/data_prep.py --language zh --repeat-mb 50 --record bench/RESULTS.md
+
+With ``--language zh`` (corpus zh_small, vocab 8000 by default) it also measures, in
+:mod:`data_prep_zh` beside this file: the corpus repeated to ``--repeat-mb`` (raw and end to
+end interleaved again), the segmenter's own rate, its agreement with pure-Python jieba, and a
+12 MB one-paragraph input against raw sentencepiece in time and memory.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "en_medium.txt"
+CORPORA = REPO.parent / "shared" / "corpora"
+DEFAULT_CORPUS = {"en": CORPORA / "en_medium.txt", "zh": CORPORA / "zh_small.txt"}
+DEFAULT_VOCAB = {"en": 32000, "zh": 8000}
 SEP = "<|endoftext|>"
 SECTION = "## Data preprocessing (bench/data_prep.py)"
 
@@ -107,17 +115,17 @@ def ensure_tokenizer(corpus: Path, workdir: Path, vocab: int) -> Path:
     return model
 
 
-def encode_cmd(corpus: Path, model: Path, out: Path, workers: int) -> list[str]:
+def encode_cmd(corpus: Path, model: Path, out: Path, workers: int, language: str = "en") -> list[str]:
     return [sys.executable, "-m", "data_prep", "encode", "--input", str(corpus), "--doc-separator", SEP,
-            "--tokenizer", str(model), "--output", str(out), "--workers", str(workers), "--language", "en",
+            "--tokenizer", str(model), "--output", str(out), "--workers", str(workers), "--language", language,
             "--no-progress"]
 
 
-def run_end_to_end(corpus: Path, model: Path, out: Path, workers: int) -> dict:
+def run_end_to_end(corpus: Path, model: Path, out: Path, workers: int, language: str = "en") -> dict:
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
-    result = run_measured(encode_cmd(corpus, model, out, workers))
+    result = run_measured(encode_cmd(corpus, model, out, workers, language))
     manifest = json.loads((out / "manifest.json").read_text())
     result["tokens"] = manifest["num_tokens"]
     result["tokens_per_s"] = manifest["num_tokens"] / result["wall_s"]
@@ -171,37 +179,82 @@ def machine() -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--language", choices=("en", "zh"), default="en",
+                   help="zh: Chinese (whole-word boundaries from the segmenter), see the module docstring")
+    p.add_argument("--corpus", type=Path, default=None, help="default: en_medium.txt, zh_small.txt for zh")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/plmscale-bench-data-prep"))
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--vocab-size", type=int, default=None, help="default 32000, 8000 for zh")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--big-gb", type=float, default=0.0, help="also encode the corpus repeated to this size")
+    p.add_argument("--repeat-mb", type=float, default=50.0,
+                   help="zh: also raw vs end to end on the corpus repeated to this many MB (0: skip)")
+    p.add_argument("--paragraph-mb", type=float, default=12.0,
+                   help="zh: size of the one-paragraph input (0: skip)")
     p.add_argument("--record", type=Path, default=None, help="write the results section into this markdown file")
     args = p.parse_args(argv)
+    args.corpus = args.corpus or DEFAULT_CORPUS[args.language]
+    args.vocab_size = args.vocab_size or DEFAULT_VOCAB[args.language]
     if not args.corpus.is_file():
         alt = Path("/work/shared/corpora") / args.corpus.name
         args.corpus = alt if alt.is_file() else args.corpus
     args.workdir.mkdir(parents=True, exist_ok=True)
     model = ensure_tokenizer(args.corpus, args.workdir, args.vocab_size)
-    lines = args.corpus.read_text(encoding="utf-8").split("\n")
+    if args.language == "zh":
+        import data_prep_zh
 
+        return data_prep_zh.main(args, model, argv)
+    result = measure(args.corpus, model, args, "en")
+    result["command"] = command_line(argv)
+    result["encode_command"] = " ".join(encode_cmd(args.corpus, model, args.workdir / "out", args.threads)[1:])
+    if args.big_gb > 0:
+        big = make_big(args.corpus, args.workdir / f"big-{args.big_gb:g}gb.txt", args.big_gb)
+        res = run_end_to_end(big, model, args.workdir / "out-big", args.threads)
+        result["big"] = {
+            "date_utc": now_utc(),
+            "command": result["command"],
+            "encode_command": " ".join(encode_cmd(big, model, args.workdir / "out-big", args.threads)[1:]),
+            "input_bytes": big.stat().st_size,
+            "tokens": res["tokens"],
+            "wall_s": round(res["wall_s"], 1),
+            "tokens_per_s": round(res["tokens_per_s"]),
+            "cpu_s": round(res["cpu_s"], 1),
+            "peak_rss_mib": round(res["peak_rss_bytes"] / 2**20),
+        }
+    print(json.dumps(result, indent=1))
+    if args.record:
+        record(args.record, result)
+    return 0
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def command_line(argv) -> str:
+    return " ".join(["python", "bench/data_prep.py", *(argv if argv is not None else sys.argv[1:])])
+
+
+def measure(corpus: Path, model: Path, args, language: str) -> dict:
+    """Raw sentencepiece and end-to-end encode of ``corpus``, interleaved ``args.repeats`` times."""
+    lines = corpus.read_text(encoding="utf-8").split("\n")
     raws, e2es = [], []
     for r in range(args.repeats):
         raws.append(run_raw(lines, model, args.threads))
-        e2es.append(run_end_to_end(args.corpus, model, args.workdir / "out", args.threads))
-        print(f"repeat {r}: raw {raws[-1]['tokens_per_s']:,.0f} tok/s, end-to-end "
+        e2es.append(run_end_to_end(corpus, model, args.workdir / "out", args.threads, language))
+        print(f"{corpus.name} repeat {r}: raw {raws[-1]['tokens_per_s']:,.0f} tok/s, end-to-end "
               f"{e2es[-1]['tokens_per_s']:,.0f} tok/s (encode call {e2es[-1]['encode_tokens_per_s']:,.0f}), peak RSS {e2es[-1]['peak_rss_bytes'] / 2**20:,.0f} MiB",
               file=sys.stderr)
+    del lines
     raw_med = statistics.median(x["tokens_per_s"] for x in raws)
     e2e_med = statistics.median(x["tokens_per_s"] for x in e2es)
     encode_med = statistics.median(x["encode_tokens_per_s"] for x in e2es)
-    result = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    return {
+        "date_utc": now_utc(),
         "machine": machine(),
         "load_average_at_end": os.getloadavg(),
-        "corpus": str(args.corpus),
-        "corpus_bytes": args.corpus.stat().st_size,
+        "corpus": str(corpus),
+        "corpus_bytes": corpus.stat().st_size,
         "threads": args.threads,
         "vocab_size": args.vocab_size,
         "raw_tokens": raws[0]["tokens"],
@@ -218,27 +271,7 @@ def main(argv=None) -> int:
         # threads/processes), and raw/e2e of that (above 1: e2e needs less CPU per token).
         "raw_cpu_s_per_mtok": round(statistics.median(x["cpu_s"] / x["tokens"] * 1e6 for x in raws), 3),
         "e2e_cpu_s_per_mtok": round(statistics.median(x["cpu_s"] / x["tokens"] * 1e6 for x in e2es), 3),
-        "command": " ".join(["python", "bench/data_prep.py", *(argv if argv is not None else sys.argv[1:])]),
-        "encode_command": " ".join(encode_cmd(args.corpus, model, args.workdir / "out", args.threads)[1:]),
     }
-    if args.big_gb > 0:
-        big = make_big(args.corpus, args.workdir / f"big-{args.big_gb:g}gb.txt", args.big_gb)
-        res = run_end_to_end(big, model, args.workdir / "out-big", args.threads)
-        result["big"] = {
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": result["command"],
-            "encode_command": " ".join(encode_cmd(big, model, args.workdir / "out-big", args.threads)[1:]),
-            "input_bytes": big.stat().st_size,
-            "tokens": res["tokens"],
-            "wall_s": round(res["wall_s"], 1),
-            "tokens_per_s": round(res["tokens_per_s"]),
-            "cpu_s": round(res["cpu_s"], 1),
-            "peak_rss_mib": round(res["peak_rss_bytes"] / 2**20),
-        }
-    print(json.dumps(result, indent=1))
-    if args.record:
-        record(args.record, result)
-    return 0
 
 
 def record(path: Path, r: dict) -> None:
@@ -276,9 +309,15 @@ def record(path: Path, r: dict) -> None:
                   f"{b['input_bytes']:,} bytes: {b['tokens']:,} tokens in "
                   f"{b['wall_s']} s = {b['tokens_per_s']:,} tokens/s ({b.get('cpu_s', 'not measured')} CPU-s); **peak RSS of the whole process tree "
                   f"{b['peak_rss_mib']:,} MiB** (limit 1.5 GB)."]
-    section = "\n".join(lines) + "\n"
+    replace_section(path, SECTION, "\n".join(lines) + "\n")
+
+
+def replace_section(path: Path, heading: str, section: str) -> None:
+    """Put ``section`` (starting with the line ``heading``) in place of the markdown section with
+    that heading, up to the next ``## `` heading, or append it. Notes written by hand after the
+    generated part of a section are replaced too: keep them in a section of their own."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(re.escape(heading) + r"\n.*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
     else:

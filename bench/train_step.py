@@ -1,101 +1,257 @@
-"""Training-step throughput: plmscale BERT (TP=1, through its DeepSpeed engine, ZeRO-0) against HF
-``transformers.BertForPreTraining`` with the same config, batch and optimizer (AdamW), in one run.
+"""Training-step throughput of every HF-backed family: plmscale (TP=1, through its DeepSpeed engine,
+ZeRO-0, fp32) against the family's ``transformers`` reference with the same config, batch and
+optimizer (AdamW, same hyper-parameters), in one run.
 
-    python bench/train_step.py [--layers 4 --hidden 256 --heads 4 --seq 128 --batch 16 --steps 20]
+    python bench/train_step.py [--families bert,gpt,...] [--steps 10] [--record bench/RESULTS.md]
 
-Steps of the two models are interleaved so that machine noise hits both alike; the ratio of median
-step times (HF / plmscale, > 1 means plmscale is faster) is what counts.
+Steps of the two are interleaved (alternating which goes first) so that machine noise hits both
+alike; the ratio of median step times (HF / plmscale, > 1 means plmscale is faster) is what counts.
+The reference of a pretraining objective HF has no single class for is the same computation built
+from HF classes: ELECTRA = ``ElectraForMaskedLM`` generator + Gumbel sampling +
+``ElectraForPreTraining`` discriminator sharing one embedding module; DistilBERT = a frozen HF
+``BertForMaskedLM`` teacher (twice the student's depth) + ``DistilBertForMaskedLM`` with
+Sanh et al.'s loss (KL at T=2, MLM, cosine).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
+import sys
 import time
 import warnings
+from datetime import datetime, timezone
+from pathlib import Path
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("MASTER_PORT", "29631")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+SEQ, DECODER = {"t5": 32}, 128  # decoder lengths: T5 span-corruption targets, BART the full text
+# family -> (preset, overrides): 4 layers (2+2 for encoder-decoders) of width 256, each family's
+# released vocabulary size.
+FAMILIES = {
+    "bert": ("bert-tiny", ["model.num_layers=4", "model.vocab_size=30522"]),
+    "roberta": ("roberta-tiny", ["model.num_layers=4", "model.vocab_size=50265"]),
+    "albert": ("albert-tiny", ["model.num_layers=4", "model.vocab_size=30000",
+                               "model.embedding_size=128"]),
+    "electra": ("electra-tiny", ["model.num_layers=4", "model.vocab_size=30522",
+                                 "model.embedding_size=128", "model.generator_hidden_size=64",
+                                 "model.generator_num_attention_heads=1",
+                                 "model.generator_ffn_hidden_size=256"]),
+    "distilbert": ("distilbert-tiny", ["model.num_layers=2", "model.vocab_size=30522"]),
+    "gpt": ("gpt-tiny", ["model.num_layers=4", "model.vocab_size=50257",
+                         "model.max_position_embeddings=1024"]),
+    "t5": ("t5-tiny", ["model.num_layers=2", "model.num_decoder_layers=2", "model.kv_channels=64",
+                       "model.vocab_size=32128"]),
+    "bart": ("bart-tiny", ["model.num_layers=2", "model.num_decoder_layers=2",
+                           "model.vocab_size=50265"]),
+}
 
 
-def make_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(200, vocab, (batch, seq), generator=g)
-    labels = torch.full_like(ids, -100)
-    chosen = torch.rand(batch, seq, generator=g) < 0.15
-    labels[chosen] = ids[chosen]
-    return {"input_ids": ids, "token_type_ids": (torch.arange(seq) >= seq // 2).long().expand(batch, -1),
-            "attention_mask": torch.ones_like(ids), "mlm_labels": labels,
-            "next_sentence_label": torch.randint(0, 2, (batch,), generator=g)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=30522)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args()
-
-    from transformers import BertForPreTraining
-
+def config(family: str, args):
     from plmscale.config import load_config
-    from plmscale.export.bert import hf_config
-    from plmscale.parallel import init_distributed, init_model_parallel, seed_all
-    from plmscale.training.engine import build_engine
+    preset, extra = FAMILIES[family]
+    return load_config(None, [f"model.preset={preset}", *extra, "model.hidden_size=256",
+                              "model.num_attention_heads=4", "model.ffn_hidden_size=1024",
+                              "model.hidden_dropout=0", "model.attention_dropout=0",
+                              f"train.micro_batch_size={args.batch}", f"data.seq_length={args.seq}",
+                              "parallel.zero_stage=0", "train.grad_clip=0", "train.weight_decay=0",
+                              "train.lr=1e-4", "train.warmup_steps=0"])
 
-    cfg = load_config(None, [f"model.num_layers={args.layers}", f"model.hidden_size={args.hidden}",
-                             f"model.num_attention_heads={args.heads}",
-                             f"model.ffn_hidden_size={4 * args.hidden}", f"model.vocab_size={args.vocab}",
-                             "model.hidden_dropout=0", "model.attention_dropout=0",
-                             f"train.micro_batch_size={args.batch}", "parallel.zero_stage=0",
-                             "train.grad_clip=0", "train.weight_decay=0", "train.lr=1e-4",
-                             "train.warmup_steps=0"])
-    init_distributed()
+
+def batches(family: str, vocab: int, batch: int, seq: int, g: torch.Generator):
+    """(plmscale batch, HF keyword arguments) with the same tokens and targets."""
+    ids = torch.randint(200, vocab, (batch, seq + 1), generator=g)
+    ones = torch.ones(batch, seq, dtype=torch.long)
+    if family == "gpt":  # HF shifts its labels itself
+        return ({"input_ids": ids[:, :-1], "labels": ids[:, 1:]},
+                {"input_ids": ids[:, :-1], "labels": ids[:, :-1]})
+    ids = ids[:, :-1]
+    if family in ("t5", "bart"):
+        length = DECODER if family == "bart" else SEQ["t5"]
+        dec = torch.randint(200, vocab, (batch, length + 1), generator=g)
+        inputs, targets = dec[:, :-1].contiguous(), dec[:, 1:].contiguous()
+        ours = {"input_ids": ids, "attention_mask": ones, "decoder_input_ids": inputs,
+                "decoder_attention_mask": torch.ones_like(inputs), "labels": targets}
+        return ours, {"input_ids": ids, "attention_mask": ones, "decoder_input_ids": inputs,
+                      "labels": targets}
+    labels = torch.full_like(ids, -100)
+    chosen = torch.rand(ids.shape, generator=g) < 0.15
+    labels[chosen] = ids[chosen]
+    ours = {"input_ids": ids, "attention_mask": ones, "mlm_labels": labels}
+    hf = {"input_ids": ids, "attention_mask": ones, "labels": labels}
+    if family in ("bert", "albert", "electra"):
+        ours["token_type_ids"] = hf["token_type_ids"] = (torch.arange(seq) >= seq // 2).long().expand(batch, -1)
+    if family == "bert":
+        ours["next_sentence_label"] = hf["next_sentence_label"] = torch.randint(0, 2, (batch,), generator=g)
+    if family == "albert":
+        ours["sentence_order_label"] = hf["sentence_order_label"] = torch.randint(0, 2, (batch,), generator=g)
+    return ours, hf
+
+
+def plmscale_engine(cfg):
+    from plmscale.families import build_model
+    from plmscale.parallel import initialize_parameters
+    from plmscale.training.engine import build_engine
+    if cfg.model.family != "distilbert":
+        return build_engine(cfg)[0]
+    student = build_model(cfg)  # the teacher comes from a checkpoint in training; here, built
+    initialize_parameters(student, 0, cfg.model.init_std, cfg.model.vocab_size)
+    student.set_teacher(_teacher(cfg, plmscale=True))
+    return build_engine(cfg, student)[0]
+
+
+def _teacher_config(cfg):
+    return dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, family="bert", num_layers=2 * cfg.model.num_layers, type_vocab_size=2))
+
+
+def _teacher(cfg, plmscale: bool):
+    from plmscale.families import build_model
+    from plmscale.parallel import initialize_parameters
+    teacher_cfg = _teacher_config(cfg)
+    if plmscale:
+        teacher = build_model(teacher_cfg)
+        initialize_parameters(teacher, 1, cfg.model.init_std, cfg.model.vocab_size)
+    else:
+        import transformers
+        from plmscale.export.bert import hf_config
+        teacher = transformers.BertForMaskedLM(hf_config(teacher_cfg.model))
+    return teacher.eval().requires_grad_(False)
+
+
+def hf_reference(family: str, cfg):
+    """(trainable HF modules, loss function of the HF batch)."""
+    import transformers
+    from plmscale.families import get_family
+    fam = get_family(family)
+    if family == "electra":
+        from plmscale.export.electra import generator_hf_config, hf_config
+        generator = transformers.ElectraForMaskedLM(generator_hf_config(cfg.model)).train()
+        discriminator = transformers.ElectraForPreTraining(hf_config(cfg.model)).train()
+        discriminator.electra.embeddings = generator.electra.embeddings  # shared, as ELECTRA's
+
+        def loss(b):
+            out = generator(**b)
+            selected = b["labels"] != -100
+            with torch.no_grad():
+                logits = out.logits[selected].float()
+                gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_min(1e-20)))
+                corrupted = b["input_ids"].clone()
+                corrupted[selected] = (logits + gumbel).argmax(-1)
+                replaced = (corrupted != torch.where(selected, b["labels"], b["input_ids"])).long()
+            rtd = discriminator(corrupted, attention_mask=b["attention_mask"],
+                                token_type_ids=b["token_type_ids"], labels=replaced).loss
+            return out.loss + cfg.objective.rtd_weight * rtd
+        return [generator, discriminator], loss
+    if family == "distilbert":
+        student = transformers.DistilBertForMaskedLM(fam.hf_config(cfg.model)).train()
+        teacher = _teacher(cfg, plmscale=False)
+        o = cfg.objective
+
+        def loss(b):
+            active = b["attention_mask"].bool()
+            with torch.no_grad():
+                t_out = teacher(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                output_hidden_states=True)
+            s_out = student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                            labels=b["labels"], output_hidden_states=True)
+            temp = o.distillation_temperature
+            kl = F.kl_div(F.log_softmax(s_out.logits[active] / temp, -1),
+                          F.softmax(t_out.logits[active] / temp, -1), reduction="batchmean")
+            s_h, t_h = s_out.hidden_states[-1][active], t_out.hidden_states[-1][active]
+            cosine = (1 - F.cosine_similarity(s_h, t_h, dim=-1)).mean()
+            return (o.distillation_alpha_ce * kl * temp**2 + o.distillation_alpha_mlm * s_out.loss
+                    + o.distillation_alpha_cos * cosine)
+        return [student], loss
+    model = getattr(transformers, fam.hf_model_class)(fam.hf_config(cfg.model)).train()
+    return [model], lambda b: model(**b).loss
+
+
+def bench(family: str, args) -> dict:
+    from plmscale.parallel import init_model_parallel, seed_all
+    cfg = config(family, args)
     init_model_parallel(cfg)
     seed_all(0)
-    engine, _ = build_engine(cfg)
-    hf = BertForPreTraining(hf_config(cfg.model)).train()
-    hf_optimizer = torch.optim.AdamW(hf.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-6,
-                                     weight_decay=0.0)
-    batch = make_batch(args.vocab, args.batch, args.seq)
-    hf_batch = {"input_ids": batch["input_ids"], "token_type_ids": batch["token_type_ids"],
-                "attention_mask": batch["attention_mask"], "labels": batch["mlm_labels"],
-                "next_sentence_label": batch["next_sentence_label"]}
+    engine = plmscale_engine(cfg)
+    modules, hf_loss = hf_reference(family, cfg)
+    params = list({id(p): p for m in modules for p in m.parameters()}.values())
+    t = cfg.train
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+                                  eps=t.adam_eps, weight_decay=t.weight_decay)
+    ours_batch, hf_batch = batches(family, cfg.model.vocab_size, args.batch, args.seq,
+                                   torch.Generator().manual_seed(0))
 
     def ours_step():
-        out = engine(batch)
+        out = engine(ours_batch)
         engine.backward(out["loss"])
         engine.step()
 
     def hf_step():
-        loss = hf(**hf_batch).loss
-        loss.backward()
-        hf_optimizer.step()
-        hf_optimizer.zero_grad(set_to_none=True)
+        hf_loss(hf_batch).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     times = {"plmscale": [], "hf": []}
+    steps = [("plmscale", ours_step), ("hf", hf_step)]
     for i in range(args.warmup + args.steps):
-        for name, step in (("plmscale", ours_step), ("hf", hf_step)):
+        for name, step in (steps if i % 2 == 0 else steps[::-1]):
             start = time.perf_counter()
             step()
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     ours, theirs = statistics.median(times["plmscale"]), statistics.median(times["hf"])
-    tokens = args.batch * args.seq
-    print(f"config: layers={args.layers} hidden={args.hidden} heads={args.heads} vocab={args.vocab} "
-          f"seq={args.seq} batch={args.batch} steps={args.steps} threads={torch.get_num_threads()} "
-          f"hf_attention={hf.config._attn_implementation}")
-    print(f"plmscale (DeepSpeed engine, ZeRO-0): {ours * 1e3:.1f} ms/step, {tokens / ours:,.0f} tokens/s")
-    print(f"HF BertForPreTraining + AdamW:       {theirs * 1e3:.1f} ms/step, {tokens / theirs:,.0f} tokens/s")
-    print(f"throughput ratio plmscale / HF: {theirs / ours:.2f}")
+    reference = " + ".join(type(m).__name__ for m in modules)
+    return {"family": family, "ours": ours, "hf": theirs, "ratio": theirs / ours,
+            "reference": reference, "vocab": cfg.model.vocab_size,
+            "attention": getattr(modules[0].config, "_attn_implementation", "?")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--record", default=None, help="append the table to this markdown file")
+    args = parser.parse_args()
+    from plmscale.parallel import init_distributed
+    init_distributed()
+    started = datetime.now(timezone.utc)
+    rows = []
+    for family in args.families.split(","):
+        if family not in FAMILIES:
+            raise SystemExit(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+        row = bench(family, args)
+        rows.append(row)
+        print(f"{family}: plmscale {row['ours'] * 1e3:.0f} ms/step, {row['reference']} "
+              f"{row['hf'] * 1e3:.0f} ms/step, ratio {row['ratio']:.2f}", flush=True)
+    load = os.getloadavg()
+    lines = [f"\n### {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()}-core CPU box, torch "
+             f"{torch.__version__}, {torch.get_num_threads()} threads, load average at the end "
+             f"{load[0]:.1f} (shared with other jobs)\n",
+             f"Command: `python bench/train_step.py {' '.join(sys.argv[1:])}` (width 256, 4 heads, "
+             f"FFN 1024, 4 layers or 2+2, seq {args.seq} (T5 decoder {SEQ['t5']}, BART decoder "
+             f"{DECODER}), batch {args.batch}, {args.steps} interleaved steps after {args.warmup} "
+             f"warm-up, medians).\n",
+             "| family | HF reference (attention) | vocab | plmscale ms/step | HF ms/step | ratio HF/plmscale |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['reference']} ({r['attention']}) | {r['vocab']} | "
+                     f"{r['ours'] * 1e3:.0f} | {r['hf'] * 1e3:.0f} | **{r['ratio']:.2f}** |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.record:
+        with open(args.record, "a") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

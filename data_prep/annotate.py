@@ -2,8 +2,9 @@
 
 Everything is computed chunk-at-a-time with numpy over the concatenated token ids of all
 paragraphs of a chunk, using per-vocabulary lookup tables built once from the piece
-strings. Only paragraphs that need character offsets (Han text segmented by jieba,
-byte-fallback tokens, gazetteer matches) take the slower offset-based path.
+strings. Han paragraphs get their words from a segmenter in one call per chunk
+(:mod:`data_prep.han_words`); only paragraphs with gazetteer matches take the slower
+offset-based path.
 
 Gazetteer spans come in two kinds, each from its own phrase list and stored in its own
 column (:data:`SPAN_KINDS`): ERNIE 1.0's phrase-level and entity-level masking select
@@ -25,14 +26,17 @@ A "." right after a common abbreviation (Mr, Dr, ...) does not end a sentence.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
+import threading
+import typing
 
 import numpy as np
 import pyarrow as pa
 import sentencepiece as spm
 
 from data_prep import textutil as tu
+from data_prep.han_words import HanWords, han_word_starts
+from data_prep.segment import Segmenter
 
 WS = "\u2581"  # sentencepiece's whitespace marker
 
@@ -51,7 +55,7 @@ SCHEMA = pa.schema(
 
 # Bits of PieceTables.packed(): one gather per token instead of one per table.
 B_WS, B_SEP_START, B_SEP_END, B_HAN_START, B_BYTE = 1, 2, 4, 8, 16
-B_TERM, B_CJK_TERM, B_CLOSER, B_DOT, B_BARE = 32, 64, 128, 256, 512
+B_TERM, B_CJK_TERM, B_CLOSER, B_DOT, B_BARE, B_HAN_END = 32, 64, 128, 256, 512, 1024
 
 
 @dataclasses.dataclass
@@ -63,6 +67,7 @@ class PieceTables:
     sep_end: np.ndarray  # last character is punctuation/symbol/Han
     bare_ws: np.ndarray  # the piece is a bare ▁ (whitespace that sentencepiece split off)
     han_start: np.ndarray  # first character is Han
+    han_end: np.ndarray  # last character is Han
     is_byte: np.ndarray  # byte-fallback piece <0xNN>
     byte_value: np.ndarray  # int16: the byte of a byte-fallback piece, else -1
     term_end: np.ndarray  # ends with sentence-final punctuation (+ closers)
@@ -77,7 +82,7 @@ class PieceTables:
             (B_WS, self.ws_start), (B_SEP_START, self.sep_start), (B_SEP_END, self.sep_end),
             (B_HAN_START, self.han_start), (B_BYTE, self.is_byte), (B_TERM, self.term_end),
             (B_CJK_TERM, self.cjk_term), (B_CLOSER, self.closer), (B_DOT, self.dot_only),
-            (B_BARE, self.bare_ws),
+            (B_BARE, self.bare_ws), (B_HAN_END, self.han_end),
         ):
             bits[table] |= flag
         return bits
@@ -116,6 +121,7 @@ class PieceTables:
             sep_start[i] = first in sepish
             sep_end[i] = last in sepish
             han_start[i] = first == tu.KIND_HAN
+            cols["han_end"][i] = last == tu.KIND_HAN
             if last == tu.KIND_SEP:  # only punctuation can end a sentence or close a quote
                 core = body.rstrip(closers)
                 if core and core[-1] in tu.SENTENCE_TERMINALS:
@@ -179,6 +185,17 @@ def _token_spans(char_spans, char_bytes: np.ndarray, begins: np.ndarray) -> list
     return spans
 
 
+class ByteChars(typing.NamedTuple):
+    """Characters spelled in byte-fallback tokens: token positions of their continuation
+    bytes, of their lead and last bytes, and their code points and character kinds."""
+
+    continuation: np.ndarray
+    leads: np.ndarray
+    lasts: np.ndarray
+    cps: np.ndarray
+    kinds: np.ndarray
+
+
 def _pack_ids(ids) -> int:
     code = 0
     for i in ids:
@@ -195,9 +212,12 @@ def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType
 class Annotator:
     """Turns lists of document strings into Arrow record batches (one row per document).
 
-    ``language``: ``"en"`` segments Han text one character per word (no jieba);
-    ``"zh"`` and ``"auto"`` segment Han runs with jieba (auto only loads jieba when a
-    document actually contains Han characters). ``phrase_gazetteer`` /
+    ``language``: ``"en"`` segments Han text one character per word (no segmenter);
+    ``"zh"`` and ``"auto"`` segment Han runs with :class:`data_prep.segment.Segmenter`
+    (auto only loads it when a document actually contains Han characters), with the
+    jieba-format ``user_dict`` if given; ``segmenter_backend`` forces ``rjieba`` or
+    ``jieba`` (None: rjieba when installed; ``announce``: warn once when falling back).
+    ``phrase_gazetteer`` /
     ``entity_gazetteer``: the phrases marked in the ``phrase_spans`` / ``entity_spans``
     columns (empty without one). ``threads``: sentencepiece threads per chunk (-1: all
     cores; 1 when several worker processes already share the cores).
@@ -210,6 +230,9 @@ class Annotator:
         phrase_gazetteer: Gazetteer | None = None,
         entity_gazetteer: Gazetteer | None = None,
         threads: int = -1,
+        user_dict: str | None = None,
+        segmenter_backend: str | None = None,
+        announce: bool = True,
     ):
         if language not in ("en", "zh", "auto"):
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
@@ -221,9 +244,10 @@ class Annotator:
         given = {"phrase": phrase_gazetteer, "entity": entity_gazetteer}
         self.gazetteers = {kind: given[kind] for kind in SPAN_KINDS if given[kind] is not None}
         self._any_gazetteer_match = _any_match_regex(self.gazetteers.values())
-        self._jieba = None
+        self._segmenter_args = (user_dict, segmenter_backend, announce)
+        self._han_words: HanWords | None = None
         if language == "zh":
-            self._load_jieba()
+            self._load_han_words()
 
     def _abbreviation_codes(self) -> dict[int, np.ndarray]:
         """Token sequences of the known abbreviations (as they are encoded after a space),
@@ -236,14 +260,15 @@ class Annotator:
         # sorted(set()) rather than np.unique: the latter imports numpy.ma (start-up time).
         return {k: np.asarray(sorted(set(v)), dtype=np.int64) for k, v in codes.items()}
 
-    def _load_jieba(self):
-        if self._jieba is None:
-            import jieba
+    def _load_han_words(self) -> HanWords:
+        if self._han_words is None:
+            self._han_words = HanWords(Segmenter(*self._segmenter_args), self.sp, self.tables.is_byte)
+        return self._han_words
 
-            jieba.setLogLevel(logging.WARNING)
-            self._jieba = jieba.Tokenizer()
-            self._jieba.initialize()
-        return self._jieba
+    @property
+    def segmenter(self) -> Segmenter:
+        """The Han word segmenter (loaded on first use)."""
+        return self._load_han_words().segmenter
 
     # ------------------------------------------------------------------ chunk level
     def annotate(self, docs: list[str]) -> tuple[pa.RecordBatch, dict]:
@@ -256,8 +281,10 @@ class Annotator:
             characters += len(doc)
             doc_npara[d] = len(paras)
             paragraphs.extend(paras)
-        # numpy output: int32 buffers straight from C++, no Python int per token.
-        id_arrays = self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []
+        han_pars = []
+        if self.language != "en":
+            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
+        id_arrays, han_words = self._encode(paragraphs, han_pars)
         par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
         total = int(par_len.sum())
         ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
@@ -268,17 +295,21 @@ class Annotator:
 
         # Word starts by table; paragraphs needing offsets are redone below.
         starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
-        continuation = self._byte_characters(ids, bits, starts_sep, ends_sep)
-        word = ((bits & B_WS) != 0) | starts_sep
+        byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
+        ws = (bits & B_WS) != 0
+        word = ws | starts_sep
         if total > 1:
             word[1:] |= ends_sep[:-1]
-        if continuation is not None:
-            word[continuation] = False
+        if byte_chars is not None:
+            word[byte_chars.continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
+        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
+        if han_pars:
+            disagree = self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), han_words, byte_chars)
+            need_offsets = sorted(set(need_offsets) | set(disagree.tolist()))
 
         # Per kind: paragraph index -> token spans (paragraph offsets) of that paragraph.
         spans_by_par: dict[str, dict[int, list[tuple[int, int]]]] = {kind: {} for kind in SPAN_KINDS}
-        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
         for p in need_offsets:
             lo, hi = int(par_start[p]), int(par_start[p + 1])
             flags, spans = self._precise(paragraphs[p], ids[lo:hi])
@@ -315,14 +346,52 @@ class Annotator:
         )
         return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
 
-    def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> np.ndarray | None:
+    def _encode(self, paragraphs: list[str], han_pars: list[int]):
+        """Token ids of the paragraphs (numpy int32 buffers straight from C++, no Python int per
+        token) and, for the Han paragraphs, the segmenter's words, computed meanwhile in this
+        thread while sentencepiece (which releases the GIL) encodes in another."""
+        if not han_pars:
+            return (self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []), None
+        han_words = self._load_han_words()
+        box: list = []
+
+        def encode():
+            try:
+                box.append(self.sp.encode(paragraphs, out_type="numpy"))
+            except BaseException as exc:  # re-raised in the calling thread
+                box.append(exc)
+
+        thread = threading.Thread(target=encode, daemon=True)
+        thread.start()
+        try:
+            words = han_words.word_starts([paragraphs[p] for p in han_pars])
+        finally:
+            thread.join()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0], words
+
+    def _segment_han(self, ids, bits, ws, word, par_start, han_pars, han_words, byte_chars) -> np.ndarray:
+        """Segmenter words for the Han paragraphs ``han_pars`` (see :mod:`data_prep.han_words`);
+        returns the paragraphs left to the offset path."""
+        first_han, last_han = (bits & B_HAN_START) != 0, (bits & B_HAN_END) != 0
+        byte_han = None
+        if byte_chars is not None:
+            han = byte_chars.kinds == tu.KIND_HAN
+            first_han[byte_chars.leads[han]] = True
+            last_han[byte_chars.lasts[han]] = True
+            byte_han = (byte_chars.leads[han], byte_chars.continuation)
+        return self._load_han_words().apply(ids, first_han, last_han, ws, word, par_start, han_pars,
+                                            han_words, byte_han)
+
+    def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> "ByteChars | None":
         """Give byte-fallback tokens the word properties of the characters they spell.
 
         sentencepiece spells an out-of-vocabulary character as the consecutive byte
         pieces of its UTF-8 encoding. The lead byte's token takes the character's
         "starts a word" property, the last byte's token its "ends a word" property;
-        returns the positions of the other (continuation) byte tokens, which never
-        start a word. Updates ``starts_sep``/``ends_sep`` in place.
+        the other (continuation) byte tokens never start a word. Updates
+        ``starts_sep``/``ends_sep`` in place; returns the positions and characters.
         """
         pos = np.flatnonzero(bits & B_BYTE)
         if len(pos) == 0:
@@ -346,18 +415,13 @@ class Annotator:
         starts_sep[pos[li]] = sepish
         last = np.minimum(li + n - 1, len(pos) - 1)
         ends_sep[pos[last]] = sepish
-        return pos[~lead]
+        return ByteChars(continuation=pos[~lead], leads=pos[li], lasts=pos[last], cps=cp, kinds=kinds)
 
     def _paragraphs_needing_offsets(self, paragraphs, ids, par_start, par_len) -> list[int]:
-        need = set()
-        use_jieba = self.language != "en"
         gazetteer = self._any_gazetteer_match
-        for p, para in enumerate(paragraphs):
-            if use_jieba and not para.isascii() and tu.HAN_RE.search(para):
-                need.add(p)
-            elif gazetteer is not None and gazetteer.search(para):
-                need.add(p)
-        return sorted(need)
+        if gazetteer is None:
+            return []
+        return [p for p, para in enumerate(paragraphs) if gazetteer.search(para)]
 
     def _attach_bare_whitespace(self, ids: np.ndarray, word: np.ndarray, bits=None) -> None:
         """A bare ▁ piece starts the word that follows it ("▁" "Speak", "▁" "("): the
@@ -467,13 +531,10 @@ class Annotator:
         start = kinds != tu.KIND_SPACE
         boundary = (prev == tu.KIND_SPACE) | (kinds == tu.KIND_SEP) | (prev == tu.KIND_SEP)
         boundary |= (kinds == tu.KIND_HAN) != (prev == tu.KIND_HAN)
+        han = kinds == tu.KIND_HAN
         if self.language == "en":
-            boundary |= kinds == tu.KIND_HAN  # character-level fallback
-        else:
-            jieba = self._load_jieba()
-            for m in tu.HAN_RUN_RE.finditer(text):
-                pos = m.start()
-                for w in jieba.cut(m.group(), HMM=True):
-                    boundary[pos] = True
-                    pos += len(w)
+            boundary |= han  # character-level fallback
+        elif han.any():
+            cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            boundary[han_word_starts(self.segmenter, cps)] = True
         return np.flatnonzero(start & boundary)

@@ -4,7 +4,8 @@ Subcommands::
 
     train-tokenizer --input FILE_OR_GLOB [...] --output PATH.model --vocab-size N
     encode --input FILE_OR_GLOB [...] --tokenizer PATH.model --output DIR [--workers N]
-           [--phrase-gazetteer FILE] [--entity-gazetteer FILE]
+           [--phrase-gazetteer FILE] [--entity-gazetteer FILE] [--language en|zh|auto]
+           [--user-dict FILE]
 
 Run under ``mpiexec -n N`` to spread ``encode`` over ranks (a shared output directory is
 required across nodes). Each subcommand prints a JSON summary on stdout (rank 0 only).
@@ -69,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per rank (default: all cores)")
     e.add_argument("--language", choices=("en", "zh", "auto"), default="auto",
-                   help="en: Han text one word per character; zh/auto: jieba words")
+                   help="en: Han text one word per character; zh/auto: jieba words (rjieba, the "
+                        "Rust jieba; pure-Python jieba if it is not installed)")
+    e.add_argument("--user-dict", default=None, metavar="FILE",
+                   help="jieba-format user dictionary for Han words: 'word [frequency] [tag]' per line")
     e.add_argument("--phrase-gazetteer", default=None, metavar="FILE",
                    help="phrases (one per line) to store as token spans in the phrase_spans column "
                         "(ERNIE phrase masking)")
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_prep.encode import EncodeConfig, encode
     from data_prep.parallel import get_comm
+    from data_prep.segment import UserDictError
 
     if args.workers < 1:
         raise SystemExit("--workers must be >= 1")
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         language=args.language,
         phrase_gazetteer=args.phrase_gazetteer,
         entity_gazetteer=args.entity_gazetteer,
+        user_dict=args.user_dict,
         shard_bytes=int(args.shard_size_mb * MB),
         split_bytes=max(1, int(args.split_size_mb * MB)),
         chunk_bytes=max(1, int(args.chunk_size_mb * MB)),
@@ -137,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         manifest = encode(cfg, comm)
+    except UserDictError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except BrokenProcessPool:
         # The traceback alone does not tell the user what happened or what to do.
         print(

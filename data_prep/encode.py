@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from data_prep import SCHEMA_VERSION, parallel, worker
+from data_prep import SCHEMA_VERSION, parallel, segment, worker
 from data_prep.annotate import SCHEMA
 from data_prep.inputs import (
     MB,
@@ -77,6 +77,7 @@ class EncodeConfig:
     language: str = "auto"
     phrase_gazetteer: str | None = None  # phrase list for the phrase_spans column
     entity_gazetteer: str | None = None  # entity list for the entity_spans column
+    user_dict: str | None = None  # jieba-format user dictionary for Han words
     shard_bytes: int = 512 * MB  # output: start a new shard once a part reaches this
     split_bytes: int = 256 * MB  # input: size of the byte ranges that are units
     chunk_bytes: int = 1 * MB  # input characters per chunk sent to a worker
@@ -84,7 +85,19 @@ class EncodeConfig:
     progress: bool | None = None  # None: only when stderr is a terminal
 
 
-def _fingerprint(cfg: EncodeConfig, paths: list[str], tokenizer_sha: str, gazetteer_shas: dict) -> str:
+def _segmenter_record(cfg: EncodeConfig, announce: bool) -> dict | None:
+    """The Han segmenter the run uses (None with ``--language en``), as in the manifest."""
+    if cfg.language == "en":
+        if cfg.user_dict:
+            raise segment.UserDictError("--user-dict needs --language zh or auto: with en, Han text is one word per character")
+        return None
+    if cfg.user_dict:
+        segment.read_user_dict(cfg.user_dict)  # a bad file fails here, before any work starts
+    return segment.describe(segment.choose_backend(announce), cfg.user_dict)
+
+
+def _fingerprint(cfg: EncodeConfig, paths: list[str], tokenizer_sha: str, gazetteer_shas: dict,
+                 segmenter: dict | None) -> str:
     """Hash of everything that determines the output bytes (not workers or ranks)."""
     files = []
     for p in paths:
@@ -97,6 +110,7 @@ def _fingerprint(cfg: EncodeConfig, paths: list[str], tokenizer_sha: str, gazett
         "input_options": dataclasses.asdict(cfg.input_options),
         "language": cfg.language,
         **gazetteer_shas,
+        "segmenter": segmenter,
         "shard_bytes": cfg.shard_bytes,
         "split_bytes": cfg.split_bytes,
         "chunk_bytes": cfg.chunk_bytes,
@@ -209,7 +223,8 @@ class Encoder:
         self.units = plan_units(self.paths, cfg.split_bytes)
         self.tokenizer_sha = sha256_file(cfg.tokenizer)
         self.gazetteer_shas = _gazetteer_shas(cfg)
-        self.fingerprint = _fingerprint(cfg, self.paths, self.tokenizer_sha, self.gazetteer_shas)
+        self.segmenter = _segmenter_record(cfg, announce=comm.rank == 0)
+        self.fingerprint = _fingerprint(cfg, self.paths, self.tokenizer_sha, self.gazetteer_shas, self.segmenter)
         self.skipped_units = 0
 
     # ------------------------------------------------------------ rank 0: setup/finish
@@ -272,6 +287,7 @@ class Encoder:
                 "input_options": dataclasses.asdict(self.cfg.input_options),
                 "language": self.cfg.language,
                 **self.gazetteer_shas,
+                "segmenter": self.segmenter,
                 "shard_bytes": self.cfg.shard_bytes,
                 "split_bytes": self.cfg.split_bytes,
                 "chunk_bytes": self.cfg.chunk_bytes,
@@ -343,7 +359,10 @@ class Encoder:
         # One process per core: each encodes single-threaded (more threads would only
         # oversubscribe the cores); a lone process lets sentencepiece use them all.
         threads = 1 if cfg.workers > 1 else -1
-        init_args = (cfg.tokenizer, cfg.language, cfg.phrase_gazetteer, cfg.entity_gazetteer, threads)
+        # Every worker of every rank uses the segmenter named in the manifest.
+        backend = self.segmenter["name"] if self.segmenter else None
+        init_args = (cfg.tokenizer, cfg.language, cfg.phrase_gazetteer, cfg.entity_gazetteer, threads,
+                     cfg.user_dict, backend)
         worker.init(*init_args)  # in this process: workers=1 uses it, forked workers inherit it
         if cfg.workers == 1:
             return _InProcess()

@@ -20,7 +20,7 @@ import numpy as np
 KIND_SPACE, KIND_WORD, KIND_SEP, KIND_HAN = 0, 1, 2, 3
 
 _KIND_CACHE: dict[int, int] = {}
-_HAN_RANGES = (
+HAN_RANGES = (
     (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
     (0x4E00, 0x9FFF),  # CJK Unified Ideographs
     (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
@@ -49,7 +49,7 @@ ABBREVIATIONS = frozenset(
 
 def is_han(cp: int) -> bool:
     """True if code point ``cp`` is a Han (Chinese) character."""
-    return any(lo <= cp <= hi for lo, hi in _HAN_RANGES)
+    return any(lo <= cp <= hi for lo, hi in HAN_RANGES)
 
 
 def char_kind(ch: str) -> int:

@@ -25,14 +25,21 @@ def make_annotator(
     phrase_gazetteer: str | None,
     entity_gazetteer: str | None,
     threads: int = -1,
+    user_dict: str | None = None,
+    segmenter_backend: str | None = None,
 ) -> Annotator:
-    """An annotator with the gazetteers loaded from their files (None: no spans of that kind)."""
+    """An annotator with the gazetteers loaded from their files (None: no spans of that kind)
+    and the Han segmenter ``segmenter_backend`` with ``user_dict`` (the encoder chose it and
+    announced a fallback already)."""
     return Annotator(
         model_path,
         language=language,
         phrase_gazetteer=Gazetteer.load(phrase_gazetteer) if phrase_gazetteer else None,
         entity_gazetteer=Gazetteer.load(entity_gazetteer) if entity_gazetteer else None,
         threads=threads,
+        user_dict=user_dict,
+        segmenter_backend=segmenter_backend,
+        announce=False,
     )
 
 
@@ -41,7 +48,7 @@ _config: tuple | None = None
 
 def init(*config) -> None:
     """Pool initializer, with the arguments of :func:`make_annotator`: load the tokenizer,
-    tables, gazetteers (and jieba) once. A forked worker inherits the parent's annotator
+    tables, gazetteers (and the Han segmenter) once. A forked worker inherits the parent's annotator
     when the parent called ``init`` with the same arguments already."""
     global _annotator, _config
     if _annotator is None or _config != config:

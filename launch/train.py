@@ -2,7 +2,8 @@
 
     deepspeed --num_gpus N launch/train.py --config configs/bert_demo.yaml [--set a.b=value ...]
     torchrun --nproc_per_node N launch/train.py --config ...          (same thing, torch's launcher)
-    python launch/train.py --config ... --dry-run                     (resolved config, size, layout)
+    python launch/train.py --config ... --dry-run [--gpu H100]        (resolved config, size, layout,
+                                                                       FLOPs, memory per rank)
 
 NCCL + CUDA when a GPU is present, gloo + CPU otherwise.
 """
@@ -25,6 +26,8 @@ from plmscale.config import (ConfigError, config_to_dict, data_parallel_size, de
                              load_config, validate_config)
 from plmscale.families import build_model, count_parameters  # noqa: E402
 from plmscale.parallel import init_distributed, init_model_parallel, layout_summary, seed_all  # noqa: E402
+from plmscale.perf import Layout, gpu_profile, memory_per_rank, step_flops  # noqa: E402
+from plmscale.perf.gpus import GIB  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,13 +37,53 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE", help="override a config field (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the resolved config, parameter count and layout; do not train")
+                        help="print the resolved config, parameter count, layout, FLOPs per step and "
+                             "predicted memory per rank; do not train")
+    parser.add_argument("--gpu", default=None,
+                        help="with --dry-run: compare against this GPU profile (A100, H100, H200) "
+                             "instead of the device this process has")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help="set by the deepspeed launcher")
     return parser.parse_args(argv)
 
 
-def dry_run(cfg) -> None:
+def device_memory(gpu_name: str | None) -> tuple[str, int]:
+    """(what, bytes) one rank may use: the named GPU profile's memory, this process's CUDA device,
+    or on CPU the machine's RAM shared by the ranks on this node."""
+    if gpu_name:
+        profile = gpu_profile(gpu_name)
+        return profile.name, int(profile.memory_bytes)
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).total_memory
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"CPU RAM / {local} ranks", ram // local
+
+
+def performance_report(cfg, world: int, gpu_name: str | None) -> list[str]:
+    """Dry-run lines: FLOPs per step and predicted memory per rank against the device's."""
+    layout = Layout.of(cfg, world)
+    flops = step_flops(cfg, layout.dp)
+    on_gpu = bool(gpu_name) or torch.cuda.is_available()
+    ranks = memory_per_rank(cfg, layout, gpu=on_gpu)
+    device, capacity = device_memory(gpu_name)
+    lines = [f"FLOPs per step: {flops.per_step:.4g} ({flops.per_token:.4g} per token, "
+             f"{flops.sequences_per_step} sequences of {cfg.data.seq_length})"]
+    for r in ranks:
+        lines.append(f"predicted memory per rank, pipeline stage {r.stage}: {r.total / GIB:.3f} GiB "
+                     f"(parameters {r.parameters / GIB:.3f}, gradients {r.gradients / GIB:.3f}, "
+                     f"fp32 master {r.master / GIB:.3f}, optimizer {r.optimizer / GIB:.3f}, "
+                     f"activations {r.activations / GIB:.3f}) of {capacity / GIB:.1f} GiB ({device})")
+    worst = max(ranks, key=lambda r: r.total)
+    if worst.total > capacity:
+        lines.append(f"WARNING: this layout will not fit: pipeline stage {worst.stage} needs "
+                     f"{worst.total / GIB:.2f} GiB per rank but {device} has {capacity / GIB:.1f} "
+                     f"GiB; raise parallel.zero_stage, tensor/pipeline parallel sizes, lower "
+                     f"train.micro_batch_size, or see `python launch/plan.py`")
+    return lines
+
+
+def dry_run(cfg, gpu_name: str | None = None) -> None:
     """Report what a run would be, building the model only on the meta device (no memory)."""
     with torch.device("meta"):
         model = build_model(cfg)
@@ -50,6 +93,8 @@ def dry_run(cfg) -> None:
         print(f"parameters: {count:,} ({cfg.model.family}, unpadded, whole model)")
         print(f"layout: {layout_summary()}")
         print(f"deepspeed: {json.dumps(deepspeed_config(cfg, dist.get_world_size()))}")
+        for line in performance_report(cfg, dist.get_world_size(), gpu_name):
+            print(line)
     dist.barrier()
 
 
@@ -61,6 +106,8 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         validate_config(cfg, world)  # before any process group or model exists
+        if args.gpu:
+            gpu_profile(args.gpu)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"plmscale: configuration error: {error}", file=sys.stderr)
         return 2
@@ -68,7 +115,7 @@ def main(argv=None) -> int:
     init_model_parallel(cfg)
     seed_all(cfg.train.seed)
     if args.dry_run:
-        dry_run(cfg)
+        dry_run(cfg, args.gpu)
         return 0
     from plmscale.training.loop import train
     if dist.get_rank() == 0:

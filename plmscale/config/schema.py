@@ -181,6 +181,9 @@ class TrainConfig:
     """Resume from the latest checkpoint in this directory (model, optimizer, schedule, step, data)."""
     tensorboard_dir: Optional[str] = None
     progress_bar: bool = True
+    peak_tflops: Optional[float] = None
+    """One device's peak TFLOP/s for the MFU in the log; None = the detected GPU's (A100, H100,
+    H200 profiles of plmscale.perf.gpus in the training precision), no MFU on CPU."""
 
 
 @dataclass

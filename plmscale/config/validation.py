@@ -51,6 +51,9 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
                           f"set parallel.zero_stage to 0 or 1, or pipeline_model_parallel_size=1")
     if p.zero_stage not in (0, 1, 2, 3):
         raise ConfigError(f"parallel.zero_stage={p.zero_stage}; valid values: 0, 1, 2, 3")
+    if t.peak_tflops is not None and t.peak_tflops <= 0:
+        raise ConfigError(f"train.peak_tflops={t.peak_tflops} must be > 0 (one device's peak "
+                          f"TFLOP/s for the MFU), or unset to use the detected GPU's")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision={t.precision!r}; valid values: {', '.join(PRECISIONS)}")
     if m.gelu_approximate not in GELU_FORMS:

@@ -12,9 +12,19 @@ from plmscale.config import ExperimentConfig
 from plmscale.data import Corpus, micro_batch_loader
 from plmscale.families import get_family
 from plmscale.parallel import device, seed_all
+from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
-from plmscale.training.metrics import MetricsLogger, average_over_data_parallel
+from plmscale.training.metrics import (MetricsLogger, average_over_data_parallel, max_over_ranks,
+                                       peak_memory_bytes)
+
+
+def peak_flops_per_device(cfg: ExperimentConfig) -> float | None:
+    """``train.peak_tflops`` when set, else the detected GPU profile's peak for the precision."""
+    if cfg.train.peak_tflops:
+        return cfg.train.peak_tflops * 1e12
+    gpu = detect_gpu()
+    return gpu.peak(cfg.train.precision) if gpu is not None else None
 
 
 def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
@@ -99,7 +109,9 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
     pipelined = uses_pipeline(cfg)
     if pipelined:
         batches = PipelineBatches(batches, engine.module.split_batch)
-    logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval)
+    flops = step_flops(cfg, ps.get_data_parallel_world_size()).per_step
+    logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval,
+                           flops, peak_flops_per_device(cfg))
     history = []
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
@@ -116,7 +128,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         tokens *= ps.get_data_parallel_world_size()
-        history.append({**logger.step(step, metrics, tokens), "tokens": tokens})
+        history.append({**logger.step(step, metrics, tokens, max_over_ranks(peak_memory_bytes())),
+                        "tokens": tokens})
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
     if t.save_dir and (not t.save_interval or step % t.save_interval):

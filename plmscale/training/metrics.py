@@ -1,7 +1,10 @@
-"""Step metrics: averaged over data-parallel ranks, shown on a progress bar and written to TensorBoard."""
+"""Step metrics: averaged over data-parallel ranks, shown on a progress bar and written to TensorBoard,
+with throughput as tokens/s, achieved model TFLOP/s per device, MFU against the device's peak, and
+the largest memory of any rank."""
 
 from __future__ import annotations
 
+import resource
 import time
 
 import torch
@@ -21,13 +24,35 @@ def average_over_data_parallel(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, tensor.tolist()))
 
 
+def peak_memory_bytes() -> int:
+    """This rank's peak memory so far: CUDA's max allocated bytes on a GPU, the process's peak
+    resident set size on CPU."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def max_over_ranks(value: float) -> float:
+    """The largest ``value`` of any rank (collective)."""
+    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 class MetricsLogger:
     """tqdm progress bar on the first rank + TensorBoard scalars (loss per objective, lr, grad norm,
-    tokens/s). Other ranks log nothing, so output is readable on many ranks."""
+    tokens/s, TFLOP/s per device, MFU, memory per rank). Other ranks log nothing, so output is
+    readable on many ranks.
+
+    ``flops_per_step``: model FLOPs of one optimiser step over all ranks (``plmscale.perf``);
+    ``peak_flops``: one device's peak FLOP/s (None: no MFU, e.g. on CPU without a configured peak)."""
 
     def __init__(self, total_steps: int, start_step: int, tensorboard_dir: str | None,
-                 progress_bar: bool, log_interval: int):
+                 progress_bar: bool, log_interval: int, flops_per_step: float | None = None,
+                 peak_flops: float | None = None):
         self.enabled = dist.get_rank() == 0
+        self.devices = dist.get_world_size()
+        self.flops_per_step, self.peak_flops = flops_per_step, peak_flops
         self.log_interval = max(log_interval, 1)
         self.bar = self.writer = None
         if self.enabled and progress_bar:
@@ -40,13 +65,23 @@ class MetricsLogger:
         self._last = time.perf_counter()
         self._tokens = 0
 
-    def step(self, step: int, metrics: dict[str, float], tokens: int) -> dict[str, float]:
-        """Record step ``step`` (1-based) that processed ``tokens`` tokens over all ranks."""
+    def step(self, step: int, metrics: dict[str, float], tokens: int,
+             memory_bytes: float | None = None) -> dict[str, float]:
+        """Record step ``step`` (1-based) that processed ``tokens`` tokens over all ranks;
+        ``memory_bytes``: the largest rank's peak memory."""
         self._tokens += tokens
         if not self.enabled:
             return metrics
         now = time.perf_counter()
-        metrics = dict(metrics, tokens_per_s=self._tokens / max(now - self._last, 1e-9))
+        seconds = max(now - self._last, 1e-9)
+        metrics = dict(metrics, tokens_per_s=self._tokens / seconds)
+        if self.flops_per_step:
+            achieved = self.flops_per_step / (seconds * self.devices)
+            metrics["tflops_per_device"] = achieved / 1e12
+            if self.peak_flops:
+                metrics["mfu"] = achieved / self.peak_flops
+        if memory_bytes is not None:
+            metrics["memory_gib_per_rank"] = memory_bytes / 2**30
         self._tokens, self._last = 0, now
         if self.writer is not None:
             for name, value in metrics.items():
@@ -55,7 +90,8 @@ class MetricsLogger:
             self.bar.update(1)
         if step % self.log_interval == 0 or step == 1:
             shown = {k: f"{v:.4g}" for k, v in metrics.items()
-                     if k in ("loss", "lr", "tokens_per_s") or k.endswith(("_loss", "_accuracy"))}
+                     if k in ("loss", "lr", "tokens_per_s", "tflops_per_device", "mfu",
+                              "memory_gib_per_rank") or k.endswith(("_loss", "_accuracy"))}
             line = f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items())
             if self.bar is not None:
                 self.bar.set_postfix(shown, refresh=False)

@@ -50,6 +50,11 @@ def reference(tmp_path_factory, mixed_corpus, tokenizer_model):
 def test_output_layout_and_reader(reference, mixed_corpus, tokenizer_model):
     manifest = json.loads((reference / "manifest.json").read_text())
     assert manifest["schema_version"] == SCHEMA_VERSION == 2
+    # The Lu Xun documents' words come from the Rust segmenter (the determinism tests below
+    # compare shards made with it), named with its version and dictionary hash.
+    segmenter = manifest["config"]["segmenter"]
+    assert segmenter["name"] == "rjieba" and segmenter["version"] == "0.2.2"
+    assert len(segmenter["dictionary_sha256"]) == 64 and segmenter["user_dict_sha256"] is None
     columns = set(manifest["columns"])
     assert {"phrase_spans", "entity_spans"} <= columns and "spans" not in columns
     assert [s["file"] for s in manifest["shards"]] == [f"shard-{i:05d}.arrow" for i in range(len(manifest["shards"]))]
@@ -76,6 +81,7 @@ def test_output_layout_and_reader(reference, mixed_corpus, tokenizer_model):
 
 
 def test_identical_bytes_for_any_worker_count(reference, mixed_corpus, tokenizer_model, tmp_path):
+    """Also for the Chinese documents, whose words come from rjieba in each worker."""
     encode([mixed_corpus], tokenizer_model, tmp_path / "w2", workers=2)
     assert tree(tmp_path / "w2") == tree(reference)
 

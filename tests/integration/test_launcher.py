@@ -55,10 +55,17 @@ def test_torchrun_dry_run_reports_size_and_layout(repo, tmp_path):
     config = tmp_path / "bert_base.yaml"
     config.write_text("model:\n  preset: bert-base\nparallel:\n  tensor_model_parallel_size: 2\n")
     command = [_bin("torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
-               str(repo / "launch/train.py"), "--config", str(config), "--dry-run"]
+               str(repo / "launch/train.py"), "--config", str(config), "--dry-run", "--gpu", "A100",
+               "--set", "train.micro_batch_size=2048"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                                  "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parameters: 110,106,428" in result.stdout
     assert "world=2 tp=2 pp=1 dp=1" in result.stdout
+    # plmscale.perf's figures: FLOPs per step, memory per rank against the A100's 80 GB, and the
+    # warning, since 2048 sequences of 128 tokens of BERT-base activations need more than that
+    assert re.search(r"FLOPs per step: [\d.e+]+ \(", result.stdout)
+    assert re.search(r"predicted memory per rank, pipeline stage 0: [\d.]+ GiB .* of 74.5 GiB \(A100\)",
+                     result.stdout)
+    assert "WARNING: this layout will not fit" in result.stdout

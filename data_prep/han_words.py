@@ -1,0 +1,123 @@
+"""Whole-word flags for Han text from a segmenter, without per-piece character offsets.
+
+The table rule of :mod:`data_prep.annotate` treats every Han character as a word. With a
+segmenter, a Han token whose first character follows another Han character (``hi_first``)
+begins a word only if a segmenter word starts inside it; every other flag stays as the table
+rule set it.
+
+The words are found on sentencepiece's normalized text (``normalize``: NFKC, spaces as ``▁``),
+which is exactly the concatenation of the paragraph's pieces, a byte-fallback character counting
+once. So a token's character offsets there are running sums of per-piece lengths: numbers from a
+table, no protobuf per piece. The Han paragraphs of a chunk are normalized, joined by spaces, every
+non-Han run turned into a space (so each Han run is cut on its own) and segmented in one call
+(:meth:`data_prep.segment.Segmenter.word_starts`), while sentencepiece encodes the chunk in another
+thread: both sides take about as long, and sentencepiece releases the GIL. A paragraph whose pieces
+do not add up to its normalized length (not seen in practice) is left to the offset path.
+
+Han characters keep their identity under NFKC except the CJK compatibility ideographs, which become
+their unified equivalents, and a few symbols that expand to Han text (㈣ -> (四)); words are those
+of the normalized text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data_prep import textutil as tu
+from data_prep.segment import Segmenter
+
+
+def han_mask(cps: np.ndarray) -> np.ndarray:
+    """Which code points are Han (textutil's ranges), vectorized."""
+    mask = np.zeros(len(cps), dtype=bool)
+    for lo, hi in tu.HAN_RANGES:
+        mask |= (cps >= lo) & (cps <= hi)
+    return mask
+
+
+def han_word_starts(segmenter: Segmenter, cps: np.ndarray) -> np.ndarray:
+    """Positions in the code points ``cps`` where the segmenter's words start, Han runs only.
+
+    The segmenter sees the Han runs with one space between two runs: every other character is
+    dropped (a space is enough to cut each run alone, and mixed Chinese-English text then costs
+    the segmenter nothing for its English)."""
+    if len(cps) == 0:
+        return np.zeros(0, dtype=np.int64)
+    han = han_mask(cps)
+    keep = han.copy()
+    keep[1:] |= han[:-1]  # the first character after a run, as its space
+    keep[0] = True
+    kept = np.flatnonzero(keep)
+    text = np.where(han[kept], cps[kept], np.uint32(32)).astype("<u4", copy=False).tobytes().decode("utf-32-le")
+    return kept[segmenter.word_starts(text)]
+
+
+class HanWords:
+    """The segmenter and the per-piece tables for one tokenizer."""
+
+    def __init__(self, segmenter: Segmenter, sp, is_byte: np.ndarray):
+        self.segmenter = segmenter
+        self.sp = sp
+        pieces = sp.id_to_piece(list(range(sp.get_piece_size())))
+        # Normalized characters per piece; a byte piece is one character for its lead byte (its
+        # continuation bytes are set to zero per occurrence).
+        self.length = np.fromiter(map(len, pieces), dtype=np.int32, count=len(pieces))
+        self.length[is_byte] = 1
+        self.has_han = np.array([tu.HAN_RE.search(p) is not None for p in pieces]) & ~is_byte
+
+    def word_starts(self, paragraphs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segment ``paragraphs``: (word starts, offset and length of each normalized paragraph)
+        in the text " " + " ".join(normalized paragraphs)."""
+        norms = self.sp.normalize(paragraphs)
+        sizes = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        bases = np.cumsum(sizes + 1) - sizes
+        text = " " + " ".join(norms)
+        del norms
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        del text
+        return han_word_starts(self.segmenter, cps), bases, sizes
+
+    def apply(self, ids, first_han, last_han, ws, word, par_start, han_pars, words, byte_han) -> np.ndarray:
+        """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs
+        ``han_pars``, given ``words`` from :meth:`word_starts` on those paragraphs.
+        ``first_han``/``last_han``: per token, its first/last character is Han; ``ws``: it starts
+        with whitespace; ``byte_han``: (lead positions of the Han characters spelled in bytes,
+        continuation byte positions) or None. Returns the paragraphs whose lengths disagree."""
+        starts, bases, sizes = words
+        # Per-token arrays are int32 (a chunk holds far fewer than 2**31 tokens and characters):
+        # a long paragraph has millions of tokens.
+        counts = (par_start[han_pars + 1] - par_start[han_pars]).astype(np.int32)
+        firsts = np.cumsum(counts) - counts  # index in ``tokens`` of each paragraph's first token
+        # Token positions of the paragraphs, ascending, without a Python loop per paragraph.
+        tokens = np.repeat((par_start[han_pars] - firsts).astype(np.int32), counts)
+        tokens += np.arange(len(tokens), dtype=np.int32)
+        sel_ids = ids[tokens]
+        lengths = self.length[sel_ids]
+        has_han = self.has_han[sel_ids]
+        del sel_ids
+        if byte_han is not None:
+            leads, continuation = byte_han
+            at, hit = _positions_in(tokens, continuation)
+            lengths[at[hit]] = 0
+            at, hit = _positions_in(tokens, leads)
+            has_han[at[hit]] = True
+        end = np.cumsum(lengths)
+        before = end[firsts] - lengths[firsts]  # characters of the earlier paragraphs' tokens
+        par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
+        bad = par_chars != sizes
+        end += np.repeat((bases - before).astype(np.int32), counts)
+        inside = np.zeros(len(tokens), dtype=bool)
+        # The token holding each word start (zero-length tokens hold none: "right").
+        inside[np.minimum(np.searchsorted(end, starts, "right"), len(tokens) - 1)] = True
+        prev = np.maximum(tokens - 1, 0)
+        hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
+        word[tokens] = ws[tokens] | (word[tokens] & ~hi_first) | (has_han & inside)
+        return han_pars[bad]
+
+
+def _positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``wanted``: its index in ``sorted_positions`` and whether it is there."""
+    if len(sorted_positions) == 0:
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_positions, wanted), len(sorted_positions) - 1)
+    return at, sorted_positions[at] == wanted
