@@ -41,6 +41,7 @@ setup(
     packages=find_packages(include=["plmscale", "plmscale.*", "data_prep", "data_prep.*"]),
     install_requires=_requirements(),
     entry_points={"console_scripts": ["plmscale-data=data_prep.cli:main",
+                                      "plmscale=plmscale.cli:main",
                                       "plmscale-plan=plmscale.perf.cli:main"]},
     **_cuda_build(),
 )

@@ -96,7 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plmscale-data`` / ``python -m data_prep``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    from data_prep.inputs import InputError
+    try:
+        return _run(build_parser().parse_args(argv))
+    except InputError as error:  # a user's file, not a bug: the message says which and why
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     if args.command == "train-tokenizer":
         from data_prep.tokenizer import train_tokenizer
 

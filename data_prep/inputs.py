@@ -39,6 +39,7 @@ import io
 import json
 import os
 import re
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -160,15 +161,47 @@ def plan_units(paths: list[str], split_bytes: int) -> list[Unit]:
     return units
 
 
+class InputError(ValueError):
+    """An input file that cannot be read to its end (e.g. a truncated .gz); names the file."""
+
+
+class _Decompressing:
+    """A compressed input's stream whose decompression errors name the file (gzip raises a bare
+    EOFError on a truncated file)."""
+
+    def __init__(self, path: str, stream):
+        self.path, self.stream = path, stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except (EOFError, OSError, zlib.error, zstandard.ZstdError) as error:
+            raise InputError(f"{self.path}: the compressed input is truncated or corrupt "
+                             f"({type(error).__name__}: {error}); re-download or re-compress it, "
+                             f"or leave it out of --input") from None
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.stream.seek(offset, whence)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def open_binary(path: str) -> io.BufferedIOBase:
     """Open a file for binary reading, transparently decompressing gzip and zstd."""
     kind = compression_of(path)
     if kind == "gzip":
-        return gzip.open(path, "rb")
+        return _Decompressing(path, gzip.open(path, "rb"))
     if kind == "zstd":
         raw = open(path, "rb")
         reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.BufferedReader(reader, buffer_size=1 * MB)
+        return _Decompressing(path, io.BufferedReader(reader, buffer_size=1 * MB))
     return open(path, "rb", buffering=1 * MB)
 
 

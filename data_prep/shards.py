@@ -141,18 +141,35 @@ class ShardedCorpus:
             ) from None
         except ValueError as exc:
             raise ShardError(f"{manifest_path}: unreadable manifest ({exc}); re-run encode") from None
+        if not isinstance(self.manifest, dict):
+            raise ShardError(f"{manifest_path}: not a manifest (a JSON object); re-run encode")
         self._check_schema_version()
-        self.tokenizer_path = self.directory / self.manifest["tokenizer"]["file"]
-        self._batches: list[_Batch] = []
-        starts = [0]
-        self.num_tokens = 0
-        self._maps = []
-        for entry in self.manifest["shards"]:
-            for rb in self._open_shard(entry, verify):
-                self._batches.append(_Batch(rb))
-                starts.append(starts[-1] + rb.num_rows)
-            self.num_tokens += int(entry["num_tokens"])
+        try:
+            tokenizer = self.manifest["tokenizer"]
+            self.tokenizer_path = self.directory / tokenizer["file"]
+            self._batches: list[_Batch] = []
+            starts = [0]
+            self.num_tokens = 0
+            self._maps = []
+            for entry in self.manifest["shards"]:
+                for rb in self._open_shard(entry, verify):
+                    self._batches.append(_Batch(rb))
+                    starts.append(starts[-1] + rb.num_rows)
+                self.num_tokens += int(entry["num_tokens"])
+        except (KeyError, TypeError, ValueError, AttributeError, pa.ArrowException) as exc:
+            # A manifest or shard that parses but does not have the expected structure.
+            raise ShardError(f"{manifest_path}: malformed manifest or shard ({type(exc).__name__}: "
+                             f"{exc}); re-run `python -m data_prep encode` into {self.directory}") from None
         self._starts = np.asarray(starts, dtype=np.int64)
+        if verify and tokenizer.get("sha256") and self.tokenizer_path.is_file() \
+                and sha256_file(self.tokenizer_path) != tokenizer["sha256"]:
+            raise ShardError(f"{self.tokenizer_path}: not the tokenizer these shards were encoded "
+                             f"with (sha256 differs from the manifest); copy the original back or "
+                             f"re-run `python -m data_prep encode`")
+
+    def max_token_id(self) -> int:
+        """The largest token id in the corpus (-1 when empty): must be below the tokenizer's size."""
+        return max((int(b.tok.max()) for b in self._batches if b.tok.size), default=-1)
 
     def _check_schema_version(self) -> None:
         """Refuse shards written with another column layout: reading them would fail later, or
@@ -183,7 +200,7 @@ class ShardedCorpus:
             source = pa.memory_map(str(path), "r")
             reader = pa.ipc.open_file(source)
             batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise ShardError(f"{path}: not a readable Arrow IPC file ({exc}); {advice}") from None
         rows = sum(b.num_rows for b in batches)
         if rows != entry["num_documents"]:

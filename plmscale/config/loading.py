@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import yaml
 
-from plmscale.config.presets import preset_fields
+from plmscale.config.presets import PRESETS, preset_fields
 from plmscale.config.schema import ExperimentConfig
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the field and the valid values."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """" (did you mean 'x'?)" for the closest of ``choices`` to a mistyped ``name``, else ""."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _field_types(section_cls) -> dict[str, Any]:
@@ -46,13 +53,15 @@ def _coerce(section: str, name: str, value: Any, annotation: Any) -> Any:
 def _apply(cfg: ExperimentConfig, section: str, values: dict, origin: str) -> None:
     sections = {f.name for f in dataclasses.fields(ExperimentConfig)}
     if section not in sections:
-        raise ConfigError(f"unknown config section {section!r} in {origin}; "
+        raise ConfigError(f"unknown config section {section!r} in {origin}"
+                          f"{did_you_mean(str(section), sections)}; "
                           f"valid sections: {', '.join(sorted(sections))}")
     target = getattr(cfg, section)
     types = _field_types(type(target))
     for name, value in values.items():
         if name not in types:
-            raise ConfigError(f"unknown field {section}.{name} in {origin}; valid fields of "
+            raise ConfigError(f"unknown field {section}.{name} in {origin}"
+                              f"{did_you_mean(str(name), types)}; valid fields of "
                               f"{section}: {', '.join(types)}")
         setattr(target, name, _coerce(section, name, value, types[name]))
 
@@ -64,27 +73,56 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if not sep or not dot or not name:
         raise ConfigError(f"override {text!r} must look like section.field=value, "
                           "e.g. parallel.tensor_model_parallel_size=2")
-    return section, name, yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error}); quote it, "
+                          f"e.g. {key.strip()}='\"...\"'") from None
+    return section, name, value
+
+
+def _read_yaml(path: Path) -> dict:
+    """The file's mapping of sections; a syntax error names the file, line and column."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the file (indent with "
+                          f"spaces, 'key: value' per line)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; pass a YAML file") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (model:, train:, ...)")
+    return raw
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Defaults <- model preset <- YAML file <- overrides, then validated field by field."""
+    """Defaults <- the family's objective defaults <- model preset <- YAML file <- overrides, then
+    validated field by field."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass an existing YAML file, "
                               "e.g. configs/bert_demo.yaml")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        raw = _read_yaml(path)
     parsed = [parse_override(o) for o in overrides]
 
     cfg = ExperimentConfig()
-    preset = raw.get("model", {}).get("preset")
-    for section, name, value in parsed:
-        if (section, name) == ("model", "preset"):
-            preset = value
+    preset = _last_value(raw, parsed, "preset")
+    family = _last_value(raw, parsed, "family")
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
+        raise ConfigError(f"unknown model preset {preset!r}{did_you_mean(str(preset), PRESETS)}; "
+                          f"known presets: {', '.join(sorted(PRESETS))}")
+    if family is None and preset is not None:
+        family = preset_fields(preset).get("family")
+    if family is not None:
+        from plmscale.config.families import FAMILY_FIELDS
+        if family in FAMILY_FIELDS:  # unknown names are refused by the registry, with the list
+            _apply(cfg, "objective", FAMILY_FIELDS[family].objective_defaults,
+                   f"family {family!r} defaults")
     if preset is not None:
         _apply(cfg, "model", preset_fields(preset), f"preset {preset!r}")
         cfg.model.preset = preset
@@ -98,6 +136,25 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
     return cfg
 
 
+def _last_value(raw: dict, parsed: list, name: str):
+    """``model.<name>`` as the overrides, else the YAML, set it (None when neither does)."""
+    value = (raw.get("model") or {}).get(name) if isinstance(raw.get("model"), dict) else None
+    for section, field_name, override in parsed:
+        if (section, field_name) == ("model", name):
+            value = override
+    return value
+
+
 def config_to_dict(cfg: ExperimentConfig) -> dict:
     """Plain nested dict of the resolved configuration (for printing and checkpoints)."""
     return dataclasses.asdict(cfg)
+
+
+def config_from_dict(values: dict, origin: str = "saved config") -> ExperimentConfig:
+    """Inverse of ``config_to_dict``, each field checked as a YAML file's would be."""
+    cfg = ExperimentConfig()
+    for section, fields in values.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"section {section!r} in {origin} must be a mapping")
+        _apply(cfg, section, fields, origin)
+    return cfg

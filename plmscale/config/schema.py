@@ -181,6 +181,37 @@ class TrainConfig:
     """Resume from the latest checkpoint in this directory (model, optimizer, schedule, step, data)."""
     tensorboard_dir: Optional[str] = None
     progress_bar: bool = True
+    keep_last_n: int = 0
+    """Keep only the newest N complete checkpoints in save_dir (0 = keep all); older ones are
+    deleted only after a newer one is complete."""
+    resume_fallback: bool = True
+    """When the newest checkpoint in load_dir is incomplete or fails verification, warn and resume
+    from the newest one that passes (False: stop with the error)."""
+    skip_nonfinite: bool = True
+    """Skip (do not apply) an optimiser step whose loss or gradient norm is NaN/inf on any rank."""
+    spike_window: int = 50
+    """Losses of the last N applied steps form the spike rule's rolling mean and std."""
+    spike_std_factor: float = 0.0
+    """Skip a step whose loss exceeds rolling mean + factor * std (0 = no spike rule)."""
+    max_consecutive_skips: int = 5
+    """Stop the run (with a checkpoint of the last good state) after this many skips in a row."""
+    collective_timeout_s: float = 1800.0
+    """A collective that has not completed after this many seconds fails instead of hanging."""
+    dead_rank_timeout_s: float = 60.0
+    """A rank whose heartbeat is older than this is declared gone; the others exit non-zero."""
+    auto_resume: bool = False
+    """Continue from the latest complete checkpoint in ``save_dir`` when there is one (a requeued or
+    resubmitted job); else start as ``load_dir`` says (from scratch when it is unset)."""
+    exit_duration_minutes: float = 0.0
+    """Checkpoint and stop (exit 75) after this many minutes of training, before a job's wall-clock
+    limit (0 = no limit)."""
+    stop_signals: str = "SIGTERM,SIGUSR1"
+    """Signals that make every rank checkpoint after the current step and stop (exit 75)."""
+    stop_file: Optional[str] = None
+    """When this file exists, every rank checkpoints after the current step and stops (exit 75): a
+    kill switch that reaches ranks whatever launcher sits between them and the batch script."""
+    requeue: bool = True
+    """After such a stop under SLURM, rank 0 runs ``scontrol requeue $SLURM_JOB_ID``."""
     peak_tflops: Optional[float] = None
     """One device's peak TFLOP/s for the MFU in the log; None = the detected GPU's (A100, H100,
     H200 profiles of plmscale.perf.gpus in the training precision), no MFU on CPU."""

@@ -3,6 +3,7 @@ model has been allocated on every rank."""
 
 from __future__ import annotations
 
+from plmscale.config.families import ignored_fields, readers
 from plmscale.config.loading import ConfigError
 from plmscale.config.schema import ExperimentConfig
 
@@ -22,9 +23,58 @@ def valid_tensor_parallel_sizes(cfg: ExperimentConfig, world_size: int) -> list[
             and m.ffn_hidden_size % tp == 0]
 
 
+AT_LEAST_ONE = {
+    "model": ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
+              "max_position_embeddings", "make_vocab_size_divisible_by",
+              "embedding_size", "num_decoder_layers", "kv_channels", "relative_attention_num_buckets",
+              "relative_attention_max_distance", "generator_hidden_size",
+              "generator_ffn_hidden_size", "generator_num_attention_heads", "generator_num_layers"),
+    "data": ("seq_length", "decoder_seq_length"),
+    "train": ("micro_batch_size", "gradient_accumulation_steps", "train_steps", "log_interval",
+              "spike_window", "max_consecutive_skips"),
+    "objective": ("max_ngram", "span_max_length"),
+}
+AT_LEAST_ZERO = {
+    "model": ("init_std", "position_offset", "type_vocab_size"),
+    "data": ("num_workers",),
+    "train": ("seed", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "save_interval",
+              "keep_last_n", "spike_std_factor"),
+    "objective": ("rtd_weight", "distillation_alpha_ce", "distillation_alpha_mlm",
+                  "distillation_alpha_cos"),
+}
+PROBABILITIES = {  # [0, 1)
+    "model": ("hidden_dropout", "attention_dropout"),
+    "data": ("short_seq_prob",),
+    "train": ("adam_beta1", "adam_beta2"),
+    "objective": ("token_masking_ratio", "token_deletion_ratio", "infilling_ratio"),
+}
+POSITIVE = {  # > 0
+    "model": ("layernorm_epsilon",),
+    "train": ("adam_eps", "collective_timeout_s", "dead_rank_timeout_s"),
+    "objective": ("distillation_temperature", "mean_noise_span_length", "poisson_lambda"),
+}
+
+
+def _check_ranges(cfg: ExperimentConfig) -> None:
+    """Every numeric field inside its meaningful range (None = unset is always allowed)."""
+    rules = ((AT_LEAST_ONE, lambda v: v >= 1, "must be >= 1"),
+             (AT_LEAST_ZERO, lambda v: v >= 0, "must be >= 0"),
+             (PROBABILITIES, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+             (POSITIVE, lambda v: v > 0, "must be > 0"))
+    for table, ok, what in rules:
+        for section, names in table.items():
+            for name in names:
+                value = getattr(getattr(cfg, section), name)
+                if value is not None and not ok(value):
+                    raise ConfigError(f"{section}.{name}={value} {what}; set it in the config file "
+                                      f"or with --set {section}.{name}=VALUE")
+
+
 def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     """Raise ``ConfigError`` naming the offending field and the values that would work."""
     m, p, t, o = cfg.model, cfg.parallel, cfg.train, cfg.objective
+    _check_ranges(cfg)
+    refuse_ignored_fields(cfg)
     tp, pp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size
     if tp < 1 or pp < 1:
         raise ConfigError("parallel.tensor_model_parallel_size and pipeline_model_parallel_size "
@@ -65,6 +115,16 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
         raise ConfigError(f"objective.mlm_probability={o.mlm_probability} must be in (0, 1)")
     if o.mask_token_fraction + o.random_token_fraction > 1.0:
         raise ConfigError("objective.mask_token_fraction + random_token_fraction must be <= 1")
-    for name in ("micro_batch_size", "gradient_accumulation_steps", "train_steps"):
-        if getattr(t, name) < 1:
-            raise ConfigError(f"train.{name}={getattr(t, name)} must be >= 1")
+
+
+def refuse_ignored_fields(cfg: ExperimentConfig) -> None:
+    """Raise ``ConfigError`` for every optional field set away from its default that the family
+    would ignore (or an objective it cannot honour), naming the families that do read it."""
+    ignored = ignored_fields(cfg.model, cfg.objective)
+    if not ignored:
+        return
+    lines = [f"{section}.{name}={getattr(getattr(cfg, section), name)!r} (read by: "
+             f"{', '.join(readers(section, name)) or 'no family'})" for section, name in ignored]
+    raise ConfigError(f"model.family={cfg.model.family!r} does not use " + "; ".join(lines)
+                      + ". Remove these fields (or pick a family that reads them): a family must "
+                        "not silently ignore a setting")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from data_prep.shards import ShardedCorpus
+from data_prep.shards import ShardedCorpus, ShardError
 
 from plmscale.data.tokenizer import SpecialTokens
 
@@ -22,6 +22,12 @@ class Corpus:
                 f"`python -m data_prep encode` (bash launch/demo.sh shows the two commands)")
         self.shards = ShardedCorpus(directory, verify=verify)
         self.tokens = SpecialTokens.from_model(self.shards.tokenizer_path)
+        if self.shards.max_token_id() >= self.tokens.vocab_size:
+            raise ShardError(
+                f"{directory}: token id {self.shards.max_token_id()} in the shards, but the "
+                f"tokenizer {self.shards.tokenizer_path} has only {self.tokens.vocab_size} pieces: "
+                f"the shards were encoded with another tokenizer; re-run `python -m data_prep "
+                f"encode` with this tokenizer")
         lengths = np.array([len(self.shards.document(i).token_ids) for i in range(len(self.shards))],
                            dtype=np.int64)
         self._usable = np.flatnonzero(lengths > 0)

@@ -61,17 +61,21 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     return get_family(cfg.model.family).build(cfg)
 
 
-def count_parameters(model: torch.nn.Module, cfg: ModelConfig) -> int:
+def count_parameters(model: torch.nn.Module, cfg: ModelConfig,
+                     prefixes: tuple[str, ...] | None = None) -> int:
     """Parameters of the unpartitioned, unpadded model (what HF reports for the same config),
     computed from this rank's slices: partitioned tensors count ``tp`` times, and the rows that TP
-    padding added to vocabulary-sized tensors (marked ``vocab_padded``) are left out."""
+    padding added to vocabulary-sized tensors (marked ``vocab_padded``) are left out.
+    ``prefixes``: count only the parameters whose names start with one of them (one network)."""
     from megatron.core import parallel_state as ps
 
     from plmscale.models.common.megatron import padded_vocab_size
     tp = ps.get_tensor_model_parallel_world_size()
     padding = padded_vocab_size(cfg, tp) - cfg.vocab_size
     total = 0
-    for p in model.parameters():
+    for name, p in model.named_parameters():
+        if prefixes is not None and not name.startswith(prefixes):
+            continue
         numel = p.numel() * (tp if getattr(p, "tensor_model_parallel", False) else 1)
         if getattr(p, "vocab_padded", False):
             numel -= padding * (p.numel() // p.shape[0])

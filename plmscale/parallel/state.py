@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
 
 from plmscale.config.schema import ExperimentConfig
+from plmscale.parallel.launch_env import discover
 
 
 def device() -> torch.device:
@@ -21,38 +21,26 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def init_distributed(timeout_minutes: int = 30) -> None:
-    """Join the process group set up by the launcher (deepspeed, torchrun or SLURM env vars).
+def init_distributed(timeout_s: float = 1800.0) -> None:
+    """Join the process group of the launcher that started this process (deepspeed, torchrun, srun
+    or mpirun; see ``plmscale.parallel.launch_env``).
 
     NCCL with CUDA when there is a GPU, gloo on CPU. A single process without launcher variables
-    becomes a world of one, so scripts and tests run without a launcher too.
+    becomes a world of one, so scripts and tests run without a launcher too. A collective that
+    has not completed after ``timeout_s`` fails instead of hanging (``train.collective_timeout_s``).
     """
     if dist.is_initialized():
         return
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise RuntimeError("WORLD_SIZE > 1 but MASTER_PORT is not set: start the ranks with "
-                               "deepspeed, torchrun or srun (launch/), which set it")
-        os.environ["MASTER_PORT"] = str(_free_port())  # a lone process: any free port will do
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
+    discover().export()  # RANK, WORLD_SIZE, MASTER_ADDR... for the env:// rendezvous
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend=backend,
-                            timeout=datetime.timedelta(minutes=timeout_minutes))
+                            timeout=datetime.timedelta(seconds=timeout_s))
     # DeepSpeed's communication layer wraps the same process group (its pipeline module needs it).
     import deepspeed
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
-                               timeout=datetime.timedelta(minutes=timeout_minutes))
+                               timeout=datetime.timedelta(seconds=timeout_s))
 
 
 def init_model_parallel(cfg: ExperimentConfig) -> None:

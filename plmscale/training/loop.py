@@ -4,6 +4,8 @@ tensor-parallel communication inside the model."""
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
@@ -15,8 +17,10 @@ from plmscale.parallel import device, seed_all
 from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
+from plmscale.training.guards import StepGuard, TrainingStopped
 from plmscale.training.metrics import (MetricsLogger, average_over_data_parallel, max_over_ranks,
                                        peak_memory_bytes)
+from plmscale.training.preemption import StopRequest, resume_directory
 
 
 def peak_flops_per_device(cfg: ExperimentConfig) -> float | None:
@@ -62,7 +66,7 @@ class PipelineBatches:
         return self.split_batch(batch)
 
 
-def engine_step(engine, batches, accumulation: int) -> tuple[dict[str, float], int]:
+def engine_step(engine, batches, accumulation: int, guard: StepGuard) -> tuple[dict[str, float], int]:
     """One optimiser step of the ordinary engine: ``accumulation`` forward/backward passes.
     Returns the metrics averaged over micro-batches and the number of tokens processed."""
     sums: dict[str, float] = {}
@@ -70,6 +74,7 @@ def engine_step(engine, batches, accumulation: int) -> tuple[dict[str, float], i
     for _ in range(accumulation):
         batch = {k: v.to(device(), non_blocking=True) for k, v in next(batches).items()}
         out = engine(batch)
+        guard.record_loss(out["loss"])
         engine.backward(out["loss"])
         engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
         tokens += count_tokens(batch)
@@ -97,14 +102,23 @@ def pipeline_step(engine, batches: PipelineBatches) -> tuple[dict[str, float], i
     return result[0], result[1]
 
 
-def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[dict[str, float]]:
-    """Run ``cfg.train.train_steps`` optimiser steps (resuming from ``train.load_dir`` if set);
-    returns each step's metrics averaged over data-parallel ranks."""
+def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
+          on_step=None, stop: StopRequest | None = None) -> list[dict[str, float]]:
+    """Run ``cfg.train.train_steps`` applied optimiser steps (resuming as ``train.auto_resume`` /
+    ``train.load_dir`` say); returns each step's metrics averaged over data-parallel ranks (skipped
+    steps included, with ``skipped=1``). ``on_step(engine, step, metrics)``, if given, runs after
+    every step. Stops early, after a checkpoint, when ``stop`` says so (its ``reason`` is then set).
+    Raises ``TrainingStopped`` after ``train.max_consecutive_skips`` skipped steps in a row, with a
+    checkpoint of the last good state when ``train.save_dir`` is set."""
     t = cfg.train
+    stop = stop if stop is not None else StopRequest(t)
     engine, scheduler = build_engine(cfg, model)
-    step, micro_batches = 0, 0
-    if t.load_dir:
-        step, micro_batches = checkpoint.load(engine, t.load_dir)
+    step, micro_batches, extra = 0, 0, {}
+    resume = resume_directory(t)
+    if resume:
+        step, micro_batches, extra = checkpoint.load(engine, resume, t.resume_fallback, cfg)
+    tokens_seen = int(extra.get("tokens_seen", 0))
+    guard = StepGuard(engine, t, cfg.parallel.zero_stage, extra.get("guard"))
     batches = build_batches(cfg, micro_batches)
     pipelined = uses_pipeline(cfg)
     if pipelined:
@@ -113,27 +127,63 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None) -> list[d
     logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval,
                            flops, peak_flops_per_device(cfg))
     history = []
+
+    def save():
+        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg,
+                        {"guard": guard.state(), "tokens_seen": tokens_seen})
+
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
         seed_all(t.seed + step)
         if pipelined:
             metrics, tokens = pipeline_step(engine, batches)
         else:
-            metrics, tokens = engine_step(engine, batches, t.gradient_accumulation_steps)
-        step += 1
-        micro_batches += t.gradient_accumulation_steps
+            metrics, tokens = engine_step(engine, batches, t.gradient_accumulation_steps, guard)
+        micro_batches += t.gradient_accumulation_steps  # a skipped step's data is not re-read
         metrics = average_over_data_parallel(metrics)
+        if guard.skipped:
+            history.append(dict(metrics, skipped=1.0))
+            report_skip(step + 1, guard, t.max_consecutive_skips)
+            if on_step is not None:
+                on_step(engine, step, history[-1])
+            if guard.consecutive >= t.max_consecutive_skips:
+                if t.save_dir and checkpoint.latest_checkpoint(t.save_dir) != f"step{step}":
+                    save()
+                raise TrainingStopped(stop_message(guard, step, t.save_dir))
+            continue
+        step += 1
         metrics["lr"] = scheduler.get_last_lr()[0]
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         tokens *= ps.get_data_parallel_world_size()
+        tokens_seen += tokens
+        metrics["tokens_seen"] = tokens_seen  # continues across resumes, as the step does
         history.append({**logger.step(step, metrics, tokens, max_over_ranks(peak_memory_bytes())),
                         "tokens": tokens})
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
-            checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
+            save()
+        if on_step is not None:
+            on_step(engine, step, history[-1])
+        if stop.check():  # every rank agrees to stop after this step; the save below runs
+            break
     if t.save_dir and (not t.save_interval or step % t.save_interval):
-        checkpoint.save(engine, t.save_dir, step, micro_batches, cfg)
+        save()
     logger.close()
     dist.barrier()
     return history
+
+
+def report_skip(step: int, guard: StepGuard, limit: int) -> None:
+    if dist.get_rank() == 0:
+        print(f"plmscale: step {step} skipped ({guard.reason}); weights and optimizer state kept; "
+              f"{guard.consecutive} in a row (stop at {limit}), {guard.total_skipped} in total",
+              file=sys.stderr, flush=True)
+
+
+def stop_message(guard: StepGuard, step: int, save_dir: str | None) -> str:
+    where = (f"a checkpoint of the last good state (step {step}) is in {save_dir}"
+             if save_dir else "no checkpoint was written (train.save_dir is unset)")
+    return (f"stopped after {guard.consecutive} skipped steps in a row (last: {guard.reason}); "
+            f"{where}. Lower train.lr, check the data near this position, or raise "
+            f"train.max_consecutive_skips / train.spike_std_factor")

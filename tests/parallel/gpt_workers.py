@@ -115,8 +115,8 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
     """3 DeepSpeed steps with TP=2 (DP=1, micro-batch 8) and TP=1 (DP=2, micro-batch 4: the same
     global batches) through ``loop.train``; the TP=2 run saves a checkpoint. Then: per-step losses,
     gathered gradients on a fixed batch and final weights compared; the trained TP=2 model's HF
-    logits after export; the checkpoint reloaded through generate.py's DeepSpeed path (TP=2) and
-    its greedy text against HF's greedy decoding of the exported weights."""
+    logits after export; the checkpoint reloaded through generate.py (its shards merged and
+    re-sliced for TP=2) and its greedy text against HF's greedy decoding of the exported weights."""
     from plmscale.training.loop import train
     init_distributed()
     runs = {}
@@ -149,10 +149,10 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
         "hf_logit_diff": hf_logit_diff(trained_cfg, a["params"], a["logits"], input_ids),
     }
     generate = generate_module()
-    loaded_cfg, loaded = generate.load_model(save_dir)  # DeepSpeed's load_checkpoint, TP=2
+    loaded_cfg, loaded = generate.load_model(save_dir)  # the shards re-sliced for TP=2
     reloaded = full_tensors(loaded, loaded_cfg.model.vocab_size)
     result["reload_diff"] = max_abs_diff(reloaded, a["params"])
-    tokenizer = generate.tokenizer_path(loaded_cfg, None)
+    tokenizer = generate.tokenizer_path(save_dir)
     result["text"] = generate.generate(loaded, loaded_cfg, tokenizer, prompt, max_new_tokens)
     result["hf_text"] = hf_greedy_text(trained_cfg, a["params"], tokenizer, prompt, max_new_tokens)
     return result

@@ -38,7 +38,7 @@ def test_training_tp2_vs_tp1_export_and_generate(demo_shards, tmp_path, repo):
     assert_within(r["grad_diff"])  # gathered gradients of the trained weights
     assert_within(r["param_diff"])
     assert_within(r["hf_logit_diff"])
-    assert r["reload_diff"] == 0.0  # DeepSpeed's load_checkpoint gave back the trained weights
+    assert r["reload_diff"] == 0.0  # the checkpoint gave back the trained weights
     assert r["text"].startswith(PROMPT) and len(r["text"]) > len(PROMPT)
     assert r["text"] == r["hf_text"] == results[1]["text"]
     # One process merges the two TP slices itself and must decode the same text.

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from plmscale.config import load_config
+from plmscale.config.families import FAMILY_FIELDS
 from plmscale.families import build_model, count_parameters
 from plmscale.parallel import init_model_parallel, initialize_parameters, seed_all
 
@@ -35,10 +36,9 @@ def test_counts_match_hf_discriminator_and_generator(preset):
     with torch.device("meta"):
         disc = sum(p.numel() for p in ElectraForPreTraining(hf_config(cfg.model)).parameters())
         gen = sum(p.numel() for p in ElectraForMaskedLM(generator_hf_config(cfg.model)).parameters())
-    ours_disc = count_parameters(torch.nn.ModuleList(
-        [ours.embeddings, ours.discriminator, ours.discriminator_head]), cfg.model)
-    ours_gen = count_parameters(torch.nn.ModuleList(
-        [ours.embeddings, ours.generator, ours.generator_head]), cfg.model)
+    networks = FAMILY_FIELDS["electra"].networks  # what --dry-run reports
+    ours_disc = count_parameters(ours, cfg.model, networks["discriminator"])
+    ours_gen = count_parameters(ours, cfg.model, networks["generator"])
     shared = count_parameters(ours.embeddings, cfg.model)
     assert ours_disc == disc == SPEC_DISCRIMINATOR.get(preset, disc)
     assert ours_gen == gen

@@ -152,40 +152,16 @@ def copy_from_teacher(student: torch.nn.Module, teacher: BertForPreTraining, cfg
 
 # -- the teacher from a checkpoint ---------------------------------------------------------------
 def load_teacher(directory: str | Path) -> BertForPreTraining:
-    """The (frozen) BERT saved in a plmscale checkpoint directory (its ``latest`` tag), built for the
-    CURRENT process groups: each tensor is reassembled from the saved TP slices (any saved TP size),
-    the vocabulary padding re-done for the current TP size, and this rank's slice kept."""
-    directory = Path(directory)
-    if not (directory / "latest").is_file():
-        raise FileNotFoundError(f"objective.distillation_teacher_path={directory} holds no 'latest' "
-                                f"file: point it at the train.save_dir of a plmscale BERT run")
-    tag = (directory / "latest").read_text().strip()
-    files = sorted((directory / tag).glob("mp_rank_*_model_states.pt"))
-    if not files:
-        raise FileNotFoundError(f"{directory / tag} holds no mp_rank_*_model_states.pt (pipeline-"
-                                f"parallel checkpoints are not supported as teachers)")
-    states = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
-    saved = states[0].get("config")
-    if saved is None or saved["model"]["family"] != "bert":
-        raise ValueError(f"{directory} is not a plmscale BERT checkpoint (family "
-                         f"{saved and saved['model']['family']!r})")
-    cfg = ModelConfig(**saved["model"])
-    teacher = BertForPreTraining(cfg, "fp32",
-                                 next_sentence_prediction=saved["objective"]["next_sentence_prediction"])
-    rank, size = tp_world()
-    padded = padded_vocab_size(cfg, size)
-    with torch.no_grad():
-        for name, param in teacher.named_parameters():
-            pieces = [s["module"][name].float() for s in states]
-            if any(p.numel() == 0 for p in pieces):
-                raise ValueError(f"{directory}: {name} is empty in the checkpoint (ZeRO-3 partitions "
-                                 f"the module states; save the teacher with zero_stage <= 2)")
-            partitioned = getattr(param, "tensor_model_parallel", False)
-            full = torch.cat(pieces, dim=param.partition_dim) if partitioned else pieces[0]
-            if getattr(param, "vocab_padded", False):
-                full = torch.cat([full[:cfg.vocab_size],
-                                  full.new_zeros(padded - cfg.vocab_size, *full.shape[1:])])
-            if partitioned:
-                full = full.chunk(size, dim=param.partition_dim)[rank]
-            param.copy_(full)
+    """The (frozen) BERT saved in a plmscale checkpoint directory (its ``latest`` tag, any TP x PP x
+    ZeRO 0-2 layout), built for the CURRENT process groups: ``plmscale.export.shards`` merges the
+    saved shards and re-slices them for the current TP size."""
+    from plmscale.export.shards import load_full_tensors, read_full_tensors, saved_config
+    saved = saved_config(directory)
+    if saved.model.family != "bert":
+        raise ValueError(f"objective.distillation_teacher_path={directory} is not a plmscale BERT "
+                         f"checkpoint (family {saved.model.family!r})")
+    _, full = read_full_tensors(directory)
+    teacher = BertForPreTraining(saved.model, "fp32",
+                                 next_sentence_prediction=saved.objective.next_sentence_prediction)
+    load_full_tensors(teacher, full, saved.model.vocab_size)
     return teacher.eval().requires_grad_(False)  # frozen: no dropout in the soft targets

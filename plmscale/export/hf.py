@@ -1,0 +1,161 @@
+"""A plmscale checkpoint -> a Hugging Face folder that ``transformers`` loads with no other code:
+``config.json`` (special-token ids set), ``model.safetensors``, ``generation_config.json`` where the
+family generates, and the tokenizer (``tokenizer.model`` + ``tokenizer_config.json``).
+
+The tokenizer is transformers' SentencePiece backend (a slow tokenizer) on the run's own
+sentencepiece model, with ``split_special_tokens=True`` so that sentencepiece alone segments the
+text, user-defined pieces such as ``[MASK]`` included: its ids are sentencepiece's. (The fast
+``SpmConverter`` maps user-defined and byte pieces to ``<unk>``.) Its ``special_tokens_pattern``
+lays a text out as the family's training samples do.
+
+Which HF class, task, token layout and ids each family exports to is ``HF_EXPORTS`` (one entry per
+family with an HF class), next to the family's own state-dict mapping (``family.to_hf_state_dict``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from plmscale.config.schema import ExperimentConfig, ModelConfig
+from plmscale.export.electra import generator_hf_config, generator_to_hf_state_dict
+
+
+@dataclass(frozen=True)
+class HFPart:
+    """One HF model written by the export (ELECTRA writes two)."""
+
+    model_class: str
+    """``transformers`` class whose ``config.architectures`` entry makes the Auto classes load it."""
+    subfolder: str = ""
+    """Relative folder inside the export ("" = the export folder itself)."""
+    hf_config: Optional[Callable[[ModelConfig], object]] = None
+    """Config builder; None = the family's ``hf_config``."""
+    to_hf_state_dict: Optional[Callable[[dict, ModelConfig], dict]] = None
+    """State-dict mapping; None = the family's ``to_hf_state_dict``."""
+    task: Optional[str] = None
+    """The ``transformers.pipeline`` task the folder serves (None: no pipeline, e.g. ELECTRA's
+    discriminator)."""
+
+
+@dataclass(frozen=True)
+class HFExport:
+    """How a family becomes Hugging Face files."""
+
+    parts: tuple[HFPart, ...]
+    special_tokens_pattern: str
+    """How the tokenizer wraps a text, as the family's samples: "cls_sep" ([CLS] a [SEP]),
+    "bos_eos" (<s> a </s>), "eos" (a </s>), "bos" (the tokenizer's bos before a)."""
+    token_ids: Callable[[object, ModelConfig], dict] = lambda tokens, cfg: {"pad_token_id": tokens.pad}
+    """(plmscale.data.SpecialTokens, model config) -> the config's special-token ids."""
+    tokenizer_tokens: dict = field(default_factory=dict)
+    """Overrides of the tokenizer's special-token strings (GPT: its bos is </s>, as in training)."""
+
+
+def _encoder_ids(tokens, cfg):
+    return {"pad_token_id": tokens.pad, "bos_token_id": tokens.bos, "eos_token_id": tokens.eos}
+
+
+HF_EXPORTS: dict[str, HFExport] = {
+    "bert": HFExport((HFPart("BertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
+    # HF RoBERTa counts positions from pad_token_id + 1: its pad id stays position_offset - 1
+    # (set by hf_config); the tokenizer still pads with [PAD].
+    "roberta": HFExport((HFPart("RobertaForMaskedLM", task="fill-mask"),), "bos_eos",
+                        lambda tokens, cfg: {"bos_token_id": tokens.bos, "eos_token_id": tokens.eos}),
+    "albert": HFExport((HFPart("AlbertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
+    "electra": HFExport((
+        HFPart("ElectraForPreTraining"),
+        HFPart("ElectraForMaskedLM", subfolder="generator", task="fill-mask",
+               hf_config=generator_hf_config, to_hf_state_dict=generator_to_hf_state_dict)),
+        "cls_sep", _encoder_ids),
+    "distilbert": HFExport((HFPart("DistilBertForMaskedLM", task="fill-mask"),), "cls_sep",
+                           _encoder_ids),
+    "t5": HFExport((HFPart("T5ForConditionalGeneration", task="text2text-generation"),),
+                   "eos", lambda tokens, cfg: {"pad_token_id": tokens.pad, "eos_token_id": tokens.eos,
+                                               "decoder_start_token_id": tokens.pad}),
+    "bart": HFExport((HFPart("BartForConditionalGeneration", task="text2text-generation"),),
+                     "bos_eos", lambda tokens, cfg: {
+                         "pad_token_id": tokens.pad, "bos_token_id": tokens.bos,
+                         "eos_token_id": tokens.eos, "decoder_start_token_id": tokens.eos,
+                         "forced_eos_token_id": tokens.eos}),
+    # GPT's packed stream puts </s> before every document: it is bos and eos, as in GPT-2.
+    "gpt": HFExport((HFPart("GPT2LMHeadModel", task="text-generation"),), "bos",
+                    lambda tokens, cfg: {"pad_token_id": tokens.pad, "bos_token_id": tokens.eos,
+                                         "eos_token_id": tokens.eos},
+                    tokenizer_tokens={"bos_token": "</s>"}),
+}
+
+
+def hf_export_spec(family: str) -> HFExport:
+    if family not in HF_EXPORTS:
+        raise ValueError(f"model.family {family!r} has no Hugging Face class to export to; "
+                         f"families that export: {', '.join(sorted(HF_EXPORTS))}")
+    return HF_EXPORTS[family]
+
+
+def _loaded_model(part: HFPart, config, state: dict):
+    """The ``transformers`` model holding ``state``; every tensor must be used, and only buffers
+    or tied copies that HF rebuilds itself may be left out."""
+    import transformers
+    model = getattr(transformers, part.model_class)(config).eval()
+    if part.model_class == "T5ForConditionalGeneration":
+        from plmscale.export.t5 import TIED_ALIASES
+        state = dict(state)
+        head = state.pop("lm_head.weight", None)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [m for m in missing if m not in TIED_ALIASES]
+        if head is not None:  # v1.1: a head of its own (see plmscale.export.t5)
+            model.lm_head.weight = torch.nn.Parameter(head.clone())
+    else:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise RuntimeError(f"{part.model_class}: the exported tensors do not fit HF (missing "
+                           f"{missing[:5]}, unexpected {unexpected[:5]})")
+    return model
+
+
+def hf_tokenizer(tokenizer_model: Path, spec: HFExport, max_length: int):
+    """transformers' SentencePiece backend on ``tokenizer_model`` with plmscale's special tokens."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+    names = dict(unk_token="<unk>", pad_token="[PAD]", mask_token="[MASK]", cls_token="[CLS]",
+                 sep_token="[SEP]", bos_token="<s>", eos_token="</s>")
+    names.update(spec.tokenizer_tokens)
+    tokenizer = SentencePieceBackend(vocab_file=str(tokenizer_model), split_special_tokens=True,
+                                     special_tokens_pattern=spec.special_tokens_pattern,
+                                     model_max_length=max_length,
+                                     clean_up_tokenization_spaces=False, **names)
+    # The base class reads the pattern but leaves it out of what save_pretrained writes.
+    tokenizer.init_kwargs["special_tokens_pattern"] = spec.special_tokens_pattern
+    return tokenizer
+
+
+def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokenizer_model: Path,
+                    out: str | Path) -> list[Path]:
+    """Write the HF folder(s) of a trained model given as full tensors (``plmscale.export.shards``);
+    returns the folders written (ELECTRA: the discriminator's and ``generator/``)."""
+    from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.families import get_family
+    family = get_family(cfg.model.family)
+    spec = hf_export_spec(cfg.model.family)
+    tokens = SpecialTokens.from_model(tokenizer_model)
+    out = Path(out)
+    written = []
+    for part in spec.parts:
+        config = (part.hf_config or family.hf_config)(cfg.model)
+        for name, value in spec.token_ids(tokens, cfg.model).items():
+            setattr(config, name, value)
+        config.architectures = [part.model_class]
+        state = (part.to_hf_state_dict or family.to_hf_state_dict)(full, cfg.model)
+        model = _loaded_model(part, config, state)
+        folder = out / part.subfolder
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(folder)
+        hf_tokenizer(tokenizer_model, spec, cfg.model.max_position_embeddings).save_pretrained(folder)
+        written.append(folder)
+    shutil.copyfile(tokenizer_model, out / "tokenizer.model")
+    return written

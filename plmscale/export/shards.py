@@ -1,0 +1,307 @@
+"""The one reader of plmscale checkpoints: any tensor-parallel x pipeline-parallel x ZeRO 0-3 layout
+-> full (unpartitioned, unpadded) tensors under the ordinary model's parameter names, and back to
+this rank's slices for whatever layout is current.
+
+DeepSpeed writes a checkpoint directory ``save_dir/<tag>/`` as:
+
+- without pipeline parallelism, ``mp_rank_{tp:02d}_model_states.pt`` per tensor-parallel rank, the
+  module's state dict under ``"module"``;
+- with it, ``layer_{i:02d}-model_{tp:02d}-model_states.pt`` per pipeline piece ``i`` and TP rank
+  (the piece's own state dict), plus the ``mp_rank_*`` files holding the client state only;
+- with ZeRO-3, the weights only as fp32 partitions in
+  ``zero_pp_rank_{dp}_mp_rank_{tp:02d}_optim_states.pt`` (consolidated per TP rank by DeepSpeed's
+  ``zero_to_fp32``, then merged over TP as the others).
+
+How a tensor is split is read from the parameter attributes plmscale's layers carry
+(``tensor_model_parallel`` / ``partition_dim``, ``vocab_padded``), on a reference model built on
+the meta device (no memory). ``training.checkpoint`` writes the config, the tokenizer and (under
+pipeline parallelism) which ordinary parameter each layer-file key holds next to the shards, so a
+checkpoint directory is all that generation and export need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from plmscale.config import config_from_dict
+from plmscale.config.schema import ExperimentConfig
+
+METADATA_FILE = "plmscale.json"
+"""plmscale's JSON state in every committed checkpoint tag (``plmscale.training.checkpoint``): the
+step, the data position and, under "config", the resolved training config."""
+TOKENIZER_FILE = "tokenizer.model"
+"""A copy of the run's sentencepiece model, written into every checkpoint tag directory."""
+
+PIPELINE_NAMES = "plmscale_pipeline_names.stage{stage}.json"
+"""Per pipeline stage: which ordinary parameter each key of each layer file holds."""
+
+_LAYER_FILE = re.compile(r"layer_(\d+)-model_(\d+)-model_states\.pt$")
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint directory that is missing, incomplete or of an unsupported layout; the message
+    names the file."""
+
+
+def checkpoint_tag(directory: str | Path, tag: str | None = None) -> str:
+    """``tag`` if given, else the one the ``latest`` file names."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist; pass the "
+                              f"train.save_dir of a finished run")
+    if tag is None:
+        latest = directory / "latest"
+        if not latest.is_file():
+            raise CheckpointError(f"{latest} is missing: pass the train.save_dir of a finished run, "
+                                  f"or a tag (e.g. --tag step100)")
+        tag = latest.read_text().strip()
+    if not (directory / tag).is_dir():
+        raise CheckpointError(f"{directory / tag} is missing (tag {tag!r}); tags present: "
+                              f"{sorted(p.name for p in directory.iterdir() if p.is_dir())}")
+    return tag
+
+
+def _deepspeed_globals() -> list:
+    """The few DeepSpeed classes its checkpoint files hold besides tensors and plain values."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def safe_load(path, map_location=None):
+    """``torch.load`` with ``weights_only=True`` (no arbitrary code runs from a file), allowing
+    only DeepSpeed's checkpoint bookkeeping classes; used for DeepSpeed's own reads too."""
+    with torch.serialization.safe_globals(_deepspeed_globals()):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _load(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the checkpoint is incomplete (copy the whole tag "
+                              f"directory)")
+    try:
+        return safe_load(path, map_location="cpu")
+    except Exception as error:  # a truncated or foreign file
+        raise CheckpointError(f"{path} cannot be read ({error}); the checkpoint is damaged") from None
+
+
+def saved_config(directory: str | Path, tag: str | None = None) -> ExperimentConfig:
+    """The training config of a checkpoint: the "config" of its ``plmscale.json``, or, for
+    checkpoints written before that file existed, the client state of
+    ``mp_rank_00_model_states.pt``."""
+    directory = Path(directory)
+    tag = checkpoint_tag(directory, tag)
+    path = directory / tag / METADATA_FILE
+    if path.is_file():
+        return config_from_dict(json.loads(path.read_text())["config"])
+    state = _load(directory / tag / "mp_rank_00_model_states.pt")
+    if "config" not in state:
+        raise CheckpointError(f"{directory / tag / 'mp_rank_00_model_states.pt'} holds no plmscale "
+                              f"config: not a checkpoint written by plmscale's training loop")
+    return config_from_dict(state["config"])
+
+
+def tokenizer_file(directory: str | Path, tag: str | None = None,
+                   cfg: ExperimentConfig | None = None) -> Path:
+    """The sentencepiece model of a checkpoint: its own copy, or (older checkpoints) the one of
+    the run's ``data.path``."""
+    directory = Path(directory)
+    tag = checkpoint_tag(directory, tag)
+    own = directory / tag / TOKENIZER_FILE
+    if own.is_file():
+        return own
+    cfg = cfg or saved_config(directory, tag)
+    manifest = Path(cfg.data.path) / "manifest.json"
+    if not manifest.is_file():
+        raise CheckpointError(f"{own} is missing and the run's data.path {cfg.data.path} has no "
+                              f"manifest.json (moved?); pass the tokenizer explicitly")
+    return Path(cfg.data.path) / json.loads(manifest.read_text())["tokenizer"]["file"]
+
+
+def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> ExperimentConfig:
+    """A copy of a saved config for using the trained model: one pipeline stage, the given TP
+    size, no dropout, fp32 weights whatever the training precision, and no DistilBERT teacher
+    (only training needs it)."""
+    cfg = config_from_dict(dataclasses.asdict(cfg))
+    cfg.parallel.tensor_model_parallel_size = tensor_parallel_size
+    cfg.parallel.pipeline_model_parallel_size = 1
+    cfg.model.hidden_dropout = cfg.model.attention_dropout = 0.0
+    cfg.train.precision = "fp32"
+    cfg.objective.distillation_teacher_path = None
+    return cfg
+
+
+def reference_parameters(cfg: ExperimentConfig) -> dict[str, torch.nn.Parameter]:
+    """Meta-device parameters of the family's ordinary model for the current process groups."""
+    from plmscale.families import build_model
+    with torch.device("meta"):
+        return dict(build_model(inference_config(cfg)).named_parameters())
+
+
+def pipeline_names(pipe) -> dict[int, dict[str, str]]:
+    """{piece index: {key in that piece's layer file: ordinary parameter name}} for the pieces of
+    this stage of a ``FamilyPipeline`` that DeepSpeed saves (those with a ``state_dict``: a
+    ``TiedLayerSpec`` with a ``forward_fn`` is not saved)."""
+    tied = {id(module): f"tied_modules.{key}." for key, module in pipe.tied_modules.items()}
+    names = {}
+    for local, layer in enumerate(pipe.forward_funcs):
+        if not hasattr(layer, "state_dict"):
+            continue
+        piece = int(pipe._local_start) + local
+        prefix = tied.get(id(layer), f"{piece}.")
+        names[piece] = {key: pipe.canonical_name(prefix + key)
+                        for key, _ in layer.named_parameters()}
+    return names
+
+
+def write_pipeline_names(pipe, target: Path) -> None:
+    """Record this stage's ``pipeline_names`` next to its layer files (one file per stage), so a
+    reader needs no pipeline module to name them."""
+    from megatron.core import parallel_state as ps
+    stage = ps.get_pipeline_model_parallel_rank()
+    (target / PIPELINE_NAMES.format(stage=stage)).write_text(json.dumps(pipeline_names(pipe)))
+
+
+def _recorded_pipeline_names(directory: Path, tag: str) -> dict[int, dict[str, str]]:
+    files = sorted((directory / tag).glob(PIPELINE_NAMES.format(stage="*")))
+    if not files:
+        raise CheckpointError(f"{directory / tag / PIPELINE_NAMES.format(stage=0)} is missing: "
+                              f"a pipeline-parallel checkpoint written before plmscale recorded "
+                              f"its parameter names cannot be read; resume it for 0 steps to "
+                              f"rewrite it")
+    names = {}
+    for f in files:
+        names.update({int(piece): keys for piece, keys in json.loads(f.read_text()).items()})
+    return names
+
+
+def _merge(name: str, pieces: list[torch.Tensor], param, vocab_size: int) -> torch.Tensor:
+    pieces = [p.float() for p in pieces]
+    if getattr(param, "tensor_model_parallel", False):
+        tensor = torch.cat(pieces, dim=param.partition_dim)
+    else:
+        tensor = pieces[0]
+    if getattr(param, "vocab_padded", False):
+        tensor = tensor[:vocab_size]
+    return tensor
+
+
+def _zero3_states(directory: Path, tag: str, tp: int) -> list[dict[str, torch.Tensor]]:
+    """Per TP rank, the module's fp32 tensors of a ZeRO-3 checkpoint (whose weights live only in
+    the optimizer files, partitioned over the data-parallel ranks). DeepSpeed's own consolidation
+    (``zero_to_fp32``) handles one TP rank's files at a time, so it is shown each rank's files
+    alone, through links in a scratch directory."""
+    import tempfile
+
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    states = []
+    for rank in range(tp):
+        files = sorted((directory / tag).glob(f"zero_pp_rank_*_mp_rank_{rank:02d}_*_states.pt"))
+        if not any(f.name.endswith("_optim_states.pt") for f in files):
+            raise CheckpointError(f"{directory / tag}/zero_pp_rank_0_mp_rank_{rank:02d}_optim_states.pt"
+                                  f" is missing: the ZeRO-3 checkpoint is incomplete")
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / tag).mkdir()
+            for f in files:
+                (Path(scratch) / tag / f.name).symlink_to(f.resolve())
+            try:  # (its progress lines would mix with a command's output)
+                with contextlib.redirect_stdout(io.StringIO()), \
+                        contextlib.redirect_stderr(io.StringIO()):
+                    states.append(get_fp32_state_dict_from_zero_checkpoint(scratch, tag=tag))
+            except (ValueError, FileNotFoundError) as error:
+                raise CheckpointError(f"{directory / tag} (TP rank {rank}): {error}") from None
+    return states
+
+
+def read_full_tensors(directory: str | Path, tag: str | None = None
+                      ) -> tuple[ExperimentConfig, dict[str, torch.Tensor]]:
+    """(saved config, every parameter as the whole fp32 tensor without vocabulary padding, under
+    the ordinary model's names) from a checkpoint of any TP x PP x ZeRO 0-3 layout.
+
+    Uses megatron-core's process groups of any layout (only names and partition attributes of a
+    meta-device model are read); a process without them gets a one-rank layout."""
+    from megatron.core import parallel_state as ps
+    directory = Path(directory)
+    tag = checkpoint_tag(directory, tag)
+    cfg = saved_config(directory, tag)
+    if not ps.model_parallel_is_initialized():
+        from plmscale.parallel import init_distributed, init_model_parallel
+        init_distributed()
+        init_model_parallel(inference_config(cfg))
+    tp = cfg.parallel.tensor_model_parallel_size
+    vocab = cfg.model.vocab_size
+    reference = reference_parameters(cfg)
+    if cfg.parallel.pipeline_model_parallel_size == 1:
+        if cfg.parallel.zero_stage == 3:
+            states = _zero3_states(directory, tag, tp)
+        else:
+            states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt")["module"]
+                      for r in range(tp)]
+        full = {}
+        for name, param in reference.items():
+            missing = [r for r, s in enumerate(states) if name not in s]
+            if missing:
+                raise CheckpointError(f"{directory / tag / f'mp_rank_{missing[0]:02d}_model_states.pt'}"
+                                      f" has no tensor {name}: not a {cfg.model.family} checkpoint "
+                                      f"of this plmscale version")
+            full[name] = _merge(name, [s[name] for s in states], param, vocab)
+        return cfg, full
+    recorded = _recorded_pipeline_names(directory, tag)
+    files = {}
+    for path in (directory / tag).iterdir():
+        match = _LAYER_FILE.match(path.name)
+        if match:
+            files.setdefault(int(match[1]), {})[int(match[2])] = path
+    full = {}
+    for piece, keys in sorted(recorded.items()):
+        if not keys:
+            continue  # a piece without parameters
+        for r in range(tp):
+            if r not in files.get(piece, {}):
+                raise CheckpointError(f"{directory / tag / _layer_file(piece, r)} is missing: the "
+                                      f"checkpoint is incomplete")
+        states = [_load(files[piece][r]) for r in range(tp)]
+        for local, name in keys.items():
+            if name in full or name not in reference:
+                continue  # a tied copy (the first piece's wins: DeepSpeed keeps them equal)
+            full[name] = _merge(name, [s[local] for s in states], reference[name], vocab)
+    absent = sorted(set(reference) - set(full))
+    if absent:
+        raise CheckpointError(f"{directory / tag} holds no {absent[0]} ({len(absent)} tensors "
+                              f"absent): the checkpoint is incomplete")
+    return cfg, full
+
+
+def _layer_file(piece: int, tp_rank: int) -> str:
+    return f"layer_{piece:02d}-model_{tp_rank:02d}-model_states.pt"
+
+
+def load_full_tensors(model: torch.nn.Module, full: dict[str, torch.Tensor], vocab_size: int,
+                      canonical_name=lambda name: name) -> None:
+    """Copy full tensors into ``model`` built for the current process groups: vocabulary rows are
+    padded to the model's size and partitioned tensors cut to this rank's slice. Every parameter
+    must be present (``canonical_name`` maps a pipeline module's names to the ordinary ones)."""
+    from megatron.core import parallel_state as ps
+    size, rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
+    with torch.no_grad():
+        for local, param in model.named_parameters():
+            name = canonical_name(local)
+            if name not in full:
+                raise KeyError(f"no tensor {name} for parameter {local}")
+            tensor = full[name]
+            partitioned = getattr(param, "tensor_model_parallel", False)
+            if getattr(param, "vocab_padded", False):
+                rows = param.shape[0] * (size if partitioned and param.partition_dim == 0 else 1)
+                tensor = torch.cat([tensor[:vocab_size],
+                                    tensor.new_zeros(rows - vocab_size, *tensor.shape[1:])])
+            if partitioned and size > 1:
+                tensor = tensor.chunk(size, dim=param.partition_dim)[rank]
+            param.copy_(tensor.to(param.dtype))

@@ -1,0 +1,34 @@
+"""Checks of what a run points at, made before any process group or model exists, so a user's
+mistake costs seconds and reads as one message: the data directory and its tokenizer, and the
+checkpoint to resume (present, complete, trained on shards of the same tokenizer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from plmscale.config import ConfigError, ExperimentConfig
+from plmscale.training import checkpoint
+
+
+def check_inputs(cfg: ExperimentConfig) -> None:
+    """Raise ``ConfigError`` / ``CheckpointError`` naming the field, the path and the fix."""
+    from plmscale.data.tokenizer import SpecialTokens
+    data = Path(cfg.data.path)
+    manifest = data / "manifest.json"
+    if not manifest.is_file():
+        raise ConfigError(f"data.path={data} holds no manifest.json: point data.path at the output "
+                          f"directory of `python -m data_prep encode` (launch/demo.sh shows how)")
+    try:
+        tokenizer = data / json.loads(manifest.read_text())["tokenizer"]["file"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{manifest} is unreadable ({error!r}); re-run `python -m data_prep "
+                          f"encode` into {data}") from None
+    vocab = SpecialTokens.from_model(tokenizer).vocab_size
+    if vocab > cfg.model.vocab_size:
+        raise ConfigError(f"the tokenizer of data.path={data} has {vocab} pieces but "
+                          f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= {vocab}")
+    if cfg.train.load_dir:
+        tag = checkpoint.candidate_tags(cfg.train.load_dir)[0]
+        where = f"{cfg.train.load_dir}/{tag}"
+        checkpoint.check_same_data(cfg, checkpoint.metadata(cfg.train.load_dir, tag), where)

@@ -1,0 +1,139 @@
+"""Rank functions of the export round trip (tests/integration/test_export.py): train every
+HF-backed family a few steps at TP=2 x PP=2, export the checkpoints, and compute plmscale's own
+logits on fixed ids for the HF side (hf_check.py, run in a fresh process) to compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from plmscale.config import load_config
+from plmscale.parallel import init_distributed
+
+REPO = Path(__file__).resolve().parents[2]
+
+CONFIGS = {"bert": "bert_demo", "roberta": "roberta_tiny", "albert": "albert_tiny",
+           "electra": "electra_tiny", "distilbert": "distilbert_tiny", "t5": "t5_tiny",
+           "bart": "bart_tiny", "gpt": "gpt_tiny"}
+
+SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropout=0",
+         "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=2",
+         "train.gradient_accumulation_steps=2", "train.train_steps=2", "train.lr=1e-3",
+         "train.warmup_steps=1", "train.progress_bar=false", "train.tensorboard_dir=null",
+         "train.save_interval=0", "parallel.zero_stage=1"]
+
+LAYOUT = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
+
+
+def family_config(family: str, shards: str, save_dir: Path, layout: list[str], teacher=None):
+    extra = [f"objective.distillation_teacher_path={teacher}"] if family == "distilbert" else []
+    if family in ("t5", "bart"):
+        extra.append("model.num_decoder_layers=2")
+    return load_config(REPO / "configs" / f"{CONFIGS[family]}.yaml",
+                       SMALL + layout + extra + [f"data.path={shards}", f"train.save_dir={save_dir}"])
+
+
+def train_families(shards: str, out: str, families: list[str], layouts: dict) -> None:
+    """Train each family (its layout from ``layouts``, default TP=2 x PP=2) into
+    ``out/<family>/ckpt``; DistilBERT's teacher is the BERT checkpoint just written (train
+    "bert" first)."""
+    from plmscale.parallel import init_model_parallel, seed_all
+    from plmscale.training.loop import train
+    init_distributed()
+    for family in families:
+        teacher = Path(out) / "bert" / "ckpt"
+        cfg = family_config(family, shards, Path(out) / family / "ckpt",
+                            layouts.get(family, LAYOUT), teacher)
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        train(cfg)
+
+
+def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
+    """(plmscale ``logits`` kwargs, HF forward kwargs) for ``text`` laid out as the family's samples."""
+    ids = sp.encode(text)[:20]
+    if family in ("bert", "albert", "electra", "distilbert"):
+        x = torch.tensor([[tokens.cls] + ids + [tokens.sep]])
+    elif family == "roberta":
+        x = torch.tensor([[tokens.bos] + ids + [tokens.eos]])
+    elif family == "gpt":
+        return {"input_ids": torch.tensor([[tokens.eos] + ids])}, {"input_ids": torch.tensor([[tokens.eos] + ids])}
+    else:  # encoder-decoders: the text as input, its head as decoder input
+        x = torch.tensor([ids + [tokens.eos]])
+        start = tokens.pad if family == "t5" else tokens.eos
+        dec = torch.tensor([[start] + ids[:6]])
+        kw = {"input_ids": x, "attention_mask": torch.ones_like(x), "decoder_input_ids": dec}
+        return kw, kw
+    mask = torch.ones_like(x)
+    ours = {"input_ids": x, "attention_mask": mask}
+    hf = {"input_ids": x, "attention_mask": mask}
+    if family in ("bert", "albert", "electra"):
+        ours["token_type_ids"] = hf["token_type_ids"] = torch.zeros_like(x)
+    return ours, hf
+
+
+# plmscale ``logits`` outputs -> (HF subfolder, HF output attribute), in order.
+OUTPUT_NAMES = {
+    "bert": [("", "prediction_logits"), ("", "seq_relationship_logits")],
+    "albert": [("", "prediction_logits"), ("", "sop_logits")],
+    "electra": [("", "logits"), ("generator", "logits")],
+    "roberta": [("", "logits")], "distilbert": [("", "logits")], "t5": [("", "logits")],
+    "bart": [("", "logits")], "gpt": [("", "logits")],
+}
+
+
+def export_and_logits(out: str, families: list[str], text: str) -> dict:
+    """One process: ``plmscale export`` (through the console-script entry) of each family's
+    checkpoint to ``out/<family>/hf``, then plmscale's logits on ``text`` from the same checkpoint
+    (merged, re-sliced for TP=1), saved with the inputs as ``out/<family>/expected.pt``."""
+    import sentencepiece as spm
+
+    from plmscale.cli import main
+    from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.export.shards import (inference_config, load_full_tensors, read_full_tensors,
+                                        tokenizer_file)
+    from plmscale.families import build_model
+    from plmscale.parallel import init_model_parallel
+    init_distributed()
+    codes = {}
+    for family in families:
+        ckpt, hf = Path(out) / family / "ckpt", Path(out) / family / "hf"
+        codes[family] = main(["export", "--checkpoint", str(ckpt), "--output", str(hf)])
+        cfg, full = read_full_tensors(ckpt)
+        cfg = inference_config(cfg)
+        init_model_parallel(cfg)
+        model = build_model(cfg).eval()
+        load_full_tensors(model, full, cfg.model.vocab_size)
+        tokenizer = tokenizer_file(ckpt)
+        sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
+        ours, hf_inputs = _family_inputs(family, sp, SpecialTokens.from_model(tokenizer), text)
+        logits = model.logits(**ours)
+        logits = logits if isinstance(logits, tuple) else (logits,)
+        expected = [(folder, name, tensor.float()) for (folder, name), tensor
+                    in zip(OUTPUT_NAMES[family], logits)]
+        torch.save({"inputs": hf_inputs, "outputs": expected}, Path(out) / family / "expected.pt")
+    return codes
+
+
+def train_zero_stages(shards: str, out: str, stages: list[int]) -> list[float]:
+    """GPT at TP=2 x DP=2, the same run once per ZeRO stage, each saved to ``out/zero<stage>``;
+    returns the learning rates of the steps."""
+    from plmscale.parallel import init_model_parallel, seed_all
+    from plmscale.training.loop import train
+    init_distributed()
+    for stage in stages:
+        cfg = load_config(REPO / "configs" / "gpt_tiny.yaml",
+                          SMALL + ["parallel.tensor_model_parallel_size=2", f"data.path={shards}",
+                                   f"parallel.zero_stage={stage}",
+                                   f"train.save_dir={Path(out) / f'zero{stage}'}"])
+        init_model_parallel(cfg)
+        seed_all(cfg.train.seed)
+        history = train(cfg)
+    return [h["lr"] for h in history]
+
+
+def read_checkpoints(directories: list[str]) -> list[dict]:
+    """Each checkpoint's full tensors, read in one process (no process group set up first)."""
+    from plmscale.export.shards import read_full_tensors
+    return [read_full_tensors(d)[1] for d in directories]
