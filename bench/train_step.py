@@ -96,7 +96,7 @@ def batches(family: str, vocab: int, batch: int, seq: int, g: torch.Generator):
 
 
 def plmscale_engine(cfg):
-    from plmscale.models import build_model
+    from plmscale.families import build_model
     from plmscale.parallel import initialize_parameters
     from plmscale.training.engine import build_engine
     if cfg.model.family != "distilbert":
@@ -113,7 +113,7 @@ def _teacher_config(cfg):
 
 
 def _teacher(cfg, plmscale: bool):
-    from plmscale.models import build_model
+    from plmscale.families import build_model
     from plmscale.parallel import initialize_parameters
     teacher_cfg = _teacher_config(cfg)
     if plmscale:
@@ -129,7 +129,7 @@ def _teacher(cfg, plmscale: bool):
 def hf_reference(family: str, cfg):
     """(trainable HF modules, loss function of the HF batch)."""
     import transformers
-    from plmscale.models import get_family
+    from plmscale.families import get_family
     fam = get_family(family)
     if family == "electra":
         from plmscale.export.electra import generator_hf_config, hf_config

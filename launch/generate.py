@@ -28,7 +28,7 @@ from plmscale.config import ExperimentConfig  # noqa: E402
 from plmscale.export.generation import generation_spec  # noqa: E402
 from plmscale.export.shards import (inference_config, load_full_tensors,  # noqa: E402
                                     read_full_tensors, saved_config, tokenizer_file)
-from plmscale.models import build_model  # noqa: E402
+from plmscale.families import build_model  # noqa: E402
 from plmscale.parallel import device, init_distributed, init_model_parallel  # noqa: E402
 
 

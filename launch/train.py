@@ -29,7 +29,7 @@ import torch.distributed as dist  # noqa: E402
 from plmscale.config import (ConfigError, config_to_dict, data_parallel_size, deepspeed_config,  # noqa: E402
                              load_config, validate_config)
 from plmscale.config.families import family_fields  # noqa: E402
-from plmscale.models import build_model, count_parameters  # noqa: E402
+from plmscale.families import build_model, count_parameters  # noqa: E402
 from plmscale.parallel import init_distributed, init_model_parallel, layout_summary, seed_all  # noqa: E402
 from plmscale.parallel.launch_env import LaunchEnvError, announced_world_size, discover  # noqa: E402
 from plmscale.training.preemption import StopRequest  # noqa: E402

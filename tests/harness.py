@@ -73,9 +73,3 @@ PIPELINE_LAYOUTS = {
                         "parallel.tensor_model_parallel_size=2"]),
 }
 
-
-def run_pipeline_layouts(fn, *args, common: list[str]) -> dict[str, list]:
-    """Per pipeline layout name, the per-rank results of ``fn(*args, common + layout overrides)``
-    on that layout's ranks."""
-    return {name: run_ranks(ranks, fn, *args, common + overrides)
-            for name, (ranks, overrides) in PIPELINE_LAYOUTS.items()}

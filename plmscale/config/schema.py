@@ -15,7 +15,7 @@ class ModelConfig:
     """Architecture of the network. Field names follow megatron-core."""
 
     family: str = "bert"
-    """Registry name of the model family (see ``plmscale.models.registry``)."""
+    """Registry name of the model family (see ``plmscale.families``)."""
     preset: Optional[str] = None
     """Named size from ``plmscale.config.presets``; its fields are applied before the YAML's own."""
     num_layers: int = 12

@@ -1,8 +1,7 @@
 """Shard reading, sample construction per objective, and DP-sharded micro-batch loading."""
 
-from plmscale.data.bert_samples import BertSamples
 from plmscale.data.corpus import Corpus
 from plmscale.data.loader import micro_batch_loader
 from plmscale.data.tokenizer import SpecialTokens
 
-__all__ = ["BertSamples", "Corpus", "SpecialTokens", "micro_batch_loader"]
+__all__ = ["Corpus", "SpecialTokens", "micro_batch_loader"]

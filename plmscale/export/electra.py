@@ -16,13 +16,13 @@ def _electra_config(cfg: ModelConfig, embedding_size: int):
 
 def hf_config(cfg: ModelConfig):
     """``ElectraConfig`` of the discriminator."""
-    from plmscale.models.electra import embedding_width
+    from plmscale.families.electra.model import embedding_width
     return _electra_config(cfg, embedding_width(cfg))
 
 
 def generator_hf_config(cfg: ModelConfig):
     """``ElectraConfig`` of the generator (for ``ElectraForMaskedLM``)."""
-    from plmscale.models.electra import embedding_width, generator_config
+    from plmscale.families.electra.model import embedding_width, generator_config
     return _electra_config(generator_config(cfg), embedding_width(cfg))
 
 
@@ -51,7 +51,7 @@ def generator_to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig
                                ) -> dict[str, torch.Tensor]:
     """Full plmscale tensors -> ``ElectraForMaskedLM`` (the generator; lm head tied to the shared
     word embeddings)."""
-    from plmscale.models.electra import generator_config
+    from plmscale.families.electra.model import generator_config
     gen = generator_config(cfg)
     out = _encoder(full, "generator", gen.num_layers, gen.num_attention_heads)
     for kind in ("weight", "bias"):

@@ -139,7 +139,7 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
     """Write the HF folder(s) of a trained model given as full tensors (``plmscale.export.shards``);
     returns the folders written (ELECTRA: the discriminator's and ``generator/``)."""
     from plmscale.data.tokenizer import SpecialTokens
-    from plmscale.models import get_family
+    from plmscale.families import get_family
     family = get_family(cfg.model.family)
     spec = hf_export_spec(cfg.model.family)
     tokens = SpecialTokens.from_model(tokenizer_model)

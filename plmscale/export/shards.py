@@ -141,7 +141,7 @@ def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> Ex
 
 def reference_parameters(cfg: ExperimentConfig) -> dict[str, torch.nn.Parameter]:
     """Meta-device parameters of the family's ordinary model for the current process groups."""
-    from plmscale.models import build_model
+    from plmscale.families import build_model
     with torch.device("meta"):
         return dict(build_model(inference_config(cfg)).named_parameters())
 

@@ -12,7 +12,7 @@ from megatron.core import tensor_parallel
 from plmscale.models.common.heads import gather_last_dim
 from plmscale.models.common.megatron import tp_world
 
-IGNORE_INDEX = -100
+from plmscale.objectives.masking import IGNORE_INDEX
 
 
 def document_attention_mask(document_ids: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ The selected positions are then corrupted 80/10/10 by :func:`plmscale.objectives
 ``phrase_spans`` column (``data_prep encode --phrase-gazetteer``), "entity" from the ``entity_spans``
 column (``--entity-gazetteer``), so ERNIE 1.0's phrase and entity stages mask different units of one
 corpus. The two kinds may overlap (an entity inside a phrase); each strategy sees only its own kind.
-The sample builder hands the right labels over (``plmscale.data.bert_samples.Segment.span_labels``).
+The sample builder hands the right labels over (``plmscale.families.bert.samples.Segment.span_labels``).
 """
 
 from __future__ import annotations

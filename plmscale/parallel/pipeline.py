@@ -1,24 +1,32 @@
-"""Pipeline parallelism through DeepSpeed's ``PipelineModule``.
+"""Pipeline parallelism through DeepSpeed's ``PipelineModule``, derived from a family's pieces.
 
-A family expresses its model as a flat list of ``LayerSpec``s: an embedding piece, one piece per
-transformer layer, and head pieces; the input embedding and the tied output projection are
-``TiedLayerSpec``s with the same key, so the first and the last stage each hold a copy of the word
-embedding that DeepSpeed keeps identical (it all-reduces their gradients). Pieces pass tuples of
-tensors between stages; their shapes must not change from one micro-batch to the next.
+Each piece (``plmscale.families.pieces``) becomes one ``LayerSpec``; a module run by several pieces
+becomes one ``TiedLayerSpec`` key, so the stages holding it keep its tied parameters equal (DeepSpeed
+all-reduces their gradients). A stage holds its pieces' modules at their paths in the ordinary
+model, so a parameter's pipeline name is its ordinary name behind one prefix ("7." or
+"tied_modules.<key>."): ``canonical_name`` strips it, the one rule for every family.
 
-Parameter names inside a PipelineModule depend on the stage layout ("5.mlp..." for layer spec 5,
-"tied_modules.embed..."); ``canonical_name`` maps them back to the names of the family's ordinary
-model, so initialisation (seeded by name) and export are the same for every PP x TP layout.
+Between stages the state travels through ``pack`` / ``unpack``: DeepSpeed sends tuples of tensors
+with fixed shapes, and under TP it splits the first tensor over the TP ranks and sends gradients
+for that one only. So every floating-point entry (hidden states, encoder output, auxiliary losses,
+metric values) is flattened into the first tensor, a byte tensor describes the layout, and the
+integer entries (ids, masks, labels) follow. Entries whose shape depends on the data (e.g. the
+masked positions) must stay within a stage: families create them in their last pieces.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import json
+from functools import partial
 
 import torch
-from deepspeed.pipe import PipelineModule
+import torch.distributed as dist
+from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 from deepspeed.runtime.pipe.topology import PipeModelDataParallelTopology
 from megatron.core import parallel_state as ps
+from torch import nn
+
+from plmscale.families.pieces import Piece, place, run_piece
 
 
 def topology() -> PipeModelDataParallelTopology:
@@ -30,45 +38,133 @@ def topology() -> PipeModelDataParallelTopology:
         num_dp=ps.get_data_parallel_world_size())
 
 
-class FamilyPipeline(PipelineModule):
-    """A family's model as pipeline stages.
+def pack(state: dict) -> tuple:
+    """A state dict -> (flat floats, layout bytes, *other tensors), the form stages exchange."""
+    floats = {k: v for k, v in state.items() if v.is_floating_point()}
+    others = {k: v for k, v in state.items() if not v.is_floating_point()}
+    device = next(iter(state.values())).device
+    dtype = torch.float32
+    if floats:
+        dtype = floats[max(floats, key=lambda k: floats[k].numel())].dtype
+        for v in floats.values():
+            dtype = torch.promote_types(dtype, v.dtype)
+    parts = [v.reshape(-1).to(dtype) for v in floats.values()]
+    numel = sum(p.numel() for p in parts)
+    padding = -numel % ps.get_tensor_model_parallel_world_size()  # DeepSpeed splits it evenly
+    flat = torch.cat(parts + [torch.zeros(padding, dtype=dtype, device=device)])
+    layout = {"floats": [[k, str(v.dtype), list(v.shape)] for k, v in floats.items()],
+              "others": [[k, str(v.dtype), list(v.shape)] for k, v in others.items()]}
+    header = torch.tensor(list(json.dumps(layout).encode()), dtype=torch.uint8, device=device)
+    # DeepSpeed's transport treats a trailing bool tensor as a mask of its own: send bytes.
+    return (flat, header, *(v.to(torch.uint8) if v.dtype == torch.bool else v
+                            for v in others.values()))
 
-    ``layer_type`` names the class of the repeated transformer piece: stages get equal numbers of
-    them (DeepSpeed's ``type:`` partitioning), the embedding lands on the first stage and the heads on
-    the last. ``renames`` are (pipeline prefix, ordinary-model prefix) pairs, e.g.
-    ("3.", "bert.layers.2.") or ("tied_modules.embed.", "bert.embeddings."); the longest matching
-    prefix wins.
-    """
 
-    def __init__(self, specs: list, loss_fn: Callable, layer_type: str,
-                 renames: list[tuple[str, str]], split_batch: Callable[[dict], tuple]):
-        super().__init__(layers=specs, topology=topology(), loss_fn=loss_fn,
-                         partition_method=f"type:{layer_type}", activation_checkpoint_interval=0)
-        self._renames = sorted(renames, key=lambda pair: -len(pair[0]))
-        self.split_batch = split_batch
-        """dict batch (as the family's samples give) -> (stage-0 inputs tuple, loss labels tuple)."""
-        last = len(specs) - 1
-        if self.stage_owner(last) != self.num_stages - 1 or self.stage_owner(0) != 0:
+def unpack(packed: tuple) -> dict:
+    """Inverse of ``pack``."""
+    flat, header, *others = packed
+    layout = json.loads(bytes(header.tolist()).decode())
+    state, offset = {}, 0
+    for name, dtype, shape in layout["floats"]:
+        numel = int(torch.Size(shape).numel())
+        state[name] = flat[offset:offset + numel].view(shape).to(getattr(torch, dtype.split(".")[1]))
+        offset += numel
+    for (name, dtype, _), tensor in zip(layout["others"], others):
+        state[name] = tensor.to(getattr(torch, dtype.split(".")[1]))
+    return state
+
+
+class _Stage(nn.Module):
+    """One piece as a pipeline layer: its modules at their model paths."""
+
+    def __init__(self, piece: Piece):
+        super().__init__()
+        self.piece = piece
+        for path, build in piece.modules.items():
+            place(self, path, build(), lists=False)
+
+    def forward(self, state):
+        return run_piece(self.piece, self, state)
+
+
+class _LayerStage(_Stage):
+    """A transformer-layer piece (partitioning balances the number of these per stage)."""
+
+
+def _run_tied(piece: Piece, stage: _Stage, state):
+    return run_piece(piece, stage, state)
+
+
+def _key(path: str) -> str:
+    return path.replace(".", "__")
+
+
+class PiecewisePipeline(PipelineModule):
+    """A family's pieces as pipeline stages. ``forward`` unpacks a stage's input and packs its
+    output; the last stage returns the metrics, whose ``loss`` DeepSpeed back-propagates and which
+    are kept (``metrics``, one dict of floats per micro-batch) for the training step to report."""
+
+    def __init__(self, pieces: list[Piece]):
+        uses: dict[str, list[Piece]] = {}
+        for piece in pieces:
+            for path in piece.modules:
+                uses.setdefault(path, []).append(piece)
+        specs = []
+        for piece in pieces:
+            stage_type = _LayerStage if piece.layer else _Stage
+            path = next(iter(piece.modules))
+            if len(uses[path]) == 1:
+                specs.append(LayerSpec(stage_type, piece))
+                continue
+            if len(piece.modules) != 1:
+                raise ValueError(f"{path} is run by several pieces, so its pieces may run nothing else")
+            first = uses[path][0]
+            tied = sorted({a for p in uses[path] if p.tie is not None for a in p.tie})
+            if not tied:
+                with torch.device("meta"):
+                    tied = [n for n, _ in first.modules[path]().named_parameters()]
+            specs.append(TiedLayerSpec(_key(path), stage_type, first,
+                                       forward_fn=partial(_run_tied, piece),
+                                       tied_weight_attr=[f"{path}.{a}" for a in tied]))
+        super().__init__(layers=specs, topology=topology(), loss_fn=self._loss,
+                         partition_method="type:_LayerStage", activation_checkpoint_interval=0)
+        self.metrics: list[dict[str, float]] = []
+        # Pieces after the last layer may hand data-dependent shapes to each other: one stage.
+        last_layer = max(i for i, p in enumerate(pieces) if p.layer)
+        heads = range(min(last_layer + 1, len(pieces) - 1), len(pieces))
+        if {self.stage_owner(i) for i in heads} != {self.num_stages - 1} or self.stage_owner(0):
             raise RuntimeError("pipeline partitioning put the embedding or the heads on the wrong stage")
 
-    def canonical_name(self, name: str) -> str:
+    def forward(self, inputs):
+        state = super().forward(unpack(inputs) if isinstance(inputs, tuple) else inputs)
+        return state if self.stage_id == self.num_stages - 1 else pack(state)
+
+    def _loss(self, metrics: dict, _labels) -> torch.Tensor:
+        self.metrics.append({k: float(v.detach()) for k, v in metrics.items()})
+        return metrics["loss"]
+
+    @staticmethod
+    def split_batch(batch: dict) -> tuple:
+        """A micro-batch -> DeepSpeed's (first-stage inputs, labels): the whole batch travels with
+        the state, so the last stage needs no labels of its own."""
+        packed = pack(batch)
+        return packed, packed[1]
+
+    @staticmethod
+    def canonical_name(name: str) -> str:
         """Pipeline parameter name -> the ordinary model's parameter name."""
-        for prefix, canonical in self._renames:
-            if name.startswith(prefix):
-                return canonical + name[len(prefix):]
-        raise KeyError(f"no canonical name for pipeline parameter {name}")
+        prefix = 2 if name.startswith("tied_modules.") else 1
+        return name.split(".", prefix)[prefix]
 
 
-def full_pipeline_tensors(pipe: FamilyPipeline, true_vocab_size: int, grads: bool = False
+def full_pipeline_tensors(pipe: PiecewisePipeline, true_vocab_size: int, grads: bool = False
                           ) -> dict[str, torch.Tensor]:
     """Every parameter (or gradient) of the whole model under its ordinary name, on every rank.
 
     Collective over all ranks: tensors are TP-gathered within each stage, then each stage's
-    canonical tensors are shared across the pipeline group (a tied weight appears on several
-    stages with equal values; the first stage's copy wins).
+    canonical tensors are shared across the pipeline group (a tied module appears on several
+    stages; the first stage's copy, the one its first piece uses whole, wins).
     """
-    import torch.distributed as dist
-
     from plmscale.export.gather import full_tensors
     local = {pipe.canonical_name(n): t for n, t in full_tensors(pipe, true_vocab_size, grads).items()}
     stages = [None] * ps.get_pipeline_model_parallel_world_size()

@@ -6,8 +6,8 @@ import deepspeed
 import torch
 import torch.distributed as dist
 
-from plmscale.config import ConfigError, ExperimentConfig, deepspeed_config
-from plmscale.models import build_model, get_family
+from plmscale.config import ExperimentConfig, deepspeed_config
+from plmscale.families import build_model, get_family
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
 
 
@@ -38,11 +38,9 @@ def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
         if family.initialize is not None:
             family.initialize(model, cfg)
         return model.to(device())
+    from plmscale.parallel.pipeline import PiecewisePipeline
     family = get_family(cfg.model.family)
-    if family.pipeline is None:
-        raise ConfigError(f"model.family={cfg.model.family!r} has no pipeline-parallel form yet; "
-                          "set parallel.pipeline_model_parallel_size=1")
-    pipe = family.pipeline(cfg)
+    pipe = PiecewisePipeline(family.pieces(cfg))
     initialize_parameters(pipe, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
                           canonical_name=pipe.canonical_name)
     if family.initialize is not None:

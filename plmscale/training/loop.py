@@ -12,7 +12,7 @@ from megatron.core import parallel_state as ps
 
 from plmscale.config import ExperimentConfig
 from plmscale.data import Corpus, micro_batch_loader
-from plmscale.models import get_family
+from plmscale.families import get_family
 from plmscale.parallel import device, seed_all
 from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
@@ -44,9 +44,26 @@ def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
                               cfg.data.num_workers)
 
 
-def _count_tokens(batch: dict) -> int:
+def count_tokens(batch: dict) -> int:
+    """Non-padding input tokens of a micro-batch."""
     mask = batch.get("attention_mask")
     return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+
+class PipelineBatches:
+    """The micro-batches in the pipeline engine's (inputs, labels) form; counts the tokens of those
+    it hands out (the engine pulls them itself)."""
+
+    def __init__(self, batches, split_batch):
+        self.batches, self.split_batch, self.tokens = batches, split_batch, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.batches)
+        self.tokens += count_tokens(batch)
+        return self.split_batch(batch)
 
 
 def engine_step(engine, batches, accumulation: int, guard: StepGuard) -> tuple[dict[str, float], int]:
@@ -60,18 +77,29 @@ def engine_step(engine, batches, accumulation: int, guard: StepGuard) -> tuple[d
         guard.record_loss(out["loss"])
         engine.backward(out["loss"])
         engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
-        tokens += _count_tokens(batch)
+        tokens += count_tokens(batch)
         for name, value in out.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach())
     return {k: v / accumulation for k, v in sums.items()}, tokens
 
 
-def pipeline_step(engine, batches, cfg: ExperimentConfig) -> tuple[dict[str, float], int]:
+def pipeline_step(engine, batches: PipelineBatches) -> tuple[dict[str, float], int]:
     """One optimiser step of the pipeline engine, whose schedule pulls the micro-batches itself
-    (only the first and last stages read them). Returns the mean loss and the tokens processed."""
-    t = cfg.train
-    loss = engine.train_batch(batches)
-    return {"loss": float(loss)}, t.gradient_accumulation_steps * t.micro_batch_size * cfg.data.seq_length
+    (only the first and last stages read them). The last stage computed the metrics and counted
+    the tokens; every stage returns its means over micro-batches and the token count, as
+    ``engine_step`` does."""
+    pipe = engine.module
+    pipe.metrics.clear()
+    batches.tokens = 0
+    engine.train_batch(batches)
+    sums: dict[str, float] = {}
+    for metrics in pipe.metrics:
+        for name, value in metrics.items():
+            sums[name] = sums.get(name, 0.0) + value
+    result = [{k: v / len(pipe.metrics) for k, v in sums.items()}, batches.tokens]
+    dist.broadcast_object_list(result, src=ps.get_pipeline_model_parallel_last_rank(),
+                               group=ps.get_pipeline_model_parallel_group())
+    return result[0], result[1]
 
 
 def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
@@ -94,7 +122,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
     batches = build_batches(cfg, micro_batches)
     pipelined = uses_pipeline(cfg)
     if pipelined:
-        batches = (engine.module.split_batch(b) for b in batches)
+        batches = PipelineBatches(batches, engine.module.split_batch)
     flops = step_flops(cfg, ps.get_data_parallel_world_size()).per_step
     logger = MetricsLogger(t.train_steps, step, t.tensorboard_dir, t.progress_bar, t.log_interval,
                            flops, peak_flops_per_device(cfg))
@@ -108,7 +136,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
         seed_all(t.seed + step)
         if pipelined:
-            metrics, tokens = pipeline_step(engine, batches, cfg)
+            metrics, tokens = pipeline_step(engine, batches)
         else:
             metrics, tokens = engine_step(engine, batches, t.gradient_accumulation_steps, guard)
         micro_batches += t.gradient_accumulation_steps  # a skipped step's data is not re-read
@@ -128,10 +156,11 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        tokens_seen += tokens * ps.get_data_parallel_world_size()
+        tokens *= ps.get_data_parallel_world_size()
+        tokens_seen += tokens
         metrics["tokens_seen"] = tokens_seen  # continues across resumes, as the step does
-        history.append(logger.step(step, metrics, tokens * ps.get_data_parallel_world_size(),
-                                   max_over_ranks(peak_memory_bytes())))
+        history.append({**logger.step(step, metrics, tokens, max_over_ranks(peak_memory_bytes())),
+                        "tokens": tokens})
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             save()
         if on_step is not None:

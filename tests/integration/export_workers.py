@@ -93,7 +93,7 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
     from plmscale.data.tokenizer import SpecialTokens
     from plmscale.export.shards import (inference_config, load_full_tensors, read_full_tensors,
                                         tokenizer_file)
-    from plmscale.models import build_model
+    from plmscale.families import build_model
     from plmscale.parallel import init_model_parallel
     init_distributed()
     codes = {}

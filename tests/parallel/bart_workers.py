@@ -70,7 +70,7 @@ def train_tp2_then_export(shards: str, steps: int) -> dict:
     """Train a few steps with TP=2 through the real loop, gather, export, compare with HF on a real
     batch; the weights must have moved away from the initialisation."""
     from plmscale.data import Corpus
-    from plmscale.data.bart_samples import BartSamples
+    from plmscale.families.bart.samples import BartSamples
     from plmscale.training.loop import train
     init_distributed()
     cfg = load_config(None, TINY + [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from closeness import Closeness, closeness
-from workers_common import (forward_backward, gathered_training_run, held_out_batch, load_exported,
+from workers_common import (forward_backward, held_out_batch, load_exported,
                             max_abs_diff, restored_from_checkpoint, tp2_vs_tp1)
 
 from plmscale.config import load_config
@@ -30,8 +30,8 @@ def tensor_parallel_vs_single() -> dict:
     gradients, and HF ``DistilBertForMaskedLM`` logits after export."""
     from bert_workers import fixed_batch
 
-    from plmscale.models.bert import BertForPreTraining
-    from plmscale.models.distilbert import DistilBertForMaskedLM
+    from plmscale.families.bert.model import BertForPreTraining
+    from plmscale.families.distilbert.model import DistilBertForMaskedLM
     init_distributed()
     cfg = load_config(None, STUDENT + SIZE)
     teacher_cfg = load_config(None, TEACHER + SIZE)
@@ -76,7 +76,7 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
     the same student from random initialisation for ``scratch_steps``."""
     import time
 
-    from plmscale.models.distilbert import load_teacher
+    from plmscale.families.distilbert.model import load_teacher
     from plmscale.training.loop import train
     init_distributed()
     teacher_dir, student_dir = f"{directory}/teacher", f"{directory}/student"
@@ -126,23 +126,3 @@ def distill_from_checkpoint(shards: str, directory: str, teacher_steps: int, stu
             "scratch_init_diff": scratch_init_diff, "scratch_history": scratch_history,
             "hf_logit_diff": hf_logit_diff(cfg, params, logits, batch),
             "restored_diff": max_abs_diff(params, trained)}
-
-
-def pipeline_train_and_gather(shards: str, teacher_dir: str, overrides: list[str],
-                              make_teacher: bool = False) -> dict:
-    """(Optionally first train and save a 4-layer BERT teacher on one rank, then) distil with the
-    given layout; returns the per-step losses and the student's initial and final parameters under
-    their ordinary names (gathered over TP and PP)."""
-    from plmscale.training.loop import train
-    init_distributed()
-    if make_teacher:
-        cfg = load_config(None, TEACHER + TRAIN + [f"data.path={shards}", "train.train_steps=2",
-                                                   "train.micro_batch_size=8",
-                                                   f"train.save_dir={teacher_dir}"])
-        init_model_parallel(cfg)
-        seed_all(cfg.train.seed)
-        train(cfg)
-    cfg = load_config(None, STUDENT + TRAIN + [f"data.path={shards}",
-                                               f"objective.distillation_teacher_path={teacher_dir}"]
-                      + overrides)
-    return gathered_training_run(cfg)

@@ -10,7 +10,7 @@ from workers_common import (initialised_model, load_exported, tp2_and_tp1, tp2_v
 
 from plmscale.config import load_config
 from plmscale.export import full_tensors
-from plmscale.models import get_family
+from plmscale.families import get_family
 from plmscale.parallel import init_distributed, init_model_parallel, seed_all
 
 NO_DROPOUT = ["model.hidden_dropout=0", "model.attention_dropout=0"]

@@ -8,7 +8,8 @@ from closeness import closeness
 from workers_common import undetected_perturbations
 
 from plmscale.config import DataConfig, ObjectiveConfig, load_config
-from plmscale.data import BertSamples, Corpus
+from plmscale.data import Corpus
+from plmscale.families.bert.samples import BertSamples
 from plmscale.export import full_tensors
 from plmscale.models.common import vocab_parallel_loss_and_accuracy
 from plmscale.objectives.schedule import global_batch_size
@@ -42,7 +43,7 @@ def span_boundary_on_bert(shards: str) -> dict:
         torch.manual_seed(11)  # the head is replicated: the same weights on every rank and layout
         head = SpanBoundaryHead(cfg.model.hidden_size)
         out = model(batch)
-        hidden = model.bert(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        hidden = model.run(batch, model.pieces[:-1])["hidden"]  # the encoder's output
         weight = model.bert.embeddings.word_embeddings.weight
         sbo_loss, sbo_accuracy = span_boundary_loss(
             head, hidden, batch["sbo_left"], batch["sbo_right"], batch["sbo_position"],

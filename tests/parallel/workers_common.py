@@ -102,7 +102,7 @@ def held_out_batch(cfg, keys: tuple[str, ...] | None = None) -> dict[str, torch.
     """Four samples of the family's data from ``cfg.data.path``, from index 10 000 on (beyond what a
     few training steps read), stacked into tensors; only ``keys`` when given."""
     from plmscale.data import Corpus
-    from plmscale.models import get_family
+    from plmscale.families import get_family
     samples = get_family(cfg.model.family).samples(Corpus(cfg.data.path), cfg)
     rows = [samples(10_000 + i) for i in range(4)]
     return {k: torch.from_numpy(np.stack([row[k] for row in rows])) for k in keys or rows[0]}

@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from plmscale.config import ExperimentConfig, load_config
-from plmscale.models import build_model, count_parameters, get_family
+from plmscale.families import build_model, count_parameters, get_family
 from plmscale.parallel import init_model_parallel
 
 

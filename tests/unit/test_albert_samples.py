@@ -6,7 +6,7 @@ import pytest
 
 from plmscale.config import load_config
 from plmscale.data import Corpus
-from plmscale.data.albert_samples import AlbertSamples
+from plmscale.families.albert.samples import AlbertSamples
 
 SEQ = 64
 

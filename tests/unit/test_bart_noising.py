@@ -6,7 +6,7 @@ import pytest
 
 from plmscale.config import DataConfig, ObjectiveConfig
 from plmscale.data import Corpus
-from plmscale.data.bart_samples import BartSamples
+from plmscale.families.bart.samples import BartSamples
 from plmscale.objectives.bart_noising import (document_rotation, noise, sentence_permutation,
                                               text_infilling, token_deletion, token_masking)
 

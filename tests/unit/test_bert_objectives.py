@@ -8,7 +8,7 @@ from closeness import assert_close
 
 from plmscale.config import load_config
 from plmscale.data import Corpus
-from plmscale.models import get_family
+from plmscale.families import get_family
 from plmscale.parallel import init_model_parallel
 from plmscale.training.engine import build_initialised_model
 

@@ -7,8 +7,9 @@ from closeness import assert_close
 from meta_counts import meta_counts
 
 from plmscale.config import load_config
-from plmscale.models.bert import BertForPreTraining
-from plmscale.models.distilbert import DistilBertForMaskedLM, vocab_parallel_kl
+from plmscale.families.bert.model import BertForPreTraining
+from plmscale.families.distilbert.model import DistilBertForMaskedLM
+from plmscale.objectives.distillation import vocab_parallel_kl
 from plmscale.parallel import init_model_parallel, initialize_parameters, seed_all
 
 SPEC_COUNTS = {"distilbert-base": 66_985_530}

@@ -6,7 +6,7 @@ import torch
 
 from plmscale.config import load_config
 from plmscale.config.families import FAMILY_FIELDS
-from plmscale.models import build_model, count_parameters
+from plmscale.families import build_model, count_parameters
 from plmscale.parallel import init_model_parallel, initialize_parameters, seed_all
 
 # SPEC.md's table (= HF ElectraForPreTraining).
@@ -75,7 +75,7 @@ def test_rtd_loss_does_not_reach_the_generator():
 
 
 def test_sampling_follows_the_generator_softmax():
-    from plmscale.models.electra import sample_from_logits
+    from plmscale.objectives.replaced_token import sample_from_logits
     cfg = load_config(None, [])
     init_model_parallel(cfg)
     torch.manual_seed(5)

@@ -100,7 +100,7 @@ def test_t5_greedy_generate_matches_hf():
 def test_bart_greedy_generate_matches_hf():
     from transformers import BartForConditionalGeneration
 
-    from plmscale.models.bart import FAMILY
+    from plmscale.families.bart import FAMILY
     from plmscale.export.bart import hf_config
     cfg = load_config(None, ["model.preset=bart-tiny", f"model.vocab_size={VOCAB}",
                              "model.max_position_embeddings=64", "model.hidden_dropout=0",

@@ -5,7 +5,7 @@ import pytest
 
 from plmscale.config import load_config
 from plmscale.data import Corpus
-from plmscale.data.gpt_samples import GPTSamples
+from plmscale.families.gpt.samples import GPTSamples
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from plmscale.config import DataConfig, ObjectiveConfig
-from plmscale.data import BertSamples, Corpus
+from plmscale.data import Corpus
+from plmscale.families.bert.samples import BertSamples
 from plmscale.objectives import IGNORE_INDEX, mask_tokens
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from plmscale.config import DataConfig, ExperimentConfig, ObjectiveConfig
-from plmscale.data import BertSamples, Corpus
+from plmscale.data import Corpus
+from plmscale.families.bert.samples import BertSamples
 from plmscale.objectives import STRATEGIES, ObjectiveSchedule, ScheduleError
 from plmscale.objectives.schedule import global_batch_size, masking_schedule
 

@@ -15,7 +15,8 @@ import torch
 
 from data_prep.shards import Document
 from plmscale.config import DataConfig, ObjectiveConfig
-from plmscale.data import BertSamples, Corpus
+from plmscale.data import Corpus
+from plmscale.families.bert.samples import BertSamples
 from plmscale.objectives import IGNORE_INDEX, select_positions
 from plmscale.objectives.masking_strategies import (label_spans, ngram_length_distribution,
                                                     span_length_distribution, words)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from plmscale.config import load_config
-from plmscale.models import build_model
+from plmscale.families import build_model
 from plmscale.parallel import init_model_parallel, initialize_parameters
 from plmscale.perf import describe, mfu, padded_vocab, ptdp_flops, ptdp_parameters, step_flops
 

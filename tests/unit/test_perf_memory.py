@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from plmscale.config import load_config
-from plmscale.models import build_model
+from plmscale.families import build_model
 from plmscale.parallel import init_model_parallel, initialize_parameters
 from plmscale.perf import Layout, activation_bytes, model_states, stage_tensors
 from plmscale.perf.memory import deepspeed_zero2_gpu_bytes, megatron_bytes_per_parameter

@@ -9,7 +9,7 @@ import pytest
 
 from plmscale.config import load_config
 from plmscale.data import Corpus
-from plmscale.data.roberta_samples import RobertaSamples
+from plmscale.families.roberta.samples import RobertaSamples
 
 SEQ = 64
 

@@ -6,7 +6,7 @@ import pytest
 
 from plmscale.config import DataConfig, ObjectiveConfig
 from plmscale.data import Corpus
-from plmscale.data.t5_samples import IGNORE_INDEX, T5Samples, permute
+from plmscale.families.t5.samples import IGNORE_INDEX, T5Samples, permute
 from plmscale.objectives.span_corruption import (corrupted_lengths, random_spans_noise_mask,
                                                  raw_length, reconstruct, span_corrupt)
 

@@ -19,6 +19,9 @@ class Embeddings(nn.Module):
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", embedding_size: int | None = None,
                  position_offset: int = 0, layernorm: bool = True):
         super().__init__()
+        if cfg.position_embedding_type != "learned":
+            raise ValueError(f"model.position_embedding_type={cfg.position_embedding_type!r}: this "
+                             "family's embeddings use learned positions; set it to 'learned'")
         size = embedding_size or cfg.hidden_size
         self.padded_vocab_size = padded_vocab_size(cfg, tp_world()[1])
         self.word_embeddings = vocab_parallel_embedding(self.padded_vocab_size, size, precision)

@@ -27,17 +27,55 @@ class TiedVocabParallelLogits(nn.Module):
         if self.bias is not None:
             tensor_parallel.set_tensor_model_parallel_attributes(self.bias, True, 0, 1)
             self.bias.vocab_padded = True
-        first = rank * per_rank
-        padding = (torch.arange(first, first + per_rank) >= true_vocab_size)
-        self.register_buffer("padding_columns", padding, persistent=False)
+        self.register_buffer("padding_columns", padding_columns(per_rank, true_vocab_size),
+                             persistent=False)
 
     def forward(self, hidden: torch.Tensor, embedding_weight: torch.Tensor) -> torch.Tensor:
-        # Identity forward, all-reduce backward: each rank's logits slice contributes to the grad.
-        hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden)
-        logits = F.linear(hidden, embedding_weight, self.bias)
-        if self.padding_columns.any():
-            logits = logits.masked_fill(self.padding_columns, float("-inf"))
-        return logits
+        return tied_logits(hidden, embedding_weight, self.bias, self.padding_columns)
+
+
+def padding_columns(per_rank: int, true_vocab_size: int) -> torch.Tensor:
+    """This TP rank's vocabulary columns that exist only because of padding (True)."""
+    first = tp_world()[0] * per_rank
+    return torch.arange(first, first + per_rank) >= true_vocab_size
+
+
+def tied_logits(hidden, embedding_weight, bias, padding: torch.Tensor) -> torch.Tensor:
+    """This rank's vocabulary slice of ``hidden @ embedding_weight.T + bias``, padding columns -inf."""
+    # Identity forward, all-reduce backward: each rank's logits slice contributes to the grad.
+    hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden)
+    logits = F.linear(hidden, embedding_weight, bias)
+    if padding.any():
+        logits = logits.masked_fill(padding.to(logits.device), float("-inf"))
+    return logits
+
+
+class GatherFromTensorParallel(torch.autograd.Function):
+    """[..., n/tp] slices -> [..., n] on every TP rank; backward keeps this rank's slice. (A tensor
+    that crosses pipeline stages must be the same on every TP rank.)"""
+
+    @staticmethod
+    def forward(ctx, local):
+        ctx.rank, ctx.width = tp_world()[0], local.shape[-1]
+        return gather_last_dim(local).clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[..., ctx.rank * ctx.width:(ctx.rank + 1) * ctx.width].contiguous()
+
+
+class ScatterToTensorParallel(torch.autograd.Function):
+    """[..., n] -> this rank's [..., n/tp]; backward all-gathers (equal gradients on every rank)."""
+
+    @staticmethod
+    def forward(ctx, full):
+        rank, size = tp_world()
+        width = full.shape[-1] // size
+        return full[..., rank * width:(rank + 1) * width].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return gather_last_dim(grad.contiguous())
 
 
 def vocab_parallel_loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor):

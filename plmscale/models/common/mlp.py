@@ -1,28 +1,53 @@
-"""Feed-forward block: column-parallel fc1 -> bias+GELU (fused kernel on GPU) -> row-parallel fc2."""
+"""Feed-forward block: column-parallel fc1 -> activation -> row-parallel fc2, with the spec-style
+switches every family shares: ``model.activation`` ("gelu", "relu", "gated-gelu") and
+``model.add_bias_linear``."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
 from plmscale.kernels import bias_gelu
 from plmscale.models.common.megatron import column_parallel, row_parallel
+from plmscale.parallel.random import tensor_parallel_rng
+
+ACTIVATIONS = ("gelu", "relu", "gated-gelu")
 
 
 class MLP(nn.Module):
-    """fc1's bias is added inside the GELU kernel (``skip_bias_add``) so bias+GELU is one pass."""
+    """``linear_fc2(act(linear_fc1(x)))``, or gated: ``linear_fc2(act(linear_fc1(x)) * linear_fc1_up(x))``
+    (T5 v1.1: ``linear_fc1_up`` is the linear half, HF ``wi_1``). With a bias and GELU, fc1's bias
+    is added inside the GELU kernel (``skip_bias_add``) so bias+GELU is one pass. ``inner_dropout``:
+    dropout on the intermediate activations (T5), drawn per TP rank since they are split."""
 
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", inner_dropout: bool = False):
         super().__init__()
-        self.approximate = cfg.gelu_approximate
+        if cfg.activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={cfg.activation!r}; valid: {ACTIVATIONS}")
+        bias = cfg.add_bias_linear
+        self.activation, self.approximate = cfg.activation, cfg.gelu_approximate
         self.fused = cfg.use_fused_kernels
-        self.linear_fc1 = column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision,
-                                          skip_bias_add=True)
-        self.linear_fc2 = row_parallel(cfg.ffn_hidden_size, cfg.hidden_size, precision)
+        self.linear_fc1 = column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias,
+                                          skip_bias_add=bias and cfg.activation == "gelu")
+        self.linear_fc1_up = (column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias)
+                              if cfg.activation == "gated-gelu" else None)
+        self.linear_fc2 = row_parallel(cfg.ffn_hidden_size, cfg.hidden_size, precision, bias)
+        self.dropout = nn.Dropout(cfg.hidden_dropout) if inner_dropout else None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         intermediate, bias = self.linear_fc1(hidden)
-        intermediate = bias_gelu(intermediate, bias, self.approximate, fused=self.fused)
+        if bias is not None:
+            intermediate = bias_gelu(intermediate, bias, self.approximate, fused=self.fused)
+        elif self.activation == "relu":
+            intermediate = F.relu(intermediate)
+        else:
+            intermediate = F.gelu(intermediate, approximate=self.approximate)
+        if self.linear_fc1_up is not None:
+            intermediate = intermediate * self.linear_fc1_up(hidden)[0]
+        if self.dropout is not None:
+            with tensor_parallel_rng():
+                intermediate = self.dropout(intermediate)
         out, _ = self.linear_fc2(intermediate)
         return out

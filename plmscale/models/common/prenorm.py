@@ -9,10 +9,11 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.models.common.attention import SelfAttention
 from plmscale.models.common.mlp import MLP
+from plmscale.models.common.norms import build_norm
 
 
 class PreLNLayer(nn.Module):
-    """x = x + drop(attn(LN(x))); x = x + drop(mlp(LN(x))). ``causal`` selects causal attention;
+    """x = x + drop(attn(N(x))); x = x + drop(mlp(N(x))). ``causal`` selects causal attention;
     ``mask`` (boolean, True = hidden) adds to it, e.g. [b, 1, s, s] document-boundary masks."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
@@ -20,9 +21,9 @@ class PreLNLayer(nn.Module):
         """``output_init_std``: init std of the two projections that write into the residual
         stream (GPT-2: init_std / sqrt(2 * layers)); None = the model's init_std."""
         super().__init__()
-        self.input_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
-        self.self_attention = SelfAttention(cfg, precision, causal=causal)
-        self.pre_mlp_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.input_layernorm = build_norm(cfg)
+        self.self_attention = SelfAttention(cfg, precision, causal=causal, bias=cfg.add_bias_linear)
+        self.pre_mlp_layernorm = build_norm(cfg)
         self.mlp = MLP(cfg, precision)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         if output_init_std is not None:

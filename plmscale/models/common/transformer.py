@@ -1,4 +1,4 @@
-"""Transformer layers and stacks shared by the families."""
+"""Post-LN transformer layer (BERT's encoder layer, BART's encoder and decoder layers)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,37 @@ from torch import nn
 
 from plmscale.config.schema import ModelConfig
 from plmscale.models.common.attention import SelfAttention
+from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.mlp import MLP
+from plmscale.models.common.norms import build_norm
 
 
 class PostLNLayer(nn.Module):
-    """BERT's layer: x = LN(x + drop(attn(x))); x = LN(x + drop(mlp(x)))."""
+    """x = N(x + drop(attn(x))) [; x = N(x + drop(cross_attn(x, memory)))]; x = N(x + drop(mlp(x))).
 
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
+    ``causal``: causal self-attention (a decoder); ``cross_attention``: attends to an encoder output
+    (BART's decoder layer). Norm, activation and biases follow the model config."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
+                 cross_attention: bool = False):
         super().__init__()
-        self.self_attention = SelfAttention(cfg, precision)
-        self.attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.self_attention = SelfAttention(cfg, precision, causal=causal, bias=cfg.add_bias_linear)
+        self.attention_layernorm = build_norm(cfg)
+        if cross_attention:
+            self.cross_attention = CrossAttention(cfg, precision, bias=cfg.add_bias_linear)
+            self.cross_attention_layernorm = build_norm(cfg)
         self.mlp = MLP(cfg, precision)
-        self.output_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.output_layernorm = build_norm(cfg)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, memory=None,
+                memory_mask=None) -> torch.Tensor:
+        """``mask``: self-attention mask (None in BART's decoder: its padding sits at the end, so
+        causal masking alone keeps real tokens off it); ``memory_mask``: the encoder's padding."""
         hidden = self.attention_layernorm(hidden + self.dropout(self.self_attention(hidden, mask)))
+        if memory is not None:
+            hidden = self.cross_attention_layernorm(
+                hidden + self.dropout(self.cross_attention(hidden, memory, memory_mask)))
         return self.output_layernorm(hidden + self.dropout(self.mlp(hidden)))
 
 

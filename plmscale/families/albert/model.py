@@ -1,0 +1,63 @@
+"""ALBERT (Lan et al. 2019): factorised embeddings (width E, projected to H), ONE set of layer
+parameters applied at every depth, BERT's MLM head working at width E, and sentence-order prediction
+(SOP) instead of NSP; the same architecture as HF ``AlbertForPreTraining``.
+
+The shared layer is a single module (``albert.layer_groups.0``) that every depth's piece runs, so it
+is one parameter set with one gradient (the sum over depths); under pipeline parallelism each stage
+holds a copy tied to the others, as the input and output word embeddings are.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.families.bert.model import (MaskedLMHead, encoder_pieces, masked_lm_metrics,
+                                          pair_model_logits, sentence_pair_metrics)
+from plmscale.families.pieces import Piece, PiecewiseModel
+from plmscale.models.common import Embeddings, padded_vocab_size, tp_world
+
+
+def albert_pieces(cfg: ModelConfig, precision: str = "fp32",
+                  sentence_order_prediction: bool = True) -> list[Piece]:
+    """Embeddings at width E, the E -> H projection, ``num_layers`` applications of the layer
+    groups (one group when ``share_layer_parameters``; HF's ``num_hidden_groups``: depth i uses group
+    ``i * groups // num_layers``), then the MLM head (H -> E, tied) and the SOP head."""
+    width = cfg.embedding_size or cfg.hidden_size
+    groups = 1 if cfg.share_layer_parameters else cfg.num_layers
+    pieces = encoder_pieces(
+        cfg, precision, "albert", embeddings=lambda: Embeddings(cfg, precision, embedding_size=width),
+        layer_path=lambda depth: f"albert.layer_groups.{depth * groups // cfg.num_layers}")
+    project = Piece({"albert.embedding_hidden_mapping_in": lambda: nn.Linear(width, cfg.hidden_size)},
+                    lambda linear, state: {**state, "hidden": linear(state["hidden"])})
+    heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
+             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]),
+                                             output_size=width),
+             "sop_head": lambda: nn.Linear(cfg.hidden_size, 2)}
+
+    def losses(pooler, lm_head, sop_head, state):
+        hidden = state["hidden"]
+        out = masked_lm_metrics(lm_head, hidden, state["mlm_labels"], state["word_embeddings"])
+        if sentence_order_prediction and "sentence_order_label" in state:
+            # 0 = segments in order, 1 = swapped (HF's convention)
+            out = sentence_pair_metrics("sop", sop_head(torch.tanh(pooler(hidden[:, 0]))),
+                                        state["sentence_order_label"], out)
+        return out
+
+    return pieces[:1] + [project] + pieces[1:] + [Piece(heads, losses)]
+
+
+class AlbertForPreTraining(PiecewiseModel):
+    """ALBERT with the MLM head and the SOP head on the pooled [CLS]. ``forward(batch)``: MLM loss,
+    plus SOP when the batch has ``sentence_order_label`` and the objective enables it."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32",
+                 sentence_order_prediction: bool = True):
+        super().__init__(albert_pieces(cfg, precision, sentence_order_prediction))
+        self.cfg = cfg
+
+    @torch.no_grad()
+    def logits(self, input_ids, token_type_ids=None, attention_mask=None):
+        """Full-vocabulary MLM logits [b, s, V] and SOP logits [b, 2], as HF's model returns them."""
+        return pair_model_logits(self, self.sop_head, input_ids, token_type_ids, attention_mask)

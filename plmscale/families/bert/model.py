@@ -1,0 +1,145 @@
+"""BERT (Devlin et al. 2019): post-LN encoder, learned positions, token types, pooler, tied MLM head
+and NSP head (or SpanBERT's span-boundary head); the same architecture as HF ``BertForPreTraining``.
+
+The encoder pieces (``encoder_pieces``) and the MLM head serve the other BERT-style families too.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plmscale.config.schema import ModelConfig
+from plmscale.families.pieces import Piece, PiecewiseModel
+from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
+                                    gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
+                                    vocab_parallel_loss_and_accuracy)
+from plmscale.objectives import IGNORE_INDEX
+from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_loss
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> GELU -> LayerNorm -> logits tied to the word embeddings (with their own bias).
+
+    ``output_size`` is the width of the tied embeddings when it differs from hidden_size (ALBERT's
+    factorised embeddings: dense maps hidden_size -> embedding_size)."""
+
+    def __init__(self, cfg: ModelConfig, padded_vocab_size: int, output_size: int | None = None):
+        super().__init__()
+        size = output_size or cfg.hidden_size
+        self.dense = nn.Linear(cfg.hidden_size, size)
+        self.approximate = cfg.gelu_approximate
+        self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon)
+        self.logits = TiedVocabParallelLogits(padded_vocab_size, cfg.vocab_size)
+
+    def forward(self, hidden, embedding_weight):
+        hidden = self.LayerNorm(F.gelu(self.dense(hidden), approximate=self.approximate))
+        return self.logits(hidden, embedding_weight)
+
+
+def masked_lm_metrics(head, hidden: torch.Tensor, labels: torch.Tensor,
+                      embedding_weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``mlm_loss`` and ``mlm_accuracy`` of ``head(hidden, embedding_weight)`` against ``labels``
+    ([b, s], IGNORE_INDEX = not predicted). Only the labelled positions (~15%) go through the head:
+    the vocabulary projection is the most expensive matmul of a small encoder's step."""
+    selected = labels != IGNORE_INDEX
+    loss, accuracy = vocab_parallel_loss_and_accuracy(
+        head(hidden[selected], embedding_weight), labels[selected])
+    return {"mlm_loss": loss, "mlm_accuracy": accuracy, "loss": loss}
+
+
+def sentence_pair_metrics(name: str, logits: torch.Tensor, labels: torch.Tensor, out: dict) -> dict:
+    """Adds ``<name>_loss`` / ``<name>_accuracy`` of a two-way sentence-pair head (NSP, SOP) to the
+    metrics ``out`` and its loss to ``out["loss"]``."""
+    loss = F.cross_entropy(logits.float(), labels)
+    return {**out, f"{name}_loss": loss, "loss": out["loss"] + loss,
+            f"{name}_accuracy": (logits.argmax(-1) == labels).float().mean()}
+
+
+def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
+                   embeddings: Callable[[], nn.Module] | None = None,
+                   positions: Callable[[dict], torch.Tensor | None] = lambda state: None,
+                   layer_path: Callable[[int], str] | None = None,
+                   token_types: bool = True) -> list[Piece]:
+    """[embeddings] [layer] x num_layers, then the word embeddings handed to the heads as
+    ``state["word_embeddings"]``; the pieces keep ``state["hidden"]``. ``positions(state)``: position
+    ids (None = 0, 1, ...); ``layer_path(depth)``: the module of each depth (ALBERT shares one);
+    ``token_types=False``: the batch's token types are not read (every position gets type 0)."""
+    embeddings = embeddings or (lambda: Embeddings(cfg, precision,
+                                                   position_offset=cfg.position_offset))
+    layer_path = layer_path or (lambda depth: f"{prefix}.layers.{depth}")
+
+    def embed(module, state):
+        types = state.get("token_type_ids") if token_types else None
+        return {**state, "hidden": module(state["input_ids"], types, positions(state))}
+
+    def layer(module, state):
+        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
+
+    def hand_over(module, state):  # the tied output projection reads the input embedding table
+        return {**state, "word_embeddings": module.word_embeddings.weight}
+
+    path = f"{prefix}.embeddings"
+    return ([Piece({path: embeddings}, embed)]
+            + [Piece({layer_path(d): lambda: PostLNLayer(cfg, precision)}, layer, layer=True)
+               for d in range(cfg.num_layers)]
+            + [Piece({path: embeddings}, hand_over, tie=("word_embeddings.weight",))])
+
+
+def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction: bool = True,
+                span_boundary_objective: bool = False) -> list[Piece]:
+    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses."""
+    heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
+             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1])),
+             "nsp_head": lambda: nn.Linear(cfg.hidden_size, 2)}
+    if span_boundary_objective:  # SpanBERT: predict each span token from its boundary tokens
+        heads["sbo_head"] = lambda: SpanBoundaryHead(cfg.hidden_size,
+                                                     layernorm_epsilon=cfg.layernorm_epsilon,
+                                                     gelu_approximate=cfg.gelu_approximate)
+
+    def losses(pooler, lm_head, nsp_head, *rest):
+        *sbo_head, state = rest
+        hidden, labels, weight = state["hidden"], state["mlm_labels"], state["word_embeddings"]
+        out = masked_lm_metrics(lm_head, hidden, labels, weight)
+        if sbo_head:
+            out["sbo_loss"], out["sbo_accuracy"] = span_boundary_loss(
+                sbo_head[0], hidden, state["sbo_left"], state["sbo_right"], state["sbo_position"],
+                labels, project=lambda y: lm_head.logits(y, weight),
+                loss_fn=vocab_parallel_loss_and_accuracy)
+            out["loss"] = out["loss"] + out["sbo_loss"]
+        if next_sentence_prediction and "next_sentence_label" in state:
+            out = sentence_pair_metrics("nsp", nsp_head(torch.tanh(pooler(hidden[:, 0]))),
+                                        state["next_sentence_label"], out)
+        return out
+
+    return encoder_pieces(cfg, precision, "bert") + [Piece(heads, losses)]
+
+
+class BertForPreTraining(PiecewiseModel):
+    """BERT with MLM + NSP heads. ``forward(batch)`` returns the losses and metrics of one batch."""
+
+    def __init__(self, cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction=True,
+                 span_boundary_objective: bool = False):
+        super().__init__(bert_pieces(cfg, precision, next_sentence_prediction,
+                                     span_boundary_objective))
+        self.cfg = cfg
+
+    @torch.no_grad()
+    def logits(self, input_ids, token_type_ids=None, attention_mask=None):
+        """Full-vocabulary MLM logits [b, s, V] and NSP logits [b, 2], as HF's model returns them."""
+        return pair_model_logits(self, self.nsp_head, input_ids, token_type_ids, attention_mask)
+
+
+def pair_model_logits(model: PiecewiseModel, pair_head: nn.Module, input_ids, token_type_ids,
+                      attention_mask):
+    """MLM logits [b, s, V] and the sentence-pair head's logits [b, 2] (on the pooled [CLS]) of a
+    model whose last piece holds ``pooler`` and ``lm_head``."""
+    state = model.run({"input_ids": input_ids, "token_type_ids": token_type_ids,
+                       "attention_mask": attention_mask}, model.pieces[:-1])
+    hidden = state["hidden"]
+    mlm = model.lm_head(hidden, state["word_embeddings"])
+    pair = pair_head(torch.tanh(model.pooler(hidden[:, 0])))
+    return gather_vocab_logits(mlm, model.cfg.vocab_size), pair

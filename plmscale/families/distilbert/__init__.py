@@ -1,0 +1,44 @@
+"""The DistilBERT family (a student distilled from a plmscale BERT checkpoint)."""
+
+from plmscale.export.distilbert import hf_config, to_hf_state_dict
+from plmscale.families import Family
+from plmscale.families.distilbert.model import (DistilBertForMaskedLM, copy_from_teacher,
+                                                distilbert_pieces, load_teacher)
+from plmscale.families.distilbert.samples import DistilBertSamples
+
+
+def _teacher(cfg):
+    path = cfg.objective.distillation_teacher_path
+    return load_teacher(path) if path else None
+
+
+def _build(cfg):
+    return DistilBertForMaskedLM(cfg.model, cfg.train.precision, cfg.objective, _teacher(cfg))
+
+
+def _pieces(cfg):
+    teacher = _teacher(cfg)
+    if teacher is None:
+        raise ValueError("DistilBERT needs a teacher: set objective.distillation_teacher_path")
+    return distilbert_pieces(cfg.model, cfg.train.precision, cfg.objective, [teacher])
+
+
+def _initialize(model, cfg):
+    if not cfg.objective.distillation_init_from_teacher:
+        return  # keep the layout-independent random initialisation
+    if isinstance(model, DistilBertForMaskedLM):
+        model.initialize_from_teacher()
+    else:  # pipeline stages: their parameters under the model's names
+        copy_from_teacher(model, _teacher(cfg), cfg.model, model.canonical_name)
+
+
+FAMILY = Family(
+    name="distilbert",
+    build=_build,
+    pieces=_pieces,
+    samples=lambda corpus, cfg: DistilBertSamples(corpus, cfg),
+    hf_config=hf_config,
+    hf_model_class="DistilBertForMaskedLM",
+    to_hf_state_dict=to_hf_state_dict,
+    initialize=_initialize,
+)

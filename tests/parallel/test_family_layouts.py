@@ -1,0 +1,61 @@
+"""The family x layout matrix: every family, with every objective option its shipped configs use,
+trained under PP=2 and TP=2 x PP=2, reports what the single rank reports at every step: the loss,
+every per-objective loss and accuracy, the learning rate and gradient norm (fp32, the suite's
+tolerance), and exactly the same number of non-padding tokens. One rank group per layout trains all
+variants in turn (tiny models, 2 steps of 2 micro-batches)."""
+
+import pytest
+from closeness import assert_close
+from harness import PIPELINE_LAYOUTS, run_ranks
+from layout_workers import train_variants
+
+pytestmark = pytest.mark.slow
+
+# name -> (config file in configs/, overrides)
+VARIANTS = {
+    "bert nsp": ("bert_demo.yaml", []),
+    "bert no nsp": ("bert_demo.yaml", ["objective.next_sentence_prediction=false"]),
+    "bert whole words": ("bert_demo.yaml", ["objective.masking=whole_word"]),
+    "spanbert sbo": ("bert_demo.yaml", ["objective.masking=span",
+                                        "objective.span_boundary_objective=true",
+                                        "objective.next_sentence_prediction=false"]),
+    "roberta": ("roberta_tiny.yaml", []),
+    "albert sop ngram shared": ("albert_tiny.yaml", []),
+    "albert unshared": ("albert_tiny.yaml", ["model.share_layer_parameters=false"]),
+    "electra": ("electra_tiny.yaml", []),
+    "distilbert": ("distilbert_tiny.yaml", ["objective.distillation_teacher_path={teacher}"]),
+    "t5 v1.0": ("t5_tiny.yaml", []),
+    "t5 v1.1": ("t5_tiny.yaml", ["model.activation=gated-gelu", "model.tie_word_embeddings=false",
+                                 "model.scale_tied_logits=false"]),
+    "bart noising": ("bart_tiny.yaml", []),
+    "gpt": ("gpt_tiny.yaml", []),
+    "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
+}
+
+# Measured, not computed: time, throughput and memory (reported by the first rank only).
+MEASURED = ("tokens_per_s", "tflops_per_device", "mfu", "memory_gib_per_rank")
+
+
+@pytest.fixture(scope="module")
+def single(demo_shards, tmp_path_factory):
+    teacher = str(tmp_path_factory.mktemp("teacher") / "checkpoints")
+    return teacher, run_ranks(1, train_variants, str(demo_shards), teacher, VARIANTS, [])[0]
+
+
+@pytest.mark.parametrize("layout", list(PIPELINE_LAYOUTS))
+def test_layout_reports_what_the_single_rank_reports(layout, single, demo_shards):
+    teacher, reference = single
+    ranks, overrides = PIPELINE_LAYOUTS[layout]
+    for rank in run_ranks(ranks, train_variants, str(demo_shards), teacher, VARIANTS, overrides):
+        for name, history in rank.items():
+            assert len(history) == len(reference[name]) == 2
+            for step, (got, want) in enumerate(zip(history, reference[name]), 1):
+                context = f"{layout}, {name}, step {step}"
+                reported = sorted(k for k in want if k not in MEASURED)
+                assert reported == sorted(k for k in got if k not in MEASURED), context
+                assert got["tokens"] == want["tokens"], context
+                assert_close({k: got[k] for k in reported}, {k: want[k] for k in reported}, context)
+        # The objectives switched off or on are the ones the single rank reports (the NSP term that
+        # BERT without NSP used to gain under PP; SpanBERT's span-boundary loss it used to lose).
+        assert "nsp_loss" not in rank["bert no nsp"][0] and "nsp_loss" in rank["bert nsp"][0]
+        assert "sbo_loss" in rank["spanbert sbo"][0]
