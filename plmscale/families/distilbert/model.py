@@ -50,17 +50,6 @@ def teacher_parameter_name(name: str, stride: int) -> str:
     return name  # lm_head.*
 
 
-def teacher_parameter_name(name: str, stride: int) -> str:
-    """Student parameter name -> the teacher parameter it starts from: student layer i is teacher
-    layer stride * i (every other one for a half-depth student); embeddings and MLM head carry over."""
-    if name.startswith("distilbert.layers."):
-        index, rest = name[len("distilbert.layers."):].split(".", 1)
-        return f"bert.layers.{stride * int(index)}.{rest}"
-    if name.startswith("distilbert."):
-        return "bert." + name[len("distilbert."):]
-    return name  # lm_head.*
-
-
 @torch.no_grad()
 def teacher_outputs(teacher: BertForPreTraining, ids: torch.Tensor, attention: torch.Tensor,
                     active: torch.Tensor):
