@@ -148,11 +148,11 @@ def reference_parameters(cfg: ExperimentConfig) -> dict[str, torch.nn.Parameter]
 
 def pipeline_names(pipe) -> dict[int, dict[str, str]]:
     """{piece index: {key in that piece's layer file: ordinary parameter name}} for the pieces of
-    this stage of a ``FamilyPipeline`` that DeepSpeed saves (those with a ``state_dict``: a
-    ``TiedLayerSpec`` with a ``forward_fn`` is not saved)."""
+    this stage of a ``PiecewisePipeline`` (every piece with parameters, tied modules included: it
+    saves them in each using piece's layer file)."""
     tied = {id(module): f"tied_modules.{key}." for key, module in pipe.tied_modules.items()}
     names = {}
-    for local, layer in enumerate(pipe.forward_funcs):
+    for local, layer in enumerate(pipe.layers_with_state()):
         if not hasattr(layer, "state_dict"):
             continue
         piece = int(pipe._local_start) + local

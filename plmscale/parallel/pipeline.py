@@ -135,6 +135,30 @@ class PiecewisePipeline(PipelineModule):
         if {self.stage_owner(i) for i in heads} != {self.num_stages - 1} or self.stage_owner(0):
             raise RuntimeError("pipeline partitioning put the embedding or the heads on the wrong stage")
 
+    def layers_with_state(self) -> list:
+        """This stage's ``forward_funcs`` with each use of a tied module replaced by the module.
+        DeepSpeed keeps a ``forward_fn`` partial there, which has no state dict, so its own save
+        and load would skip the tied module (the embeddings!) and a resumed or exported pipeline
+        run would silently keep fresh weights."""
+        return [f.args[0] if isinstance(f, partial) and f.args and isinstance(f.args[0], nn.Module)
+                else f for f in self.forward_funcs]
+
+    def save_state_dict(self, save_dir, checkpoint_engine, exclude_frozen_params=False):
+        """DeepSpeed's layer files, tied modules included (see ``layers_with_state``)."""
+        funcs, self.forward_funcs = self.forward_funcs, self.layers_with_state()
+        try:
+            super().save_state_dict(save_dir, checkpoint_engine, exclude_frozen_params)
+        finally:
+            self.forward_funcs = funcs
+
+    def load_state_dir(self, load_dir, checkpoint_engine, strict=True):
+        """DeepSpeed's layer files, tied modules included (see ``layers_with_state``)."""
+        funcs, self.forward_funcs = self.forward_funcs, self.layers_with_state()
+        try:
+            super().load_state_dir(load_dir, checkpoint_engine, strict)
+        finally:
+            self.forward_funcs = funcs
+
     def forward(self, inputs):
         state = super().forward(unpack(inputs) if isinstance(inputs, tuple) else inputs)
         return state if self.stage_id == self.num_stages - 1 else pack(state)

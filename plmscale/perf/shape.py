@@ -174,12 +174,14 @@ def _stack(m: ModelConfig, name: str, layers: int, seq: int, **kw) -> Stack:
 def _embedding_tensors(m: ModelConfig, tp: int, width: int, types: bool, layernorm: bool,
                        position_rows: int | None = None) -> list[ParamTensor]:
     rows = position_rows if position_rows is not None else m.max_position_embeddings + m.position_offset
+    # The pipeline builder ties the whole embeddings module (plmscale.parallel.pipeline): the last
+    # stage holds a copy of all of it, not only of the word embeddings its head reads.
     out = [ParamTensor("word_embeddings", padded_vocab(m, tp) // tp * width, "tied"),
-           ParamTensor("position_embeddings", rows * width)]
+           ParamTensor("position_embeddings", rows * width, "tied")]
     if types and m.type_vocab_size > 0:
-        out.append(ParamTensor("token_type_embeddings", m.type_vocab_size * width))
+        out.append(ParamTensor("token_type_embeddings", m.type_vocab_size * width, "tied"))
     if layernorm:
-        out += _norm("embedding_layernorm", width)
+        out += _norm("embedding_layernorm", width, "tied")
     return out
 
 
