@@ -140,7 +140,8 @@ class PiecewisePipeline(PipelineModule):
         DeepSpeed keeps a ``forward_fn`` partial there, which has no state dict, so its own save
         and load would skip the tied module (the embeddings!) and a resumed or exported pipeline
         run would silently keep fresh weights."""
-        return [f.args[0] if isinstance(f, partial) and f.args and isinstance(f.args[0], nn.Module)
+        # partial(partial(_run_tied, piece), module) is flattened by Python: the module is last.
+        return [f.args[-1] if isinstance(f, partial) and f.args and isinstance(f.args[-1], nn.Module)
                 else f for f in self.forward_funcs]
 
     def save_state_dict(self, save_dir, checkpoint_engine, exclude_frozen_params=False):
