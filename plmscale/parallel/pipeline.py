@@ -16,6 +16,7 @@ masked positions) must stay within a stage: families create them in their last p
 
 from __future__ import annotations
 
+import contextlib
 import json
 from functools import partial
 
@@ -144,21 +145,23 @@ class PiecewisePipeline(PipelineModule):
         return [f.args[-1] if isinstance(f, partial) and f.args and isinstance(f.args[-1], nn.Module)
                 else f for f in self.forward_funcs]
 
-    def save_state_dict(self, save_dir, checkpoint_engine, exclude_frozen_params=False):
-        """DeepSpeed's layer files, tied modules included (see ``layers_with_state``)."""
+    @contextlib.contextmanager
+    def _tied_modules_as_layers(self):
         funcs, self.forward_funcs = self.forward_funcs, self.layers_with_state()
         try:
-            super().save_state_dict(save_dir, checkpoint_engine, exclude_frozen_params)
+            yield
         finally:
             self.forward_funcs = funcs
 
+    def save_state_dict(self, save_dir, checkpoint_engine, exclude_frozen_params=False):
+        """DeepSpeed's layer files, tied modules included (see ``layers_with_state``)."""
+        with self._tied_modules_as_layers():
+            super().save_state_dict(save_dir, checkpoint_engine, exclude_frozen_params)
+
     def load_state_dir(self, load_dir, checkpoint_engine, strict=True):
         """DeepSpeed's layer files, tied modules included (see ``layers_with_state``)."""
-        funcs, self.forward_funcs = self.forward_funcs, self.layers_with_state()
-        try:
+        with self._tied_modules_as_layers():
             super().load_state_dir(load_dir, checkpoint_engine, strict)
-        finally:
-            self.forward_funcs = funcs
 
     def forward(self, inputs):
         state = super().forward(unpack(inputs) if isinstance(inputs, tuple) else inputs)

@@ -12,7 +12,8 @@ from plmscale.perf.flops import (StepFlops, forward_flops, mfu, ptdp_flops, ptdp
 from plmscale.perf.gpus import GPUS, GPUProfile, detect_gpu, gpu_profile
 from plmscale.perf.memory import (Layout, ModelStates, RankMemory, activation_bytes,
                                   memory_per_rank, model_states, most_loaded, stage_tensors)
-from plmscale.perf.shape import ModelShape, describe, padded_vocab
+from plmscale.models.common.megatron import padded_vocab_size as padded_vocab
+from plmscale.perf.shape import ModelShape, describe
 
 __all__ = [
     "GPUS", "GPUProfile", "Layout", "ModelShape", "ModelStates", "RankMemory", "StepFlops",

@@ -14,19 +14,12 @@ vocabulary, as they run.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
+from plmscale.models.common.megatron import padded_vocab_size
 
 FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt")
-
-
-def padded_vocab(cfg: ModelConfig, tp: int) -> int:
-    """Vocabulary rounded up to a multiple of make_vocab_size_divisible_by * tp (Megatron's rule,
-    which the embedding tables follow)."""
-    multiple = cfg.make_vocab_size_divisible_by * tp
-    return int(math.ceil(cfg.vocab_size / multiple) * multiple)
 
 
 @dataclass(frozen=True)
@@ -176,7 +169,7 @@ def _embedding_tensors(m: ModelConfig, tp: int, width: int, types: bool, layerno
     rows = position_rows if position_rows is not None else m.max_position_embeddings + m.position_offset
     # The pipeline builder ties the whole embeddings module (plmscale.parallel.pipeline): the last
     # stage holds a copy of all of it, not only of the word embeddings its head reads.
-    out = [ParamTensor("word_embeddings", padded_vocab(m, tp) // tp * width, "tied"),
+    out = [ParamTensor("word_embeddings", padded_vocab_size(m, tp) // tp * width, "tied"),
            ParamTensor("position_embeddings", rows * width, "tied")]
     if types and m.type_vocab_size > 0:
         out.append(ParamTensor("token_type_embeddings", m.type_vocab_size * width, "tied"))
@@ -188,7 +181,7 @@ def _embedding_tensors(m: ModelConfig, tp: int, width: int, types: bool, layerno
 def _mlm_head(m: ModelConfig, tp: int, rows: float, hidden: int, width: int,
               trained: bool = True, prefix: str = "lm_head") -> tuple[list[Matmul], list[ParamTensor]]:
     """BERT's MLM head: dense(hidden -> width), GELU, LayerNorm(width), tied logits + bias."""
-    vocab = padded_vocab(m, tp)
+    vocab = padded_vocab_size(m, tp)
     matmuls = [Matmul(f"{prefix}.dense", rows, hidden, width, trained),
                Matmul(f"{prefix}.logits", rows, width, vocab, trained)]
     tensors = (_linear(f"{prefix}.dense", hidden, width, "last")
@@ -205,7 +198,7 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
     if family not in FAMILIES:
         raise ValueError(f"plmscale.perf has no model of model.family={family!r}; known: "
                          f"{', '.join(FAMILIES)}")
-    h, vocab = m.hidden_size, padded_vocab(m, tp)
+    h, vocab = m.hidden_size, padded_vocab_size(m, tp)
     predicted = o.mlm_probability * s  # positions that go through the MLM head (expected)
     if family in ("bert", "roberta", "albert", "distilbert"):
         width = m.embedding_size or h
