@@ -18,35 +18,51 @@ from plmscale.models.common import vocab_parallel_loss_and_accuracy
 from plmscale.objectives.masking import IGNORE_INDEX
 
 
-def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: torch.Tensor
-                      ) -> torch.Tensor:
-    """Mean over rows of KL(softmax(teacher) || softmax(student)) for vocab-parallel logits [n, V/tp]
-    (already divided by the temperature); ``padding`` marks this rank's padding columns (-inf).
+def _real_columns(padding: torch.Tensor) -> int:
+    """How many of this rank's vocabulary columns are real; padding is always a suffix."""
+    real = int((~padding).sum())
+    if padding[:real].any():
+        raise ValueError("vocabulary padding must be the last columns of a rank's slice")
+    return real
 
-    KL = sum_v p_t (log p_t - s_v) + logsumexp(s) since sum_v p_t = 1. The logsumexp is computed once
-    from all-reduced pieces and the cross term is all-reduced as a whole, so the replicated loss
-    back-propagates p_s - p_t into each rank's slice (megatron's reduce: identity backward).
-    """
-    group = ps.get_tensor_model_parallel_group()
-    student = student.float()
+
+def _logsumexp_over_ranks(local: torch.Tensor) -> torch.Tensor:
+    """log(sum_ranks exp(local)) of per-row logsumexps [n] of each rank's vocabulary slice; the
+    backward sends each rank its own share (megatron's reduce: identity backward)."""
     with torch.no_grad():
-        teacher = teacher.float()
-        t_max = teacher.max(-1, keepdim=True).values
-        dist.all_reduce(t_max, op=dist.ReduceOp.MAX, group=group)
-        t_exp = torch.exp(teacher - t_max)
-        t_sum = t_exp.sum(-1, keepdim=True)
-        dist.all_reduce(t_sum, group=group)
-        p_t = t_exp / t_sum
-        log_p_t = teacher - t_max - torch.log(t_sum)
-        entropy_term = torch.where(p_t > 0, p_t * log_p_t, torch.zeros_like(p_t)).sum(-1)
+        top = local.detach().clone()
+        dist.all_reduce(top, op=dist.ReduceOp.MAX, group=ps.get_tensor_model_parallel_group())
+    shares = torch.exp(local - top)
+    # megatron's reduce all-reduces its input in place, and exp's backward reads its output.
+    total = tensor_parallel.reduce_from_tensor_model_parallel_region(shares.clone())
+    return torch.log(total) + top
+
+
+def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: torch.Tensor,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """Mean over rows of KL(softmax(teacher / T) || softmax(student / T)) for vocab-parallel logits
+    [n, V/tp]; ``padding`` marks this rank's padding columns (left out).
+
+    KL = sum_v p_t (log p_t - s_v) + logsumexp(s) since sum_v p_t = 1. Each rank's logsumexp is
+    torch's fused one, combined over ranks on [n] vectors, and both sums are dot products, so the
+    [n, V] logits are read a few times only (this loss dominated DistilBERT's step). The cross term
+    is all-reduced as a whole, so the replicated loss back-propagates (p_s - p_t) / T into each
+    rank's slice.
+    """
+    real = _real_columns(padding)
+    scale = 1.0 / temperature
+    student = student[:, :real].float()
+    student = student * scale if scale != 1.0 else student
+    group = ps.get_tensor_model_parallel_group()
+    with torch.no_grad():
+        log_p_t = teacher[:, :real].float() * scale
+        log_p_t -= _logsumexp_over_ranks(torch.logsumexp(log_p_t, -1))[:, None]
+        p_t = log_p_t.exp()
+        entropy_term = torch.linalg.vecdot(p_t, log_p_t)
         dist.all_reduce(entropy_term, group=group)
-        s_max = student.detach().max(-1, keepdim=True).values
-        dist.all_reduce(s_max, op=dist.ReduceOp.MAX, group=group)
-    s_sum = tensor_parallel.reduce_from_tensor_model_parallel_region(
-        torch.exp(student - s_max).sum(-1))
-    log_z = torch.log(s_sum) + s_max.squeeze(-1)
     cross = tensor_parallel.reduce_from_tensor_model_parallel_region(
-        (p_t * student.masked_fill(padding, 0.0)).sum(-1))
+        torch.linalg.vecdot(p_t, student))
+    log_z = _logsumexp_over_ranks(torch.logsumexp(student, -1))
     return (entropy_term - cross + log_z).mean()
 
 
@@ -55,7 +71,7 @@ def distillation_losses(logits, hidden, t_logits, t_hidden, labels, padding: tor
     """The three terms and their weighted sum, over rows = real tokens: student vocab-parallel
     ``logits`` and ``hidden`` states against the teacher's; MLM where ``labels`` != -100."""
     t = o.distillation_temperature
-    distill_loss = vocab_parallel_kl(logits / t, t_logits / t, padding) * t * t
+    distill_loss = vocab_parallel_kl(logits, t_logits, padding, t) * t * t
     cosine_loss = (1.0 - F.cosine_similarity(hidden.float(), t_hidden.float(), dim=-1)).mean()
     selected = labels != IGNORE_INDEX
     # Indexing copies: megatron's cross entropy may edit its input, not ``logits``.

@@ -65,12 +65,12 @@ def test_kl_matches_torch_and_vanishes_for_identical_logits():
     padding[-2:] = True
     s[:, -2:] = t[:, -2:] = float("-inf")
     s.requires_grad_(True)
-    ours = vocab_parallel_kl(s, t, padding)
-    ref = torch.nn.functional.kl_div(torch.log_softmax(s[:, :-2], -1), torch.softmax(t[:, :-2], -1),
-                                     reduction="batchmean")
+    ours = vocab_parallel_kl(s, t, padding, temperature=2.0)
+    ref = torch.nn.functional.kl_div(torch.log_softmax(s[:, :-2] / 2, -1),
+                                     torch.softmax(t[:, :-2] / 2, -1), reduction="batchmean")
     assert_close(ours, ref, "KL")
     ours.backward()
-    expected = (torch.softmax(s[:, :-2], -1) - torch.softmax(t[:, :-2], -1)).detach() / 5
+    expected = (torch.softmax(s[:, :-2] / 2, -1) - torch.softmax(t[:, :-2] / 2, -1)).detach() / 10
     assert_close(s.grad[:, :-2], expected, "KL gradient")
     assert not s.grad[:, -2:].any()
     assert vocab_parallel_kl(t, t, padding).abs().item() < 1e-6
