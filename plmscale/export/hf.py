@@ -72,6 +72,7 @@ HF_EXPORTS: dict[str, HFExport] = {
         HFPart("ElectraForMaskedLM", subfolder="generator", task="fill-mask",
                hf_config=generator_hf_config, to_hf_state_dict=generator_to_hf_state_dict)),
         "cls_sep", _encoder_ids),
+    "ernie": HFExport((HFPart("ErnieForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
     "distilbert": HFExport((HFPart("DistilBertForMaskedLM", task="fill-mask"),), "cls_sep",
                            _encoder_ids),
     "t5": HFExport((HFPart("T5ForConditionalGeneration", task="text2text-generation"),),
