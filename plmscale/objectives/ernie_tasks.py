@@ -70,16 +70,35 @@ def cut_and_shuffle(length: int, n: int, rng: np.random.Generator) -> tuple[list
 
 
 def capitalized_pieces(sp) -> np.ndarray:
-    """Per vocabulary id: does the piece (without sentencepiece's word-start mark) start with an
-    upper-case letter."""
-    return np.array([sp.id_to_piece(i).lstrip("\u2581")[:1].isupper()
-                     for i in range(sp.get_piece_size())], dtype=bool)
+    """Per vocabulary id, the piece's first character without sentencepiece's word-start mark: 1 =
+    upper case, 0 = another character, -1 = none (the bare mark, which starts a word whose text
+    begins in the next piece). A byte-fallback piece counts as its byte when it is ASCII; the bytes
+    of a multi-byte character count as "another character" (a rare upper-case letter missing from
+    the vocabulary is labelled 0)."""
+    def text(i: int) -> str:  # a byte-fallback piece <0xNN> stands for that byte
+        piece = sp.id_to_piece(i)
+        if sp.is_byte(i):  # bytes >= 0x80 are parts of a multi-byte character: no case here
+            value = int(piece[3:5], 16)
+            return chr(value) if value < 0x80 else "\x00"
+        return piece.lstrip("\u2581")
+
+    first = [text(i)[:1] for i in range(sp.get_piece_size())]
+    return np.array([-1 if not c else int(c.isupper()) for c in first], dtype=np.int8)
 
 
 def capitalization_labels(ids: np.ndarray, word_starts: np.ndarray, eligible: np.ndarray,
                           capitalized: np.ndarray) -> np.ndarray:
-    """1/0 on each word's first token (is the word capitalised), IGNORE_INDEX elsewhere."""
-    return np.where(word_starts & eligible, capitalized[ids].astype(np.int64), IGNORE_INDEX)
+    """1/0 on each word's first token (is the word's first character upper case, read from its
+    first piece with text; ``capitalized`` from ``capitalized_pieces``), IGNORE_INDEX elsewhere."""
+    labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
+    starts = np.flatnonzero(word_starts & eligible)
+    ends = np.append(np.flatnonzero(word_starts)[1:], len(ids))
+    for start in starts:
+        end = ends[np.searchsorted(ends, start, side="right")]
+        codes = capitalized[ids[start:end]]
+        text = codes[codes >= 0]
+        labels[start] = int(text.size > 0 and text[0] == 1)
+    return labels
 
 
 def token_document_labels(ids: np.ndarray, eligible: np.ndarray,
