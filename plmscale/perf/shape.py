@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie")
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
                          f"{', '.join(FAMILIES)}")
     h, vocab = m.hidden_size, padded_vocab_size(m, tp)
     predicted = o.mlm_probability * s  # positions that go through the MLM head (expected)
-    if family in ("bert", "roberta", "albert", "distilbert"):
+    if family in ("bert", "roberta", "albert", "distilbert", "ernie"):
         width = m.embedding_size or h
         shared = family == "albert" and m.share_layer_parameters
         stacks = [_stack(m, "encoder", m.num_layers, s, shared=shared)]
@@ -220,6 +220,19 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
             tensors += _linear("pooler", h, h, "last") + _linear("sentence_head", h, 2, "last")
             if sentence_head:
                 matmuls += [Matmul("pooler", 1, h, h), Matmul("sentence_head", 1, h, 2)]
+        if family == "ernie":  # task embeddings; pooler; token and sentence task heads
+            from plmscale.objectives.ernie_tasks import SENTENCE_DISTANCE_CLASSES, reorder_classes
+            if m.task_type_vocab_size > 0:
+                tensors.append(ParamTensor("task_type_embeddings", m.task_type_vocab_size * width,
+                                           "tied"))
+            heads = {"capitalization": (s, 2), "token_document": (s, 2),
+                     "sentence_reordering": (1, reorder_classes(o.sentence_reorder_max_segments)),
+                     "sentence_distance": (1, len(SENTENCE_DISTANCE_CLASSES))}
+            tensors += _linear("pooler", h, h, "last")
+            matmuls.append(Matmul("pooler", 1, h, h))
+            for name, (head_rows, classes) in heads.items():
+                tensors += _linear(f"{name}_head", h, classes, "last")
+                matmuls.append(Matmul(f"{name}_head", head_rows, h, classes))
         if family == "distilbert":  # the frozen teacher: twice the depth, forward only
             teacher_layers = 2 * m.num_layers
             stacks.append(_stack(m, "teacher", teacher_layers, s, trained=False))
