@@ -19,7 +19,8 @@ OPTIONAL_MODEL_FIELDS = (
     "position_embedding_type", "position_offset", "relative_attention_num_buckets",
     "relative_attention_max_distance", "share_layer_parameters", "tie_word_embeddings",
     "scale_tied_logits", "generator_hidden_size", "generator_ffn_hidden_size",
-    "generator_num_attention_heads", "generator_num_layers", "init_method", "task_type_vocab_size")
+    "generator_num_attention_heads", "generator_num_layers", "init_method", "task_type_vocab_size",
+    "token_encoder", "char_cnn_filters")
 OPTIONAL_OBJECTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectiveConfig))
 
 # Masked-LM corruption as plmscale.data.roberta_samples.mask_for_objective / BertSamples read it.
@@ -79,6 +80,9 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
                                             "task_schedule", "sentence_reorder_max_segments",
                                             "sentence_distance_weights"),
                           objective_defaults=_NO_NSP),
+    # DP + ZeRO only: validation refuses TP and PP (plmscale.config.validation).
+    "elmo": FamilyFields(model=("token_encoder", "char_cnn_filters", "tie_word_embeddings"),
+                         objective_defaults=_NO_NSP),
     "gpt": FamilyFields(objective=("reset_attention_at_document_boundary",),
                         objective_defaults=_NO_NSP),
 }

@@ -68,6 +68,10 @@ class ModelConfig:
     task_type_vocab_size: int = 0
     """ERNIE 2.0: rows of the task-type embedding added to every token (HF ``ErnieModel``'s
     ``task_type_vocab_size`` with ``use_task_id``); 0 = no task embedding."""
+    token_encoder: str = "characters"
+    """ELMo: "characters" (the original char CNN) or "words" (an embedding of the token ids)."""
+    char_cnn_filters: Optional[str] = None
+    """ELMo's character CNN, "width:channels,..." (None = the original 1:32,...,7:1024)."""
     init_method: str = "normal"
     """"normal": every weight ~ N(0, init_std). "t5": T5's per-module scales (Mesh TensorFlow, as HF:
     embeddings 1, q (d_model*d_kv)^-1/2, k, v and FFN input d_model^-1/2, attention output

@@ -24,6 +24,7 @@ FAMILY_MODULES = {
     "bart": "plmscale.families.bart",
     "gpt": "plmscale.families.gpt",
     "ernie": "plmscale.families.ernie",
+    "elmo": "plmscale.families.elmo",
 }
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo")
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,8 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         tensors += (head_t + _linear("discriminator_head.dense", h, h, "last")
                     + _linear("discriminator_head.prediction", h, 1, "last"))
         return ModelShape(family, stacks, matmuls, tensors, s)
+    if family == "elmo":
+        return _elmo_shape(m, s)
     if family == "gpt":
         stacks = [_stack(m, "decoder", m.num_layers, s)]
         tensors = _embedding_tensors(m, tp, h, types=False, layernorm=False)
@@ -290,3 +292,43 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
                    *_norm("decoder.layernorm_embedding", h)]
     matmuls = [Matmul("logits", t, h, vocab)]
     return ModelShape(family, stacks, matmuls, tensors, s, t)
+
+
+def _elmo_shape(m: ModelConfig, s: int) -> ModelShape:
+    """ELMo's biLM: no transformer stacks; every matmul (LSTMP gates and projections per direction,
+    the character CNN, highways and projection, the softmax of both directions) outside them, and
+    all parameters on the one stage it runs as (it has no TP or PP form). The vocabulary is not
+    padded (its embedding and softmax are plain tensors)."""
+    from plmscale.families.elmo.model import (CHAR_EMBEDDING, CHARACTERS, HIGHWAY_LAYERS,
+                                              MAX_CHARACTERS, parse_filters)
+    h, cells, vocab = m.hidden_size, m.ffn_hidden_size, m.vocab_size
+    matmuls, tensors = [], []
+    if m.token_encoder == "words":
+        tensors.append(ParamTensor("token_encoder.weight", vocab * h))
+    else:
+        filters = parse_filters(m.char_cnn_filters)
+        width = sum(n for _, n in filters)
+        tensors.append(ParamTensor("char_embeddings", CHARACTERS * CHAR_EMBEDDING))
+        for w, n in filters:  # a Conv1d is a matmul over (positions x window) rows
+            matmuls.append(Matmul(f"conv{w}", s * (MAX_CHARACTERS - w + 1), CHAR_EMBEDDING * w, n))
+            tensors += [ParamTensor(f"conv{w}.weight", n * CHAR_EMBEDDING * w),
+                        ParamTensor(f"conv{w}.bias", n, matrix=False)]
+        for k in range(HIGHWAY_LAYERS):
+            matmuls.append(Matmul(f"highway{k}", s, width, 2 * width))
+            tensors += _linear(f"highway{k}", width, 2 * width)
+        matmuls.append(Matmul("projection", s, width, h))
+        tensors += _linear("projection", width, h)
+    for direction in ("forward", "backward"):
+        for k in range(m.num_layers):
+            name = f"{direction}_lstm.{k}"
+            matmuls += [Matmul(f"{name}.input", s, h, 4 * cells),
+                        Matmul(f"{name}.state", s, h, 4 * cells),
+                        Matmul(f"{name}.projection", s, cells, h)]
+            tensors += [ParamTensor(f"{name}.input", h * 4 * cells),
+                        *_linear(f"{name}.state", h, 4 * cells),
+                        ParamTensor(f"{name}.projection", cells * h)]
+        matmuls.append(Matmul(f"{direction}.softmax", s, h, vocab))
+    if not (m.token_encoder == "words" and m.tie_word_embeddings):
+        tensors.append(ParamTensor("softmax.weight", vocab * h))
+    tensors.append(ParamTensor("softmax.bias", vocab, matrix=False))
+    return ModelShape("elmo", [], matmuls, tensors, s)
