@@ -19,6 +19,7 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "tie_word_embeddings": "false", "scale_tied_logits": "true", "generator_hidden_size": "64",
        "generator_ffn_hidden_size": "256", "generator_num_attention_heads": "1",
        "generator_num_layers": "1", "init_method": "t5", "task_type_vocab_size": "3",
+       "token_encoder": "words", "char_cnn_filters": "1:8,2:8",
        "mlm_probability": "0.2", "mask_token_fraction": "0.7", "random_token_fraction": "0.2",
        "next_sentence_prediction": "true", "sentence_order_prediction": "true", "masking": "span",
        "max_ngram": "2", "span_geometric_p": "0.3", "span_max_length": "5", "noise_density": "0.3",
