@@ -58,7 +58,7 @@ def tiny_config():
 
 
 def test_hf_logits_with_task_ids_equal_plmscale(tiny_config):
-    from plmscale.export.ernie import hf_config, to_hf_state_dict
+    from plmscale.families.ernie.hf import hf_config, to_hf_state_dict
     cfg = tiny_config
     model = build_model(cfg).eval()
     initialize_parameters(model, 7, 0.02, cfg.model.vocab_size)

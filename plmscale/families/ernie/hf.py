@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export import bert
+from plmscale.families.bert import hf as bert
 from plmscale.objectives.ernie_tasks import SEQ_RELATIONSHIP_ROWS
 
 TASK_EMBEDDING = "ernie.embeddings.task_type_embeddings.weight"
