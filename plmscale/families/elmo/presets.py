@@ -7,8 +7,8 @@ PRESETS = {
     "elmo-original": dict(family="elmo", token_encoder="characters", num_layers=2,
                           hidden_size=512, ffn_hidden_size=4096, num_attention_heads=1,
                           hidden_dropout=0.1, attention_dropout=0.0),
-    # bilm-tf's word mode at a size for CPU tests: V x 64 embedding shared with the softmax.
-    "elmo-words-tiny": dict(family="elmo", token_encoder="words", num_layers=2, hidden_size=64,
-                            ffn_hidden_size=256, num_attention_heads=1, tie_word_embeddings=True,
+    # bilm-tf's word mode at a size for CPU tests: V x 128 embedding shared with the softmax.
+    "elmo-words-tiny": dict(family="elmo", token_encoder="words", num_layers=2, hidden_size=128,
+                            ffn_hidden_size=512, num_attention_heads=1, tie_word_embeddings=True,
                             hidden_dropout=0.0, attention_dropout=0.0),
 }
