@@ -15,6 +15,9 @@ FAMILY = Family(
                                             cfg.train.seed, cfg.model.token_encoder == "characters"),
     initialize=initialize_elmo,
     fields=FamilyFields(model=("token_encoder", "char_cnn_filters", "tie_word_embeddings"),
-                        objective_defaults=NO_NSP),
+                        objective_defaults=NO_NSP,
+                        # SPEC.md's count (93,600,848 for the original) leaves the softmax out.
+                        networks={"biLM without the softmax": ("token_encoder.", "forward_lstm.",
+                                                               "backward_lstm.")}),
     presets=PRESETS,
 )
