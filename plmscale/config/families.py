@@ -14,26 +14,30 @@ from __future__ import annotations
 import dataclasses
 
 from plmscale.config.schema import ModelConfig, ObjectiveConfig
-from plmscale.families import FAMILY_MODULES, FamilyFields, all_families, get_family
+# The module, not its names: plmscale.families imports plmscale.config first, so when a process
+# starts from plmscale.families (e.g. ``from plmscale.families.elmo.embed import Elmo``) the
+# registry is still half-built while this module loads; its names are read at call time.
+import plmscale.families as registry
 
 OPTIONAL_OBJECTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectiveConfig))
 
 
-def family_fields(family: str) -> FamilyFields:
+def family_fields(family: str) -> "registry.FamilyFields":
     """The fields ``family`` declares; raises ``ValueError`` naming the known families."""
-    if family not in FAMILY_MODULES:
-        raise ValueError(f"unknown model.family {family!r}; known: {', '.join(sorted(FAMILY_MODULES))}")
-    return get_family(family).fields
+    if family not in registry.FAMILY_MODULES:
+        raise ValueError(f"unknown model.family {family!r}; known: "
+                         f"{', '.join(sorted(registry.FAMILY_MODULES))}")
+    return registry.get_family(family).fields
 
 
 def optional_model_fields() -> tuple[str, ...]:
     """Model fields that some family reads and the others must leave at their defaults."""
-    return tuple(sorted({n for f in all_families().values() for n in f.fields.model}))
+    return tuple(sorted({n for f in registry.all_families().values() for n in f.fields.model}))
 
 
 def readers(section: str, name: str) -> list[str]:
     """The families that read optional field ``section.name``."""
-    return sorted(n for n, f in all_families().items() if name in getattr(f.fields, section))
+    return sorted(n for n, f in registry.all_families().items() if name in getattr(f.fields, section))
 
 
 def ignored_fields(model: ModelConfig, objective: ObjectiveConfig) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import yaml
 from plmscale.config.families import family_fields
 from plmscale.config.presets import all_presets, preset_fields
 from plmscale.config.schema import ExperimentConfig
-from plmscale.families import FAMILY_MODULES
+import plmscale.families as registry  # read at call time (see plmscale.config.families)
 
 
 class ConfigError(ValueError):
@@ -122,7 +122,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
     if family is None and preset is not None:
         family = preset_fields(preset).get("family")
     if family is not None:
-        if family in FAMILY_MODULES:  # unknown names are refused by the registry, with the list
+        if family in registry.FAMILY_MODULES:  # unknown names are refused by the registry, with the list
             _apply(cfg, "objective", family_fields(family).objective_defaults,
                    f"family {family!r} defaults")
     if preset is not None:

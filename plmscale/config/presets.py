@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import functools
 
-from plmscale.families import all_families
+import plmscale.families as registry  # read at call time (see plmscale.config.families)
 
 
 @functools.cache
 def all_presets() -> dict[str, dict]:
     """Every family's presets by name; a name defined by two families is an error."""
     presets: dict[str, dict] = {}
-    for family in all_families().values():
+    for family in registry.all_families().values():
         for name, fields in family.presets.items():
             if name in presets:
                 raise RuntimeError(f"preset {name!r} is defined twice (by family {family.name!r} "

@@ -65,6 +65,13 @@ class ModelConfig:
     generator_ffn_hidden_size: Optional[int] = None
     generator_num_attention_heads: Optional[int] = None
     generator_num_layers: Optional[int] = None
+    task_type_vocab_size: int = 0
+    """ERNIE 2.0: rows of the task-type embedding added to every token (HF ``ErnieModel``'s
+    ``task_type_vocab_size`` with ``use_task_id``); 0 = no task embedding."""
+    token_encoder: str = "characters"
+    """ELMo: "characters" (the original char CNN) or "words" (an embedding of the token ids)."""
+    char_cnn_filters: Optional[str] = None
+    """ELMo's character CNN, "width:channels,..." (None = the original 1:32,...,7:1024)."""
     init_method: str = "normal"
     """"normal": every weight ~ N(0, init_std). "t5": T5's per-module scales (Mesh TensorFlow, as HF:
     embeddings 1, q (d_model*d_kv)^-1/2, k, v and FFN input d_model^-1/2, attention output
@@ -137,6 +144,16 @@ class ObjectiveConfig:
     masking_schedule_mode: str = "stages"
     """"stages" (ERNIE 1.0: one strategy per step range) or "continual" (ERNIE 2.0: strategies join at
     their start step and stay, each sample draws one with the normalised weights)."""
+    task_schedule: Optional[str] = None
+    """ERNIE 2.0's continual multi-task schedule, "task:start_step[:weight],..." over the tasks of
+    plmscale.objectives.ernie_tasks (e.g. "masking:0,capitalization:1000:0.5"): tasks join at their
+    start step and stay; each sample draws one task with the normalised weights."""
+    sentence_reorder_max_segments: int = 3
+    """ERNIE 2.0 sentence reordering: a paragraph is cut into 1..m segments (m = this) and shuffled;
+    the classes are the sum over n = 1..m of n! orders."""
+    sentence_distance_weights: str = "1,1,1"
+    """ERNIE 2.0 sentence distance: relative frequencies of its classes adjacent, same document,
+    other document."""
     span_boundary_objective: bool = False
     """SpanBERT's SBO: samples also carry sbo_left / sbo_right / sbo_position per masked token (see
     plmscale.objectives.span_boundary); the model must attach SpanBoundaryHead to use them."""

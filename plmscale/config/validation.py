@@ -70,6 +70,24 @@ def _check_ranges(cfg: ExperimentConfig) -> None:
                                       f"or with --set {section}.{name}=VALUE")
 
 
+def _check_elmo(m, tp: int, pp: int) -> None:
+    """ELMo trains data parallel (with ZeRO) only: its LSTMs are sequential over time and hold no
+    megatron-core layers to split (no tensor parallelism), and its three pieces (token encoder,
+    biLM, softmax) are not layers of equal cost to pipeline."""
+    if tp > 1 or pp > 1:
+        raise ConfigError(
+            f"model.family='elmo' trains data parallel with ZeRO only: parallel."
+            f"tensor_model_parallel_size={tp} and pipeline_model_parallel_size={pp} must be 1 (its "
+            f"LSTMP layers have no tensor-parallel form and its pieces are not pipeline layers); "
+            f"use more data-parallel ranks and parallel.zero_stage to save memory")
+    if m.token_encoder not in ("characters", "words"):
+        raise ConfigError(f"model.token_encoder={m.token_encoder!r}; valid: 'characters' (the "
+                          f"original char CNN), 'words' (an embedding of the token ids)")
+    if m.token_encoder == "words" and m.char_cnn_filters is not None:
+        raise ConfigError("model.char_cnn_filters is read by token_encoder='characters' only; "
+                          "unset it or set model.token_encoder=characters")
+
+
 def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     """Raise ``ConfigError`` naming the offending field and the values that would work."""
     m, p, t, o = cfg.model, cfg.parallel, cfg.train, cfg.objective
@@ -79,6 +97,8 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     if tp < 1 or pp < 1:
         raise ConfigError("parallel.tensor_model_parallel_size and pipeline_model_parallel_size "
                           "must be >= 1")
+    if m.family == "elmo":
+        _check_elmo(m, tp, pp)
     if m.kv_channels is None and m.hidden_size % m.num_attention_heads:
         valid = [h for h in _divisors(m.hidden_size) if h <= 128]
         raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by "

@@ -32,6 +32,8 @@ FAMILY_MODULES = {
     "t5": "plmscale.families.t5",
     "bart": "plmscale.families.bart",
     "gpt": "plmscale.families.gpt",
+    "ernie": "plmscale.families.ernie",
+    "elmo": "plmscale.families.elmo",
 }
 
 

@@ -132,18 +132,40 @@ class ObjectiveSchedule:
         return names[int(rng.choice(len(names), p=np.array([weights[n] for n in names])))]
 
 
+def _configured(objective, field: str, mode: str, names) -> Optional[ObjectiveSchedule]:
+    """The schedule in ``objective.<field>`` (None when unset), errors naming the field."""
+    text = getattr(objective, field, None)
+    if text is None:
+        return None
+    try:
+        return ObjectiveSchedule.parse(text, mode, names=names)
+    except ScheduleError as exc:
+        raise ScheduleError(f"objective.{field}={text!r}: {exc}") from None
+
+
 def masking_schedule(objective) -> Optional[ObjectiveSchedule]:
     """The masking-strategy schedule of an ``ObjectiveConfig`` (None when ``masking_schedule`` is
     unset: ``objective.masking`` is used throughout)."""
     from plmscale.objectives.masking_strategies import STRATEGIES
-    text = getattr(objective, "masking_schedule", None)
-    if text is None:
-        return None
-    try:
-        return ObjectiveSchedule.parse(text, getattr(objective, "masking_schedule_mode", "stages"),
-                                       names=STRATEGIES)
-    except ScheduleError as exc:
-        raise ScheduleError(f"objective.masking_schedule={text!r}: {exc}") from None
+    return _configured(objective, "masking_schedule",
+                       getattr(objective, "masking_schedule_mode", "stages"), STRATEGIES)
+
+
+def task_schedule(objective) -> Optional[ObjectiveSchedule]:
+    """ERNIE 2.0's task schedule of an ``ObjectiveConfig`` (always continual: tasks join and stay;
+    None when ``task_schedule`` is unset: knowledge masking alone)."""
+    from plmscale.objectives.ernie_tasks import TASKS
+    return _configured(objective, "task_schedule", "continual", TASKS)
+
+
+def sample_step(index: int, global_batch_size: Optional[int], field: str) -> int:
+    """The optimiser step that sample ``index`` belongs to (samples are consumed in global order);
+    ``field`` names the schedule that needs it, for the error when the batch size is unknown."""
+    if not (global_batch_size and global_batch_size > 0):
+        raise ValueError(f"objective.{field} needs the global batch size to know the step of a "
+                         f"sample: pass global_batch_size= (micro batch x gradient accumulation x "
+                         f"data-parallel size; see plmscale.objectives.schedule.global_batch_size)")
+    return index // global_batch_size
 
 
 def global_batch_size(cfg, data_parallel_size: Optional[int] = None) -> int:

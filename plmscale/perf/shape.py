@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo")
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
                          f"{', '.join(FAMILIES)}")
     h, vocab = m.hidden_size, padded_vocab_size(m, tp)
     predicted = o.mlm_probability * s  # positions that go through the MLM head (expected)
-    if family in ("bert", "roberta", "albert", "distilbert"):
+    if family in ("bert", "roberta", "albert", "distilbert", "ernie"):
         width = m.embedding_size or h
         shared = family == "albert" and m.share_layer_parameters
         stacks = [_stack(m, "encoder", m.num_layers, s, shared=shared)]
@@ -220,6 +220,19 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
             tensors += _linear("pooler", h, h, "last") + _linear("sentence_head", h, 2, "last")
             if sentence_head:
                 matmuls += [Matmul("pooler", 1, h, h), Matmul("sentence_head", 1, h, 2)]
+        if family == "ernie":  # task embeddings; pooler; token and sentence task heads
+            from plmscale.objectives.ernie_tasks import SENTENCE_DISTANCE_CLASSES, reorder_classes
+            if m.task_type_vocab_size > 0:
+                tensors.append(ParamTensor("task_type_embeddings", m.task_type_vocab_size * width,
+                                           "tied"))
+            heads = {"capitalization": (s, 2), "token_document": (s, 2),
+                     "sentence_reordering": (1, reorder_classes(o.sentence_reorder_max_segments)),
+                     "sentence_distance": (1, len(SENTENCE_DISTANCE_CLASSES))}
+            tensors += _linear("pooler", h, h, "last")
+            matmuls.append(Matmul("pooler", 1, h, h))
+            for name, (head_rows, classes) in heads.items():
+                tensors += _linear(f"{name}_head", h, classes, "last")
+                matmuls.append(Matmul(f"{name}_head", head_rows, h, classes))
         if family == "distilbert":  # the frozen teacher: twice the depth, forward only
             teacher_layers = 2 * m.num_layers
             stacks.append(_stack(m, "teacher", teacher_layers, s, trained=False))
@@ -245,6 +258,8 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         tensors += (head_t + _linear("discriminator_head.dense", h, h, "last")
                     + _linear("discriminator_head.prediction", h, 1, "last"))
         return ModelShape(family, stacks, matmuls, tensors, s)
+    if family == "elmo":
+        return _elmo_shape(m, s)
     if family == "gpt":
         stacks = [_stack(m, "decoder", m.num_layers, s)]
         tensors = _embedding_tensors(m, tp, h, types=False, layernorm=False)
@@ -277,3 +292,43 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
                    *_norm("decoder.layernorm_embedding", h)]
     matmuls = [Matmul("logits", t, h, vocab)]
     return ModelShape(family, stacks, matmuls, tensors, s, t)
+
+
+def _elmo_shape(m: ModelConfig, s: int) -> ModelShape:
+    """ELMo's biLM: no transformer stacks; every matmul (LSTMP gates and projections per direction,
+    the character CNN, highways and projection, the softmax of both directions) outside them, and
+    all parameters on the one stage it runs as (it has no TP or PP form). The vocabulary is not
+    padded (its embedding and softmax are plain tensors)."""
+    from plmscale.families.elmo.model import (CHAR_EMBEDDING, CHARACTERS, HIGHWAY_LAYERS,
+                                              MAX_CHARACTERS, parse_filters)
+    h, cells, vocab = m.hidden_size, m.ffn_hidden_size, m.vocab_size
+    matmuls, tensors = [], []
+    if m.token_encoder == "words":
+        tensors.append(ParamTensor("token_encoder.weight", vocab * h))
+    else:
+        filters = parse_filters(m.char_cnn_filters)
+        width = sum(n for _, n in filters)
+        tensors.append(ParamTensor("char_embeddings", CHARACTERS * CHAR_EMBEDDING))
+        for w, n in filters:  # a Conv1d is a matmul over (positions x window) rows
+            matmuls.append(Matmul(f"conv{w}", s * (MAX_CHARACTERS - w + 1), CHAR_EMBEDDING * w, n))
+            tensors += [ParamTensor(f"conv{w}.weight", n * CHAR_EMBEDDING * w),
+                        ParamTensor(f"conv{w}.bias", n, matrix=False)]
+        for k in range(HIGHWAY_LAYERS):
+            matmuls.append(Matmul(f"highway{k}", s, width, 2 * width))
+            tensors += _linear(f"highway{k}", width, 2 * width)
+        matmuls.append(Matmul("projection", s, width, h))
+        tensors += _linear("projection", width, h)
+    for direction in ("forward", "backward"):
+        for k in range(m.num_layers):
+            name = f"{direction}_lstm.{k}"
+            matmuls += [Matmul(f"{name}.input", s, h, 4 * cells),
+                        Matmul(f"{name}.state", s, h, 4 * cells),
+                        Matmul(f"{name}.projection", s, cells, h)]
+            tensors += [ParamTensor(f"{name}.input", h * 4 * cells),
+                        *_linear(f"{name}.state", h, 4 * cells),
+                        ParamTensor(f"{name}.projection", cells * h)]
+        matmuls.append(Matmul(f"{direction}.softmax", s, h, vocab))
+    if not (m.token_encoder == "words" and m.tie_word_embeddings):
+        tensors.append(ParamTensor("softmax.weight", vocab * h))
+    tensors.append(ParamTensor("softmax.bias", vocab, matrix=False))
+    return ModelShape("elmo", [], matmuls, tensors, s)

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CONFIGS = {"bert": "bert_demo", "roberta": "roberta_tiny", "albert": "albert_tiny",
            "electra": "electra_tiny", "distilbert": "distilbert_tiny", "t5": "t5_tiny",
-           "bart": "bart_tiny", "gpt": "gpt_tiny"}
+           "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny"}
 
 SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropout=0",
          "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=2",
@@ -53,7 +53,7 @@ def train_families(shards: str, out: str, families: list[str], layouts: dict) ->
 def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
     """(plmscale ``logits`` kwargs, HF forward kwargs) for ``text`` laid out as the family's samples."""
     ids = sp.encode(text)[:20]
-    if family in ("bert", "albert", "electra", "distilbert"):
+    if family in ("bert", "albert", "electra", "distilbert", "ernie"):
         x = torch.tensor([[tokens.cls] + ids + [tokens.sep]])
     elif family == "roberta":
         x = torch.tensor([[tokens.bos] + ids + [tokens.eos]])
@@ -68,14 +68,17 @@ def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
     mask = torch.ones_like(x)
     ours = {"input_ids": x, "attention_mask": mask}
     hf = {"input_ids": x, "attention_mask": mask}
-    if family in ("bert", "albert", "electra"):
+    if family in ("bert", "albert", "electra", "ernie"):
         ours["token_type_ids"] = hf["token_type_ids"] = torch.zeros_like(x)
+    if family == "ernie":  # the structure-aware task row, so a dropped task embedding shows
+        ours["task_type_ids"] = hf["task_type_ids"] = torch.ones_like(x)
     return ours, hf
 
 
 # plmscale ``logits`` outputs -> (HF subfolder, HF output attribute), in order.
 OUTPUT_NAMES = {
     "bert": [("", "prediction_logits"), ("", "seq_relationship_logits")],
+    "ernie": [("", "prediction_logits"), ("", "seq_relationship_logits")],
     "albert": [("", "prediction_logits"), ("", "sop_logits")],
     "electra": [("", "logits"), ("generator", "logits")],
     "roberta": [("", "logits")], "distilbert": [("", "logits")], "t5": [("", "logits")],

@@ -18,12 +18,12 @@ import export_workers as workers  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # BERT first: it is DistilBERT's teacher.
-FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart"]
+FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart", "ernie"]
 # Every family at TP=2 x PP=2 (ELECTRA's shared embeddings are a forward_fn tie, which the
 # pipeline saves with its layer files: plmscale.parallel.pipeline).
 LAYOUTS: dict[str, list[str]] = {}
 TEXT = "The castle stood upon the hill, and the night was dark and full of strange sounds."
-FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra")
+FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra", "ernie")
 
 
 @pytest.fixture(scope="module")

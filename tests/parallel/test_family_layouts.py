@@ -24,6 +24,10 @@ VARIANTS = {
     "albert unshared": ("albert_tiny.yaml", ["model.share_layer_parameters=false"]),
     "electra": ("electra_tiny.yaml", []),
     "distilbert": ("distilbert_tiny.yaml", ["objective.distillation_teacher_path={teacher}"]),
+    # Every ERNIE 2.0 task from step 0, so each micro-batch trains every task head.
+    "ernie 2.0 tasks": ("ernie_tiny.yaml", [
+        "objective.task_schedule=masking:0,capitalization:0,token_document:0,"
+        "sentence_reordering:0,sentence_distance:0"]),
     "t5 v1.0": ("t5_tiny.yaml", []),
     "t5 v1.1": ("t5_tiny.yaml", ["model.activation=gated-gelu", "model.tie_word_embeddings=false",
                                  "model.scale_tied_logits=false"]),

@@ -19,7 +19,8 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "relative_attention_max_distance": "64", "share_layer_parameters": "true",
        "tie_word_embeddings": "false", "scale_tied_logits": "true", "generator_hidden_size": "64",
        "generator_ffn_hidden_size": "256", "generator_num_attention_heads": "1",
-       "generator_num_layers": "1", "init_method": "t5",
+       "generator_num_layers": "1", "init_method": "t5", "task_type_vocab_size": "3",
+       "token_encoder": "words", "char_cnn_filters": "1:8,2:8",
        "mlm_probability": "0.2", "mask_token_fraction": "0.7", "random_token_fraction": "0.2",
        "next_sentence_prediction": "true", "sentence_order_prediction": "true", "masking": "span",
        "max_ngram": "2", "span_geometric_p": "0.3", "span_max_length": "5", "noise_density": "0.3",
@@ -28,6 +29,8 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "token_deletion_ratio": "0.1", "rtd_weight": "10.0",
        "reset_attention_at_document_boundary": "true",
        "masking_schedule": "token:0,span:100", "masking_schedule_mode": "continual",
+       "task_schedule": "masking:0,capitalization:10", "sentence_reorder_max_segments": "4",
+       "sentence_distance_weights": "1,2,1",
        "span_boundary_objective": "true", "distillation_teacher_path": "somewhere",
        "distillation_init_from_teacher": "false", "distillation_temperature": "3.0",
        "distillation_alpha_ce": "1.0", "distillation_alpha_mlm": "1.0",
@@ -74,11 +77,11 @@ def test_fields_a_family_reads_pass(family):
         validate_config(cfg, world_size=1)
 
 
-def test_masking_schedule_is_bert_only():
+def test_masking_schedule_is_read_by_bert_and_ernie_only():
     for family in ("albert", "electra", "distilbert", "roberta"):
         cfg = load_config(None, [f"model.family={family}",
                                  "objective.masking_schedule=token:0,span:100"])
-        with pytest.raises(ConfigError, match=r"objective.masking_schedule=.*read by: bert\)"):
+        with pytest.raises(ConfigError, match=r"objective.masking_schedule=.*read by: bert, ernie\)"):
             validate_config(cfg, world_size=1)
 
 

@@ -74,7 +74,8 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
 
     def embed(module, state):
         types = state.get("token_type_ids") if token_types else None
-        return {**state, "hidden": module(state["input_ids"], types, positions(state))}
+        return {**state, "hidden": module(state["input_ids"], types, positions(state),
+                                          task_type_ids=state.get("task_type_ids"))}
 
     def layer(module, state):
         return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
@@ -133,12 +134,13 @@ class BertForPreTraining(PiecewiseModel):
         return pair_model_logits(self, self.nsp_head, input_ids, token_type_ids, attention_mask)
 
 
-def pair_model_logits(model: PiecewiseModel, pair_head: nn.Module, input_ids, token_type_ids,
-                      attention_mask):
+def pair_model_logits(model: PiecewiseModel, pair_head: Callable, input_ids, token_type_ids,
+                      attention_mask, **inputs):
     """MLM logits [b, s, V] and the sentence-pair head's logits [b, 2] (on the pooled [CLS]) of a
-    model whose last piece holds ``pooler`` and ``lm_head``."""
+    model whose last piece holds ``pooler`` and ``lm_head``; ``inputs``: more model inputs (ERNIE's
+    ``task_type_ids``)."""
     state = model.run({"input_ids": input_ids, "token_type_ids": token_type_ids,
-                       "attention_mask": attention_mask}, model.pieces[:-1])
+                       "attention_mask": attention_mask, **inputs}, model.pieces[:-1])
     hidden = state["hidden"]
     mlm = model.lm_head(hidden, state["word_embeddings"])
     pair = pair_head(torch.tanh(model.pooler(hidden[:, 0])))

@@ -24,7 +24,7 @@ from plmscale.data.tokenizer import SpecialTokens
 from plmscale.objectives.masking import IGNORE_INDEX, corrupt, mask_tokens
 from plmscale.objectives.masking_strategies import (Selection, check_strategy, select_for,
                                                     span_boundary_targets)
-from plmscale.objectives.schedule import masking_schedule
+from plmscale.objectives.schedule import masking_schedule, sample_step
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,8 @@ class BertSamples:
         self.seed = seed
         check_strategy(objective.masking)
         self.schedule = masking_schedule(objective)
-        if self.schedule is not None and not (global_batch_size and global_batch_size > 0):
-            raise ValueError("objective.masking_schedule needs the global batch size to know the "
-                             "step of a sample: pass global_batch_size= (micro batch x gradient "
-                             "accumulation x data-parallel size; see "
-                             "plmscale.objectives.schedule.global_batch_size)")
+        if self.schedule is not None:
+            sample_step(0, global_batch_size, "masking_schedule")  # refuses an unknown batch size
         self.global_batch_size = global_batch_size
 
     # -- segment selection -------------------------------------------------------------------
@@ -147,7 +144,7 @@ class BertSamples:
         sample's other random choices unchanged)."""
         if self.schedule is None:
             return self.objective.masking
-        step = index // self.global_batch_size
+        step = sample_step(index, self.global_batch_size, "masking_schedule")
         return self.schedule.pick(step, np.random.default_rng([self.seed, index, 1]))
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:

@@ -1,5 +1,5 @@
-"""Input embeddings: vocab-parallel word embeddings + learned positions (+ token types), then an
-optional LayerNorm and dropout. Families differ only in which of these they switch on."""
+"""Input embeddings: vocab-parallel word embeddings + learned positions (+ token types, + ERNIE 2.0's
+task types), then an optional LayerNorm and dropout. Families differ only in which of these they switch on."""
 
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings + position_offset, size)
         self.token_type_embeddings = (nn.Embedding(cfg.type_vocab_size, size)
                                       if cfg.type_vocab_size > 0 else None)
+        self.task_type_embeddings = (nn.Embedding(cfg.task_type_vocab_size, size)
+                                     if cfg.task_type_vocab_size > 0 else None)
         self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon) if layernorm else None
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None):
+                position_ids: torch.Tensor | None = None, task_type_ids: torch.Tensor | None = None):
         """``position_ids`` [b, s] (rows of ``position_embeddings``) default to ``position_offset``
-        + 0, 1, 2, ... for every sequence."""
+        + 0, 1, 2, ... for every sequence; ``task_type_ids`` [b, s] (with task embeddings) to 0, as
+        HF's ``ErnieEmbeddings``."""
         if position_ids is None:
             position_ids = (torch.arange(input_ids.shape[1], device=input_ids.device)
                             + self.position_offset)[None]
@@ -44,6 +47,10 @@ class Embeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             hidden = hidden + self.token_type_embeddings(token_type_ids)
+        if self.task_type_embeddings is not None:
+            if task_type_ids is None:
+                task_type_ids = torch.zeros_like(input_ids)
+            hidden = hidden + self.task_type_embeddings(task_type_ids)
         if self.LayerNorm is not None:
             hidden = self.LayerNorm(hidden)
         return self.dropout(hidden)
