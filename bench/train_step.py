@@ -311,10 +311,14 @@ def main() -> None:
         lines.append(f"| {r['family']} | {r['reference']} ({r['attention']}) | {r['vocab']} | "
                      f"{r['ours'] * 1e3:.0f} | {r['hf'] * 1e3:.0f} | **{r['ratio']:.2f}** | "
                      f"{_rate(r, 'ours')} | {_rate(r, 'hf')} | {r['peak']:.0f} |")
-    text = "\n".join(lines) + "\n"
+    emit("\n".join(lines) + "\n", args.record)
+
+
+def emit(text: str, record: str | None) -> None:
+    """Print a result table and append it to the markdown file ``record`` when given."""
     print(text)
-    if args.record:
-        with open(args.record, "a") as f:
+    if record:
+        with open(record, "a") as f:
             f.write(text)
 
 
