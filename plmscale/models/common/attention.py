@@ -45,9 +45,10 @@ class SelfAttention(nn.Module):
         b, s, _ = hidden.shape
         qkv, _ = self.linear_qkv(hidden)
         q, k, v = qkv.view(b, s, self.heads_per_rank, 3, self.head_dim).permute(3, 0, 2, 1, 4)
+        dropout = self.attention_dropout.p if self.training else 0.0
         context = attend(q, k, v, scale=self.scale, mask=mask, bias=position_bias,
-                         causal=self.causal, dropout_p=self.attention_dropout.p if self.training else 0.0,
-                         backend=self.backend, fused=self.fused)
+                         causal=self.causal, dropout_p=dropout, backend=self.backend,
+                         fused=self.fused)
         context = context.transpose(1, 2).reshape(b, s, -1)
         out, _ = self.linear_proj(context)
         return out
