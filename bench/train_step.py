@@ -2,7 +2,8 @@
 ZeRO-0, fp32) against the family's ``transformers`` reference with the same config, batch and
 optimizer (AdamW, same hyper-parameters), in one run.
 
-    python bench/train_step.py [--families bert,gpt,...] [--steps 10] [--record bench/RESULTS.md]
+    python bench/train_step.py [--families bert,gpt,...] [--size small|base] [--steps 10]
+                               [--record bench/RESULTS.md]
 
 Steps of the two are interleaved (alternating which goes first) so that machine noise hits both
 alike; the ratio of median step times (HF / plmscale, > 1 means plmscale is faster) is what counts.
@@ -11,6 +12,13 @@ from HF classes: ELECTRA = ``ElectraForMaskedLM`` generator + Gumbel sampling +
 ``ElectraForPreTraining`` discriminator sharing one embedding module; DistilBERT = a frozen HF
 ``BertForMaskedLM`` teacher (twice the student's depth) + ``DistilBertForMaskedLM`` with
 Sanh et al.'s loss (KL at T=2, MLM, cosine).
+
+Each side's FLOPs per step are counted on one extra (untimed) step with
+``torch.utils.flop_counter.FlopCounterMode`` (the matmuls and attention it actually ran, forward and
+backward), so the achieved GFLOP/s compares the two per FLOP; the fraction is of the machine's fp32
+GEMM peak, measured in the same run (a 2048^2 matmul, best of several, before and after the steps).
+``--size base`` is BERT-base / GPT-2 small (12 x 768, 12 heads, FFN 3072; 6 or 6+6 layers for
+DistilBERT and the encoder-decoders).
 """
 
 from __future__ import annotations
@@ -54,11 +62,27 @@ FAMILIES = {
 }
 
 
+SIZES = {"small": ["model.hidden_size=256", "model.num_attention_heads=4", "model.ffn_hidden_size=1024"],
+         "base": ["model.hidden_size=768", "model.num_attention_heads=12", "model.ffn_hidden_size=3072",
+                  "model.generator_hidden_size=256", "model.generator_num_attention_heads=4",
+                  "model.generator_ffn_hidden_size=1024"]}
+
+
+def base_layers(family: str) -> list[str]:
+    """BERT-base / GPT-2 small depth; DistilBERT half of it, encoder-decoders 6 + 6."""
+    if family in ("t5", "bart"):
+        return ["model.num_layers=6", "model.num_decoder_layers=6"]
+    return [f"model.num_layers={6 if family == 'distilbert' else 12}"]
+
+
 def config(family: str, args):
     from plmscale.config import load_config
     preset, extra = FAMILIES[family]
-    return load_config(None, [f"model.preset={preset}", *extra, "model.hidden_size=256",
-                              "model.num_attention_heads=4", "model.ffn_hidden_size=1024",
+    size = SIZES[args.size] + (base_layers(family) if args.size == "base" else [])
+    if family != "electra":
+        size = [o for o in size if ".generator_" not in o]
+    return load_config(None, [f"model.preset={preset}", *extra, *size,
+                              f"model.attention_backend={args.attention_backend}",
                               "model.hidden_dropout=0", "model.attention_dropout=0",
                               f"train.micro_batch_size={args.batch}", f"data.seq_length={args.seq}",
                               "parallel.zero_stage=0", "train.grad_clip=0", "train.weight_decay=0",
@@ -200,17 +224,48 @@ def bench(family: str, args) -> dict:
 
     times = {"plmscale": [], "hf": []}
     steps = [("plmscale", ours_step), ("hf", hf_step)]
+    peak = gemm_gflops()
     for i in range(args.warmup + args.steps):
         for name, step in (steps if i % 2 == 0 else steps[::-1]):
             start = time.perf_counter()
             step()
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - start)
+    peak = max(peak, gemm_gflops())
     ours, theirs = statistics.median(times["plmscale"]), statistics.median(times["hf"])
+    flops = {name: counted_flops(step) for name, step in steps}
     reference = " + ".join(type(m).__name__ for m in modules)
     return {"family": family, "ours": ours, "hf": theirs, "ratio": theirs / ours,
             "reference": reference, "vocab": cfg.model.vocab_size,
-            "attention": getattr(modules[0].config, "_attn_implementation", "?")}
+            "attention": getattr(modules[0].config, "_attn_implementation", "?"),
+            "ours_flops": flops["plmscale"], "hf_flops": flops["hf"], "peak": peak}
+
+
+def counted_flops(step) -> float:
+    """FLOPs of one (untimed) call of ``step``, as FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 GEMM rate now (GFLOP/s): the best of ``repeats`` n x n matmuls."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def _rate(row: dict, side: str) -> str:
+    gflop = row[f"{side}_flops"] / 1e9
+    rate = gflop / row[side]
+    return f"{gflop:.1f}, {rate:.0f}, {rate / row['peak']:.0%}"
 
 
 def main() -> None:
@@ -219,6 +274,9 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--attention-backend", default="sdpa",
+                        help="plmscale's model.attention_backend (sdpa, fused-softmax, reference)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--record", default=None, help="append the table to this markdown file")
@@ -233,24 +291,34 @@ def main() -> None:
         row = bench(family, args)
         rows.append(row)
         print(f"{family}: plmscale {row['ours'] * 1e3:.0f} ms/step, {row['reference']} "
-              f"{row['hf'] * 1e3:.0f} ms/step, ratio {row['ratio']:.2f}", flush=True)
+              f"{row['hf'] * 1e3:.0f} ms/step, ratio {row['ratio']:.2f}; "
+              f"{_rate(row, 'ours')} vs {_rate(row, 'hf')}", flush=True)
     load = os.getloadavg()
+    size = ("width 256, 4 heads, FFN 1024, 4 layers or 2+2" if args.size == "small" else
+            "BERT-base / GPT-2 small: width 768, 12 heads, FFN 3072, 12 layers (DistilBERT 6, 6+6)")
     lines = [f"\n### {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()}-core CPU box, torch "
              f"{torch.__version__}, {torch.get_num_threads()} threads, load average at the end "
              f"{load[0]:.1f} (shared with other jobs)\n",
-             f"Command: `python bench/train_step.py {' '.join(sys.argv[1:])}` (width 256, 4 heads, "
-             f"FFN 1024, 4 layers or 2+2, seq {args.seq} (T5 decoder {SEQ['t5']}, BART decoder "
+             f"Command: `python bench/train_step.py {' '.join(sys.argv[1:])}` ({size}, "
+             f"attention {args.attention_backend}, seq {args.seq} (T5 decoder {SEQ['t5']}, BART decoder "
              f"{DECODER}), batch {args.batch}, {args.steps} interleaved steps after {args.warmup} "
-             f"warm-up, medians).\n",
-             "| family | HF reference (attention) | vocab | plmscale ms/step | HF ms/step | ratio HF/plmscale |",
-             "|---|---|---|---|---|---|"]
+             f"warm-up, medians; FLOPs counted by FlopCounterMode on one more step; GEMM peak: best "
+             f"2048^2 fp32 matmul in the same run).\n",
+             "| family | HF reference (attention) | vocab | plmscale ms/step | HF ms/step | ratio HF/plmscale "
+             "| plmscale GFLOP/step, GFLOP/s, of peak | HF GFLOP/step, GFLOP/s, of peak | GEMM peak GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['family']} | {r['reference']} ({r['attention']}) | {r['vocab']} | "
-                     f"{r['ours'] * 1e3:.0f} | {r['hf'] * 1e3:.0f} | **{r['ratio']:.2f}** |")
-    text = "\n".join(lines) + "\n"
+                     f"{r['ours'] * 1e3:.0f} | {r['hf'] * 1e3:.0f} | **{r['ratio']:.2f}** | "
+                     f"{_rate(r, 'ours')} | {_rate(r, 'hf')} | {r['peak']:.0f} |")
+    emit("\n".join(lines) + "\n", args.record)
+
+
+def emit(text: str, record: str | None) -> None:
+    """Print a result table and append it to the markdown file ``record`` when given."""
     print(text)
-    if args.record:
-        with open(args.record, "a") as f:
+    if record:
+        with open(record, "a") as f:
             f.write(text)
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+ATTENTION_BACKENDS = ("sdpa", "fused-softmax", "reference")
+"""Values of ``model.attention_backend`` (plmscale.models.common.attention_core implements them)."""
+
 
 @dataclass
 class ModelConfig:
@@ -36,6 +39,10 @@ class ModelConfig:
     """The padded vocabulary is a multiple of this times the tensor-parallel size (as Megatron)."""
     use_fused_kernels: Optional[bool] = None
     """Fused CUDA bias-GELU and masked softmax: None = on when running on a GPU with kernels built."""
+    attention_backend: str = "sdpa"
+    """"sdpa" (torch scaled_dot_product_attention: flash / memory-efficient kernels, no [s, s]
+    scores where the mask allows), "fused-softmax" (scores + the fused scaled-masked-softmax kernel)
+    or "reference" (plain torch). All three compute the same function (plmscale.models.common.attention_core)."""
     # -- options used by some families (defaults = BERT) --------------------------------------
     embedding_size: Optional[int] = None
     """Factorised embeddings (ALBERT, ELECTRA-small): embedding width E, projected to hidden_size."""

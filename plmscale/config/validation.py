@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from plmscale.config.families import ignored_fields, readers
 from plmscale.config.loading import ConfigError
-from plmscale.config.schema import ExperimentConfig
+from plmscale.config.schema import ATTENTION_BACKENDS, ExperimentConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 GELU_FORMS = ("none", "tanh")
@@ -126,6 +126,9 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
                           f"TFLOP/s for the MFU), or unset to use the detected GPU's")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision={t.precision!r}; valid values: {', '.join(PRECISIONS)}")
+    if m.attention_backend not in ATTENTION_BACKENDS:
+        raise ConfigError(f"model.attention_backend={m.attention_backend!r}; valid: "
+                          f"{', '.join(ATTENTION_BACKENDS)}")
     if m.gelu_approximate not in GELU_FORMS:
         raise ConfigError(f"model.gelu_approximate={m.gelu_approximate!r}; valid: {GELU_FORMS}")
     if cfg.data.seq_length > m.max_position_embeddings:

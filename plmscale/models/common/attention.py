@@ -2,8 +2,8 @@
 
 ``linear_qkv`` is column-parallel; its output rows are laid out head by head ([head][q,k,v][head_dim]) so
 that a contiguous TP slice holds whole heads with their q, k and v. ``linear_proj`` is row-parallel and
-all-reduces the output. The softmax goes through ``plmscale.kernels.scaled_masked_softmax`` (the fused
-CUDA kernel on GPU, its torch reference elsewhere).
+all-reduces the output. The attention itself is ``attention_core.attend``: the backend chosen by
+``model.attention_backend`` (SDPA by default), every mask kind, dropout on the TP rank's own stream.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.kernels import scaled_masked_softmax
+from plmscale.models.common.attention_core import attend, check_backend
 from plmscale.models.common.megatron import column_parallel, row_parallel, tp_world
-from plmscale.parallel.random import tensor_parallel_rng
 
 
 class SelfAttention(nn.Module):
@@ -33,6 +32,7 @@ class SelfAttention(nn.Module):
         self.scale = 1.0 / math.sqrt(self.head_dim) if scale is None else scale
         self.causal = causal
         self.fused = cfg.use_fused_kernels
+        self.backend = check_backend(cfg.attention_backend)
         inner = cfg.num_attention_heads * self.head_dim
         self.linear_qkv = column_parallel(cfg.hidden_size, 3 * inner, precision, bias)
         self.linear_proj = row_parallel(inner, cfg.hidden_size, precision, bias)
@@ -45,15 +45,10 @@ class SelfAttention(nn.Module):
         b, s, _ = hidden.shape
         qkv, _ = self.linear_qkv(hidden)
         q, k, v = qkv.view(b, s, self.heads_per_rank, 3, self.head_dim).permute(3, 0, 2, 1, 4)
-        scores = torch.matmul(q, k.transpose(-1, -2))
-        scale = self.scale
-        if position_bias is not None:  # the bias is added to the already scaled scores
-            scores = (scores * scale if scale != 1.0 else scores) + position_bias
-            scale = 1.0
-        probs = scaled_masked_softmax(scores, mask, scale=scale, causal=self.causal,
-                                      fused=self.fused)
-        with tensor_parallel_rng():  # each TP rank holds different heads: independent masks
-            probs = self.attention_dropout(probs)
-        context = torch.matmul(probs, v).transpose(1, 2).reshape(b, s, -1)
+        dropout = self.attention_dropout.p if self.training else 0.0
+        context = attend(q, k, v, scale=self.scale, mask=mask, bias=position_bias,
+                         causal=self.causal, dropout_p=dropout, backend=self.backend,
+                         fused=self.fused)
+        context = context.transpose(1, 2).reshape(b, s, -1)
         out, _ = self.linear_proj(context)
         return out

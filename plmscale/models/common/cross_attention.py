@@ -4,7 +4,7 @@ Queries come from the decoder stream through a column-parallel ``linear_q``; key
 the encoder output through one column-parallel ``linear_kv`` whose output rows are laid out head by
 head ([head][k,v][head_dim]), so a contiguous TP slice holds whole heads with both their k and v (the
 same idea as ``SelfAttention``'s fused qkv). ``linear_proj`` is row-parallel and all-reduces. The
-softmax goes through ``plmscale.kernels.scaled_masked_softmax`` (fused CUDA kernel on GPU).
+attention itself is ``attention_core.attend`` (backend from ``model.attention_backend``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.kernels import scaled_masked_softmax
+from plmscale.models.common.attention_core import attend, check_backend
 from plmscale.models.common.megatron import column_parallel, row_parallel, tp_world
-from plmscale.parallel.random import tensor_parallel_rng
 
 
 class CrossAttention(nn.Module):
@@ -37,6 +36,7 @@ class CrossAttention(nn.Module):
         self.head_dim = cfg.kv_channels or cfg.hidden_size // heads
         self.scale = 1.0 / math.sqrt(self.head_dim) if scale is None else scale
         self.fused = cfg.use_fused_kernels
+        self.backend = check_backend(cfg.attention_backend)
         inner = heads * self.head_dim
         self.linear_q = column_parallel(cfg.hidden_size, inner, precision, bias)
         self.linear_kv = column_parallel(kv_input_size or cfg.hidden_size, 2 * inner, precision, bias)
@@ -53,11 +53,10 @@ class CrossAttention(nn.Module):
         q = q.view(b, sq, self.heads_per_rank, self.head_dim).transpose(1, 2)
         kv, _ = self.linear_kv(memory)
         k, v = kv.view(b, sk, self.heads_per_rank, 2, self.head_dim).permute(3, 0, 2, 1, 4)
-        scores = torch.matmul(q, k.transpose(-1, -2))
-        probs = scaled_masked_softmax(scores, mask, scale=self.scale, causal=False, fused=self.fused)
-        with tensor_parallel_rng():  # each TP rank holds different heads: independent masks
-            probs = self.attention_dropout(probs)
-        context = torch.matmul(probs, v).transpose(1, 2).reshape(b, sq, -1)
+        context = attend(q, k, v, scale=self.scale, mask=mask,
+                         dropout_p=self.attention_dropout.p if self.training else 0.0,
+                         backend=self.backend, fused=self.fused)
+        context = context.transpose(1, 2).reshape(b, sq, -1)
         out, _ = self.linear_proj(context)
         return out
 
