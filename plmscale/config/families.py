@@ -19,7 +19,8 @@ OPTIONAL_MODEL_FIELDS = (
     "position_embedding_type", "position_offset", "relative_attention_num_buckets",
     "relative_attention_max_distance", "share_layer_parameters", "tie_word_embeddings",
     "scale_tied_logits", "generator_hidden_size", "generator_ffn_hidden_size",
-    "generator_num_attention_heads", "generator_num_layers", "init_method")
+    "generator_num_attention_heads", "generator_num_layers", "init_method", "rotary_base",
+    "num_query_groups")
 OPTIONAL_OBJECTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectiveConfig))
 
 # Masked-LM corruption as plmscale.data.roberta_samples.mask_for_objective / BertSamples read it.
@@ -35,6 +36,8 @@ class FamilyFields:
     objective: tuple[str, ...] = ()
     objective_defaults: dict = field(default_factory=dict)
     """Objective values this family starts from, before presets, YAML and overrides."""
+    model_defaults: dict = field(default_factory=dict)
+    """Model values this family starts from (its architecture's switches), as objective_defaults."""
     networks: dict = field(default_factory=dict)
     """Where a family trains more than one network: network name -> the parameter-name prefixes
     of the model that make it up, as HF's class of that network counts it (``--dry-run``)."""
@@ -76,6 +79,15 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
                          objective_defaults=_NO_NSP),
     "gpt": FamilyFields(objective=("reset_attention_at_document_boundary",),
                         objective_defaults=_NO_NSP),
+    # The GPT decoder with Llama's switches (HF LlamaForCausalLM): the same pieces and samples.
+    "llama": FamilyFields(model=("normalization", "activation", "add_bias_linear",
+                                 "position_embedding_type", "rotary_base", "num_query_groups",
+                                 "tie_word_embeddings"),
+                          objective=("reset_attention_at_document_boundary",),
+                          objective_defaults=_NO_NSP,
+                          model_defaults=dict(normalization="rmsnorm", activation="swiglu",
+                                              add_bias_linear=False, position_embedding_type="rotary",
+                                              tie_word_embeddings=False)),
 }
 
 
@@ -94,7 +106,7 @@ def ignored_fields(model: ModelConfig, objective: ObjectiveConfig) -> list[tuple
     """(section, field) of every optional field set away from its default that ``model.family``
     does not read."""
     declared = family_fields(model.family)
-    defaults = {"model": ModelConfig(),
+    defaults = {"model": dataclasses.replace(ModelConfig(), **declared.model_defaults),
                 "objective": dataclasses.replace(ObjectiveConfig(), **declared.objective_defaults)}
     found = []
     for section, values, names in (("model", model, OPTIONAL_MODEL_FIELDS),

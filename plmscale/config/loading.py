@@ -99,7 +99,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Defaults <- the family's objective defaults <- model preset <- YAML file <- overrides, then
+    """Defaults <- the family's objective and model defaults <- model preset <- YAML file <- overrides, then
     validated field by field."""
     raw: dict = {}
     if path is not None:
@@ -123,6 +123,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
         if family in FAMILY_FIELDS:  # unknown names are refused by the registry, with the list
             _apply(cfg, "objective", FAMILY_FIELDS[family].objective_defaults,
                    f"family {family!r} defaults")
+            _apply(cfg, "model", FAMILY_FIELDS[family].model_defaults, f"family {family!r} defaults")
     if preset is not None:
         _apply(cfg, "model", preset_fields(preset), f"preset {preset!r}")
         cfg.model.preset = preset

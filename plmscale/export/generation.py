@@ -36,6 +36,7 @@ class GenerationSpec:
 GENERATION_SPECS: dict[str, GenerationSpec] = {
     # GPT continues a document; its packed stream puts eos before every document.
     "gpt": GenerationSpec(prefix=("eos",), continues_prompt=True),
+    "llama": GenerationSpec(prefix=("eos",), continues_prompt=True),  # GPT's samples
     # T5's span-corruption inputs end in eos.
     "t5": GenerationSpec(suffix=("eos",)),
     # BART's denoising inputs are <s> text </s>.

@@ -60,6 +60,11 @@ def _encoder_ids(tokens, cfg):
     return {"pad_token_id": tokens.pad, "bos_token_id": tokens.bos, "eos_token_id": tokens.eos}
 
 
+def _decoder_ids(tokens, cfg):
+    # GPT's packed stream puts </s> before every document: it is bos and eos, as in GPT-2.
+    return {"pad_token_id": tokens.pad, "bos_token_id": tokens.eos, "eos_token_id": tokens.eos}
+
+
 HF_EXPORTS: dict[str, HFExport] = {
     "bert": HFExport((HFPart("BertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
     # HF RoBERTa counts positions from pad_token_id + 1: its pad id stays position_offset - 1
@@ -82,11 +87,11 @@ HF_EXPORTS: dict[str, HFExport] = {
                          "pad_token_id": tokens.pad, "bos_token_id": tokens.bos,
                          "eos_token_id": tokens.eos, "decoder_start_token_id": tokens.eos,
                          "forced_eos_token_id": tokens.eos}),
-    # GPT's packed stream puts </s> before every document: it is bos and eos, as in GPT-2.
-    "gpt": HFExport((HFPart("GPT2LMHeadModel", task="text-generation"),), "bos",
-                    lambda tokens, cfg: {"pad_token_id": tokens.pad, "bos_token_id": tokens.eos,
-                                         "eos_token_id": tokens.eos},
+    "gpt": HFExport((HFPart("GPT2LMHeadModel", task="text-generation"),), "bos", _decoder_ids,
                     tokenizer_tokens={"bos_token": "</s>"}),
+    # The same decoder samples as GPT (plmscale.families.llama).
+    "llama": HFExport((HFPart("LlamaForCausalLM", task="text-generation"),), "bos", _decoder_ids,
+                      tokenizer_tokens={"bos_token": "</s>"}),
 }
 
 

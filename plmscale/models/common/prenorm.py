@@ -22,7 +22,10 @@ class PreLNLayer(nn.Module):
         stream (GPT-2: init_std / sqrt(2 * layers)); None = the model's init_std."""
         super().__init__()
         self.input_layernorm = build_norm(cfg)
-        self.self_attention = SelfAttention(cfg, precision, causal=causal, bias=cfg.add_bias_linear)
+        rotary = cfg.rotary_base if cfg.position_embedding_type == "rotary" else None
+        self.self_attention = SelfAttention(cfg, precision, causal=causal, bias=cfg.add_bias_linear,
+                                            num_query_groups=cfg.num_query_groups,
+                                            rotary_base=rotary)
         self.pre_mlp_layernorm = build_norm(cfg)
         self.mlp = MLP(cfg, precision)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
