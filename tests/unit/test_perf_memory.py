@@ -14,7 +14,8 @@ from plmscale.perf.memory import deepspeed_zero2_gpu_bytes, megatron_bytes_per_p
 pytestmark = pytest.mark.usefixtures("single_rank")
 
 PRESETS = ["bert-tiny", "roberta-tiny", "albert-tiny", "electra-tiny", "distilbert-tiny", "gpt-tiny",
-           "t5-tiny", "bart-tiny", "bert-base", "gpt2", "t5-v1_1-base", "albert-base", "bart-base"]
+           "t5-tiny", "bart-tiny", "bert-base", "gpt2", "t5-v1_1-base", "albert-base", "bart-base",
+           "llama-tiny", "tinyllama-1.1b", "llama-2-7b"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
