@@ -9,13 +9,12 @@ from closeness import assert_within, closeness
 from meta_counts import meta_counts
 
 from plmscale.config import ConfigError, load_config, validate_config
-from plmscale.config.presets import PRESETS
-from plmscale.config.presets.llama import LLAMA_COUNTS
 from plmscale.export import full_tensors
-from plmscale.export.llama import from_hf_state_dict, hf_config, to_hf_state_dict
+from plmscale.families.llama.hf import from_hf_state_dict, hf_config, to_hf_state_dict
+from plmscale.families.llama.presets import LLAMA_COUNTS, PRESETS
 from plmscale.parallel import init_model_parallel
 
-LLAMA_PRESETS = sorted(n for n, fields in PRESETS.items() if fields.get("family") == "llama")
+LLAMA_PRESETS = sorted(PRESETS)
 TINY = ["model.preset=llama-tiny", "model.vocab_size=1100", "model.max_position_embeddings=64"]
 
 pytestmark = pytest.mark.usefixtures("single_rank")
