@@ -44,7 +44,7 @@ def ignored_fields(model: ModelConfig, objective: ObjectiveConfig) -> list[tuple
     """(section, field) of every optional field set away from its default that ``model.family``
     does not read."""
     declared = family_fields(model.family)
-    defaults = {"model": ModelConfig(),
+    defaults = {"model": dataclasses.replace(ModelConfig(), **declared.model_defaults),
                 "objective": dataclasses.replace(ObjectiveConfig(), **declared.objective_defaults)}
     found = []
     for section, values, names in (("model", model, optional_model_fields()),

@@ -101,7 +101,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Defaults <- the family's objective defaults <- model preset <- YAML file <- overrides, then
+    """Defaults <- the family's objective and model defaults <- model preset <- YAML file <- overrides, then
     validated field by field."""
     raw: dict = {}
     if path is not None:
@@ -125,6 +125,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
         if family in registry.FAMILY_MODULES:  # unknown names are refused by the registry, with the list
             _apply(cfg, "objective", family_fields(family).objective_defaults,
                    f"family {family!r} defaults")
+            _apply(cfg, "model", family_fields(family).model_defaults, f"family {family!r} defaults")
     if preset is not None:
         _apply(cfg, "model", preset_fields(preset), f"preset {preset!r}")
         cfg.model.preset = preset

@@ -53,11 +53,19 @@ class ModelConfig:
     normalization: str = "layernorm"
     """"layernorm" or "rmsnorm" (T5: scale only, no mean subtraction, no bias)."""
     activation: str = "gelu"
-    """FFN activation: "gelu" (form set by gelu_approximate), "relu" (T5 v1.0), "gated-gelu" (v1.1)."""
+    """FFN activation: "gelu" (form set by gelu_approximate), "relu" (T5 v1.0), "gated-gelu" (v1.1),
+    "swiglu" (Llama: SiLU-gated, ``fc2(silu(fc1(x)) * fc1_up(x))``)."""
     add_bias_linear: bool = True
     """Biases in the linear layers (False for T5)."""
     position_embedding_type: str = "learned"
-    """"learned" absolute positions or "relative" (T5's bucketed relative attention bias)."""
+    """"learned" absolute positions, "relative" (T5's bucketed relative attention bias) or "rotary"
+    (RoPE, Su et al. 2021, on q and k in every attention layer; Llama's half-split form)."""
+    rotary_base: float = 10000.0
+    """RoPE base (HF ``rope_theta``): Llama 1/2 10000, Llama 3 500000."""
+    num_query_groups: Optional[int] = None
+    """Grouped-query attention (Ainslie et al. 2023): key/value heads, each shared by
+    num_attention_heads / num_query_groups query heads (HF ``num_key_value_heads``); None = one per
+    query head (multi-head attention), 1 = multi-query. TP splits whole groups."""
     position_offset: int = 0
     """Learned-position index offset (RoBERTa: padding_idx + 1 = 2; BART: 2)."""
     relative_attention_num_buckets: int = 32

@@ -20,14 +20,14 @@ def valid_tensor_parallel_sizes(cfg: ExperimentConfig, world_size: int) -> list[
     m, pp = cfg.model, cfg.parallel.pipeline_model_parallel_size
     return [tp for tp in _divisors(max(world_size // max(pp, 1), 1))
             if world_size % (tp * pp) == 0 and m.num_attention_heads % tp == 0
-            and m.ffn_hidden_size % tp == 0]
+            and m.ffn_hidden_size % tp == 0 and (m.num_query_groups or tp) % tp == 0]
 
 
 AT_LEAST_ONE = {
     "model": ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
               "max_position_embeddings", "make_vocab_size_divisible_by",
               "embedding_size", "num_decoder_layers", "kv_channels", "relative_attention_num_buckets",
-              "relative_attention_max_distance", "generator_hidden_size",
+              "relative_attention_max_distance", "num_query_groups", "generator_hidden_size",
               "generator_ffn_hidden_size", "generator_num_attention_heads", "generator_num_layers"),
     "data": ("seq_length", "decoder_seq_length"),
     "train": ("micro_batch_size", "gradient_accumulation_steps", "train_steps", "log_interval",
@@ -49,7 +49,7 @@ PROBABILITIES = {  # [0, 1)
     "objective": ("token_masking_ratio", "token_deletion_ratio", "infilling_ratio"),
 }
 POSITIVE = {  # > 0
-    "model": ("layernorm_epsilon",),
+    "model": ("layernorm_epsilon", "rotary_base"),
     "train": ("adam_eps", "collective_timeout_s", "dead_rank_timeout_s"),
     "objective": ("distillation_temperature", "mean_noise_span_length", "poisson_lambda"),
 }
@@ -115,6 +115,7 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
             f"model.num_attention_heads={m.num_attention_heads} and model.ffn_hidden_size="
             f"{m.ffn_hidden_size} must both be divisible by tensor_model_parallel_size={tp}; "
             f"valid tensor_model_parallel_size values for world size {world_size}: {valid_tp}")
+    _check_attention_options(cfg, valid_tp)
     if pp > 1 and p.zero_stage > 1:
         raise ConfigError(f"parallel.zero_stage={p.zero_stage} cannot be combined with pipeline "
                           f"parallelism (DeepSpeed's pipeline engine supports ZeRO stage 0 or 1); "
@@ -138,6 +139,32 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
         raise ConfigError(f"objective.mlm_probability={o.mlm_probability} must be in (0, 1)")
     if o.mask_token_fraction + o.random_token_fraction > 1.0:
         raise ConfigError("objective.mask_token_fraction + random_token_fraction must be <= 1")
+
+
+POSITION_TYPES = ("learned", "relative", "rotary")
+
+
+def _check_attention_options(cfg: ExperimentConfig, valid_tp: list[int]) -> None:
+    """Grouped-query attention and rotary positions: groups split the heads evenly and TP splits
+    whole groups; RoPE rotates pairs of channels, so heads must have an even width."""
+    m, tp = cfg.model, cfg.parallel.tensor_model_parallel_size
+    if m.position_embedding_type not in POSITION_TYPES:
+        raise ConfigError(f"model.position_embedding_type={m.position_embedding_type!r}; valid: "
+                          f"{POSITION_TYPES}")
+    groups = m.num_query_groups
+    if groups is not None and m.num_attention_heads % groups:
+        raise ConfigError(f"model.num_query_groups={groups} does not divide model."
+                          f"num_attention_heads={m.num_attention_heads}; valid values: "
+                          f"{_divisors(m.num_attention_heads)}")
+    if groups is not None and groups % tp:
+        raise ConfigError(f"model.num_query_groups={groups} is not divisible by "
+                          f"tensor_model_parallel_size={tp} (TP splits whole key/value groups); "
+                          f"valid tensor_model_parallel_size values: {valid_tp}")
+    head_dim = m.kv_channels or m.hidden_size // m.num_attention_heads
+    if m.position_embedding_type == "rotary" and head_dim % 2:
+        raise ConfigError(f"model.position_embedding_type='rotary' needs an even head width; "
+                          f"hidden_size / num_attention_heads = {head_dim} (set model.kv_channels "
+                          f"or change the head count)")
 
 
 def refuse_ignored_fields(cfg: ExperimentConfig) -> None:

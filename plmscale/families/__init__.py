@@ -34,6 +34,7 @@ FAMILY_MODULES = {
     "gpt": "plmscale.families.gpt",
     "ernie": "plmscale.families.ernie",
     "elmo": "plmscale.families.elmo",
+    "llama": "plmscale.families.llama",
 }
 
 
@@ -52,6 +53,8 @@ class FamilyFields:
     objective: tuple[str, ...] = ()
     objective_defaults: dict = field(default_factory=dict)
     """Objective values this family starts from, before presets, YAML and overrides."""
+    model_defaults: dict = field(default_factory=dict)
+    """Model values this family starts from (its architecture's switches), as objective_defaults."""
     networks: dict = field(default_factory=dict)
     """Where a family trains more than one network: network name -> the parameter-name prefixes
     of the model that make it up, as HF's class of that network counts it (``--dry-run``)."""

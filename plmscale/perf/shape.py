@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
+from plmscale.models.common.mlp import GATED
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo",
+            "llama")
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,22 @@ class Stack:
     """One parameter set for every layer (ALBERT): parameters are counted once."""
     moe_experts: int = 0
     moe_topk: int = 0
+    query_groups: int = 0
+    """Key/value heads of grouped-query attention; 0 = one per query head."""
 
     @property
     def inner(self) -> int:
         return self.heads * self.head_dim
 
+    @property
+    def qkv(self) -> int:
+        """Output width of the fused qkv projection: the queries, plus a key and a value per group."""
+        return self.inner + 2 * (self.query_groups or self.heads) * self.head_dim
+
     def forward_flops(self) -> float:
         """Forward matmul FLOPs of all layers for one sequence."""
         h, s, m, inner, f = self.hidden, self.seq, self.memory, self.inner, self.ffn
-        attention = 2 * s * h * 3 * inner + 2 * 2 * s * s * inner + 2 * s * inner * h
+        attention = 2 * s * h * self.qkv + 2 * 2 * s * s * inner + 2 * s * inner * h
         cross = 0
         if m:
             cross = 2 * s * h * inner + 2 * m * h * 2 * inner + 2 * 2 * s * m * inner + 2 * s * inner * h
@@ -65,8 +74,8 @@ class Stack:
         """(elements on one TP/EP rank, is a weight matrix) of each parameter of ONE layer.
         Column-parallel weights and biases are split over TP; row-parallel biases and norms are not."""
         h, inner, f = self.hidden, self.inner, self.ffn
-        out = [(3 * inner * h // tp, True), (inner * h // tp, True)]
-        bias = [3 * inner // tp, h]
+        out = [(self.qkv * h // tp, True), (inner * h // tp, True)]
+        bias = [self.qkv // tp, h]
         if self.memory:
             out += [(inner * h // tp, True), (2 * inner * h // tp, True), (inner * h // tp, True)]
             bias += [inner // tp, 2 * inner // tp, h]
@@ -156,7 +165,8 @@ def _stack(m: ModelConfig, name: str, layers: int, seq: int, **kw) -> Stack:
     head_dim = m.kv_channels or m.hidden_size // m.num_attention_heads
     args = dict(name=name, layers=layers, hidden=m.hidden_size, heads=m.num_attention_heads,
                 head_dim=head_dim, ffn=m.ffn_hidden_size, seq=seq,
-                gated=m.activation.startswith("gated"), bias=m.add_bias_linear,
+                gated=m.activation in GATED, bias=m.add_bias_linear,
+                query_groups=m.num_query_groups or 0,
                 rmsnorm=m.normalization == "rmsnorm",
                 moe_experts=getattr(m, "num_moe_experts", None) or 0,
                 moe_topk=getattr(m, "moe_router_topk", None) or 0)
@@ -168,9 +178,12 @@ def _embedding_tensors(m: ModelConfig, tp: int, width: int, types: bool, layerno
                        position_rows: int | None = None) -> list[ParamTensor]:
     rows = position_rows if position_rows is not None else m.max_position_embeddings + m.position_offset
     # The pipeline builder ties the whole embeddings module (plmscale.parallel.pipeline): the last
-    # stage holds a copy of all of it, not only of the word embeddings its head reads.
-    out = [ParamTensor("word_embeddings", padded_vocab_size(m, tp) // tp * width, "tied"),
-           ParamTensor("position_embeddings", rows * width, "tied")]
+    # stage holds a copy of all of it, not only of the word embeddings its head reads. An untied
+    # decoder (Llama) keeps it on the first stage only; rotary positions have no table.
+    place = "tied" if m.tie_word_embeddings else "first"
+    out = [ParamTensor("word_embeddings", padded_vocab_size(m, tp) // tp * width, place)]
+    if m.position_embedding_type == "learned":
+        out.append(ParamTensor("position_embeddings", rows * width, place))
     if types and m.type_vocab_size > 0:
         out.append(ParamTensor("token_type_embeddings", m.type_vocab_size * width, "tied"))
     if layernorm:
@@ -260,10 +273,12 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         return ModelShape(family, stacks, matmuls, tensors, s)
     if family == "elmo":
         return _elmo_shape(m, s)
-    if family == "gpt":
+    if family in ("gpt", "llama"):
         stacks = [_stack(m, "decoder", m.num_layers, s)]
         tensors = _embedding_tensors(m, tp, h, types=False, layernorm=False)
-        tensors += _norm("final_layernorm", h, "last")
+        tensors += _norm("final_layernorm", h, "last", m.normalization == "rmsnorm")
+        if not m.tie_word_embeddings:
+            tensors.append(ParamTensor("output_layer", vocab // tp * h, "last"))
         matmuls = [Matmul("logits", s, h, vocab)]
         return ModelShape(family, stacks, matmuls, tensors, s)
     # Encoder-decoders: t5, bart.

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CONFIGS = {"bert": "bert_demo", "roberta": "roberta_tiny", "albert": "albert_tiny",
            "electra": "electra_tiny", "distilbert": "distilbert_tiny", "t5": "t5_tiny",
-           "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny"}
+           "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny", "llama": "llama_tiny"}
 
 SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropout=0",
          "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=2",
@@ -57,7 +57,7 @@ def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
         x = torch.tensor([[tokens.cls] + ids + [tokens.sep]])
     elif family == "roberta":
         x = torch.tensor([[tokens.bos] + ids + [tokens.eos]])
-    elif family == "gpt":
+    elif family in ("gpt", "llama"):
         return {"input_ids": torch.tensor([[tokens.eos] + ids])}, {"input_ids": torch.tensor([[tokens.eos] + ids])}
     else:  # encoder-decoders: the text as input, its head as decoder input
         x = torch.tensor([ids + [tokens.eos]])
@@ -82,7 +82,7 @@ OUTPUT_NAMES = {
     "albert": [("", "prediction_logits"), ("", "sop_logits")],
     "electra": [("", "logits"), ("generator", "logits")],
     "roberta": [("", "logits")], "distilbert": [("", "logits")], "t5": [("", "logits")],
-    "bart": [("", "logits")], "gpt": [("", "logits")],
+    "bart": [("", "logits")], "gpt": [("", "logits")], "llama": [("", "logits")],
 }
 
 

@@ -22,7 +22,8 @@ from closeness import closeness  # noqa: E402
 AUTO = {"ForPreTraining": transformers.AutoModelForPreTraining,
         "ForMaskedLM": transformers.AutoModelForMaskedLM,
         "ForConditionalGeneration": transformers.AutoModelForSeq2SeqLM,
-        "LMHeadModel": transformers.AutoModelForCausalLM}
+        "LMHeadModel": transformers.AutoModelForCausalLM,
+        "ForCausalLM": transformers.AutoModelForCausalLM}
 
 
 def auto_model(folder: Path):
@@ -71,7 +72,7 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
         folder = hf_root / ("generator" if family == "electra" else "")
         fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
         found["pipeline"] = [r["token"] for r in fill("The castle was [MASK] and dark.")]
-    elif family == "gpt":
+    elif family in ("gpt", "llama"):
         generate = pipeline("text-generation", model=str(hf_root), tokenizer=str(hf_root))
         result = generate("The castle", max_new_tokens=8, do_sample=False)
         found["pipeline"] = result[0]["generated_text"]

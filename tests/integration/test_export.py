@@ -18,7 +18,9 @@ import export_workers as workers  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # BERT first: it is DistilBERT's teacher.
-FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart", "ernie"]
+FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart", "ernie",
+            "llama"]
+DECODERS = ("gpt", "llama")  # the GPT family's decoder (GPT2LMHeadModel, LlamaForCausalLM)
 # Every family at TP=2 x PP=2 (ELECTRA's shared embeddings are a forward_fn tie, which the
 # pipeline saves with its layer files: plmscale.parallel.pipeline).
 LAYOUTS: dict[str, list[str]] = {}
@@ -65,10 +67,11 @@ def test_exported_tokenizer_reproduces_sentencepiece(exported, family):
     plain, wrapped = tok["plain"], tok["with_special"]
     # The special ids of the training samples, laid out as they are.
     layouts = {"bert": (4, 5), "albert": (4, 5), "electra": (4, 5), "distilbert": (4, 5),
-               "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None)}
+               "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None),
+               "llama": (3, None)}
     head, tail = layouts[family]
     assert wrapped == [i for i in (head,) if i is not None] + plain + [i for i in (tail,) if i is not None]
-    if family in ("gpt", "t5", "bart"):
+    if family in DECODERS + ("t5", "bart"):
         assert config["eos_token_id"] == 3, config  # </s>: generation stops
 
 
@@ -78,13 +81,13 @@ def test_exported_pipeline_runs(exported, family):
     result = found[family]["pipeline"]
     if family in FILL_MASK:
         assert len(result) == 5 and all(isinstance(t, int) for t in result)
-    elif family == "gpt":
+    elif family in DECODERS:
         assert result.startswith("The castle") and len(result) > len("The castle")
     else:
         assert isinstance(result, str)
     files = set(found[family]["files"])
     assert {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"} <= files
-    assert ("generation_config.json" in files) == (family in ("gpt", "t5", "bart")), files
+    assert ("generation_config.json" in files) == (family in DECODERS + ("t5", "bart")), files
 
 
 def test_export_script_and_errors(exported, repo, tmp_path):

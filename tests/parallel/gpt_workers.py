@@ -41,6 +41,16 @@ def fixed_batch(vocab: int, batch: int = 4, seq: int = 24, seed: int = 7) -> dic
             "document_ids": starts.cumsum(1)}
 
 
+# Llama's switches on the same tiny decoder (its preset after GPT's: the later one wins).
+LLAMA = ["model.preset=llama-tiny"]
+
+
+def tensor_parallel_variants(variants: list[list[str]]) -> list[dict]:
+    """``tensor_parallel_vs_single`` for each override list, in one rank group."""
+    init_distributed()
+    return [tensor_parallel_vs_single(overrides) for overrides in variants]
+
+
 def tensor_parallel_vs_single(overrides: list[str]) -> dict:
     """TP=2 against TP=1 on identical weights and batch, with and without document masks: loss,
     accuracy, gathered gradients, logits; and the HF logits of the exported TP=2 weights."""
@@ -78,11 +88,14 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
 
 
 def hf_model(cfg, params: dict):
-    from transformers import GPT2LMHeadModel
+    """The family's HF class (GPT2LMHeadModel, LlamaForCausalLM) holding ``params``."""
+    import transformers
 
-    from plmscale.families.gpt.hf import hf_config, to_hf_state_dict
-    hf = GPT2LMHeadModel(hf_config(cfg.model)).eval()
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(params, cfg.model), strict=False)
+    from plmscale.families import get_family
+    family = get_family(cfg.model.family)
+    hf = getattr(transformers, family.hf_model_class)(family.hf_config(cfg.model)).eval()
+    missing, unexpected = hf.load_state_dict(family.to_hf_state_dict(params, cfg.model),
+                                             strict=False)
     assert not unexpected and not missing, (missing, unexpected)
     return hf
 
@@ -111,7 +124,8 @@ def hf_greedy_text(cfg, params: dict, tokenizer: Path, prompt: str, max_new_toke
     return sp.decode(sp.encode(prompt) + new)
 
 
-def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: int) -> dict:
+def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: int,
+                     overrides: list[str] = ()) -> dict:
     """3 DeepSpeed steps with TP=2 (DP=1, micro-batch 8) and TP=1 (DP=2, micro-batch 4: the same
     global batches) through ``loop.train``; the TP=2 run saves a checkpoint. Then: per-step losses,
     gathered gradients on a fixed batch and final weights compared; the trained TP=2 model's HF
@@ -122,9 +136,9 @@ def train_tp2_vs_tp1(shards: str, save_dir: str, prompt: str, max_new_tokens: in
     runs = {}
     for tp, micro_batch in ((2, 8), (1, 4)):
         extra = [f"train.save_dir={save_dir}"] if tp == 2 else []
-        cfg = load_config(None, TRAIN + [f"data.path={shards}",
-                                         f"parallel.tensor_model_parallel_size={tp}",
-                                         f"train.micro_batch_size={micro_batch}"] + extra)
+        cfg = load_config(None, TRAIN + list(overrides) + [
+            f"data.path={shards}", f"parallel.tensor_model_parallel_size={tp}",
+            f"train.micro_batch_size={micro_batch}"] + extra)
         model = initialised_model(cfg)
         initial = full_tensors(model, cfg.model.vocab_size)
         history = train(cfg, model)

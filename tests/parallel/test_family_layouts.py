@@ -34,6 +34,8 @@ VARIANTS = {
     "bart noising": ("bart_tiny.yaml", []),
     "gpt": ("gpt_tiny.yaml", []),
     "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
+    # Rotary, RMSNorm, SwiGLU, 2 key/value groups (one per TP rank), untied head.
+    "llama gqa": ("llama_tiny.yaml", []),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).

@@ -1,5 +1,6 @@
-"""The tiny GPT config end to end: the launcher trains it on real text on 2 ranks (TP=2) and the
-loss falls; generate.py then writes text from the checkpoint it saved."""
+"""The tiny GPT configs end to end (GPT-2-shaped, and Llama-shaped: rotary, RMSNorm, SwiGLU, GQA,
+untied head): the launcher trains each on real text on 2 ranks (TP=2) and the loss falls;
+generate.py then writes text from the checkpoint it saved."""
 
 import os
 import re
@@ -12,13 +13,14 @@ from harness import free_port
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_config_learns_real_text_and_generates(demo_shards, tmp_path, repo):
+@pytest.mark.parametrize("config", ["gpt_tiny.yaml", "llama_tiny.yaml"])
+def test_tiny_config_learns_real_text_and_generates(config, demo_shards, tmp_path, repo):
     save_dir = tmp_path / "ckpt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     train = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", str(free_port()), str(repo / "launch/train.py"),
-         "--config", str(repo / "configs/gpt_tiny.yaml"), "--set", f"data.path={demo_shards}",
+         "--config", str(repo / "configs" / config), "--set", f"data.path={demo_shards}",
          "--set", f"train.save_dir={save_dir}", "--set", "train.log_interval=1",
          "--set", "train.progress_bar=false"],
         capture_output=True, text=True, env=env, timeout=900, cwd=repo)

@@ -42,7 +42,7 @@ def _batch(family, vocab):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, vocab, (BATCH, SEQ), generator=g)
     ones = torch.ones_like(ids)
-    if family == "gpt":
+    if family in ("gpt", "llama"):
         return {"input_ids": ids, "labels": torch.roll(ids, -1, 1)}
     if family in ("t5", "bart"):
         dec = torch.randint(5, vocab, (BATCH, DECODER), generator=g)
@@ -59,7 +59,7 @@ def _batch(family, vocab):
 
 
 FAMILY_PRESETS = ["bert-tiny", "roberta-tiny", "albert-tiny", "electra-tiny", "distilbert-tiny",
-                  "gpt-tiny", "t5-tiny", "bart-tiny"]
+                  "gpt-tiny", "t5-tiny", "bart-tiny", "llama-tiny"]
 
 
 @pytest.mark.parametrize("preset", FAMILY_PRESETS)

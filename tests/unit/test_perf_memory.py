@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures("single_rank")
 
 PRESETS = ["bert-tiny", "roberta-tiny", "albert-tiny", "electra-tiny", "distilbert-tiny", "gpt-tiny",
            "t5-tiny", "bart-tiny", "bert-base", "gpt2", "t5-v1_1-base", "albert-base", "bart-base",
-           "ernie-2.0-tiny", "elmo-words-tiny", "elmo-original"]
+           "ernie-2.0-tiny", "elmo-words-tiny", "elmo-original", "llama-tiny", "tinyllama-1.1b",
+           "llama-2-7b"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)

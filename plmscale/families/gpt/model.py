@@ -4,6 +4,12 @@ tied to the word embeddings without a bias; the same architecture as HF ``GPT2LM
 Trained with causal LM on packed documents (``samples.py``); optionally tokens do not attend across
 the document separators of a packed window (``reset_attention_at_document_boundary``: the samples
 then carry ``document_ids``, which travel with the state to every layer).
+
+The same decoder with the config's modern switches is the Llama architecture (HF
+``LlamaForCausalLM``, the ``llama`` family): rotary positions instead of a position table
+(``position_embedding_type="rotary"``), RMSNorm, SwiGLU, grouped-query attention
+(``num_query_groups``), no biases and an untied output table (``output_layer``, vocabulary-parallel
+like the embedding).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (Embeddings, TiedVocabParallelLogits, gather_vocab_logits,
                                     padded_vocab_size, tp_world)
 from plmscale.models.common.generation import extend_until_eos
+from plmscale.models.common.megatron import vocab_parallel_embedding
+from plmscale.models.common.norms import build_norm
 from plmscale.models.common.prenorm import PreLNLayer
 from plmscale.objectives.causal_lm import (causal_lm_loss_and_accuracy, document_attention_mask,
                                            vocab_parallel_argmax)
@@ -31,37 +39,41 @@ def output_init_std(cfg: ModelConfig) -> float:
 
 
 def gpt_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
-    """[embeddings] [pre-LN causal layer] x num_layers [final norm], the tied LM head + loss."""
+    """[embeddings] [pre-LN causal layer] x num_layers [final norm], the LM head + loss (tied to the
+    word embeddings, or its own ``output_layer`` table when ``tie_word_embeddings`` is False)."""
     # GPT has no token types and no embedding LayerNorm (the first layer's norm does that job).
     embeddings = {"gpt.embeddings": lambda: Embeddings(dataclasses.replace(cfg, type_vocab_size=0),
                                                        precision, layernorm=False)}
+    padded = padded_vocab_size(cfg, tp_world()[1])
+    head = {"lm_head": lambda: TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)}
+    if not cfg.tie_word_embeddings:
+        head["output_layer"] = lambda: vocab_parallel_embedding(padded, cfg.hidden_size, precision)
 
     def layer(module, state):
         documents = state.get("document_ids")
         mask = document_attention_mask(documents) if documents is not None else None
         return {**state, "hidden": module(state["hidden"], mask)}
 
-    def loss(lm_head, state):
-        logits = lm_head(state["hidden"], state["word_embeddings"])
+    def loss(lm_head, *rest):
+        *table, state = rest
+        logits = lm_head(state["hidden"], table[0].weight if table else state["word_embeddings"])
         loss, accuracy = causal_lm_loss_and_accuracy(logits, state["labels"])
         return {"loss": loss, "lm_loss": loss, "lm_accuracy": accuracy}
 
+    tied = [Piece(embeddings, lambda module, state: {**state, "word_embeddings":
+                                                     module.word_embeddings.weight},
+                  tie=("word_embeddings.weight",))]
     return ([Piece(embeddings, lambda module, state: {**state, "hidden": module(state["input_ids"])})]
             + [Piece({f"gpt.layers.{i}": lambda: PreLNLayer(cfg, precision, causal=True,
                                                              output_init_std=output_init_std(cfg))},
                      layer, layer=True) for i in range(cfg.num_layers)]
-            + [Piece({"gpt.final_layernorm": lambda: nn.LayerNorm(cfg.hidden_size,
-                                                                  eps=cfg.layernorm_epsilon)},
-                     lambda norm, state: {**state, "hidden": norm(state["hidden"])}),
-               Piece(embeddings, lambda module, state: {**state, "word_embeddings":
-                                                        module.word_embeddings.weight},
-                     tie=("word_embeddings.weight",)),
-               Piece({"lm_head": lambda: TiedVocabParallelLogits(
-                   padded_vocab_size(cfg, tp_world()[1]), cfg.vocab_size, bias=False)}, loss)])
+            + [Piece({"gpt.final_layernorm": lambda: build_norm(cfg)},
+                     lambda norm, state: {**state, "hidden": norm(state["hidden"])})]
+            + (tied if cfg.tie_word_embeddings else []) + [Piece(head, loss)])
 
 
 class GPTForCausalLM(PiecewiseModel):
-    """GPT with the tied LM head. ``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"}."""
+    """GPT (or Llama) with its LM head. ``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"}."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
         super().__init__(gpt_pieces(cfg, precision))
@@ -70,11 +82,14 @@ class GPTForCausalLM(PiecewiseModel):
     def _vocab_logits(self, input_ids, document_ids=None, last_only: bool = False):
         state = self.run({"input_ids": input_ids, "document_ids": document_ids}, self.pieces[:-1])
         hidden = state["hidden"][:, -1] if last_only else state["hidden"]
-        return self.lm_head(hidden, state["word_embeddings"])
+        table = (state["word_embeddings"] if self.cfg.tie_word_embeddings
+                 else self.output_layer.weight)
+        return self.lm_head(hidden, table)
 
     @torch.no_grad()
     def logits(self, input_ids, document_ids=None):
-        """Full-vocabulary next-token logits [b, s, V], as HF's ``GPT2LMHeadModel`` returns them."""
+        """Full-vocabulary next-token logits [b, s, V], as HF's ``GPT2LMHeadModel`` (or
+        ``LlamaForCausalLM``) returns them."""
         return gather_vocab_logits(self._vocab_logits(input_ids, document_ids), self.cfg.vocab_size)
 
     @torch.no_grad()

@@ -1,7 +1,10 @@
 """Multi-head self-attention split over TP ranks by heads.
 
 ``linear_qkv`` is column-parallel; its output rows are laid out head by head ([head][q,k,v][head_dim]) so
-that a contiguous TP slice holds whole heads with their q, k and v. ``linear_proj`` is row-parallel and
+that a contiguous TP slice holds whole heads with their q, k and v. With grouped-query attention
+(``num_query_groups`` key/value heads, each shared by heads/groups query heads) the rows are laid out
+group by group, [group][q_1..q_{heads/groups}, k, v][head_dim] (megatron-core's layout), so a TP
+slice holds whole groups; with one query head per group this is the per-head layout above. ``linear_proj`` is row-parallel and
 all-reduces the output. The attention itself is ``attention_core.attend``: the backend chosen by
 ``model.attention_backend`` (SDPA by default), every mask kind, dropout on the TP rank's own stream.
 """
@@ -16,25 +19,34 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.models.common.attention_core import attend, check_backend
 from plmscale.models.common.megatron import column_parallel, row_parallel, tp_world
+from plmscale.models.common.rotary import apply_rotary
 
 
 class SelfAttention(nn.Module):
     """Bidirectional (``causal=False``) or causal self-attention; ``mask`` is boolean, True = hidden."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
-                 bias: bool = True, scale: float | None = None):
+                 bias: bool = True, scale: float | None = None, num_query_groups: int | None = None,
+                 rotary_base: float | None = None):
         """``scale``: factor applied to q.k (None = 1/sqrt(head_dim); T5 uses 1.0). The per-head
-        width is ``cfg.kv_channels`` when set, else hidden_size / num_attention_heads."""
+        width is ``cfg.kv_channels`` when set, else hidden_size / num_attention_heads.
+        ``num_query_groups``: key/value heads (None = one per query head); ``rotary_base``: rotate
+        q and k by position with this RoPE base (None = no rotary positions)."""
         super().__init__()
         _, tp = tp_world()
         self.heads_per_rank = cfg.num_attention_heads // tp
+        groups = num_query_groups or cfg.num_attention_heads
+        self.heads_per_group = cfg.num_attention_heads // groups
+        self.groups_per_rank = groups // tp
+        self.rotary_base = rotary_base
         self.head_dim = cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads
         self.scale = 1.0 / math.sqrt(self.head_dim) if scale is None else scale
         self.causal = causal
         self.fused = cfg.use_fused_kernels
         self.backend = check_backend(cfg.attention_backend)
         inner = cfg.num_attention_heads * self.head_dim
-        self.linear_qkv = column_parallel(cfg.hidden_size, 3 * inner, precision, bias)
+        self.linear_qkv = column_parallel(cfg.hidden_size, inner + 2 * groups * self.head_dim,
+                                          precision, bias)
         self.linear_proj = row_parallel(inner, cfg.hidden_size, precision, bias)
         self.attention_dropout = nn.Dropout(cfg.attention_dropout)
 
@@ -44,7 +56,8 @@ class SelfAttention(nn.Module):
         [b, heads/tp, s, s] (T5's relative attention bias for this rank's heads)."""
         b, s, _ = hidden.shape
         qkv, _ = self.linear_qkv(hidden)
-        q, k, v = qkv.view(b, s, self.heads_per_rank, 3, self.head_dim).permute(3, 0, 2, 1, 4)
+        q, k, v = self._split_qkv(qkv.view(b, s, self.groups_per_rank, self.heads_per_group + 2,
+                                           self.head_dim))
         dropout = self.attention_dropout.p if self.training else 0.0
         context = attend(q, k, v, scale=self.scale, mask=mask, bias=position_bias,
                          causal=self.causal, dropout_p=dropout, backend=self.backend,
@@ -52,3 +65,15 @@ class SelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(b, s, -1)
         out, _ = self.linear_proj(context)
         return out
+
+    def _split_qkv(self, grouped: torch.Tensor):
+        """[b, s, groups, heads/groups + 2, d] -> q, k, v [b, heads, s, d] (this rank's), rotated
+        when rotary; each key/value head is repeated for the query heads of its group."""
+        b, s, per_group = grouped.shape[0], grouped.shape[1], self.heads_per_group
+        q = grouped[:, :, :, :per_group].reshape(b, s, self.heads_per_rank, -1).transpose(1, 2)
+        k, v = grouped[:, :, :, per_group].transpose(1, 2), grouped[:, :, :, per_group + 1].transpose(1, 2)
+        if self.rotary_base is not None:
+            q, k = apply_rotary(q, self.rotary_base), apply_rotary(k, self.rotary_base)
+        if per_group > 1:
+            k, v = k.repeat_interleave(per_group, dim=1), v.repeat_interleave(per_group, dim=1)
+        return q, k, v

@@ -19,14 +19,17 @@ class Embeddings(nn.Module):
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", embedding_size: int | None = None,
                  position_offset: int = 0, layernorm: bool = True):
         super().__init__()
-        if cfg.position_embedding_type != "learned":
+        if cfg.position_embedding_type not in ("learned", "rotary"):
             raise ValueError(f"model.position_embedding_type={cfg.position_embedding_type!r}: this "
-                             "family's embeddings use learned positions; set it to 'learned'")
+                             "family's embeddings use learned positions (or rotary ones, applied "
+                             "in attention); set it to 'learned' or 'rotary'")
         size = embedding_size or cfg.hidden_size
         self.padded_vocab_size = padded_vocab_size(cfg, tp_world()[1])
         self.word_embeddings = vocab_parallel_embedding(self.padded_vocab_size, size, precision)
         self.position_offset = position_offset
-        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings + position_offset, size)
+        # Rotary positions live in the attention layers: no position table here.
+        self.position_embeddings = (nn.Embedding(cfg.max_position_embeddings + position_offset, size)
+                                    if cfg.position_embedding_type == "learned" else None)
         self.token_type_embeddings = (nn.Embedding(cfg.type_vocab_size, size)
                                       if cfg.type_vocab_size > 0 else None)
         self.task_type_embeddings = (nn.Embedding(cfg.task_type_vocab_size, size)
@@ -39,10 +42,12 @@ class Embeddings(nn.Module):
         """``position_ids`` [b, s] (rows of ``position_embeddings``) default to ``position_offset``
         + 0, 1, 2, ... for every sequence; ``task_type_ids`` [b, s] (with task embeddings) to 0, as
         HF's ``ErnieEmbeddings``."""
-        if position_ids is None:
-            position_ids = (torch.arange(input_ids.shape[1], device=input_ids.device)
-                            + self.position_offset)[None]
-        hidden = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        hidden = self.word_embeddings(input_ids)
+        if self.position_embeddings is not None:
+            if position_ids is None:
+                position_ids = (torch.arange(input_ids.shape[1], device=input_ids.device)
+                                + self.position_offset)[None]
+            hidden = hidden + self.position_embeddings(position_ids)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)

@@ -1,5 +1,5 @@
 """Feed-forward block: column-parallel fc1 -> activation -> row-parallel fc2, with the spec-style
-switches every family shares: ``model.activation`` ("gelu", "relu", "gated-gelu") and
+switches every family shares: ``model.activation`` ("gelu", "relu", "gated-gelu", "swiglu") and
 ``model.add_bias_linear``."""
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from plmscale.kernels import bias_gelu
 from plmscale.models.common.megatron import column_parallel, row_parallel
 from plmscale.parallel.random import tensor_parallel_rng
 
-ACTIVATIONS = ("gelu", "relu", "gated-gelu")
+ACTIVATIONS = ("gelu", "relu", "gated-gelu", "swiglu")
+GATED = ("gated-gelu", "swiglu")
 
 
 class MLP(nn.Module):
     """``linear_fc2(act(linear_fc1(x)))``, or gated: ``linear_fc2(act(linear_fc1(x)) * linear_fc1_up(x))``
-    (T5 v1.1: ``linear_fc1_up`` is the linear half, HF ``wi_1``). With a bias and GELU, fc1's bias
+    (T5 v1.1: ``linear_fc1_up`` is the linear half, HF ``wi_1``; "swiglu" gates with SiLU, Llama's
+    ``down(silu(gate(x)) * up(x))`` with fc1 = gate, fc1_up = up). With a bias and GELU, fc1's bias
     is added inside the GELU kernel (``skip_bias_add``) so bias+GELU is one pass. ``inner_dropout``:
     dropout on the intermediate activations (T5), drawn per TP rank since they are split."""
 
@@ -32,7 +34,7 @@ class MLP(nn.Module):
         self.linear_fc1 = column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias,
                                           skip_bias_add=bias and cfg.activation == "gelu")
         self.linear_fc1_up = (column_parallel(cfg.hidden_size, cfg.ffn_hidden_size, precision, bias)
-                              if cfg.activation == "gated-gelu" else None)
+                              if cfg.activation in GATED else None)
         self.linear_fc2 = row_parallel(cfg.ffn_hidden_size, cfg.hidden_size, precision, bias)
         self.dropout = nn.Dropout(cfg.hidden_dropout) if inner_dropout else None
 
@@ -42,6 +44,8 @@ class MLP(nn.Module):
             intermediate = bias_gelu(intermediate, bias, self.approximate, fused=self.fused)
         elif self.activation == "relu":
             intermediate = F.relu(intermediate)
+        elif self.activation == "swiglu":
+            intermediate = F.silu(intermediate)
         else:
             intermediate = F.gelu(intermediate, approximate=self.approximate)
         if self.linear_fc1_up is not None:

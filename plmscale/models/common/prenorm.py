@@ -33,8 +33,11 @@ class PreLNLayer(nn.Module):
         super().__init__()
         bias = cfg.add_bias_linear
         self.input_layernorm = build_norm(cfg)
+        rotary = cfg.rotary_base if cfg.position_embedding_type == "rotary" else None
         self.self_attention = SelfAttention(cfg, precision, causal=causal, bias=bias,
-                                            scale=attention_scale)
+                                            scale=attention_scale,
+                                            num_query_groups=cfg.num_query_groups,
+                                            rotary_base=rotary)
         self.relative_position_bias = relative_position_bias
         self.cross_attention_layernorm = build_norm(cfg) if cross_attention else None
         self.cross_attention = (CrossAttention(cfg, precision, bias=bias, scale=attention_scale)
