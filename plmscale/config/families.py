@@ -76,6 +76,10 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
                          objective_defaults=_NO_NSP),
     "gpt": FamilyFields(objective=("reset_attention_at_document_boundary",),
                         objective_defaults=_NO_NSP),
+    # UniLM's own masking units (tokens, 20% bi/trigrams): the masking strategies are not read.
+    "unilm": FamilyFields(objective=("mlm_probability", "mask_token_fraction",
+                                     "random_token_fraction", "max_ngram", "ngram_probability",
+                                     "next_sentence_prediction", "objective_weights")),
 }
 
 

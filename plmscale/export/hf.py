@@ -66,6 +66,8 @@ HF_EXPORTS: dict[str, HFExport] = {
     # (set by hf_config); the tokenizer still pads with [PAD].
     "roberta": HFExport((HFPart("RobertaForMaskedLM", task="fill-mask"),), "bos_eos",
                         lambda tokens, cfg: {"bos_token_id": tokens.bos, "eos_token_id": tokens.eos}),
+    # UniLM: BERT with six token types; HF takes its masks as float additive [b, 1, s, s].
+    "unilm": HFExport((HFPart("BertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
     "albert": HFExport((HFPart("AlbertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
     "electra": HFExport((
         HFPart("ElectraForPreTraining"),

@@ -3,12 +3,14 @@
 import pytest
 from meta_counts import meta_counts
 
-SPEC_COUNTS = {"bert-base": 110_106_428, "bert-large": 336_226_108}
+SPEC_COUNTS = {"bert-base": 110_106_428, "bert-large": 336_226_108,
+               # UniLM: HF BertForPreTraining with 6 token types and the cased vocabulary.
+               "unilm-base-cased": 108_936_006, "unilm-large-cased": 334_666_054}
 
 pytestmark = pytest.mark.usefixtures("single_rank")
 
 
 @pytest.mark.parametrize("preset", sorted(SPEC_COUNTS))
 def test_count_matches_spec_and_hf(preset):
-    counts = meta_counts(preset)  # HF BertForPreTraining
+    counts = meta_counts(preset)  # HF BertForPreTraining (both families)
     assert counts.ours == counts.hf == SPEC_COUNTS[preset]
