@@ -80,6 +80,9 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
     "unilm": FamilyFields(objective=("mlm_probability", "mask_token_fraction",
                                      "random_token_fraction", "max_ngram", "ngram_probability",
                                      "next_sentence_prediction", "objective_weights")),
+    # GLM: mlm_probability is the share of the text blanked, poisson_lambda its span lengths.
+    "glm": FamilyFields(objective=("mlm_probability", "poisson_lambda", "objective_weights"),
+                        objective_defaults=_NO_NSP),
 }
 
 

@@ -40,6 +40,8 @@ GENERATION_SPECS: dict[str, GenerationSpec] = {
     "t5": GenerationSpec(suffix=("eos",)),
     # BART's denoising inputs are <s> text </s>.
     "bart": GenerationSpec(prefix=("bos",), suffix=("eos",)),
+    # GLM continues a document as its [gMASK] objective: Part A [CLS] text [gMASK], then [START].
+    "glm": GenerationSpec(prefix=("cls",), suffix=("gmask", "start"), continues_prompt=True),
 }
 
 

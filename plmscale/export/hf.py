@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
+from plmscale.export import glm as glm_export
 from plmscale.export.electra import generator_hf_config, generator_to_hf_state_dict
 
 
@@ -40,6 +41,9 @@ class HFPart:
     task: Optional[str] = None
     """The ``transformers.pipeline`` task the folder serves (None: no pipeline, e.g. ELECTRA's
     discriminator)."""
+    extra_files: dict = field(default_factory=dict)
+    """File name -> (full tensors, model config) -> tensors of a safetensors file written next to
+    the model: weights the HF class has no place for (GLM's block-position table)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,12 @@ HF_EXPORTS: dict[str, HFExport] = {
                     lambda tokens, cfg: {"pad_token_id": tokens.pad, "bos_token_id": tokens.eos,
                                          "eos_token_id": tokens.eos},
                     tokenizer_tokens={"bos_token": "</s>"}),
+    # GLM: GPT-2 with 513 positions; the block-position table in a file of its own (export/glm.py).
+    "glm": HFExport((HFPart("GPT2LMHeadModel", extra_files={
+        glm_export.BLOCK_POSITION_FILE: glm_export.block_position_tensors}),), "bos",
+        lambda tokens, cfg: {"pad_token_id": tokens.pad, "bos_token_id": tokens.cls,
+                             "eos_token_id": tokens.eos},
+        tokenizer_tokens={"bos_token": "[CLS]"}),  # Part A starts with [CLS]
 }
 
 
@@ -157,6 +167,9 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
         folder = out / part.subfolder
         folder.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(folder)
+        for name, tensors in part.extra_files.items():
+            from safetensors.torch import save_file
+            save_file(tensors(full, cfg.model), str(folder / name))
         hf_tokenizer(tokenizer_model, spec, cfg.model.max_position_embeddings).save_pretrained(folder)
         written.append(folder)
     shutil.copyfile(tokenizer_model, out / "tokenizer.model")

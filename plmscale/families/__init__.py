@@ -24,6 +24,7 @@ FAMILY_MODULES = {
     "bart": "plmscale.families.bart",
     "gpt": "plmscale.families.gpt",
     "unilm": "plmscale.families.unilm",
+    "glm": "plmscale.families.glm",
 }
 
 

@@ -30,6 +30,8 @@ VARIANTS = {
     "bart noising": ("bart_tiny.yaml", []),
     "gpt": ("gpt_tiny.yaml", []),
     "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
+    "unilm four masks nsp": ("unilm_tiny.yaml", []),
+    "glm blank sentence document": ("glm_tiny.yaml", ["model.max_position_embeddings=65"]),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).
