@@ -10,7 +10,7 @@ from harness import run_ranks
 pytestmark = pytest.mark.slow
 
 # family -> (loss judged, every metric the config reports, steps)
-RUNS = {"unilm": ("mlm_loss", {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}, 300),
+RUNS = {"unilm": ("mlm_loss", {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}, 450),
         "glm": ("lm_loss", {"lm_loss", "lm_accuracy"}, 200)}
 
 
@@ -26,4 +26,6 @@ def test_tiny_config_trains(family, repo, demo_shards):
     print(f"{family}: first {judged} {losses[0]:.3f}, last-10 mean {final:.3f} "
           f"({1 - final / losses[0]:.1%} lower), {result['seconds']:.0f} s")
     assert final <= 0.7 * losses[0]
-    assert result["seconds"] < 300  # bound for a loaded shared runner (see the report figures)
+    # Bound for a loaded shared runner, 1 s per step (measured with a load average of ~85 on 2
+    # cores: unilm 368 s for 450 steps, glm 98 s for 200).
+    assert result["seconds"] < steps
