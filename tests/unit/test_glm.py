@@ -142,7 +142,7 @@ def test_gradients_obey_the_mask_and_logits_equal_hf_gpt2(glm):
     hf = transformers.GPT2LMHeadModel(family.hf_config(cfg.model)).eval()
     missing, unexpected = hf.load_state_dict(family.to_hf_state_dict(full, cfg.model), strict=False)
     assert not missing and not unexpected
-    from plmscale.export.glm import block_position_tensors
+    from plmscale.families.glm.hf import block_position_tensors
     block_table = block_position_tensors(full, cfg.model)["weight"]
     hidden = glm_attention_mask(batch["part_a"], s)
     additive = torch.zeros(hidden.shape).masked_fill(hidden, torch.finfo(torch.float32).min)

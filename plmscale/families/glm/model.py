@@ -5,7 +5,7 @@ each sample's Part A length (``plmscale.objectives.blank_infilling.glm_attention
 
 HF has no GLM class; the same network is ``GPT2LMHeadModel`` (n_positions = max_seq + 1) given
 ``inputs_embeds`` = word + block-position embeddings, the position ids and the mask as a float
-additive 4-D mask (``plmscale.export.glm``).
+additive 4-D mask (``plmscale.families.glm.hf``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class GLMForBlankInfilling(PiecewiseModel):
     @torch.no_grad()
     def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
                         eos_id: int | None = None) -> torch.Tensor:
-        """``launch/generate.py``'s entry (``GENERATION_SPECS["glm"]``): the prompt is Part A
+        """``launch/generate.py``'s entry (``FAMILY.generation``): the prompt is Part A
         ending in a blank, then [START] (``[CLS] text [gMASK] [START]``); returns the text written
         into that last blank, i.e. the document's continuation (GLM's [gMASK] objective)."""
         part_a, start = input_ids[:, :-1], int(input_ids[0, -1])

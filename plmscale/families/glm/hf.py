@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.gpt2 import hf_config  # noqa: F401  (the same GPT2Config)
-from plmscale.export.gpt2 import to_hf_state_dict as gpt2_state_dict
+from plmscale.families.gpt.hf import hf_config  # noqa: F401  (the same GPT2Config)
+from plmscale.families.gpt.hf import to_hf_state_dict as gpt2_state_dict
 
 BLOCK_POSITION_FILE = "block_position_embeddings.safetensors"
 
