@@ -8,7 +8,7 @@ Id layout (consumers look ids up with ``piece_to_id``):
 2     ``<s>`` (bos)
 3     ``</s>`` (eos)
 4..   user-defined: ``[CLS]`` ``[SEP]`` ``[MASK]`` ``[START]`` (GLM), then the
-      T5 sentinels ``<extra_id_0>`` ... ``<extra_id_99>``
+      T5 sentinels ``<extra_id_0>`` ... ``<extra_id_99>``, then ``[gMASK]`` ``[sMASK]`` (GLM)
 ====  ====================================================================
 
 Byte fallback is on, so no text maps to ``<unk>``. The training text is a uniform random
@@ -32,7 +32,7 @@ from data_prep.textutil import split_paragraphs
 PAD, UNK, BOS, EOS = "[PAD]", "<unk>", "<s>", "</s>"
 USER_DEFINED_SYMBOLS = ["[CLS]", "[SEP]", "[MASK]", "[START]"] + [
     f"<extra_id_{i}>" for i in range(100)
-]
+] + ["[gMASK]", "[sMASK]"]  # GLM's document- and sentence-level masks (after the sentinels: no id moved)
 # sentencepiece skips training sentences longer than max_sentence_length bytes; long
 # paragraphs are cut into pieces of about this many characters instead of being lost.
 TRAIN_PIECE_CHARS = 4096

@@ -185,6 +185,14 @@ class ObjectiveConfig:
     distillation_alpha_cos: float = 1.0
     """DistilBERT: loss = alpha_ce * KL(teacher || student at T) * T^2 + alpha_mlm * MLM + alpha_cos *
     (1 - cos(student, teacher last hidden states)); defaults are Sanh et al.'s training command."""
+    objective_weights: Optional[str] = None
+    """Mixture of a unified model's objectives, "name:weight,..." (normalised): UniLM draws one
+    attention mask per sample (bidirectional, seq2seq, left_to_right, right_to_left; default
+    2:2:1:1 = 1/3, 1/3, 1/6, 1/6), GLM one objective per batch (blank, sentence, document; default
+    blank only; GLM-10B: blank:0.5,sentence:0.3,document:0.2). None = the family's default."""
+    ngram_probability: float = 0.2
+    """UniLM: share of the masked units that are n-grams of 2..max_ngram tokens (uniform), the rest
+    single tokens (UniLM: 20% bigrams or trigrams)."""
 
 
 @dataclass

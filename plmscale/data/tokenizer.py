@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import sentencepiece as spm
@@ -23,6 +24,11 @@ class SpecialTokens:
     special_ids: np.ndarray
     """Every control / user-defined id: never masked, never drawn as a random replacement."""
     normal_ids: np.ndarray
+    start: Optional[int] = None
+    """GLM's [START] (begins each Part B span), [gMASK] and [sMASK]; None for a tokenizer trained
+    before they were added (only GLM needs them)."""
+    gmask: Optional[int] = None
+    smask: Optional[int] = None
 
     @classmethod
     def from_model(cls, path: str | Path) -> "SpecialTokens":
@@ -44,9 +50,14 @@ class SpecialTokens:
         special = np.array([i for i in range(size) if sp.is_control(i) or sp.is_unknown(i)
                             or sp.is_unused(i) or _is_user_defined(sp, i)], dtype=np.int64)
         normal = np.setdiff1d(np.arange(size), special)
+        def optional(name: str) -> Optional[int]:
+            token_id = sp.piece_to_id(name)
+            return None if token_id == sp.unk_id() else token_id
+
         return cls(vocab_size=size, pad=piece("[PAD]"), cls=piece("[CLS]"), sep=piece("[SEP]"),
                    mask=piece("[MASK]"), bos=piece("<s>"), eos=piece("</s>"),
-                   special_ids=special, normal_ids=normal)
+                   special_ids=special, normal_ids=normal, start=optional("[START]"),
+                   gmask=optional("[gMASK]"), smask=optional("[sMASK]"))
 
 
 def _is_user_defined(sp: spm.SentencePieceProcessor, token_id: int) -> bool:

@@ -40,6 +40,9 @@ class HFPart:
     task: Optional[str] = None
     """The ``transformers.pipeline`` task the folder serves (None: no pipeline, e.g. ELECTRA's
     discriminator)."""
+    extra_files: dict = field(default_factory=dict)
+    """File name -> (full tensors, model config) -> tensors of a safetensors file written next to
+    the model: weights the HF class has no place for (GLM's block-position table)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
         folder = out / part.subfolder
         folder.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(folder)
+        for name, tensors in part.extra_files.items():
+            from safetensors.torch import save_file
+            save_file(tensors(full, cfg.model), str(folder / name))
         hf_tokenizer(tokenizer_model, spec, cfg.model.max_position_embeddings).save_pretrained(folder)
         written.append(folder)
     shutil.copyfile(tokenizer_model, out / "tokenizer.model")

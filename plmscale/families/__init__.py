@@ -35,6 +35,8 @@ FAMILY_MODULES = {
     "ernie": "plmscale.families.ernie",
     "elmo": "plmscale.families.elmo",
     "llama": "plmscale.families.llama",
+    "unilm": "plmscale.families.unilm",
+    "glm": "plmscale.families.glm",
 }
 
 

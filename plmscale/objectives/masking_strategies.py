@@ -318,3 +318,21 @@ def span_boundary_targets(length: int, selection: Selection) -> dict[str, np.nda
         right[a:b] = b
         offset[a:b] = np.arange(b - a)
     return {"sbo_left": left, "sbo_right": right, "sbo_position": offset}
+
+
+def mixed_ngram_selection(eligible: np.ndarray, rng: np.random.Generator, probability: float = 0.15,
+                          ngram_probability: float = 0.2, max_ngram: int = 3) -> Selection:
+    """UniLM's masking units: single tokens, or with ``ngram_probability`` an n-gram of 2..max_ngram
+    tokens (n uniform), never crossing a special token; ``probability`` of the eligible tokens in
+    expectation (the number of units is fixed up front as for ALBERT's n-grams)."""
+    if not 0.0 <= ngram_probability <= 1.0:
+        raise ValueError(f"objective.ngram_probability must be in [0, 1], got {ngram_probability}")
+    if max_ngram < 2 and ngram_probability > 0:
+        raise ValueError(f"objective.max_ngram={max_ngram}: n-grams need max_ngram >= 2 (or set "
+                         "objective.ngram_probability=0)")
+    longer = max(max_ngram - 1, 1)
+    distribution = np.array([1.0 - ngram_probability] + [ngram_probability / longer] * longer)
+    eligible = np.asarray(eligible, dtype=bool)
+    every_token_a_word = np.ones(eligible.shape, dtype=bool)
+    return _word_span_selection(eligible, every_token_a_word, rng, probability,
+                                distribution[:max(max_ngram, 1)])

@@ -21,7 +21,7 @@ from plmscale.models.common.megatron import padded_vocab_size
 from plmscale.models.common.mlp import GATED
 
 FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo",
-            "llama")
+            "llama", "unilm", "glm")
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,18 @@ def _mlm_head(m: ModelConfig, tp: int, rows: float, hidden: int, width: int,
     return matmuls, tensors
 
 
+def _glm_predicted(cfg: ExperimentConfig) -> float:
+    """Expected Part B targets of a GLM sequence, over its objective mixture: blank and sentence
+    masking predict their ~15% plus one [END] per span, the document objective ~75% plus one."""
+    from plmscale.objectives.blank_infilling import MAX_SPAN, OBJECTIVES, span_length_distribution
+    from plmscale.objectives.unified_lm import parse_weights
+    o, s = cfg.objective, cfg.data.seq_length
+    weights = parse_weights(o.objective_weights or "blank:1", OBJECTIVES)
+    mean_span = float(span_length_distribution(o.poisson_lambda) @ range(1, MAX_SPAN + 1))
+    spans = o.mlm_probability * s * (1 + 1 / mean_span)
+    return (weights["blank"] + weights["sentence"]) * spans + weights["document"] * (0.75 * s + 1)
+
+
 def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
     """The ``ModelShape`` of ``cfg``'s family for one sequence of ``data.seq_length`` tokens, with
     parameter sizes of one tensor-parallel rank of a ``tp``-way split."""
@@ -213,7 +225,7 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
                          f"{', '.join(FAMILIES)}")
     h, vocab = m.hidden_size, padded_vocab_size(m, tp)
     predicted = o.mlm_probability * s  # positions that go through the MLM head (expected)
-    if family in ("bert", "roberta", "albert", "distilbert", "ernie"):
+    if family in ("bert", "roberta", "albert", "distilbert", "ernie", "unilm"):
         width = m.embedding_size or h
         shared = family == "albert" and m.share_layer_parameters
         stacks = [_stack(m, "encoder", m.num_layers, s, shared=shared)]
@@ -227,9 +239,9 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         head_mm, head_t = _mlm_head(m, tp, rows, h, width)
         matmuls += head_mm
         tensors += head_t
-        sentence_head = ((family == "bert" and o.next_sentence_prediction)
+        sentence_head = ((family in ("bert", "unilm") and o.next_sentence_prediction)
                          or (family == "albert" and o.sentence_order_prediction))
-        if family in ("bert", "albert"):  # the pooler exists whether or not its head is used
+        if family in ("bert", "albert", "unilm"):  # the pooler exists whether or not its head is used
             tensors += _linear("pooler", h, h, "last") + _linear("sentence_head", h, 2, "last")
             if sentence_head:
                 matmuls += [Matmul("pooler", 1, h, h), Matmul("sentence_head", 1, h, 2)]
@@ -273,13 +285,18 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         return ModelShape(family, stacks, matmuls, tensors, s)
     if family == "elmo":
         return _elmo_shape(m, s)
-    if family in ("gpt", "llama"):
+    if family in ("gpt", "llama", "glm"):
         stacks = [_stack(m, "decoder", m.num_layers, s)]
         tensors = _embedding_tensors(m, tp, h, types=False, layernorm=False)
         tensors += _norm("final_layernorm", h, "last", m.normalization == "rmsnorm")
         if not m.tie_word_embeddings:
             tensors.append(ParamTensor("output_layer", vocab // tp * h, "last"))
-        matmuls = [Matmul("logits", s, h, vocab)]
+        rows = s
+        if family == "glm":  # + the block-position table; logits on Part B only
+            tensors.append(ParamTensor("block_position_embeddings",
+                                       m.max_position_embeddings * h, "tied"))
+            rows = _glm_predicted(cfg)
+        matmuls = [Matmul("logits", rows, h, vocab)]
         return ModelShape(family, stacks, matmuls, tensors, s)
     # Encoder-decoders: t5, bart.
     t = decoder_length(cfg)

@@ -15,9 +15,10 @@ def test_special_pieces_and_byte_fallback(tokenizer_model):
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
     assert [sp.id_to_piece(i) for i in range(4)] == ["[PAD]", "<unk>", "<s>", "</s>"]
     assert (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) == (0, 1, 2, 3)
-    expected = ["[CLS]", "[SEP]", "[MASK]", "[START]"] + [f"<extra_id_{i}>" for i in range(100)]
+    expected = (["[CLS]", "[SEP]", "[MASK]", "[START]"] + [f"<extra_id_{i}>" for i in range(100)]
+                + ["[gMASK]", "[sMASK]"])
     assert USER_DEFINED_SYMBOLS == expected
-    assert [sp.piece_to_id(p) for p in expected] == list(range(4, 108))
+    assert [sp.piece_to_id(p) for p in expected] == list(range(4, 110))
     assert sp.get_piece_size() == 3000
     # Byte fallback: characters never seen in training round-trip and never become <unk>.
     text = "☃ Ωμέγα 😀"

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 CONFIGS = {"bert": "bert_demo", "roberta": "roberta_tiny", "albert": "albert_tiny",
            "electra": "electra_tiny", "distilbert": "distilbert_tiny", "t5": "t5_tiny",
-           "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny", "llama": "llama_tiny"}
+           "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny", "llama": "llama_tiny",
+           "unilm": "unilm_tiny", "glm": "glm_tiny"}
 
 SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropout=0",
          "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=2",
@@ -50,9 +51,47 @@ def train_families(shards: str, out: str, families: list[str], layouts: dict) ->
         train(cfg)
 
 
+def _additive(hidden: torch.Tensor) -> torch.Tensor:
+    """A boolean mask (True = hidden) as HF's float additive mask (transformers 5 ignores boolean
+    4-D masks in eager attention)."""
+    return torch.zeros(hidden.shape).masked_fill(hidden, torch.finfo(torch.float32).min)
+
+
+def _unilm_inputs(ids: list[int], tokens) -> tuple[dict, dict]:
+    """One sample per UniLM objective (bidirectional, seq2seq, left-to-right, right-to-left); HF
+    gets each one's mask as a float [b, 1, s, s] mask."""
+    from plmscale.objectives.unified_lm import MASK_KINDS, unilm_attention_mask
+    x = torch.tensor([[tokens.cls] + ids[:10] + [tokens.sep] + ids[10:] + [tokens.sep]] * 4)
+    types = torch.tensor([[first] * 12 + [second] * (x.shape[1] - 12)
+                          for first, second in MASK_KINDS.values()])
+    mask = torch.ones_like(x)
+    ours = {"input_ids": x, "token_type_ids": types, "attention_mask": mask}
+    return ours, {**ours, "attention_mask": _additive(unilm_attention_mask(types, mask))}
+
+
+def _glm_inputs(ids: list[int], tokens) -> tuple[dict, dict]:
+    """A blank-infilling sample (two spans); HF gets the block positions separately (hf_check.py
+    adds them to the word embeddings) and the mask as a float [b, 1, s, s] mask."""
+    import numpy as np
+
+    from plmscale.objectives.blank_infilling import BlankTokens, blank_sample, glm_attention_mask
+    blank = BlankTokens(cls=tokens.cls, mask=tokens.mask, start=tokens.start, end=tokens.eos,
+                        pad=tokens.pad)
+    sample = blank_sample(np.array(ids), [(3, 6), (10, 12)], blank, 32, np.random.default_rng(0))
+    ours = {k: torch.from_numpy(np.asarray(sample[k]))[None]
+            for k in ("input_ids", "position_ids", "block_position_ids", "part_a")}
+    ours["part_a"] = ours["part_a"].view(1)
+    hf = {k: ours[k] for k in ("input_ids", "position_ids", "block_position_ids")}
+    return ours, {**hf, "attention_mask": _additive(glm_attention_mask(ours["part_a"], 32))}
+
+
 def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
     """(plmscale ``logits`` kwargs, HF forward kwargs) for ``text`` laid out as the family's samples."""
     ids = sp.encode(text)[:20]
+    if family == "unilm":
+        return _unilm_inputs(ids, tokens)
+    if family == "glm":
+        return _glm_inputs(ids, tokens)
     if family in ("bert", "albert", "electra", "distilbert", "ernie"):
         x = torch.tensor([[tokens.cls] + ids + [tokens.sep]])
     elif family == "roberta":
@@ -83,6 +122,7 @@ OUTPUT_NAMES = {
     "electra": [("", "logits"), ("generator", "logits")],
     "roberta": [("", "logits")], "distilbert": [("", "logits")], "t5": [("", "logits")],
     "bart": [("", "logits")], "gpt": [("", "logits")], "llama": [("", "logits")],
+    "unilm": [("", "prediction_logits"), ("", "seq_relationship_logits")], "glm": [("", "logits")],
 }
 
 
@@ -115,7 +155,13 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
         logits = logits if isinstance(logits, tuple) else (logits,)
         expected = [(folder, name, tensor.float()) for (folder, name), tensor
                     in zip(OUTPUT_NAMES[family], logits)]
-        torch.save({"inputs": hf_inputs, "outputs": expected}, Path(out) / family / "expected.pt")
+        saved = {"inputs": hf_inputs, "outputs": expected}
+        if family == "glm":  # blank filling: continue "[CLS] text [gMASK]" after [START]
+            t = SpecialTokens.from_model(tokenizer)
+            part_a = torch.tensor([[t.cls] + sp.encode(text)[:8] + [t.gmask]])
+            saved["fill"] = {"part_a": part_a, "start": t.start,
+                             "tokens": model.fill_blank(part_a, 9, t.start, 6)[0].tolist()}
+        torch.save(saved, Path(out) / family / "expected.pt")
     return codes
 
 

@@ -53,6 +53,37 @@ def tokenizer_findings(folder: Path, paragraphs: list[str]) -> dict:
             "sp_masked_ids": sp.encode("The [MASK] door")}
 
 
+def with_block_positions(model, folder: Path, inputs: dict) -> dict:
+    """GLM through GPT-2: the block-position table (written next to the model) added to the word
+    embeddings, passed as ``inputs_embeds``."""
+    if "block_position_ids" not in inputs:
+        return inputs
+    from safetensors.torch import load_file
+    table = load_file(folder / "block_position_embeddings.safetensors")["weight"]
+    inputs = dict(inputs)
+    embeds = model.transformer.wte(inputs.pop("input_ids")) + table[inputs.pop("block_position_ids")]
+    return {**inputs, "inputs_embeds": embeds}
+
+
+def glm_fill(model, folder: Path, part_a: torch.Tensor, start: int, steps: int) -> list[int]:
+    """GLM's greedy blank filling with HF GPT-2: Part A, then [START] and the tokens so far at the
+    blank's position (the last of Part A), block positions 1, 2, ...; float 4-D mask."""
+    n, written = part_a.shape[1], []
+    for k in range(1, steps + 1):
+        ids = torch.cat([part_a, torch.tensor([[start] + written])], 1)
+        s = ids.shape[1]
+        positions = torch.tensor([list(range(n)) + [n - 1] * k])
+        blocks = torch.tensor([[0] * n + list(range(1, k + 1))])
+        index = torch.arange(s)
+        hidden = ~((index[None, :] < n) | (index[None, :] <= index[:, None]))
+        mask = torch.zeros(1, 1, s, s).masked_fill(hidden, torch.finfo(torch.float32).min)
+        inputs = with_block_positions(model, folder, {"input_ids": ids, "block_position_ids": blocks,
+                                                      "position_ids": positions,
+                                                      "attention_mask": mask})
+        written.append(int(model(**inputs).logits[0, -1].argmax()))
+    return written
+
+
 def check(out: Path, family: str, paragraphs: list[str]) -> dict:
     expected = torch.load(out / family / "expected.pt")
     hf_root = out / family / "hf"
@@ -60,7 +91,7 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
     with torch.no_grad():
         for folder, name, tensor in expected["outputs"]:
             model = auto_model(hf_root / folder)
-            outputs = model(**expected["inputs"])
+            outputs = model(**with_block_positions(model, hf_root / folder, expected["inputs"]))
             key = f"{folder or '.'}:{name}"
             found["logits"][key] = dataclasses.asdict(closeness(getattr(outputs, name), tensor, key))
     found["config"] = {k: getattr(AutoConfig.from_pretrained(hf_root), k, None)
@@ -68,7 +99,13 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
                                  "decoder_start_token_id")}
     found["files"] = sorted(p.name for p in hf_root.iterdir())
     found["tokenizer"] = tokenizer_findings(hf_root, paragraphs)
-    if family in ("bert", "roberta", "albert", "distilbert", "electra", "ernie"):
+    if family == "glm":  # blank filling, token by token, against plmscale's fill_blank
+        fill = expected["fill"]
+        with torch.no_grad():
+            written = glm_fill(auto_model(hf_root), hf_root, fill["part_a"], fill["start"],
+                               len(fill["tokens"]))
+        found["pipeline"] = {"hf": written, "plmscale": fill["tokens"]}
+    elif family in ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm"):
         folder = hf_root / ("generator" if family == "electra" else "")
         fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
         found["pipeline"] = [r["token"] for r in fill("The castle was [MASK] and dark.")]

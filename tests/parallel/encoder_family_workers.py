@@ -136,7 +136,9 @@ def train_config(path: str, shards: str, steps: int | None = None) -> dict:
     seed_all(cfg.train.seed)
     start = time.perf_counter()
     history = train(cfg)
-    return {"losses": [h["loss"] for h in history], "mlm_losses": [h["mlm_loss"] for h in history],
+    return {"losses": [h["loss"] for h in history],
+            "mlm_losses": [h["mlm_loss"] for h in history if "mlm_loss" in h],
+            "named_losses": {k: [h[k] for h in history] for k in history[-1] if k.endswith("_loss")},
             "seconds": time.perf_counter() - start, "metrics": sorted(history[-1])}
 
 

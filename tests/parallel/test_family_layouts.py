@@ -36,6 +36,8 @@ VARIANTS = {
     "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
     # Rotary, RMSNorm, SwiGLU, 2 key/value groups (one per TP rank), untied head.
     "llama gqa": ("llama_tiny.yaml", []),
+    "unilm four masks nsp": ("unilm_tiny.yaml", []),
+    "glm blank sentence document": ("glm_tiny.yaml", ["model.max_position_embeddings=65"]),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).

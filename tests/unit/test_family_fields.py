@@ -35,7 +35,8 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "span_boundary_objective": "true", "distillation_teacher_path": "somewhere",
        "distillation_init_from_teacher": "false", "distillation_temperature": "3.0",
        "distillation_alpha_ce": "1.0", "distillation_alpha_mlm": "1.0",
-       "distillation_alpha_cos": "0.0"}
+       "distillation_alpha_cos": "0.0", "objective_weights": "bidirectional:1",
+       "ngram_probability": "0.3"}
 
 
 def _ignored(family: str) -> list[tuple[str, str]]:
@@ -87,7 +88,7 @@ def test_masking_schedule_is_read_by_bert_and_ernie_only():
 
 
 def test_family_objective_defaults(tmp_path):
-    """RoBERTa (and every family but BERT) starts without NSP; a YAML asking RoBERTa for NSP is
+    """RoBERTa (and every family but BERT and UniLM) starts without NSP; a YAML asking RoBERTa for NSP is
     refused, as RoBERTa cannot honour it."""
     assert load_config(None, ["model.family=roberta"]).objective.next_sentence_prediction is False
     assert load_config(None, ["model.preset=roberta-tiny"]).objective.next_sentence_prediction is False
@@ -95,7 +96,7 @@ def test_family_objective_defaults(tmp_path):
     yaml = tmp_path / "roberta_nsp.yaml"
     yaml.write_text("model:\n  family: roberta\nobjective:\n  next_sentence_prediction: true\n")
     cfg = load_config(yaml)
-    with pytest.raises(ConfigError, match=r"objective.next_sentence_prediction=True \(read by: bert\)"):
+    with pytest.raises(ConfigError, match=r"objective.next_sentence_prediction=True \(read by: bert, unilm\)"):
         validate_config(cfg, world_size=1)
 
 

@@ -53,21 +53,28 @@ def masked_lm_metrics(head, hidden: torch.Tensor, labels: torch.Tensor,
 
 def sentence_pair_metrics(name: str, logits: torch.Tensor, labels: torch.Tensor, out: dict) -> dict:
     """Adds ``<name>_loss`` / ``<name>_accuracy`` of a two-way sentence-pair head (NSP, SOP) to the
-    metrics ``out`` and its loss to ``out["loss"]``."""
-    loss = F.cross_entropy(logits.float(), labels)
-    return {**out, f"{name}_loss": loss, "loss": out["loss"] + loss,
-            f"{name}_accuracy": (logits.argmax(-1) == labels).float().mean()}
+    metrics ``out`` and its loss to ``out["loss"]``. Labels IGNORE_INDEX are not predicted (UniLM
+    asks NSP of its bidirectional samples only); a batch without labels adds 0."""
+    predicted = (labels != IGNORE_INDEX).float()
+    count = predicted.sum().clamp(min=1.0)
+    loss = (F.cross_entropy(logits.float(), labels, reduction="none") * predicted).sum() / count
+    accuracy = ((logits.argmax(-1) == labels).float() * predicted).sum() / count
+    return {**out, f"{name}_loss": loss, "loss": out["loss"] + loss, f"{name}_accuracy": accuracy}
 
 
 def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
                    embeddings: Callable[[], nn.Module] | None = None,
                    positions: Callable[[dict], torch.Tensor | None] = lambda state: None,
                    layer_path: Callable[[int], str] | None = None,
-                   token_types: bool = True) -> list[Piece]:
+                   token_types: bool = True,
+                   mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
     """[embeddings] [layer] x num_layers, then the word embeddings handed to the heads as
     ``state["word_embeddings"]``; the pieces keep ``state["hidden"]``. ``positions(state)``: position
     ids (None = 0, 1, ...); ``layer_path(depth)``: the module of each depth (ALBERT shares one);
-    ``token_types=False``: the batch's token types are not read (every position gets type 0)."""
+    ``token_types=False``: the batch's token types are not read (every position gets type 0);
+    ``mask(state)``: each layer's attention mask (boolean, True = hidden; default: the padding of
+    ``attention_mask``; UniLM's per-sample [b, 1, s, s] masks)."""
+    mask = mask or (lambda state: padding_mask(state.get("attention_mask")))
     embeddings = embeddings or (lambda: Embeddings(cfg, precision,
                                                    position_offset=cfg.position_offset))
     layer_path = layer_path or (lambda depth: f"{prefix}.layers.{depth}")
@@ -78,7 +85,7 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
                                           task_type_ids=state.get("task_type_ids"))}
 
     def layer(module, state):
-        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
+        return {**state, "hidden": module(state["hidden"], mask(state))}
 
     def hand_over(module, state):  # the tied output projection reads the input embedding table
         return {**state, "word_embeddings": module.word_embeddings.weight}
@@ -91,8 +98,10 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
 
 
 def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction: bool = True,
-                span_boundary_objective: bool = False) -> list[Piece]:
-    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses."""
+                span_boundary_objective: bool = False,
+                mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
+    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
+    ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
     heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
              "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1])),
              "nsp_head": lambda: nn.Linear(cfg.hidden_size, 2)}
@@ -116,7 +125,7 @@ def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_predict
                                         state["next_sentence_label"], out)
         return out
 
-    return encoder_pieces(cfg, precision, "bert") + [Piece(heads, losses)]
+    return encoder_pieces(cfg, precision, "bert", mask=mask) + [Piece(heads, losses)]
 
 
 class BertForPreTraining(PiecewiseModel):

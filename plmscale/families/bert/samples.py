@@ -149,6 +149,13 @@ class BertSamples:
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
+        a, b, label = self.pair(rng, self.objective.next_sentence_prediction)
+        return self._assemble(a, b, label, rng, self.masking_strategy(index))
+
+    def pair(self, rng: np.random.Generator, nsp: bool) -> tuple[Segment, Segment, int]:
+        """Segments A and B (B possibly empty) that fit ``[CLS] A [SEP] B [SEP]`` in seq_length, and
+        the NSP label: B is the true continuation (0) or, half the time when ``nsp``, text from
+        another document (1)."""
         max_tokens = self.data.seq_length - 3
         target = max_tokens
         if rng.random() < self.data.short_seq_prob:
@@ -157,7 +164,6 @@ class BertSamples:
         sentences = self._sentences(doc)
         chunk = self._take(sentences, int(rng.integers(len(sentences))), target)
 
-        nsp = self.objective.next_sentence_prediction
         split = int(rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
         a = Segment.join(chunk[:split])
         is_random_next = nsp and (len(chunk) == 1 or rng.random() < 0.5)
@@ -172,19 +178,21 @@ class BertSamples:
         else:
             b = a[:0]
         a, b = _truncate_pair(a, b, max_tokens, rng)
-        return self._assemble(a, b, int(is_random_next), rng, self.masking_strategy(index))
+        return a, b, int(is_random_next)
 
     # -- assembly and masking ----------------------------------------------------------------
     def _assemble(self, a: Segment, b: Segment, label: int, rng: np.random.Generator,
-                  strategy: str = "token"):
+                  strategy: str = "token", segment_types: tuple[int, int] = (0, 1)):
+        """``[CLS] a [SEP] [b [SEP]]`` masked and padded; ``segment_types``: the token types of
+        the two parts (UniLM's carry its objective)."""
         t, seq = self.tokens, self.data.seq_length
         parts = [self._special(t.cls), a, self._special(t.sep)]
         if len(b):
             parts += [b, self._special(t.sep)]
         joined = Segment.join(parts)
         ids = joined.ids.astype(np.int64)
-        types = np.zeros(len(ids), dtype=np.int64)
-        types[len(a) + 2:] = 1
+        types = np.full(len(ids), segment_types[0], dtype=np.int64)
+        types[len(a) + 2:] = segment_types[1]
         eligible = ~np.isin(ids, t.special_ids)
         corrupted, labels, selection = self.mask(ids, eligible, rng, strategy,
                                                  joined.word_starts, joined.span_labels(strategy))

@@ -36,16 +36,18 @@ def _qkv_to_hf(tensor: torch.Tensor, heads: int) -> torch.Tensor:
     return per_head.transpose(0, 1).reshape(tensor.shape)
 
 
-def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Map full (gathered, unpadded) plmscale tensors to ``GPT2LMHeadModel`` names."""
-    out = {"transformer.wte.weight": full["gpt.embeddings.word_embeddings.weight"],
-           "transformer.wpe.weight": full["gpt.embeddings.position_embeddings.weight"],
-           "transformer.ln_f.weight": full["gpt.final_layernorm.weight"],
-           "transformer.ln_f.bias": full["gpt.final_layernorm.bias"],
-           "lm_head.weight": full["gpt.embeddings.word_embeddings.weight"]}
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
+                     prefix: str = "gpt.") -> dict[str, torch.Tensor]:
+    """Map full (gathered, unpadded) plmscale tensors to ``GPT2LMHeadModel`` names. ``prefix``:
+    the decoder's path in the model (GLM's is "glm.")."""
+    out = {"transformer.wte.weight": full[f"{prefix}embeddings.word_embeddings.weight"],
+           "transformer.wpe.weight": full[f"{prefix}embeddings.position_embeddings.weight"],
+           "transformer.ln_f.weight": full[f"{prefix}final_layernorm.weight"],
+           "transformer.ln_f.bias": full[f"{prefix}final_layernorm.bias"],
+           "lm_head.weight": full[f"{prefix}embeddings.word_embeddings.weight"]}
     heads = cfg.num_attention_heads
     for i in range(cfg.num_layers):
-        ours, hf = f"gpt.layers.{i}.", f"transformer.h.{i}."
+        ours, hf = f"{prefix}layers.{i}.", f"transformer.h.{i}."
         for kind in ("weight", "bias"):
             out[hf + f"ln_1.{kind}"] = full[ours + f"input_layernorm.{kind}"]
             out[hf + f"ln_2.{kind}"] = full[ours + f"pre_mlp_layernorm.{kind}"]

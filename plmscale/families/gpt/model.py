@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -38,39 +39,57 @@ def output_init_std(cfg: ModelConfig) -> float:
     return cfg.init_std / math.sqrt(2 * cfg.num_layers)
 
 
-def gpt_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
-    """[embeddings] [pre-LN causal layer] x num_layers [final norm], the LM head + loss (tied to the
-    word embeddings, or its own ``output_layer`` table when ``tie_word_embeddings`` is False)."""
-    # GPT has no token types and no embedding LayerNorm (the first layer's norm does that job).
-    embeddings = {"gpt.embeddings": lambda: Embeddings(dataclasses.replace(cfg, type_vocab_size=0),
-                                                       precision, layernorm=False)}
+def decoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
+                   embeddings: Callable[[], nn.Module], embed: Callable[[nn.Module, dict], dict],
+                   mask: Callable[[dict], torch.Tensor | None],
+                   loss: Callable[[nn.Module, dict], dict], causal: bool = True) -> list[Piece]:
+    """GPT-2's stack, shared with Llama and GLM: [embeddings] [pre-LN layer] x num_layers [final
+    norm], then ``loss(lm_head, state)`` with ``state["word_embeddings"]`` the output table: the
+    word embeddings (tied) or its own ``output_layer`` when ``tie_word_embeddings`` is False.
+    ``embed(module, state)`` sets ``state["hidden"]``; ``mask(state)``: each layer's attention mask
+    (added to the causal one when ``causal``)."""
+    path = f"{prefix}.embeddings"
     padded = padded_vocab_size(cfg, tp_world()[1])
     head = {"lm_head": lambda: TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)}
     if not cfg.tie_word_embeddings:
         head["output_layer"] = lambda: vocab_parallel_embedding(padded, cfg.hidden_size, precision)
 
     def layer(module, state):
-        documents = state.get("document_ids")
-        mask = document_attention_mask(documents) if documents is not None else None
-        return {**state, "hidden": module(state["hidden"], mask)}
+        return {**state, "hidden": module(state["hidden"], mask(state))}
 
-    def loss(lm_head, *rest):
+    def output(lm_head, *rest):
         *table, state = rest
-        logits = lm_head(state["hidden"], table[0].weight if table else state["word_embeddings"])
+        return loss(lm_head, {**state, "word_embeddings": table[0].weight} if table else state)
+
+    tied = [Piece({path: embeddings}, lambda module, state: {**state, "word_embeddings":
+                                                             module.word_embeddings.weight},
+                  tie=("word_embeddings.weight",))]
+    return ([Piece({path: embeddings}, embed)]
+            + [Piece({f"{prefix}.layers.{i}": lambda: PreLNLayer(
+                cfg, precision, causal=causal, output_init_std=output_init_std(cfg))},
+                     layer, layer=True) for i in range(cfg.num_layers)]
+            + [Piece({f"{prefix}.final_layernorm": lambda: build_norm(cfg)},
+                     lambda norm, state: {**state, "hidden": norm(state["hidden"])})]
+            + (tied if cfg.tie_word_embeddings else []) + [Piece(head, output)])
+
+
+def gpt_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
+    """[embeddings] [pre-LN causal layer] x num_layers [final norm], the LM head + loss (tied to the
+    word embeddings, or its own ``output_layer`` table when ``tie_word_embeddings`` is False)."""
+    def mask(state):
+        documents = state.get("document_ids")
+        return document_attention_mask(documents) if documents is not None else None
+
+    def loss(lm_head, state):
+        logits = lm_head(state["hidden"], state["word_embeddings"])
         loss, accuracy = causal_lm_loss_and_accuracy(logits, state["labels"])
         return {"loss": loss, "lm_loss": loss, "lm_accuracy": accuracy}
 
-    tied = [Piece(embeddings, lambda module, state: {**state, "word_embeddings":
-                                                     module.word_embeddings.weight},
-                  tie=("word_embeddings.weight",))]
-    return ([Piece(embeddings, lambda module, state: {**state, "hidden": module(state["input_ids"])})]
-            + [Piece({f"gpt.layers.{i}": lambda: PreLNLayer(cfg, precision, causal=True,
-                                                             output_init_std=output_init_std(cfg))},
-                     layer, layer=True) for i in range(cfg.num_layers)]
-            + [Piece({"gpt.final_layernorm": lambda: build_norm(cfg)},
-                     lambda norm, state: {**state, "hidden": norm(state["hidden"])})]
-            + (tied if cfg.tie_word_embeddings else []) + [Piece(head, loss)])
-
+    # GPT has no token types and no embedding LayerNorm (the first layer's norm does that job).
+    return decoder_pieces(
+        cfg, precision, "gpt",
+        lambda: Embeddings(dataclasses.replace(cfg, type_vocab_size=0), precision, layernorm=False),
+        lambda module, state: {**state, "hidden": module(state["input_ids"])}, mask, loss)
 
 class GPTForCausalLM(PiecewiseModel):
     """GPT (or Llama) with its LM head. ``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"}."""
