@@ -76,6 +76,8 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
                          objective_defaults=_NO_NSP),
     "gpt": FamilyFields(objective=("reset_attention_at_document_boundary",),
                         objective_defaults=_NO_NSP),
+    "xlnet": FamilyFields(objective=("permutation_mask_alpha", "permutation_max_span"),
+                          objective_defaults=_NO_NSP),
 }
 
 

@@ -23,6 +23,7 @@ FAMILY_MODULES = {
     "t5": "plmscale.families.t5",
     "bart": "plmscale.families.bart",
     "gpt": "plmscale.families.gpt",
+    "xlnet": "plmscale.families.xlnet",
 }
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "xlnet")
 
 
 @dataclass(frozen=True)
@@ -251,6 +251,8 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         tensors += _norm("final_layernorm", h, "last")
         matmuls = [Matmul("logits", s, h, vocab)]
         return ModelShape(family, stacks, matmuls, tensors, s)
+    if family == "xlnet":
+        return _xlnet_shape(cfg, tp)
     # Encoder-decoders: t5, bart.
     t = decoder_length(cfg)
     decoder_layers = m.num_decoder_layers or m.num_layers
@@ -277,3 +279,28 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
                    *_norm("decoder.layernorm_embedding", h)]
     matmuls = [Matmul("logits", t, h, vocab)]
     return ModelShape(family, stacks, matmuls, tensors, s, t)
+
+
+def _xlnet_shape(cfg: ExperimentConfig, tp: int) -> ModelShape:
+    """XLNet: the content stream is the stack; what two-stream relative attention adds per layer
+    is counted as matmuls (the r projection of 2s encodings, the position scores, the query
+    stream's q, scores, context, o and FFN on its m rows). Its layers have no attention biases but
+    an r projection and relative biases: those are counted as tensors outside the stack, which
+    places them on the first stage (an approximation for PP memory)."""
+    from plmscale.families.xlnet.samples import num_predict
+    m, s = cfg.model, cfg.data.seq_length
+    h, inner, f, L = m.hidden_size, m.hidden_size, m.ffn_hidden_size, m.num_layers
+    rows = num_predict(s, cfg.objective.permutation_mask_alpha)
+    stacks = [_stack(m, "content", L, s)]
+    matmuls = [Matmul("relative_projection", L * 2 * s, h, inner),
+               Matmul("position_scores", L * s, inner, 2 * s),
+               Matmul("query_q_o", L * rows, h, 2 * inner),
+               Matmul("query_scores_context", L * rows, inner, 2 * s + 2 * s),
+               Matmul("query_ffn", L * rows, h, 2 * f),
+               Matmul("logits", rows, h, padded_vocab_size(m, tp))]
+    per_layer = inner * h // tp + 5 * inner // tp - 3 * inner // tp - h  # + r, biases - qkv/o bias
+    tensors = [ParamTensor("word_embeddings", padded_vocab_size(m, tp) // tp * h, "tied"),
+               ParamTensor("mask_emb", h, "first", False),
+               ParamTensor("relative_parameters", L * per_layer),
+               ParamTensor("lm_loss.bias", padded_vocab_size(m, tp) // tp, "last", False)]
+    return ModelShape("xlnet", stacks, matmuls, tensors, s)

@@ -121,8 +121,9 @@ def train_then_compare(family: str, shards: str) -> dict:
     return result
 
 
-def train_config(path: str, shards: str, steps: int | None = None) -> dict:
-    """Train a YAML config on the demo shards; per-step losses and the wall time."""
+def train_config(path: str, shards: str, steps: int | None = None, metric: str = "mlm_loss") -> dict:
+    """Train a YAML config on the demo shards; per-step losses (total and ``metric``, returned as
+    "mlm_losses") and the wall time."""
     import time
 
     from plmscale.training.loop import train
@@ -136,7 +137,7 @@ def train_config(path: str, shards: str, steps: int | None = None) -> dict:
     seed_all(cfg.train.seed)
     start = time.perf_counter()
     history = train(cfg)
-    return {"losses": [h["loss"] for h in history], "mlm_losses": [h["mlm_loss"] for h in history],
+    return {"losses": [h["loss"] for h in history], "mlm_losses": [h[metric] for h in history],
             "seconds": time.perf_counter() - start, "metrics": sorted(history[-1])}
 
 

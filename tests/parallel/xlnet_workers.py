@@ -1,0 +1,104 @@
+"""Rank functions for the XLNet parallel tests (module-level so spawned ranks can import them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from closeness import closeness
+from workers_common import load_exported, tp2_and_tp1, tp2_vs_tp1
+
+from plmscale.config import load_config
+from plmscale.families import get_family
+from plmscale.objectives.permutation import permutation_mask, sample_prediction_mask
+from plmscale.parallel import init_distributed
+
+# 4 heads so that TP=2 splits them; vocab 1100 leaves TP padding columns in the last rank's slice.
+# init_std 0.2: XLNet has no embedding LayerNorm, so at 0.02 the scores are ~1e-5 and the first
+# layer's attention gradients ~1e-6 of the largest ones (round-off level for the comparison).
+TINY = ["model.preset=xlnet-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
+        "model.hidden_dropout=0", "model.attention_dropout=0", "model.init_std=0.2"]
+
+
+def fixed_batch(vocab: int, batch: int = 4, seq: int = 24, rows: int = 5, seed: int = 7) -> dict:
+    """Two segments and a [CLS] (types 0, 1, 2), padding on two rows, the objective's own
+    targets and factorisation orders (one target with the highest id, next to the TP padding
+    columns); identical on every rank."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(10, vocab, (batch, seq))
+    lengths = [seq, seq, seq - 6, 13]
+    out = {k: np.zeros((batch,) + shape, dtype=dtype) for k, shape, dtype in (
+        ("token_type_ids", (seq,), np.int64), ("attention_mask", (seq,), np.int64),
+        ("perm_mask", (seq, seq), bool), ("target_positions", (rows,), np.int64))}
+    out["target_labels"] = np.full((batch, rows), -100)
+    for b, n in enumerate(lengths):
+        cut = n // 2
+        ids[b, [cut, n - 2]], ids[b, n - 1], ids[b, n:] = 3, 4, 0  # [SEP] ... [SEP] [CLS] [PAD]
+        out["token_type_ids"][b, cut + 1:n - 1], out["token_type_ids"][b, n - 1] = 1, 2
+        out["attention_mask"][b, :n] = 1
+        functional = np.zeros(seq, bool)
+        functional[[cut, n - 2, n - 1]] = True
+        text = np.flatnonzero(~functional[:n])
+        chosen = sample_prediction_mask(len(text), np.ones(len(text), bool), rows - (b == 3),
+                                        rng, 3, 3)
+        predicted = np.zeros(seq, bool)
+        predicted[text[chosen]] = True
+        out["perm_mask"][b] = permutation_mask(predicted, functional, rng)
+        positions = np.flatnonzero(predicted)
+        out["target_positions"][b, :len(positions)] = positions
+        out["target_labels"][b, :len(positions)] = ids[b, positions]
+    ids[0, out["target_positions"][0, 0]] = out["target_labels"][0, 0] = vocab - 1
+    out["input_ids"] = ids
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+def _target_mapping(batch: dict) -> torch.Tensor:
+    """HF's [b, m, L] one-hot rows (zero rows for the unused target slots)."""
+    seq = batch["input_ids"].shape[1]
+    mapping = torch.nn.functional.one_hot(batch["target_positions"], seq).float()
+    return mapping * (batch["target_labels"] != -100)[..., None]
+
+
+def _logits(model, batch: dict) -> list[torch.Tensor]:
+    """Query-stream logits with the factorisation order, and content-stream logits without."""
+    return [model.logits(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                         batch["perm_mask"], _target_mapping(batch)),
+            model.logits(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])]
+
+
+def compare_with_hf(cfg, params: dict, logits: list, batch: dict, grads: dict) -> dict:
+    """Export ``params`` to ``XLNetLMHeadModel``: closeness of our logits (with perm_mask and
+    target_mapping, and plain) and of the gradients of the same loss."""
+    import transformers
+    fam = get_family("xlnet")
+    hf = transformers.XLNetLMHeadModel(fam.hf_config(cfg.model)).eval()
+    load_exported(hf, fam.to_hf_state_dict(params, cfg.model))
+    common = {"input_ids": batch["input_ids"], "token_type_ids": batch["token_type_ids"],
+              "attention_mask": batch["attention_mask"].float()}
+    out = hf(**common, perm_mask=batch["perm_mask"].float(), target_mapping=_target_mapping(batch),
+             labels=batch["target_labels"])
+    plain = hf(**common).logits
+    valid = batch["target_labels"] != -100  # HF's unused target rows are not ours to match
+    result = {"hf_logit_diff": closeness([logits[0][valid], logits[1]],
+                                         [out.logits[valid], plain], "HF logits"),
+              "hf_loss": out.loss.item()}
+    out.loss.backward()
+    ours = fam.to_hf_state_dict(grads, cfg.model)
+    result["hf_grad_diff"] = closeness({n: ours[n] for n, _ in hf.named_parameters()},
+                                       {n: p.grad for n, p in hf.named_parameters()}, "HF grads")
+    return result
+
+
+def tensor_parallel_vs_single() -> dict:
+    """TP=2 vs TP=1 on identical weights and batch (metrics, gathered gradients, logits), and both
+    against HF after export (logits with perm_mask and target_mapping, loss, gradients)."""
+    init_distributed()
+    cfg = load_config(None, TINY)
+    batch = fixed_batch(cfg.model.vocab_size)
+    a, b = tp2_and_tp1(cfg, batch, lambda model: _logits(model, batch))
+    result = {**tp2_vs_tp1(a, b), "metric_names": sorted(a["out"]),
+              "logits": closeness(a["logits"], b["logits"], "TP=2 vs TP=1 logits"),
+              "loss": b["out"]["loss"]}
+    hf = compare_with_hf(cfg, a["params"], a["logits"], batch, a["grads"])
+    result.update(hf)
+    result["hf_loss_diff"] = closeness(b["out"]["loss"], hf["hf_loss"], "HF loss")
+    return result
