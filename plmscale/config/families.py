@@ -76,6 +76,11 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
                          objective_defaults=_NO_NSP),
     "gpt": FamilyFields(objective=("reset_attention_at_document_boundary",),
                         objective_defaults=_NO_NSP),
+    "mpnet": FamilyFields(model=("position_offset", "relative_attention_num_buckets",
+                                 "relative_attention_max_distance"),
+                          objective=("mlm_probability", "mask_token_fraction",
+                                     "random_token_fraction"),
+                          objective_defaults=_NO_NSP),
     "xlnet": FamilyFields(objective=("permutation_mask_alpha", "permutation_max_span"),
                           objective_defaults=_NO_NSP),
 }

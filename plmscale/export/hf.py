@@ -87,6 +87,9 @@ HF_EXPORTS: dict[str, HFExport] = {
                     lambda tokens, cfg: {"pad_token_id": tokens.pad, "bos_token_id": tokens.eos,
                                          "eos_token_id": tokens.eos},
                     tokenizer_tokens={"bos_token": "</s>"}),
+    # As RoBERTa: HF MPNet counts positions from pad_token_id + 1 (hf_config sets it).
+    "mpnet": HFExport((HFPart("MPNetForMaskedLM", task="fill-mask"),), "bos_eos",
+                      lambda tokens, cfg: {"bos_token_id": tokens.bos, "eos_token_id": tokens.eos}),
     # XLNet's samples end "A [SEP] B [SEP] [CLS]": no pattern of the tokenizer backend lays that
     # out, so the exported tokenizer adds no special tokens (callers append [SEP] [CLS]).
     "xlnet": HFExport((HFPart("XLNetLMHeadModel"),), "none", _encoder_ids),

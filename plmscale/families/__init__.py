@@ -24,6 +24,7 @@ FAMILY_MODULES = {
     "bart": "plmscale.families.bart",
     "gpt": "plmscale.families.gpt",
     "xlnet": "plmscale.families.xlnet",
+    "mpnet": "plmscale.families.mpnet",
 }
 
 

@@ -30,6 +30,7 @@ VARIANTS = {
     "bart noising": ("bart_tiny.yaml", []),
     "gpt": ("gpt_tiny.yaml", []),
     "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
+    "xlnet permutation lm": ("xlnet_tiny.yaml", []),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).

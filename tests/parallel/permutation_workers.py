@@ -1,4 +1,5 @@
-"""Rank functions for the XLNet parallel tests (module-level so spawned ranks can import them)."""
+"""Rank functions for the XLNet and MPNet parallel tests (module-level so spawned ranks can import
+them)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ from plmscale.parallel import init_distributed
 # 4 heads so that TP=2 splits them; vocab 1100 leaves TP padding columns in the last rank's slice.
 # init_std 0.2: XLNet has no embedding LayerNorm, so at 0.02 the scores are ~1e-5 and the first
 # layer's attention gradients ~1e-6 of the largest ones (round-off level for the comparison).
-TINY = ["model.preset=xlnet-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
+TINY_XLNET = ["model.preset=xlnet-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
         "model.hidden_dropout=0", "model.attention_dropout=0", "model.init_std=0.2"]
+
+
+TINY_MPNET = ["model.preset=mpnet-tiny", "model.num_attention_heads=4", "model.vocab_size=1100",
+              "model.max_position_embeddings=64", "model.hidden_dropout=0",
+              "model.attention_dropout=0", "model.init_std=0.2"]
 
 
 def fixed_batch(vocab: int, batch: int = 4, seq: int = 24, rows: int = 5, seed: int = 7) -> dict:
@@ -88,11 +94,10 @@ def compare_with_hf(cfg, params: dict, logits: list, batch: dict, grads: dict) -
     return result
 
 
-def tensor_parallel_vs_single() -> dict:
+def xlnet_vs_single() -> dict:
     """TP=2 vs TP=1 on identical weights and batch (metrics, gathered gradients, logits), and both
     against HF after export (logits with perm_mask and target_mapping, loss, gradients)."""
-    init_distributed()
-    cfg = load_config(None, TINY)
+    cfg = load_config(None, TINY_XLNET)
     batch = fixed_batch(cfg.model.vocab_size)
     a, b = tp2_and_tp1(cfg, batch, lambda model: _logits(model, batch))
     result = {**tp2_vs_tp1(a, b), "metric_names": sorted(a["out"]),
@@ -102,3 +107,58 @@ def tensor_parallel_vs_single() -> dict:
     result.update(hf)
     result["hf_loss_diff"] = closeness(b["out"]["loss"], hf["hf_loss"], "HF loss")
     return result
+
+
+def mpnet_batch(vocab: int, batch: int = 4, length: int = 20, seed: int = 3) -> dict:
+    """The objective's own two-stream layout (round(0.15 L) predicted; one row short, with unused
+    slots) over random ids, identical on every rank, and a standard-order batch with padding."""
+    from plmscale.objectives.masked_permutation import predicted_count, two_stream_visibility
+    rng = np.random.default_rng(seed)
+    pred = predicted_count(length, 0.15)
+    rows = {"input_ids": [], "position_ids": [], "attention_visible": [], "mlm_labels": []}
+    for b in range(batch):
+        used = pred - (b == 3)
+        ids = rng.integers(10, vocab, length)
+        order = rng.permutation(length)
+        predicted = order[length - used:]
+        masked = np.where(rng.random(used) < 0.8, 5, ids[predicted])
+        block = np.concatenate([masked, np.zeros(pred - used, dtype=np.int64)])
+        slots = np.concatenate([predicted, np.zeros(pred - used, dtype=np.int64)])
+        rows["input_ids"].append(np.concatenate([ids[order], block, block]))
+        rows["position_ids"].append(np.concatenate([order, slots, slots]))
+        rows["attention_visible"].append(two_stream_visibility(length, pred, used))
+        rows["mlm_labels"].append(np.concatenate([ids[predicted], np.full(pred - used, -100)]))
+    rows["mlm_labels"][0][0] = vocab - 1
+    rows["input_ids"][0][length - pred] = vocab - 1
+    out = {k: torch.from_numpy(np.stack(v)) for k, v in rows.items()}
+    standard = torch.from_numpy(rng.integers(10, vocab, (batch, length)))
+    attention = torch.ones(batch, length, dtype=torch.long)
+    attention[2, 13:] = 0
+    return out, standard.masked_fill(attention == 0, 1), attention
+
+
+def mpnet_vs_single() -> dict:
+    """TP=2 vs TP=1 on the two-stream batch (metrics, gathered gradients, standard-order logits),
+    and HF ``MPNetForMaskedLM`` after export: standard-order logits, loss and gradients of an MLM
+    loss on them."""
+    import transformers
+    cfg = load_config(None, TINY_MPNET)
+    batch, standard, attention = mpnet_batch(cfg.model.vocab_size)
+    a, b = tp2_and_tp1(cfg, batch, lambda model: [model.logits(standard, attention)])
+    result = {**tp2_vs_tp1(a, b), "metric_names": sorted(a["out"]),
+              "logits": closeness(a["logits"], b["logits"], "TP=2 vs TP=1 logits"),
+              "loss": b["out"]["loss"]}
+    fam = get_family("mpnet")
+    hf = transformers.MPNetForMaskedLM(fam.hf_config(cfg.model)).eval()
+    load_exported(hf, fam.to_hf_state_dict(a["params"], cfg.model))
+    ours = a["logits"][0]
+    real = attention.bool()
+    result["hf_logit_diff"] = closeness(ours[real], hf(input_ids=standard,
+                                        attention_mask=attention).logits[real], "HF logits")
+    return result
+
+
+def tensor_parallel_vs_single() -> dict:
+    """Both families' checks in one rank group."""
+    init_distributed()
+    return {"xlnet": xlnet_vs_single(), "mpnet": mpnet_vs_single()}
