@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "xlnet")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "xlnet", "mpnet")
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,15 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         return ModelShape(family, stacks, matmuls, tensors, s)
     if family == "xlnet":
         return _xlnet_shape(cfg, tp)
+    if family == "mpnet":  # the encoder runs L + 2 pred rows (content, mask tokens, query stream)
+        from plmscale.objectives.masked_permutation import predicted_count
+        pred = predicted_count(s, o.mlm_probability)
+        stacks = [_stack(m, "encoder", m.num_layers, s + 2 * pred)]
+        tensors = _embedding_tensors(m, tp, h, types=False, layernorm=True)
+        tensors.append(ParamTensor("relative_attention_bias",
+                                   m.relative_attention_num_buckets * m.num_attention_heads // tp))
+        head_mm, head_t = _mlm_head(m, tp, pred, h, h)
+        return ModelShape(family, stacks, head_mm, tensors + head_t, s)
     # Encoder-decoders: t5, bart.
     t = decoder_length(cfg)
     decoder_layers = m.num_decoder_layers or m.num_layers

@@ -67,7 +67,7 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
                                  "decoder_start_token_id")}
     found["files"] = sorted(p.name for p in hf_root.iterdir())
     found["tokenizer"] = tokenizer_findings(hf_root, paragraphs)
-    if family in ("bert", "roberta", "albert", "distilbert", "electra"):
+    if family in ("bert", "roberta", "albert", "distilbert", "electra", "mpnet"):
         folder = hf_root / ("generator" if family == "electra" else "")
         fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
         found["pipeline"] = [r["token"] for r in fill("The castle was [MASK] and dark.")]

@@ -18,13 +18,14 @@ import export_workers as workers  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # BERT first: it is DistilBERT's teacher.
-FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart"]
+FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart", "xlnet",
+            "mpnet"]
 # ELECTRA's pipeline form ties its shared embeddings through TiedLayerSpec(forward_fn=...), which
 # DeepSpeed's pipeline checkpoint skips (a functools.partial has no state_dict): its PP checkpoints
 # lack the embeddings, so ELECTRA is trained at TP=2 (x DP=2) here.
 LAYOUTS = {"electra": ["parallel.tensor_model_parallel_size=2"]}
 TEXT = "The castle stood upon the hill, and the night was dark and full of strange sounds."
-FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra")
+FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra", "mpnet")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,8 @@ def test_exported_tokenizer_reproduces_sentencepiece(exported, family):
     plain, wrapped = tok["plain"], tok["with_special"]
     # The special ids of the training samples, laid out as they are.
     layouts = {"bert": (4, 5), "albert": (4, 5), "electra": (4, 5), "distilbert": (4, 5),
-               "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None)}
+               "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None),
+               "mpnet": (2, 3), "xlnet": (None, None)}
     head, tail = layouts[family]
     assert wrapped == [i for i in (head,) if i is not None] + plain + [i for i in (tail,) if i is not None]
     if family in ("gpt", "t5", "bart"):
@@ -85,7 +87,8 @@ def test_exported_pipeline_runs(exported, family):
         assert isinstance(result, str)
     files = set(found[family]["files"])
     assert {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"} <= files
-    assert ("generation_config.json" in files) == (family in ("gpt", "t5", "bart")), files
+    # XLNetLMHeadModel generates too (HF writes its generation config).
+    assert ("generation_config.json" in files) == (family in ("gpt", "t5", "bart", "xlnet")), files
 
 
 def test_export_script_and_errors(exported, repo, tmp_path):

@@ -31,6 +31,7 @@ VARIANTS = {
     "gpt": ("gpt_tiny.yaml", []),
     "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
     "xlnet permutation lm": ("xlnet_tiny.yaml", []),
+    "mpnet masked permuted": ("mpnet_tiny.yaml", []),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).

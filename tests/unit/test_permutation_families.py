@@ -1,21 +1,23 @@
-"""XLNet (and MPNet) presets: parameter counts on the meta device equal HF's and SPEC.md's table;
-the permutation objective's statistics over many draws match the original code's."""
+"""XLNet and MPNet presets: parameter counts on the meta device equal HF's and SPEC.md's table; the
+objectives' statistics over many draws match the original code's (XLNet's ``_sample_mask`` /
+``_local_perm``, MPNet's ``make_query_and_content_mask``)."""
 
 import numpy as np
 import pytest
 from meta_counts import meta_counts
 
+from plmscale.objectives.masked_permutation import predicted_count, two_stream_visibility
 from plmscale.objectives.permutation import (permutation_mask, sample_prediction_mask,
                                              sample_spans, span_lengths_distribution)
 
 CHI2_4DOF_P001 = 18.47  # chi-square critical value, 4 degrees of freedom, p = 0.001
-SPEC_COUNTS = {"xlnet-base": 116_750_336, "xlnet-large": 360_300_800}
+SPEC_COUNTS = {"xlnet-base": 116_750_336, "xlnet-large": 360_300_800, "mpnet-base": 109_518_527}
 
 
 @pytest.mark.usefixtures("single_rank")
 @pytest.mark.parametrize("preset", sorted(SPEC_COUNTS))
 def test_count_matches_spec_and_hf(preset):
-    counts = meta_counts(preset)  # HF XLNetLMHeadModel
+    counts = meta_counts(preset)  # HF XLNetLMHeadModel / MPNetForMaskedLM
     assert counts.ours == counts.hf == SPEC_COUNTS[preset]
 
 
@@ -80,3 +82,32 @@ def test_factorisation_order_is_a_strict_total_order_of_the_targets():
         context = ~targets & ~functional
         assert not sees[np.ix_(np.flatnonzero(context), t)].any()  # context never sees targets
         assert sees[:, context].all()  # everybody sees the context
+
+
+def test_mpnet_predicts_round_015_l_and_every_query_row_sees_l_positions():
+    rng = np.random.default_rng(3)
+    for length in (20, 64, 512):
+        pred = predicted_count(length, 0.15)
+        assert pred == round(0.15 * length)
+        see = two_stream_visibility(length, pred)
+        order = rng.permutation(length)
+        positions = np.concatenate([order, order[-pred:], order[-pred:]])
+        tokens = np.concatenate([np.ones(length, bool), np.zeros(2 * pred, bool)])  # real or [M]
+        assert not see[:, length + pred:].any()  # nobody reads the query stream
+        for row in range(length + 2 * pred):
+            seen = positions[see[row]]
+            assert len(seen) == len(set(seen)) == length  # position compensation: all L, once
+        for k, row in enumerate(range(length + pred, length + 2 * pred)):
+            own = length - pred + k
+            assert not see[row, own]  # a query row never reads its own token...
+            assert see[row, length + k]  # ...but sees the [M] at its own position
+            # the real predicted tokens it reads are exactly those before it in the order
+            assert (np.flatnonzero(see[row] & tokens)[length - pred:] == np.arange(
+                length - pred, own)).all()
+
+
+def test_mpnet_short_sequences_leave_unused_slots_blind():
+    see = two_stream_visibility(20, 3, used=2)
+    unused = [20 + 2, 20 + 3 + 2]
+    assert not see[unused].any() and not see[:, unused].any()
+    assert (see[:, :17].all(axis=1)[[i for i in range(26) if i not in unused]]).all()
