@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from plmscale.config.schema import ExperimentConfig, ModelConfig
 from plmscale.models.common.megatron import padded_vocab_size
 
-FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "xlnet", "mpnet")
+FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "xlnet",
+            "mpnet")
 
 
 @dataclass(frozen=True)

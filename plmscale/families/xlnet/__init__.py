@@ -1,8 +1,10 @@
 """The XLNet family (permutation language modelling on two-stream relative attention)."""
 
-from plmscale.export.xlnet import hf_config, to_hf_state_dict
-from plmscale.families import Family
+from plmscale.export.hf import HFExport, HFPart, encoder_token_ids
+from plmscale.families import NO_NSP, Family, FamilyFields
+from plmscale.families.xlnet.hf import hf_config, to_hf_state_dict
 from plmscale.families.xlnet.model import XLNetLMHeadModel, xlnet_pieces
+from plmscale.families.xlnet.presets import PRESETS
 from plmscale.families.xlnet.samples import XLNetSamples
 
 FAMILY = Family(
@@ -12,6 +14,11 @@ FAMILY = Family(
     samples=lambda corpus, cfg: XLNetSamples(corpus, corpus.tokens, cfg.data, cfg.objective,
                                              cfg.train.seed),
     hf_config=hf_config,
-    hf_model_class="XLNetLMHeadModel",
     to_hf_state_dict=to_hf_state_dict,
+    fields=FamilyFields(objective=("permutation_mask_alpha", "permutation_max_span"),
+                        objective_defaults=NO_NSP),
+    presets=PRESETS,
+    # XLNet's samples end "A [SEP] B [SEP] [CLS]": no pattern of the tokenizer backend lays that
+    # out, so the exported tokenizer adds no special tokens (callers append [SEP] [CLS]).
+    hf_export=HFExport((HFPart("XLNetLMHeadModel"),), "none", encoder_token_ids),
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import HFLayerNames, embeddings_to_hf, encoder_config_kwargs, \
-    encoder_layer_to_hf
+from plmscale.families.bert.hf import (HFLayerNames, embeddings_to_hf, encoder_config_kwargs,
+                                       encoder_layer_to_hf)
 
 MPNET_LAYER_NAMES = HFLayerNames(
     query="attention.attn.q", key="attention.attn.k", value="attention.attn.v",
