@@ -153,6 +153,11 @@ class ObjectiveConfig:
     """ELECTRA: loss = MLM_generator + rtd_weight * RTD."""
     reset_attention_at_document_boundary: bool = False
     """GPT: tokens do not attend across document separators inside a packed sequence."""
+    permutation_mask_alpha: int = 6
+    """XLNet: K, about 1/K of the tokens are predicted, each span inside a context of K*n tokens
+    (the original code's mask_alpha)."""
+    permutation_max_span: int = 5
+    """XLNet: span lengths n = 1..max with p(n) proportional to 1/n."""
     masking_schedule: Optional[str] = None
     """Masking strategy over training steps, "name:start_step[:weight],..." (e.g. ERNIE 1.0's
     "token:0,phrase:1000,entity:2000"); None = ``masking`` throughout (plmscale.objectives.schedule)."""

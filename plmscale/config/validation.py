@@ -32,7 +32,8 @@ AT_LEAST_ONE = {
     "data": ("seq_length", "decoder_seq_length"),
     "train": ("micro_batch_size", "gradient_accumulation_steps", "train_steps", "log_interval",
               "spike_window", "max_consecutive_skips"),
-    "objective": ("max_ngram", "span_max_length"),
+    "objective": ("max_ngram", "span_max_length", "permutation_mask_alpha",
+                  "permutation_max_span"),
 }
 AT_LEAST_ZERO = {
     "model": ("init_std", "position_offset", "type_vocab_size"),

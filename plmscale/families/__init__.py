@@ -37,6 +37,8 @@ FAMILY_MODULES = {
     "llama": "plmscale.families.llama",
     "unilm": "plmscale.families.unilm",
     "glm": "plmscale.families.glm",
+    "xlnet": "plmscale.families.xlnet",
+    "mpnet": "plmscale.families.mpnet",
 }
 
 

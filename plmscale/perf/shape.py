@@ -21,7 +21,7 @@ from plmscale.models.common.megatron import padded_vocab_size
 from plmscale.models.common.mlp import GATED
 
 FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo",
-            "llama", "unilm", "glm")
+            "llama", "unilm", "glm", "xlnet", "mpnet")
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,17 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
             rows = _glm_predicted(cfg)
         matmuls = [Matmul("logits", rows, h, vocab)]
         return ModelShape(family, stacks, matmuls, tensors, s)
+    if family == "xlnet":
+        return _xlnet_shape(cfg, tp)
+    if family == "mpnet":  # the encoder runs L + 2 pred rows (content, mask tokens, query stream)
+        from plmscale.objectives.masked_permutation import predicted_count
+        pred = predicted_count(s, o.mlm_probability)
+        stacks = [_stack(m, "encoder", m.num_layers, s + 2 * pred)]
+        tensors = _embedding_tensors(m, tp, h, types=False, layernorm=True)
+        tensors.append(ParamTensor("relative_attention_bias",
+                                   m.relative_attention_num_buckets * m.num_attention_heads // tp))
+        head_mm, head_t = _mlm_head(m, tp, pred, h, h)
+        return ModelShape(family, stacks, head_mm, tensors + head_t, s)
     # Encoder-decoders: t5, bart.
     t = decoder_length(cfg)
     decoder_layers = m.num_decoder_layers or m.num_layers
@@ -364,3 +375,28 @@ def _elmo_shape(m: ModelConfig, s: int) -> ModelShape:
         tensors.append(ParamTensor("softmax.weight", vocab * h))
     tensors.append(ParamTensor("softmax.bias", vocab, matrix=False))
     return ModelShape("elmo", [], matmuls, tensors, s)
+
+
+def _xlnet_shape(cfg: ExperimentConfig, tp: int) -> ModelShape:
+    """XLNet: the content stream is the stack; what two-stream relative attention adds per layer
+    is counted as matmuls (the r projection of 2s encodings, the position scores, the query
+    stream's q, scores, context, o and FFN on its m rows). Its layers have no attention biases but
+    an r projection and relative biases: those are counted as tensors outside the stack, which
+    places them on the first stage (an approximation for PP memory)."""
+    from plmscale.families.xlnet.samples import num_predict
+    m, s = cfg.model, cfg.data.seq_length
+    h, inner, f, L = m.hidden_size, m.hidden_size, m.ffn_hidden_size, m.num_layers
+    rows = num_predict(s, cfg.objective.permutation_mask_alpha)
+    stacks = [_stack(m, "content", L, s)]
+    matmuls = [Matmul("relative_projection", L * 2 * s, h, inner),
+               Matmul("position_scores", L * s, inner, 2 * s),
+               Matmul("query_q_o", L * rows, h, 2 * inner),
+               Matmul("query_scores_context", L * rows, inner, 2 * s + 2 * s),
+               Matmul("query_ffn", L * rows, h, 2 * f),
+               Matmul("logits", rows, h, padded_vocab_size(m, tp))]
+    per_layer = inner * h // tp + 5 * inner // tp - 3 * inner // tp - h  # + r, biases - qkv/o bias
+    tensors = [ParamTensor("word_embeddings", padded_vocab_size(m, tp) // tp * h, "tied"),
+               ParamTensor("mask_emb", h, "first", False),
+               ParamTensor("relative_parameters", L * per_layer),
+               ParamTensor("lm_loss.bias", padded_vocab_size(m, tp) // tp, "last", False)]
+    return ModelShape("xlnet", stacks, matmuls, tensors, s)

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"bert": "bert_demo", "roberta": "roberta_tiny", "albert": "albert_tiny",
            "electra": "electra_tiny", "distilbert": "distilbert_tiny", "t5": "t5_tiny",
            "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny", "llama": "llama_tiny",
-           "unilm": "unilm_tiny", "glm": "glm_tiny"}
+           "unilm": "unilm_tiny", "glm": "glm_tiny",
+           "xlnet": "xlnet_tiny", "mpnet": "mpnet_tiny"}
 
 SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropout=0",
          "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=2",
@@ -94,8 +95,19 @@ def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
         return _glm_inputs(ids, tokens)
     if family in ("bert", "albert", "electra", "distilbert", "ernie"):
         x = torch.tensor([[tokens.cls] + ids + [tokens.sep]])
-    elif family == "roberta":
+    elif family in ("roberta", "mpnet"):
         x = torch.tensor([[tokens.bos] + ids + [tokens.eos]])
+    elif family == "xlnet":  # A [SEP] [CLS], the last 3 words predicted in a permuted order
+        x = torch.tensor([ids + [tokens.sep, tokens.cls]])
+        n = x.shape[1]
+        targets = torch.tensor([n - 5, n - 3, n - 4])
+        perm = torch.zeros(1, n, n)
+        perm[0, :, targets] = 1.0  # nobody sees a target but the targets after it
+        for k, t in enumerate(targets):
+            perm[0, targets[k + 1:], t] = 0.0
+        kw = {"input_ids": x, "token_type_ids": torch.zeros_like(x), "perm_mask": perm,
+              "target_mapping": torch.nn.functional.one_hot(targets, n).float()[None]}
+        return kw, kw
     elif family in ("gpt", "llama"):
         return {"input_ids": torch.tensor([[tokens.eos] + ids])}, {"input_ids": torch.tensor([[tokens.eos] + ids])}
     else:  # encoder-decoders: the text as input, its head as decoder input
@@ -123,6 +135,7 @@ OUTPUT_NAMES = {
     "roberta": [("", "logits")], "distilbert": [("", "logits")], "t5": [("", "logits")],
     "bart": [("", "logits")], "gpt": [("", "logits")], "llama": [("", "logits")],
     "unilm": [("", "prediction_logits"), ("", "seq_relationship_logits")], "glm": [("", "logits")],
+    "xlnet": [("", "logits")], "mpnet": [("", "logits")],
 }
 
 

@@ -105,7 +105,7 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
             written = glm_fill(auto_model(hf_root), hf_root, fill["part_a"], fill["start"],
                                len(fill["tokens"]))
         found["pipeline"] = {"hf": written, "plmscale": fill["tokens"]}
-    elif family in ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm"):
+    elif family in ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm", "mpnet"):
         folder = hf_root / ("generator" if family == "electra" else "")
         fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
         found["pipeline"] = [r["token"] for r in fill("The castle was [MASK] and dark.")]

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.slow
 
 # BERT first: it is DistilBERT's teacher.
 FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart", "ernie",
-            "llama", "unilm", "glm"]
+            "llama", "unilm", "glm", "xlnet", "mpnet"]
 DECODERS = ("gpt", "llama")  # the GPT family's decoder (GPT2LMHeadModel, LlamaForCausalLM)
 # Every family at TP=2 x PP=2 (ELECTRA's shared embeddings are a forward_fn tie, which the
 # pipeline saves with its layer files: plmscale.parallel.pipeline).
 LAYOUTS: dict[str, list[str]] = {}
 TEXT = "The castle stood upon the hill, and the night was dark and full of strange sounds."
-FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm")
+FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm", "mpnet")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,8 @@ def test_exported_tokenizer_reproduces_sentencepiece(exported, family):
     # The special ids of the training samples, laid out as they are.
     layouts = {"bert": (4, 5), "albert": (4, 5), "electra": (4, 5), "distilbert": (4, 5),
                "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None),
-               "llama": (3, None), "unilm": (4, 5), "glm": (4, None)}
+               "llama": (3, None), "unilm": (4, 5), "glm": (4, None), "mpnet": (2, 3),
+               "xlnet": (None, None)}
     head, tail = layouts[family]
     assert wrapped == [i for i in (head,) if i is not None] + plain + [i for i in (tail,) if i is not None]
     if family in DECODERS + ("t5", "bart"):
@@ -89,7 +90,8 @@ def test_exported_pipeline_runs(exported, family):
         assert isinstance(result, str)
     files = set(found[family]["files"])
     assert {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"} <= files
-    assert ("generation_config.json" in files) == (family in DECODERS + ("t5", "bart", "glm")), files
+    # XLNetLMHeadModel generates too (HF writes its generation config).
+    assert ("generation_config.json" in files) == (family in DECODERS + ("t5", "bart", "glm", "xlnet")), files
     if family == "glm":
         assert "block_position_embeddings.safetensors" in files
 

@@ -121,8 +121,9 @@ def train_then_compare(family: str, shards: str) -> dict:
     return result
 
 
-def train_config(path: str, shards: str, steps: int | None = None) -> dict:
-    """Train a YAML config on the demo shards; per-step losses and the wall time."""
+def train_config(path: str, shards: str, steps: int | None = None, metric: str = "mlm_loss") -> dict:
+    """Train a YAML config on the demo shards; per-step losses (total and ``metric``, returned as
+    "mlm_losses") and the wall time."""
     import time
 
     from plmscale.training.loop import train
@@ -137,7 +138,7 @@ def train_config(path: str, shards: str, steps: int | None = None) -> dict:
     start = time.perf_counter()
     history = train(cfg)
     return {"losses": [h["loss"] for h in history],
-            "mlm_losses": [h["mlm_loss"] for h in history if "mlm_loss" in h],
+            "mlm_losses": [h[metric] for h in history if metric in h],
             "named_losses": {k: [h[k] for h in history] for k in history[-1] if k.endswith("_loss")},
             "seconds": time.perf_counter() - start, "metrics": sorted(history[-1])}
 

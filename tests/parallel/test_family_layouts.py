@@ -38,6 +38,8 @@ VARIANTS = {
     "llama gqa": ("llama_tiny.yaml", []),
     "unilm four masks nsp": ("unilm_tiny.yaml", []),
     "glm blank sentence document": ("glm_tiny.yaml", ["model.max_position_embeddings=65"]),
+    "xlnet permutation lm": ("xlnet_tiny.yaml", []),
+    "mpnet masked permuted": ("mpnet_tiny.yaml", []),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).

@@ -36,7 +36,8 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "distillation_init_from_teacher": "false", "distillation_temperature": "3.0",
        "distillation_alpha_ce": "1.0", "distillation_alpha_mlm": "1.0",
        "distillation_alpha_cos": "0.0", "objective_weights": "bidirectional:1",
-       "ngram_probability": "0.3"}
+       "ngram_probability": "0.3",
+       "permutation_mask_alpha": "4", "permutation_max_span": "3"}
 
 
 def _ignored(family: str) -> list[tuple[str, str]]:
