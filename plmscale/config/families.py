@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 
 from plmscale.config.schema import ModelConfig, ObjectiveConfig
 
+# Mixture of experts: every family whose layers build their FFN through
+# plmscale.models.moe.build_feed_forward with their layer number.
+MOE_FIELDS = ("num_experts", "moe_layer_frequency", "moe_top_k", "moe_ffn_hidden_size",
+              "moe_shared_experts", "moe_shared_expert_gate", "expert_model_parallel_size",
+              "moe_capacity_factor", "moe_dropless", "moe_router_jitter", "moe_aux_loss_coeff",
+              "moe_z_loss_coeff")
 OPTIONAL_MODEL_FIELDS = (
     "embedding_size", "num_decoder_layers", "normalization", "activation", "add_bias_linear",
     "position_embedding_type", "position_offset", "relative_attention_num_buckets",
     "relative_attention_max_distance", "share_layer_parameters", "tie_word_embeddings",
     "scale_tied_logits", "generator_hidden_size", "generator_ffn_hidden_size",
-    "generator_num_attention_heads", "generator_num_layers", "init_method")
+    "generator_num_attention_heads", "generator_num_layers", "init_method") + MOE_FIELDS
 OPTIONAL_OBJECTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectiveConfig))
 
 # Masked-LM corruption as plmscale.data.roberta_samples.mask_for_objective / BertSamples read it.
@@ -43,9 +49,9 @@ class FamilyFields:
 _NO_NSP = {"next_sentence_prediction": False}
 
 FAMILY_FIELDS: dict[str, FamilyFields] = {
-    "bert": FamilyFields(objective=_MLM + ("next_sentence_prediction", "masking_schedule",
+    "bert": FamilyFields(model=MOE_FIELDS, objective=_MLM + ("next_sentence_prediction", "masking_schedule",
                                            "masking_schedule_mode", "span_boundary_objective")),
-    "roberta": FamilyFields(model=("position_offset",), objective=_MLM, objective_defaults=_NO_NSP),
+    "roberta": FamilyFields(model=("position_offset",) + MOE_FIELDS, objective=_MLM, objective_defaults=_NO_NSP),
     "albert": FamilyFields(model=("embedding_size", "share_layer_parameters"),
                            objective=_MLM + ("sentence_order_prediction",),
                            objective_defaults=_NO_NSP),
@@ -67,14 +73,14 @@ FAMILY_FIELDS: dict[str, FamilyFields] = {
     "t5": FamilyFields(model=("num_decoder_layers", "normalization", "activation", "add_bias_linear",
                               "position_embedding_type", "relative_attention_num_buckets",
                               "relative_attention_max_distance", "tie_word_embeddings",
-                              "scale_tied_logits", "init_method"),
+                              "scale_tied_logits", "init_method") + MOE_FIELDS,
                        objective=("noise_density", "mean_noise_span_length"),
                        objective_defaults=_NO_NSP),
     "bart": FamilyFields(model=("num_decoder_layers", "position_offset"),
                          objective=("infilling_ratio", "poisson_lambda", "permute_sentences",
                                     "rotate_document", "token_masking_ratio", "token_deletion_ratio"),
                          objective_defaults=_NO_NSP),
-    "gpt": FamilyFields(objective=("reset_attention_at_document_boundary",),
+    "gpt": FamilyFields(model=MOE_FIELDS, objective=("reset_attention_at_document_boundary",),
                         objective_defaults=_NO_NSP),
 }
 

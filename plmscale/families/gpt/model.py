@@ -47,8 +47,8 @@ def gpt_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         return {"loss": loss, "lm_loss": loss, "lm_accuracy": accuracy}
 
     return ([Piece(embeddings, lambda module, state: {**state, "hidden": module(state["input_ids"])})]
-            + [Piece({f"gpt.layers.{i}": lambda: PreLNLayer(cfg, precision, causal=True,
-                                                             output_init_std=output_init_std(cfg))},
+            + [Piece({f"gpt.layers.{i}": lambda i=i: PreLNLayer(
+                cfg, precision, causal=True, output_init_std=output_init_std(cfg), layer_number=i)},
                      layer, layer=True) for i in range(cfg.num_layers)]
             + [Piece({"gpt.final_layernorm": lambda: nn.LayerNorm(cfg.hidden_size,
                                                                   eps=cfg.layernorm_epsilon)},

@@ -24,9 +24,10 @@ from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTensorParallel
 from plmscale.models.common.megatron import vocab_parallel_embedding
-from plmscale.models.common.mlp import MLP
+from plmscale.models.common.mlp import MLP, build_feed_forward
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.relative_position import RelativePositionBias
+from plmscale.models.moe.layer import ExpertMLP
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
@@ -37,7 +38,7 @@ class T5Layer(nn.Module):
     """
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", decoder: bool = False,
-                 relative_bias: bool = False):
+                 relative_bias: bool = False, layer_number: int = 0):
         super().__init__()
         bias = cfg.add_bias_linear
         # T5 folds the 1/sqrt(d) of the attention scores into its initialisation: scale 1.
@@ -49,7 +50,7 @@ class T5Layer(nn.Module):
         self.cross_attention = (CrossAttention(cfg, precision, bias=bias, scale=1.0)
                                 if decoder else None)
         self.mlp_layernorm = build_norm(cfg)
-        self.mlp = MLP(cfg, precision, inner_dropout=True)
+        self.mlp = build_feed_forward(cfg, precision, layer_number, inner_dropout=True)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, hidden, mask=None, position_bias=None, memory=None, memory_mask=None):
@@ -98,7 +99,8 @@ def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
                     stream: drop(norm(state[stream]), norm)}
 
         layers = (cfg.num_decoder_layers or cfg.num_layers) if decoder else cfg.num_layers
-        return ([Piece({f"{name}.layers.{i}": lambda i=i: T5Layer(cfg, precision, decoder, i == 0)},
+        return ([Piece({f"{name}.layers.{i}": lambda i=i: T5Layer(cfg, precision, decoder, i == 0,
+                                                                      layer_number=i)},
                        layer, layer=True) for i in range(layers)]
                 + [Piece({f"{name}.final_layernorm": lambda: build_norm(cfg)}, close)])
 
@@ -221,11 +223,14 @@ def t5_initialize(model: nn.Module, cfg) -> None:
             scale(module.linear_q.weight, (d * head_dim) ** -0.5)
             scale(module.linear_kv.weight, d ** -0.5)
             scale(module.linear_proj.weight, (heads * head_dim) ** -0.5)
-        elif isinstance(module, MLP):
+        elif isinstance(module, (MLP, ExpertMLP)):
             for linear in (module.linear_fc1, module.linear_fc1_up):
                 if linear is not None:
                     scale(linear.weight, d ** -0.5)
-            scale(module.linear_fc2.weight, m.ffn_hidden_size ** -0.5)
+            # An expert's (or the shared experts') own width; the dense MLP's is split over TP.
+            width = (module.linear_fc2.in_features if isinstance(module, ExpertMLP)
+                     else m.ffn_hidden_size)
+            scale(module.linear_fc2.weight, width ** -0.5)
         elif isinstance(module, RelativePositionBias):
             scale(module.weight, d ** -0.5)
         elif isinstance(module, VocabParallelEmbedding):
