@@ -87,13 +87,28 @@ def routing_statistics() -> dict:
     return results
 
 
+def gather_shim_check() -> dict:
+    """Under the current TP=2 groups: the shim DeepSpeed's MoE now calls gathers the TP ranks'
+    N-D tensors along a middle dimension (what ``_gather_tokens`` means to do, and on gloo cannot)."""
+    from deepspeed.moe import mappings
+    from megatron.core import parallel_state as ps
+
+    from plmscale.models.moe.compat import gather_tokens_flat
+    rank, size = ps.get_tensor_model_parallel_rank(), ps.get_tensor_model_parallel_world_size()
+    mine = torch.arange(24.0).view(2, 3, 4) + 100 * rank
+    want = torch.cat([torch.arange(24.0).view(2, 3, 4) + 100 * r for r in range(size)], dim=1)
+    return {"installed": mappings._gather_tokens is gather_tokens_flat, "tp": size,
+            "diff": float((gather_tokens_flat(mine, dim=1) - want).abs().max())}
+
+
 def moe_layouts() -> dict:
     """Every layout of ``LAYOUTS`` against TP1 x EP1 (metrics incl. the auxiliary and z losses, and
     gathered gradients), and the routing statistics."""
     init_distributed()
     runs = {name: layout_step([], tp, ep) for name, (tp, ep) in LAYOUTS.items()}
+    shim = gather_shim_check()  # the last layout is TP=2
     reference = runs["TP1 x EP1"]
-    result = {"routing": routing_statistics(), "grad_norm": grad_norm(reference["grads"]),
+    result = {"shim": shim, "routing": routing_statistics(), "grad_norm": grad_norm(reference["grads"]),
               "metrics": reference["metrics"], "expert_grads": sorted(
                   n for n in reference["grads"] if "deepspeed_experts" in n)}
     for name, run in runs.items():

@@ -31,6 +31,11 @@ def test_expert_parallel_layout_equals_ep1(ranks, layout):
         assert rank["metrics"]["moe_dropped_fraction"] == 0  # dropless
 
 
+def test_gloo_gather_shim_gathers_along_the_token_dimension(ranks):
+    for rank in ranks:
+        assert rank["shim"] == {"installed": True, "tp": 2, "diff": 0.0}
+
+
 def _softmax(row):
     exps = [math.exp(v) for v in row]
     return [e / sum(exps) for e in exps]
