@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from plmscale.config import ExperimentConfig, deepspeed_config
 from plmscale.families import build_model, get_family
-from plmscale.models.moe.parallel import create_expert_groups
+from plmscale.models.moe.parallel import check_experts_on_every_stage, create_expert_groups
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
 
 
@@ -50,6 +50,7 @@ def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
     from plmscale.parallel.pipeline import PiecewisePipeline
     family = get_family(cfg.model.family)
     pipe = PiecewisePipeline(family.pieces(cfg))
+    check_experts_on_every_stage(pipe)
     initialize_parameters(pipe, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
                           canonical_name=pipe.canonical_name)
     if family.initialize is not None:

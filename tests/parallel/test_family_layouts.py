@@ -30,6 +30,15 @@ VARIANTS = {
     "bart noising": ("bart_tiny.yaml", []),
     "gpt": ("gpt_tiny.yaml", []),
     "gpt document reset": ("gpt_tiny.yaml", ["objective.reset_attention_at_document_boundary=true"]),
+    # Mixture of experts: the routing losses cross stages with the state; under TP DeepSpeed splits
+    # the expert slots over the TP ranks (capacity 1.25 x 256 / 4 = 80 routes per expert drop some).
+    "gpt switch capacity": ("gpt_tiny.yaml", ["model.num_experts=4", "model.moe_capacity_factor=1.25",
+                                              "model.moe_z_loss_coeff=0.001"]),
+    "t5 switch shared experts": ("t5_tiny.yaml", ["model.num_experts=4", "model.moe_layer_frequency=2",
+                                                  "model.moe_dropless=true", "model.moe_shared_experts=1",
+                                                  "model.moe_shared_expert_gate=true"]),
+    "bert top-2 dropless": ("bert_demo.yaml", ["model.num_experts=4", "model.moe_top_k=2",
+                                               "model.moe_dropless=true"]),
 }
 
 # Measured, not computed: time, throughput and memory (reported by the first rank only).

@@ -80,3 +80,21 @@ def with_all_experts(model: torch.nn.Module, tensors: dict[str, torch.Tensor]
                 f"deepspeed_experts.{rank * param.num_local_experts + local}.", name)
             result[global_name] = piece
     return result
+
+
+def check_experts_on_every_stage(pipe) -> None:
+    """Collective over the pipeline group: refuse a pipeline where some stages hold MoE layers and
+    others none. DeepSpeed's ZeRO computes the gradient norm per parameter group with a collective
+    over the model-parallel group (pipeline stages included), and a stage with experts has one more
+    group (its experts'), so the stages would wait on each other forever."""
+    from megatron.core import parallel_state as ps
+
+    from plmscale.config.loading import ConfigError
+    from plmscale.models.moe.layer import MoEFeedForward
+    mine = sum(isinstance(m, MoEFeedForward) for m in pipe.modules())
+    stages = [None] * ps.get_pipeline_model_parallel_world_size()
+    dist.all_gather_object(stages, mine, group=ps.get_pipeline_model_parallel_group())
+    if any(stages) and not all(stages):
+        raise ConfigError(f"MoE layers per pipeline stage: {stages}; every stage needs at least one "
+                          f"(DeepSpeed's per-group gradient norm is a collective across stages): lower "
+                          f"model.moe_layer_frequency or parallel.pipeline_model_parallel_size")
