@@ -47,7 +47,7 @@ def test_out_of_range_values_are_named(override, fragment):
 
 
 def test_shipped_configs_and_presets_pass_the_range_checks(repo):
-    from plmscale.config import PRESETS
+    from plmscale.config import all_presets
     from plmscale.config.validation import _check_ranges
     for path in sorted((repo / "configs").glob("*.yaml")):
         cfg = load_config(path)
@@ -55,7 +55,7 @@ def test_shipped_configs_and_presets_pass_the_range_checks(repo):
         # The smallest world of the layout: expert parallelism needs that many data-parallel ranks.
         validate_config(cfg, world_size=p.tensor_model_parallel_size * p.pipeline_model_parallel_size
                         * cfg.model.expert_model_parallel_size)
-    for preset in PRESETS:
+    for preset in all_presets():
         _check_ranges(load_config(None, [f"model.preset={preset}"]))
 
 
