@@ -95,11 +95,15 @@ def dry_run(cfg, gpu_name: str | None = None) -> None:
     with torch.device("meta"):
         model = build_model(cfg)
     count = count_parameters(model, cfg.model)
+    active = count_parameters(model, cfg.model, active=True)
     networks = {name: count_parameters(model, cfg.model, prefixes)
                 for name, prefixes in family_fields(cfg.model.family).networks.items()}
     if dist.get_rank() == 0:
         print(json.dumps(config_to_dict(cfg), indent=2))
         print(f"parameters: {count:,} ({cfg.model.family}, unpadded, whole model)")
+        if cfg.model.num_experts:
+            print(f"active parameters per token: {active:,} (top-{cfg.model.moe_top_k} of "
+                  f"{cfg.model.num_experts} routed experts per MoE layer)")
         for name, n in networks.items():  # as HF counts each network on its own
             print(f"parameters of the {name}: {n:,}")
         print(f"layout: {layout_summary()}")

@@ -92,6 +92,32 @@ class ModelConfig:
     embeddings 1, q (d_model*d_kv)^-1/2, k, v and FFN input d_model^-1/2, attention output
     (heads*d_kv)^-1/2, FFN output d_ff^-1/2, relative bias and untied head d_model^-1/2), which is
     where T5 puts the 1/sqrt(d) that its attention scores lack."""
+    # -- mixture of experts (GPT, BERT, RoBERTa, T5; plmscale.models.moe) --------------------
+    num_experts: int = 0
+    """Routed experts per MoE layer (0 = dense model, no MoE)."""
+    moe_layer_frequency: int = 1
+    """Every k-th layer of a stack is an MoE layer (the last of each k: Switch's 2 = layers 1, 3, ...)."""
+    moe_top_k: int = 1
+    """Experts per token: 1 = Switch, 2 = GShard / Mixtral, more = DeepSeekMoE's fine-grained top-k."""
+    moe_ffn_hidden_size: Optional[int] = None
+    """Width of one expert's MLP (None = ffn_hidden_size; narrower for fine-grained experts)."""
+    moe_shared_experts: int = 0
+    """Always-on shared experts (DeepSeekMoE): a dense MLP of n x the expert width every token uses."""
+    moe_shared_expert_gate: bool = False
+    """Scale the shared experts' output by sigmoid(w . x) per token (Qwen2-MoE)."""
+    expert_model_parallel_size: int = 1
+    """Ranks the experts of a layer are split over (divides num_experts and the data-parallel size)."""
+    moe_capacity_factor: float = 1.0
+    """Expert capacity = ceil(top_k * factor * tokens / num_experts) per rank; routes beyond it are
+    dropped (the token passes through the residual only)."""
+    moe_dropless: bool = False
+    """No capacity limit: every route is processed (capacity = the largest expert load)."""
+    moe_router_jitter: bool = False
+    """Multiply router inputs by U(0.99, 1.01) noise in training (Switch's jitter, DeepSpeed's)."""
+    moe_aux_loss_coeff: float = 0.01
+    """Weight of the load-balancing loss (Switch: E * sum_i f_i P_i; 0.01 in the paper)."""
+    moe_z_loss_coeff: float = 0.0
+    """Weight of the router z-loss, mean logsumexp(logits)^2 (ST-MoE uses 0.001)."""
 
 
 @dataclass

@@ -136,6 +136,7 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     if cfg.data.seq_length > m.max_position_embeddings:
         raise ConfigError(f"data.seq_length={cfg.data.seq_length} exceeds "
                           f"model.max_position_embeddings={m.max_position_embeddings}")
+    check_mixture_of_experts(cfg, world_size)
     if not 0.0 < o.mlm_probability < 1.0:
         raise ConfigError(f"objective.mlm_probability={o.mlm_probability} must be in (0, 1)")
     if o.mask_token_fraction + o.random_token_fraction > 1.0:
@@ -166,6 +167,50 @@ def _check_attention_options(cfg: ExperimentConfig, valid_tp: list[int]) -> None
         raise ConfigError(f"model.position_embedding_type='rotary' needs an even head width; "
                           f"hidden_size / num_attention_heads = {head_dim} (set model.kv_channels "
                           f"or change the head count)")
+
+
+def valid_expert_parallel_sizes(cfg: ExperimentConfig, world_size: int) -> list[int]:
+    """Expert-parallel sizes for this model and layout: they divide ``num_experts`` and the
+    data-parallel size (an expert group joins data-parallel replicas of the same TP rank)."""
+    p = cfg.parallel
+    dp = max(world_size // (p.tensor_model_parallel_size * p.pipeline_model_parallel_size), 1)
+    return [ep for ep in _divisors(dp) if cfg.model.num_experts % ep == 0]
+
+
+def check_mixture_of_experts(cfg: ExperimentConfig, world_size: int) -> None:
+    """The MoE fields: sizes in range, an expert-parallel size that fits, no ZeRO-3."""
+    m = cfg.model
+    if m.num_experts < 0:
+        raise ConfigError(f"model.num_experts={m.num_experts} must be >= 0 (0 = a dense model)")
+    if not m.num_experts:
+        if m.expert_model_parallel_size != 1:
+            raise ConfigError(f"model.expert_model_parallel_size={m.expert_model_parallel_size} "
+                              f"needs experts: set model.num_experts, or leave it at 1")
+        return
+    if cfg.parallel.zero_stage == 3:
+        raise ConfigError("parallel.zero_stage=3 cannot be combined with DeepSpeed's native mixture "
+                          "of experts (model.num_experts > 0); set parallel.zero_stage to 0, 1 or 2")
+    for name, low in (("moe_layer_frequency", 1), ("moe_shared_experts", 0),
+                      ("expert_model_parallel_size", 1)):
+        if getattr(m, name) < low:
+            raise ConfigError(f"model.{name}={getattr(m, name)} must be >= {low}")
+    if not 1 <= m.moe_top_k <= m.num_experts:
+        raise ConfigError(f"model.moe_top_k={m.moe_top_k} must be in 1..model.num_experts="
+                          f"{m.num_experts}")
+    if m.moe_ffn_hidden_size is not None and m.moe_ffn_hidden_size < 1:
+        raise ConfigError(f"model.moe_ffn_hidden_size={m.moe_ffn_hidden_size} must be >= 1 (or unset)")
+    if m.moe_capacity_factor <= 0:
+        raise ConfigError(f"model.moe_capacity_factor={m.moe_capacity_factor} must be > 0")
+    for name in ("moe_aux_loss_coeff", "moe_z_loss_coeff"):
+        if getattr(m, name) < 0:
+            raise ConfigError(f"model.{name}={getattr(m, name)} must be >= 0")
+    valid = valid_expert_parallel_sizes(cfg, world_size)
+    if m.expert_model_parallel_size not in valid:
+        raise ConfigError(
+            f"model.expert_model_parallel_size={m.expert_model_parallel_size} must divide "
+            f"model.num_experts={m.num_experts} and the data-parallel size "
+            f"{world_size // (cfg.parallel.tensor_model_parallel_size * cfg.parallel.pipeline_model_parallel_size)}"
+            f" (world {world_size} / TP / PP); valid values: {valid}")
 
 
 def refuse_ignored_fields(cfg: ExperimentConfig) -> None:

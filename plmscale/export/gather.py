@@ -11,7 +11,8 @@ def full_tensors(model: torch.nn.Module, true_vocab_size: int, grads: bool = Fal
                  ) -> dict[str, torch.Tensor]:
     """Every parameter (or its gradient) as the whole tensor, on every TP rank of the group.
 
-    Collective over the tensor-parallel group. Vocabulary padding rows are removed.
+    Collective over the tensor-parallel group (and, with experts, each expert-parallel group:
+    every expert appears under its global name). Vocabulary padding rows are removed.
     """
     group = ps.get_tensor_model_parallel_group()
     size = ps.get_tensor_model_parallel_world_size()
@@ -28,4 +29,7 @@ def full_tensors(model: torch.nn.Module, true_vocab_size: int, grads: bool = Fal
         if getattr(param, "vocab_padded", False):
             tensor = tensor[:true_vocab_size]
         result[name] = tensor
+    if any(getattr(p, "allreduce", True) is False for p in model.parameters()):
+        from plmscale.models.moe.parallel import with_all_experts
+        result = with_all_experts(model, result)
     return result

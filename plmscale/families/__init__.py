@@ -43,6 +43,12 @@ FAMILY_MODULES = {
 
 
 # Masked-LM corruption, as the masked-LM sample builders read it (plmscale.objectives.masking).
+# Mixture of experts (plmscale.models.moe): read by every family whose layers build their FFN through
+# plmscale.models.common.mlp.build_feed_forward with their layer number.
+MOE_FIELDS = ("num_experts", "moe_layer_frequency", "moe_top_k", "moe_ffn_hidden_size",
+              "moe_shared_experts", "moe_shared_expert_gate", "expert_model_parallel_size",
+              "moe_capacity_factor", "moe_dropless", "moe_router_jitter", "moe_aux_loss_coeff",
+              "moe_z_loss_coeff")
 MASKED_LM_FIELDS = ("mlm_probability", "mask_token_fraction", "random_token_fraction", "masking",
                     "max_ngram", "span_geometric_p", "span_max_length")
 # The schema's objective defaults are BERT's; families without next-sentence prediction say so.
@@ -118,11 +124,13 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
 
 
 def count_parameters(model: torch.nn.Module, cfg: ModelConfig,
-                     prefixes: tuple[str, ...] | None = None) -> int:
+                     prefixes: tuple[str, ...] | None = None, active: bool = False) -> int:
     """Parameters of the unpartitioned, unpadded model (what HF reports for the same config),
     computed from this rank's slices: partitioned tensors count ``tp`` times, and the rows that TP
     padding added to vocabulary-sized tensors (marked ``vocab_padded``) are left out.
-    ``prefixes``: count only the parameters whose names start with one of them (one network)."""
+    ``prefixes``: count only the parameters whose names start with one of them (one network).
+    Routed experts count ``num_experts`` times one expert whichever expert-parallel rank holds
+    them; ``active``: only the ``moe_top_k`` experts a token runs (the active parameters per token)."""
     from megatron.core import parallel_state as ps
 
     from plmscale.models.common.megatron import padded_vocab_size
@@ -135,5 +143,7 @@ def count_parameters(model: torch.nn.Module, cfg: ModelConfig,
         numel = p.numel() * (tp if getattr(p, "tensor_model_parallel", False) else 1)
         if getattr(p, "vocab_padded", False):
             numel -= padding * (p.numel() // p.shape[0])
+        if getattr(p, "allreduce", True) is False:  # one of this rank's routed experts
+            numel = numel * (cfg.moe_top_k if active else cfg.num_experts) // p.num_local_experts
         total += numel
     return total

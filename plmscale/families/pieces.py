@@ -53,8 +53,12 @@ def place(root: nn.Module, path: str, module: nn.Module, lists: bool = True) -> 
 
 
 def run_piece(piece: Piece, root: nn.Module, state):
-    """One piece on the modules under ``root`` (the model, or a pipeline stage holding them)."""
-    return piece.run(*(root.get_submodule(path) for path in piece.modules), state)
+    """One piece on the modules under ``root`` (the model, or a pipeline stage holding them). What
+    its mixture-of-experts blocks report joins the state (and, at the end, the loss and metrics:
+    ``plmscale.models.moe.routing``)."""
+    from plmscale.models.moe.routing import carry_routing
+    modules = [root.get_submodule(path) for path in piece.modules]
+    return carry_routing(list(piece.modules), modules, state, piece.run(*modules, state))
 
 
 class PiecewiseModel(nn.Module):

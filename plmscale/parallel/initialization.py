@@ -29,11 +29,13 @@ def initialize_parameters(model: torch.nn.Module, seed: int, std: float, true_vo
     """Normal(0, std) weights, zero biases, unit norm scales; ``canonical_name`` maps a local
     parameter name to its layout-independent name (pipeline stages renumber layers). A parameter
     with an ``init_std`` attribute is drawn with that std instead."""
+    from plmscale.models.moe.parallel import global_expert_name  # models import this package
     tp_size = ps.get_tensor_model_parallel_world_size()
     tp_rank = ps.get_tensor_model_parallel_rank()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
             full_name = canonical_name(f"{module_name}.{param_name}" if module_name else param_name)
+            full_name = global_expert_name(full_name, param)  # any expert-parallel size
             if param_name == "bias" or (param_name.endswith("bias") and param.dim() == 1):
                 param.zero_()
                 continue

@@ -299,10 +299,26 @@ def load(engine, directory: str, fallback: bool = True,
     if cfg is not None:
         check_same_data(cfg, saved, f"{directory}/{tag}")
     engine.checkpoint_engine.load = safe_load
-    path, _ = engine.load_checkpoint(directory, tag=tag)
+    weights_only = other_expert_parallel_size(cfg, saved)
+    path, _ = engine.load_checkpoint(directory, tag=tag, load_module_only=weights_only)
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
+    if weights_only:
+        engine.lr_scheduler.load_state_dict({"last_batch_iteration": int(saved["step"]) - 1})
+        warn(f"{directory}/{tag} was saved at model.expert_model_parallel_size="
+             f"{weights_only}: its weights are loaded at {cfg.model.expert_model_parallel_size} "
+             f"(experts are stored per global id) and the schedule continues, but the optimizer "
+             f"moments restart (DeepSpeed partitions them by the expert-parallel layout)")
     return int(saved["step"]), int(saved["micro_batches"]), saved.get("extra", {})
+
+
+def other_expert_parallel_size(cfg: ExperimentConfig | None, saved: dict) -> int:
+    """The expert-parallel size a checkpoint with experts was saved at, when it differs from
+    ``cfg``'s; else 0."""
+    if cfg is None or not cfg.model.num_experts:
+        return 0
+    before = saved.get("config", {}).get("model", {}).get("expert_model_parallel_size", 1)
+    return before if before != cfg.model.expert_model_parallel_size else 0
 
 
 def latest_checkpoint(directory: str | Path | None) -> str | None:

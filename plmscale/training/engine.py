@@ -8,6 +8,7 @@ import torch.distributed as dist
 
 from plmscale.config import ExperimentConfig, deepspeed_config
 from plmscale.families import build_model, get_family
+from plmscale.models.moe.parallel import check_experts_on_every_stage, create_expert_groups
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
 
 
@@ -17,11 +18,17 @@ def no_decay(name: str, param: torch.nn.Parameter) -> bool:
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decayed and plain parameters; with experts, DeepSpeed's separate expert groups (its ZeRO
+    reduces expert gradients over the expert-data-parallel group only)."""
     decay, plain = [], []
     for name, param in model.named_parameters():
         (plain if no_decay(name, param) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": plain, "weight_decay": 0.0}]
+    result = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
+              {"name": "plain", "params": plain, "weight_decay": 0.0}]
+    if any(getattr(p, "allreduce", True) is False for p in model.parameters()):
+        from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+        result = split_params_into_different_moe_groups_for_optimizer(result)
+    return result
 
 
 def uses_pipeline(cfg: ExperimentConfig) -> bool:
@@ -30,7 +37,9 @@ def uses_pipeline(cfg: ExperimentConfig) -> bool:
 
 def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The family's model with layout-independent weights (same for any TP and PP layout), on this
-    device: the ordinary module, or its ``PipelineModule`` when pipeline parallelism is on."""
+    device: the ordinary module, or its ``PipelineModule`` when pipeline parallelism is on.
+    Collective over all ranks when the model has experts (their process groups are made here)."""
+    create_expert_groups(cfg)
     if not uses_pipeline(cfg):
         model = build_model(cfg)
         initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size)
@@ -41,6 +50,7 @@ def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
     from plmscale.parallel.pipeline import PiecewisePipeline
     family = get_family(cfg.model.family)
     pipe = PiecewisePipeline(family.pieces(cfg))
+    check_experts_on_every_stage(pipe)
     initialize_parameters(pipe, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
                           canonical_name=pipe.canonical_name)
     if family.initialize is not None:

@@ -91,7 +91,8 @@ class MetricsLogger:
         if step % self.log_interval == 0 or step == 1:
             shown = {k: f"{v:.4g}" for k, v in metrics.items()
                      if k in ("loss", "lr", "tokens_per_s", "tflops_per_device", "mfu",
-                              "memory_gib_per_rank") or k.endswith(("_loss", "_accuracy"))}
+                              "memory_gib_per_rank", "moe_dropped_fraction",
+                              "moe_load_max_over_mean") or k.endswith(("_loss", "_accuracy"))}
             line = f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items())
             if self.bar is not None:
                 self.bar.set_postfix(shown, refresh=False)

@@ -52,7 +52,9 @@ def test_shipped_configs_and_presets_pass_the_range_checks(repo):
     for path in sorted((repo / "configs").glob("*.yaml")):
         cfg = load_config(path)
         p = cfg.parallel
-        validate_config(cfg, world_size=p.tensor_model_parallel_size * p.pipeline_model_parallel_size)
+        # The smallest world of the layout: expert parallelism needs that many data-parallel ranks.
+        validate_config(cfg, world_size=p.tensor_model_parallel_size * p.pipeline_model_parallel_size
+                        * cfg.model.expert_model_parallel_size)
     for preset in all_presets():
         _check_ranges(load_config(None, [f"model.preset={preset}"]))
 

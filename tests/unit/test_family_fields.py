@@ -37,7 +37,11 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "distillation_alpha_ce": "1.0", "distillation_alpha_mlm": "1.0",
        "distillation_alpha_cos": "0.0", "objective_weights": "bidirectional:1",
        "ngram_probability": "0.3",
-       "permutation_mask_alpha": "4", "permutation_max_span": "3"}
+       "permutation_mask_alpha": "4", "permutation_max_span": "3",
+       "num_experts": "4", "moe_layer_frequency": "2", "moe_top_k": "2", "moe_ffn_hidden_size": "64",
+       "moe_shared_experts": "1", "moe_shared_expert_gate": "true", "expert_model_parallel_size": "2",
+       "moe_capacity_factor": "2.0", "moe_dropless": "true", "moe_router_jitter": "true",
+       "moe_aux_loss_coeff": "0.1", "moe_z_loss_coeff": "0.01"}
 
 
 def _ignored(family: str) -> list[tuple[str, str]]:
@@ -105,7 +109,9 @@ def test_shipped_configs_pass(repo):
     for path in sorted((repo / "configs").glob("*.yaml")):
         cfg = load_config(path)
         p = cfg.parallel
-        validate_config(cfg, p.tensor_model_parallel_size * p.pipeline_model_parallel_size)
+        # The smallest world of the layout: expert parallelism needs that many data-parallel ranks.
+        validate_config(cfg, p.tensor_model_parallel_size * p.pipeline_model_parallel_size
+                        * cfg.model.expert_model_parallel_size)
 
 
 def test_dry_run_reports_each_network(repo, tmp_path):

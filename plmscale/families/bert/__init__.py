@@ -1,7 +1,7 @@
 """The BERT family (also SpanBERT through ``objective.span_boundary_objective``)."""
 
 from plmscale.export.hf import HFExport, HFPart, encoder_token_ids
-from plmscale.families import MASKED_LM_FIELDS, Family, FamilyFields
+from plmscale.families import MASKED_LM_FIELDS, MOE_FIELDS, Family, FamilyFields
 from plmscale.families.bert.hf import hf_config, to_hf_state_dict
 from plmscale.families.bert.model import BertForPreTraining, bert_pieces
 from plmscale.families.bert.presets import PRESETS
@@ -25,7 +25,7 @@ FAMILY = Family(
                                             cfg.train.seed, global_batch_size=global_batch_size(cfg)),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
-    fields=FamilyFields(objective=MASKED_LM_FIELDS + (
+    fields=FamilyFields(model=MOE_FIELDS, objective=MASKED_LM_FIELDS + (
         "next_sentence_prediction", "masking_schedule", "masking_schedule_mode",
         "span_boundary_objective")),
     presets=PRESETS,

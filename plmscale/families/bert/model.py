@@ -92,7 +92,8 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
 
     path = f"{prefix}.embeddings"
     return ([Piece({path: embeddings}, embed)]
-            + [Piece({layer_path(d): lambda: PostLNLayer(cfg, precision)}, layer, layer=True)
+            + [Piece({layer_path(d): lambda d=d: PostLNLayer(cfg, precision, layer_number=d)}, layer,
+                     layer=True)
                for d in range(cfg.num_layers)]
             + [Piece({path: embeddings}, hand_over, tie=("word_embeddings.weight",))])
 

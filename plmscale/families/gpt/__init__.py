@@ -2,7 +2,7 @@
 
 from plmscale.export.generation import GenerationSpec
 from plmscale.export.hf import HFExport, HFPart
-from plmscale.families import NO_NSP, Family, FamilyFields
+from plmscale.families import MOE_FIELDS, NO_NSP, Family, FamilyFields
 from plmscale.families.gpt.hf import hf_config, to_hf_state_dict
 from plmscale.families.gpt.model import GPTForCausalLM, gpt_pieces
 from plmscale.families.gpt.presets import PRESETS
@@ -16,7 +16,7 @@ FAMILY = Family(
                                            cfg.train.seed),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
-    fields=FamilyFields(objective=("reset_attention_at_document_boundary",),
+    fields=FamilyFields(model=MOE_FIELDS, objective=("reset_attention_at_document_boundary",),
                         objective_defaults=NO_NSP),
     presets=PRESETS,
     hf_export=HFExport((HFPart("GPT2LMHeadModel", task="text-generation"),), "bos",

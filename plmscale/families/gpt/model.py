@@ -65,8 +65,9 @@ def decoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
                                                              module.word_embeddings.weight},
                   tie=("word_embeddings.weight",))]
     return ([Piece({path: embeddings}, embed)]
-            + [Piece({f"{prefix}.layers.{i}": lambda: PreLNLayer(
-                cfg, precision, causal=causal, output_init_std=output_init_std(cfg))},
+            + [Piece({f"{prefix}.layers.{i}": lambda i=i: PreLNLayer(
+                cfg, precision, causal=causal, output_init_std=output_init_std(cfg),
+                layer_number=i)},
                      layer, layer=True) for i in range(cfg.num_layers)]
             + [Piece({f"{prefix}.final_layernorm": lambda: build_norm(cfg)},
                      lambda norm, state: {**state, "hidden": norm(state["hidden"])})]
@@ -90,6 +91,8 @@ def gpt_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         cfg, precision, "gpt",
         lambda: Embeddings(dataclasses.replace(cfg, type_vocab_size=0), precision, layernorm=False),
         lambda module, state: {**state, "hidden": module(state["input_ids"])}, mask, loss)
+
+
 
 class GPTForCausalLM(PiecewiseModel):
     """GPT (or Llama) with its LM head. ``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"}."""

@@ -2,7 +2,7 @@
 
 from plmscale.export.generation import GenerationSpec
 from plmscale.export.hf import HFExport, HFPart
-from plmscale.families import NO_NSP, Family, FamilyFields
+from plmscale.families import MOE_FIELDS, NO_NSP, Family, FamilyFields
 from plmscale.families.t5.hf import hf_config, to_hf_state_dict
 from plmscale.families.t5.model import T5ForConditionalGeneration, t5_initialize, t5_pieces
 from plmscale.families.t5.presets import PRESETS
@@ -19,7 +19,7 @@ FAMILY = Family(
         model=("num_decoder_layers", "normalization", "activation", "add_bias_linear",
                "position_embedding_type", "relative_attention_num_buckets",
                "relative_attention_max_distance", "tie_word_embeddings", "scale_tied_logits",
-               "init_method"),
+               "init_method") + MOE_FIELDS,
         objective=("noise_density", "mean_noise_span_length"), objective_defaults=NO_NSP),
     presets=PRESETS,
     hf_export=HFExport((HFPart("T5ForConditionalGeneration", task="text2text-generation"),), "eos",

@@ -28,16 +28,17 @@ from plmscale.models.common.mlp import MLP
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.prenorm import PreLNLayer
 from plmscale.models.common.relative_position import RelativePositionBias
+from plmscale.models.moe.layer import ExpertMLP
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
-def _layer(cfg: ModelConfig, precision: str, decoder: bool, first: bool) -> PreLNLayer:
+def _layer(cfg: ModelConfig, precision: str, decoder: bool, number: int) -> PreLNLayer:
     """A T5 block; the first layer of a stack owns its relative position bias (``t5_pieces`` hands
     it on). T5 folds the 1/sqrt(d) of the attention scores into its initialisation: scale 1."""
     return PreLNLayer(cfg, precision, causal=decoder, cross_attention=decoder, attention_scale=1.0,
-                      inner_dropout=True,
+                      inner_dropout=True, layer_number=number,
                       relative_position_bias=(RelativePositionBias(cfg, bidirectional=not decoder)
-                                              if first else None))
+                                              if number == 0 else None))
 
 
 def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
@@ -75,7 +76,7 @@ def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
                     stream: drop(norm(state[stream]), norm)}
 
         layers = (cfg.num_decoder_layers or cfg.num_layers) if decoder else cfg.num_layers
-        return ([Piece({f"{name}.layers.{i}": lambda i=i: _layer(cfg, precision, decoder, i == 0)},
+        return ([Piece({f"{name}.layers.{i}": lambda i=i: _layer(cfg, precision, decoder, i)},
                        layer, layer=True) for i in range(layers)]
                 + [Piece({f"{name}.final_layernorm": lambda: build_norm(cfg)}, close)])
 
@@ -198,11 +199,14 @@ def t5_initialize(model: nn.Module, cfg) -> None:
             scale(module.linear_q.weight, (d * head_dim) ** -0.5)
             scale(module.linear_kv.weight, d ** -0.5)
             scale(module.linear_proj.weight, (heads * head_dim) ** -0.5)
-        elif isinstance(module, MLP):
+        elif isinstance(module, (MLP, ExpertMLP)):
             for linear in (module.linear_fc1, module.linear_fc1_up):
                 if linear is not None:
                     scale(linear.weight, d ** -0.5)
-            scale(module.linear_fc2.weight, m.ffn_hidden_size ** -0.5)
+            # An expert's (or the shared experts') own width; the dense MLP's is split over TP.
+            width = (module.linear_fc2.in_features if isinstance(module, ExpertMLP)
+                     else m.ffn_hidden_size)
+            scale(module.linear_fc2.weight, width ** -0.5)
         elif isinstance(module, RelativePositionBias):
             scale(module.weight, d ** -0.5)
         elif isinstance(module, VocabParallelEmbedding):

@@ -42,12 +42,8 @@ class MLP(nn.Module):
         intermediate, bias = self.linear_fc1(hidden)
         if bias is not None:
             intermediate = bias_gelu(intermediate, bias, self.approximate, fused=self.fused)
-        elif self.activation == "relu":
-            intermediate = F.relu(intermediate)
-        elif self.activation == "swiglu":
-            intermediate = F.silu(intermediate)
         else:
-            intermediate = F.gelu(intermediate, approximate=self.approximate)
+            intermediate = activate(intermediate, self.activation, self.approximate)
         if self.linear_fc1_up is not None:
             intermediate = intermediate * self.linear_fc1_up(hidden)[0]
         if self.dropout is not None:
@@ -55,3 +51,34 @@ class MLP(nn.Module):
                 intermediate = self.dropout(intermediate)
         out, _ = self.linear_fc2(intermediate)
         return out
+
+    def output_weights(self) -> list[torch.Tensor]:
+        """Projections that write into the residual stream (GPT-2 scales their init)."""
+        return [self.linear_fc2.weight]
+
+
+def activate(intermediate: torch.Tensor, activation: str, approximate: str) -> torch.Tensor:
+    """The FFN nonlinearity: ReLU, SiLU for the gated half of "swiglu", or GELU (in the
+    ``approximate`` form) for "gelu" and the gated half of "gated-gelu"."""
+    if activation == "relu":
+        return F.relu(intermediate)
+    if activation == "swiglu":
+        return F.silu(intermediate)
+    return F.gelu(intermediate, approximate=approximate)
+
+
+def is_moe_layer(cfg: ModelConfig, layer_number: int) -> bool:
+    """Layer ``layer_number`` (0-based, within its stack) holds experts: every
+    ``moe_layer_frequency``-th layer, the last of each group (Switch: layers 1, 3, 5, ...)."""
+    return cfg.num_experts > 0 and (layer_number + 1) % cfg.moe_layer_frequency == 0
+
+
+def build_feed_forward(cfg: ModelConfig, precision: str = "fp32", layer_number: int = 0,
+                       inner_dropout: bool = False) -> nn.Module:
+    """The feed-forward block of layer ``layer_number``: the dense ``MLP``, or the mixture of experts
+    (``plmscale.models.moe``) where ``is_moe_layer`` says so. The one place a transformer layer
+    chooses between them."""
+    if is_moe_layer(cfg, layer_number):
+        from plmscale.models.moe.layer import MoEFeedForward  # it builds on this module
+        return MoEFeedForward(cfg, inner_dropout)
+    return MLP(cfg, precision, inner_dropout=inner_dropout)

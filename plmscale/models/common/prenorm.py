@@ -9,7 +9,7 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.models.common.attention import SelfAttention
 from plmscale.models.common.cross_attention import CrossAttention
-from plmscale.models.common.mlp import MLP
+from plmscale.models.common.mlp import build_feed_forward
 from plmscale.models.common.norms import build_norm
 
 
@@ -22,14 +22,16 @@ class PreLNLayer(nn.Module):
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
                  output_init_std: float | None = None, *, cross_attention: bool = False,
                  attention_scale: float | None = None, inner_dropout: bool = False,
-                 relative_position_bias: nn.Module | None = None):
-        """``output_init_std``: init std of the two projections that write into the residual
+                 relative_position_bias: nn.Module | None = None, layer_number: int = 0):
+        """``output_init_std``: init std of the projections that write into the residual
         stream (GPT-2: init_std / sqrt(2 * layers)); None = the model's init_std.
         ``cross_attention``: attends to an encoder output (a T5 decoder layer);
         ``attention_scale``: factor on q.k (None = 1/sqrt(head_dim); T5 folds it into its init: 1);
         ``inner_dropout``: dropout after the FFN activation too (T5);
         ``relative_position_bias``: a module this layer owns for its stack (T5's first layer),
-        run by the caller, which passes its output to every layer as ``position_bias``."""
+        run by the caller, which passes its output to every layer as ``position_bias``;
+        ``layer_number`` (0-based, in its stack) decides whether the FFN is a mixture of experts
+        (``model.moe_layer_frequency``)."""
         super().__init__()
         bias = cfg.add_bias_linear
         self.input_layernorm = build_norm(cfg)
@@ -43,11 +45,11 @@ class PreLNLayer(nn.Module):
         self.cross_attention = (CrossAttention(cfg, precision, bias=bias, scale=attention_scale)
                                 if cross_attention else None)
         self.pre_mlp_layernorm = build_norm(cfg)
-        self.mlp = MLP(cfg, precision, inner_dropout=inner_dropout)
+        self.mlp = build_feed_forward(cfg, precision, layer_number, inner_dropout)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         if output_init_std is not None:
             # Read by the layout-independent initialiser, which draws the full tensor with it.
-            for weight in (self.self_attention.linear_proj.weight, self.mlp.linear_fc2.weight):
+            for weight in (self.self_attention.linear_proj.weight, *self.mlp.output_weights()):
                 weight.init_std = output_init_std
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None,

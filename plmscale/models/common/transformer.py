@@ -8,7 +8,7 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.models.common.attention import SelfAttention
 from plmscale.models.common.cross_attention import CrossAttention
-from plmscale.models.common.mlp import MLP
+from plmscale.models.common.mlp import build_feed_forward
 from plmscale.models.common.norms import build_norm
 
 
@@ -16,17 +16,18 @@ class PostLNLayer(nn.Module):
     """x = N(x + drop(attn(x))) [; x = N(x + drop(cross_attn(x, memory)))]; x = N(x + drop(mlp(x))).
 
     ``causal``: causal self-attention (a decoder); ``cross_attention``: attends to an encoder output
-    (BART's decoder layer). Norm, activation and biases follow the model config."""
+    (BART's decoder layer). Norm, activation and biases follow the model config; ``layer_number``
+    (0-based) decides whether the FFN is a mixture of experts (``model.moe_layer_frequency``)."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", causal: bool = False,
-                 cross_attention: bool = False):
+                 cross_attention: bool = False, layer_number: int = 0):
         super().__init__()
         self.self_attention = SelfAttention(cfg, precision, causal=causal, bias=cfg.add_bias_linear)
         self.attention_layernorm = build_norm(cfg)
         if cross_attention:
             self.cross_attention = CrossAttention(cfg, precision, bias=cfg.add_bias_linear)
             self.cross_attention_layernorm = build_norm(cfg)
-        self.mlp = MLP(cfg, precision)
+        self.mlp = build_feed_forward(cfg, precision, layer_number)
         self.output_layernorm = build_norm(cfg)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
