@@ -44,7 +44,7 @@ def _coerce(section: str, name: str, value: Any, annotation: Any) -> Any:
                 pass
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if kind in (str, bool) and isinstance(value, kind):
+        if kind in (str, bool, list) and isinstance(value, kind):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{section}.{name}={value!r} has the wrong type; expected {names}")
@@ -133,6 +133,9 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
         _apply(cfg, section, values, origin)
     for section, name, value in parsed:
         _apply(cfg, section, {name: value}, "--set")
+    if cfg.data.paths is not None:  # the mixture's first source is where its tokenizer is read
+        from plmscale.config.mixture import mixture_sources
+        cfg.data.path = mixture_sources(cfg.data)[0].path
     return cfg
 
 

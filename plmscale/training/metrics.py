@@ -91,14 +91,28 @@ class MetricsLogger:
         if step % self.log_interval == 0 or step == 1:
             shown = {k: f"{v:.4g}" for k, v in metrics.items()
                      if k in ("loss", "lr", "tokens_per_s", "tflops_per_device", "mfu",
-                              "memory_gib_per_rank") or k.endswith(("_loss", "_accuracy"))}
-            line = f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items())
-            if self.bar is not None:
-                self.bar.set_postfix(shown, refresh=False)
-                self.bar.write(line)
-            else:
-                print(line, flush=True)
+                              "memory_gib_per_rank")
+                     or k.endswith(("_loss", "_accuracy")) or k.startswith("samples_")}
+            self._print(f"step {step}: ", shown)
         return metrics
+
+    def valid(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Record an evaluation after step ``step``: TensorBoard ``valid/<metric>`` and a progress
+        line; returns the metrics named ``valid_<metric>``."""
+        if self.writer is not None:
+            for name, value in metrics.items():
+                self.writer.add_scalar(f"valid/{name}", value, step)
+        if self.enabled:
+            self._print(f"step {step} valid: ", {k: f"{v:.4g}" for k, v in metrics.items()})
+        return {f"valid_{k}": v for k, v in metrics.items()}
+
+    def _print(self, head: str, shown: dict[str, str]) -> None:
+        line = head + " ".join(f"{k}={v}" for k, v in shown.items())
+        if self.bar is not None:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

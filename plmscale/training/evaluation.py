@@ -1,0 +1,72 @@
+"""Evaluation on held-out data: the family's losses and accuracies, plus perplexity where the loss is
+a token-level language-model loss, averaged over a fixed set of validation batches.
+
+The batches are the validation stream's first ``train.eval_iters`` global batches (each the size
+of a training step's), built once and reused, so every evaluation of a run sees the same data. The
+model runs in eval mode (no dropout) without gradients, after ``seed_all(train.seed)`` (so draws such
+as ELECTRA's generator samples repeat); the training loop reseeds every step from (seed, step), so
+evaluating changes neither the training stream nor its random numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from megatron.core import parallel_state as ps
+
+from plmscale.config import ExperimentConfig
+from plmscale.data import micro_batch_loader
+from plmscale.parallel import device, seed_all
+from plmscale.training.metrics import average_over_data_parallel
+
+PERPLEXITY_OF = {"mlm_loss": "mlm_perplexity", "lm_loss": "lm_perplexity"}
+"""Losses that are mean token-level cross-entropies, whose exp is a perplexity."""
+
+
+def with_perplexity(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` plus ``exp(loss)`` for each language-model loss in ``PERPLEXITY_OF``."""
+    extra = {PERPLEXITY_OF[k]: math.exp(min(v, 700.0)) for k, v in metrics.items()
+             if k in PERPLEXITY_OF}
+    return {**metrics, **extra}
+
+
+def validation_batches(cfg: ExperimentConfig, sample) -> list[dict[str, torch.Tensor]]:
+    """This DP rank's micro-batches of the validation set, ``eval_iters`` steps' worth, in order."""
+    t = cfg.train
+    loader = micro_batch_loader(sample, t.micro_batch_size, ps.get_data_parallel_rank(),
+                                ps.get_data_parallel_world_size(), 0, num_workers=0)
+    return [next(loader) for _ in range(t.eval_iters * t.gradient_accumulation_steps)]
+
+
+def mean_metrics(per_batch: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over micro-batches."""
+    return {k: sum(m[k] for m in per_batch) / len(per_batch) for k in per_batch[0]}
+
+
+def evaluate(engine, cfg: ExperimentConfig, batches: list[dict[str, torch.Tensor]]
+             ) -> dict[str, float]:
+    """Mean metrics over ``batches`` (this rank's) and over data-parallel ranks, with perplexity.
+    Collective over the data-parallel group (and the pipeline when there is one)."""
+    from plmscale.training.engine import uses_pipeline
+    seed_all(cfg.train.seed)
+    if uses_pipeline(cfg):
+        from plmscale.training.loop import PipelineBatches, pipeline_metrics
+        accumulation = cfg.train.gradient_accumulation_steps
+        per_step = []
+        for first in range(0, len(batches), accumulation):
+            chunk = PipelineBatches(iter(batches[first:first + accumulation]),
+                                    engine.module.split_batch)
+            per_step.append(pipeline_metrics(engine, chunk, engine.eval_batch)[0])
+        engine.module.train()
+        means = mean_metrics(per_step)
+    else:
+        engine.eval()
+        per_batch = []
+        with torch.no_grad():
+            for batch in batches:
+                out = engine({k: v.to(device(), non_blocking=True) for k, v in batch.items()})
+                per_batch.append({k: float(v) for k, v in out.items()})
+        engine.train()
+        means = mean_metrics(per_batch)
+    return with_perplexity(average_over_data_parallel(means))
