@@ -72,22 +72,8 @@ def signal_after_step(command: list[str], env: dict, step: int, sig: signal.Sign
 def tensorboard_scalars(tb_dir: Path, tag: str) -> dict[int, float]:
     """``tag`` per step over all event files in ``tb_dir`` (a resumed run adds a file); a step
     written twice is an error, since a resume must continue the curve, not repeat it."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    values: dict[int, float] = {}
-    for path in sorted(tb_dir.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.tag == tag:
-                    assert event.step not in values, f"step {event.step} logged twice in {tb_dir}"
-                    values[event.step] = _scalar(value)
-    return values
-
-
-def _scalar(value) -> float:
-    if value.HasField("simple_value"):
-        return value.simple_value
-    from tensorboard.util import tensor_util
-    return float(tensor_util.make_ndarray(value.tensor))
+    from plmscale.report import read_scalars
+    return read_scalars(tb_dir, strict=True).get(tag, {})
 
 
 def checkpoint_weights(save_dir: Path) -> dict:

@@ -131,7 +131,13 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
         if not isinstance(values, dict):
             raise ConfigError(f"section {section!r} in {origin} must be a mapping")
         _apply(cfg, section, values, origin)
-    for section, name, value in parsed:
+    return apply_overrides(cfg, parsed)
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Iterable) -> ExperimentConfig:
+    """``cfg`` with ``section.field=value`` overrides (texts or ``parse_override`` triples)."""
+    for override in overrides:
+        section, name, value = parse_override(override) if isinstance(override, str) else override
         _apply(cfg, section, {name: value}, "--set")
     if cfg.data.paths is not None:  # the mixture's first source is where its tokenizer is read
         from plmscale.config.mixture import mixture_sources

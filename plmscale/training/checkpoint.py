@@ -278,10 +278,11 @@ def check_same_data(cfg: ExperimentConfig, saved: dict, where: str) -> None:
 
 
 def load(engine, directory: str, fallback: bool = True,
-         cfg: ExperimentConfig | None = None) -> tuple[int, int, dict]:
+         cfg: ExperimentConfig | None = None, module_only: bool = False) -> tuple[int, int, dict]:
     """Collective. Resume from the newest complete, verified tag in ``directory``; returns (step,
     global micro-batch position, extra state). A tag failing verification is an error naming the
-    file, or, with ``fallback``, a warning and the next older tag."""
+    file, or, with ``fallback``, a warning and the next older tag. ``module_only``: the weights
+    alone (evaluation: no optimizer or scheduler state, so any data-parallel size reads it)."""
     errors = []
     for tag in candidate_tags(directory):
         error = verify_shared(directory, tag)
@@ -299,7 +300,8 @@ def load(engine, directory: str, fallback: bool = True,
     if cfg is not None:
         check_same_data(cfg, saved, f"{directory}/{tag}")
     engine.checkpoint_engine.load = safe_load
-    path, _ = engine.load_checkpoint(directory, tag=tag)
+    path, _ = engine.load_checkpoint(directory, tag=tag, load_optimizer_states=not module_only,
+                                     load_lr_scheduler_states=not module_only)
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
     return int(saved["step"]), int(saved["micro_batches"]), saved.get("extra", {})

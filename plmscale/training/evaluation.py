@@ -70,3 +70,29 @@ def evaluate(engine, cfg: ExperimentConfig, batches: list[dict[str, torch.Tensor
         engine.train()
         means = mean_metrics(per_batch)
     return with_perplexity(average_over_data_parallel(means))
+
+
+def evaluate_checkpoint(directory: str, data_path: str, overrides=(),
+                        fallback: bool = True) -> tuple[dict[str, float], ExperimentConfig]:
+    """Collective (the process group is initialised). The newest verified checkpoint of
+    ``directory`` evaluated on the shard directory ``data_path``: its run's config (layout
+    included) with ``data.valid_path=data_path`` and then ``overrides`` (e.g. train.eval_iters=50);
+    returns (metrics, the config used)."""
+    from plmscale.config import apply_overrides, validate_config
+    from plmscale.data.sources import family_sampler, open_corpus
+    from plmscale.parallel import init_model_parallel
+    from plmscale.training import checkpoint
+    from plmscale.training.engine import build_engine
+    import torch.distributed as dist
+    tag = checkpoint.candidate_tags(directory)[0]
+    cfg = checkpoint.saved_config(directory, tag)
+    cfg = apply_overrides(cfg, [("data", "valid_path", str(data_path)),
+                                ("data", "valid_fraction", 0.0), ("data", "paths", None),
+                                ("data", "task_prefixes", None), ("train", "load_dir", None),
+                                ("train", "auto_resume", False), *overrides])
+    validate_config(cfg, dist.get_world_size())
+    init_model_parallel(cfg)
+    engine, _ = build_engine(cfg)
+    checkpoint.load(engine, directory, fallback, module_only=True)
+    sample = family_sampler(cfg, open_corpus(cfg, data_path), "")
+    return evaluate(engine, cfg, validation_batches(cfg, sample)), cfg

@@ -184,8 +184,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
             on_step(engine, step, history[-1])
         if stop.check():  # every rank agrees to stop after this step; the save below runs
             break
-    if evaluator.enabled and history and not evaluator.due(step) and "valid_loss" not in history[-1]:
-        history[-1].update(logger.valid(step, evaluator.run()))  # the end of the run, once
+    if evaluator.enabled and history and step == t.train_steps and not evaluator.due(step):
+        history[-1].update(logger.valid(step, evaluator.run()))  # a finished run ends evaluated
     if t.save_dir and (not t.save_interval or step % t.save_interval):
         save()
     logger.close()
