@@ -95,3 +95,20 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def checkpoint_step(save_dir: Path) -> int:
     return int((save_dir / "latest").read_text().strip().removeprefix("step"))
+
+
+def assert_report(run_dir: Path) -> None:
+    """``plmscale report`` on a finished run: the plots open as images with content, and the
+    summary names the last valid loss."""
+    import matplotlib.image
+
+    from plmscale.cli import main
+    assert main(["report", str(run_dir)]) == 0
+    pngs = sorted((run_dir / "report").glob("*.png"))
+    assert [p.name for p in pngs] == ["grad_norm.png", "loss.png", "lr.png", "throughput.png"]
+    for png in pngs:
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0.01, png
+    summary = (run_dir / "report" / "report.md").read_text()
+    assert "| valid loss, last |" in summary and "![loss](loss.png)" in summary
+

@@ -136,3 +136,14 @@ def test_task_prefix_goes_before_the_t5_encoder_input(repo, demo_shards, second_
         else:
             assert not (sample["input_ids"][:len(ids)] == ids).all()
     assert found[0] and found[1]
+
+
+def test_missing_sources_and_evaluation_without_data_are_refused(demo_shards, tmp_path):
+    from plmscale.training.preflight import check_inputs
+    with pytest.raises(ConfigError, match="data.paths: .* holds no manifest.json"):
+        check_inputs(load_config(None, BERT + [f"data.paths=1 {demo_shards} 1 {tmp_path}"]))
+    with pytest.raises(ConfigError, match="data.valid_path: .* holds no manifest.json"):
+        check_inputs(load_config(None, BERT + [f"data.path={demo_shards}",
+                                              f"data.valid_path={tmp_path}"]))
+    with pytest.raises(ConfigError, match="set data.valid_path .* or data.valid_fraction"):
+        validate_config(load_config(None, ["train.eval_interval=5"]), 1)
