@@ -72,6 +72,21 @@ def evaluate(engine, cfg: ExperimentConfig, batches: list[dict[str, torch.Tensor
     return with_perplexity(average_over_data_parallel(means))
 
 
+class Evaluator:
+    """Evaluates every ``train.eval_interval`` steps on the run's fixed validation batches."""
+
+    def __init__(self, engine, cfg: ExperimentConfig, valid):
+        self.engine, self.cfg = engine, cfg
+        self.enabled = bool(cfg.train.eval_interval) and valid is not None
+        self.batches = validation_batches(cfg, valid.sample) if self.enabled else []
+
+    def due(self, step: int) -> bool:
+        return self.enabled and step % self.cfg.train.eval_interval == 0
+
+    def run(self) -> dict[str, float]:
+        return evaluate(self.engine, self.cfg, self.batches)
+
+
 def evaluate_checkpoint(directory: str, data_path: str, overrides=(),
                         fallback: bool = True) -> tuple[dict[str, float], ExperimentConfig]:
     """Collective (the process group is initialised). The newest verified checkpoint of

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
@@ -18,9 +17,10 @@ from plmscale.parallel import device, seed_all
 from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
+from plmscale.training.evaluation import Evaluator
 from plmscale.training.guards import StepGuard, TrainingStopped
-from plmscale.training.metrics import (MetricsLogger, average_over_data_parallel, max_over_ranks,
-                                       peak_memory_bytes)
+from plmscale.training.metrics import (MetricsLogger, SourceCounts, average_over_data_parallel,
+                                       max_over_ranks, peak_memory_bytes)
 from plmscale.training.preemption import StopRequest, resume_directory
 
 
@@ -191,51 +191,6 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
     logger.close()
     dist.barrier()
     return history
-
-
-class SourceCounts:
-    """Per-source sample counts of a data mixture, continued across resumes: each step adds the
-    sources of its global samples (computed from the sample indices, so no communication)."""
-
-    def __init__(self, samples, state: dict | None, cfg: ExperimentConfig):
-        self.mixture, self.names = samples.mixture, samples.names
-        self.per_micro_batch = cfg.train.micro_batch_size * ps.get_data_parallel_world_size()
-        self.totals = {n: int((state or {}).get(n, 0)) for n in self.names}
-        if self.mixture is not None and dist.get_rank() == 0:
-            weights = np.diff(self.mixture.cumulative, prepend=0.0)
-            print("plmscale: data mixture: " + ", ".join(
-                f"{n} {w:.3f}" for n, w in zip(self.names, weights)), flush=True)
-
-    def read(self, first_micro_batch: int, micro_batches: int) -> dict[str, float]:
-        """Add the samples of global micro-batches [first, first + n); the totals as metrics
-        ``samples_<source>`` (none without a mixture)."""
-        if self.mixture is None:
-            return {}
-        start = first_micro_batch * self.per_micro_batch
-        counts = self.mixture.counts(start, start + micro_batches * self.per_micro_batch)
-        for name, count in zip(self.names, counts):
-            self.totals[name] += int(count)
-        return {f"samples_{n}": float(v) for n, v in self.totals.items()}
-
-    def state(self) -> dict[str, int]:
-        return dict(self.totals)
-
-
-class Evaluator:
-    """Evaluates every ``train.eval_interval`` steps on the run's fixed validation batches."""
-
-    def __init__(self, engine, cfg: ExperimentConfig, valid):
-        from plmscale.training.evaluation import validation_batches
-        self.engine, self.cfg = engine, cfg
-        self.enabled = bool(cfg.train.eval_interval) and valid is not None
-        self.batches = validation_batches(cfg, valid.sample) if self.enabled else []
-
-    def due(self, step: int) -> bool:
-        return self.enabled and step % self.cfg.train.eval_interval == 0
-
-    def run(self) -> dict[str, float]:
-        from plmscale.training.evaluation import evaluate
-        return evaluate(self.engine, self.cfg, self.batches)
 
 
 def report_skip(step: int, guard: StepGuard, limit: int) -> None:
