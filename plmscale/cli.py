@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 COMMANDS = {"export": "plmscale.export.command", "plan": "plmscale.perf.cli",
-            "elmo": "plmscale.families.elmo.embed"}
+            "elmo": "plmscale.families.elmo.embed",
+            "report": "plmscale.report"}
 """Subcommand -> module with a ``main(argv) -> int``."""
 
 

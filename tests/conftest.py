@@ -38,3 +38,19 @@ def demo_shards(tmp_path_factory) -> Path:
                     str(out / "tokenizer.model"), "--output", str(out / "shards"), "--workers", "2"],
                    check=True, capture_output=True)
     return out / "shards"
+
+
+@pytest.fixture(scope="session")
+def second_source(demo_shards, tmp_path_factory) -> Path:
+    """A second shard directory with the demo tokenizer (a mixture's other source): three
+    documents cut from the end of the demo corpus."""
+    import subprocess
+    out = tmp_path_factory.mktemp("second_source")
+    text = (REPO / "corpora" / "gothic_novels.txt").read_text()[-90_000:]
+    (out / "docs.txt").write_text("\n<|endoftext|>\n".join(text[i:i + 30_000]
+                                                       for i in (0, 30_000, 60_000)))
+    subprocess.run([sys.executable, "-m", "data_prep", "encode", "--input", str(out / "docs.txt"),
+                    "--doc-separator", "<|endoftext|>", "--tokenizer",
+                    str(demo_shards / "tokenizer.model"), "--output", str(out / "shards"),
+                    "--workers", "1"], check=True, capture_output=True)
+    return out / "shards"

@@ -72,22 +72,8 @@ def signal_after_step(command: list[str], env: dict, step: int, sig: signal.Sign
 def tensorboard_scalars(tb_dir: Path, tag: str) -> dict[int, float]:
     """``tag`` per step over all event files in ``tb_dir`` (a resumed run adds a file); a step
     written twice is an error, since a resume must continue the curve, not repeat it."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    values: dict[int, float] = {}
-    for path in sorted(tb_dir.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.tag == tag:
-                    assert event.step not in values, f"step {event.step} logged twice in {tb_dir}"
-                    values[event.step] = _scalar(value)
-    return values
-
-
-def _scalar(value) -> float:
-    if value.HasField("simple_value"):
-        return value.simple_value
-    from tensorboard.util import tensor_util
-    return float(tensor_util.make_ndarray(value.tensor))
+    from plmscale.report import read_scalars
+    return read_scalars(tb_dir, strict=True).get(tag, {})
 
 
 def checkpoint_weights(save_dir: Path) -> dict:
@@ -109,3 +95,20 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def checkpoint_step(save_dir: Path) -> int:
     return int((save_dir / "latest").read_text().strip().removeprefix("step"))
+
+
+def assert_report(run_dir: Path) -> None:
+    """``plmscale report`` on a finished run: the plots open as images with content, and the
+    summary names the last valid loss."""
+    import matplotlib.image
+
+    from plmscale.cli import main
+    assert main(["report", str(run_dir)]) == 0
+    pngs = sorted((run_dir / "report").glob("*.png"))
+    assert [p.name for p in pngs] == ["grad_norm.png", "loss.png", "lr.png", "throughput.png"]
+    for png in pngs:
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0.01, png
+    summary = (run_dir / "report" / "report.md").read_text()
+    assert "| valid loss, last |" in summary and "![loss](loss.png)" in summary
+

@@ -32,17 +32,9 @@ def deepspeed_config(cfg: ExperimentConfig, world_size: int) -> dict:
                 "torch_adam": not on_gpu,
             },
         },
-        "scheduler": {
-            "type": "WarmupDecayLR",
-            "params": {
-                "warmup_min_lr": t.min_lr,
-                "warmup_max_lr": t.lr,
-                # DeepSpeed rejects 0 warmup steps; one step at min_lr is the closest it allows.
-                "warmup_num_steps": max(t.warmup_steps, 1),
-                "total_num_steps": max(t.train_steps, t.warmup_steps + 1),
-                "warmup_type": "linear",
-            },
-        },
+        # No "scheduler": the LR schedule is plmscale's own (plmscale.training.schedules), handed
+        # to deepspeed.initialize as lr_scheduler, so every schedule (DeepSpeed has no inverse-sqrt
+        # or WSD) has one definition.
         "gradient_clipping": t.grad_clip,
         "zero_optimization": {"stage": cfg.parallel.zero_stage},
         "bf16": {"enabled": t.precision == "bf16"},

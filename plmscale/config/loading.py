@@ -46,7 +46,7 @@ def _coerce(section: str, name: str, value: Any, annotation: Any) -> Any:
                 pass
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if kind in (str, bool) and isinstance(value, kind):
+        if kind in (str, bool, list) and isinstance(value, kind):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{section}.{name}={value!r} has the wrong type; expected {names}")
@@ -134,8 +134,17 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
         if not isinstance(values, dict):
             raise ConfigError(f"section {section!r} in {origin} must be a mapping")
         _apply(cfg, section, values, origin)
-    for section, name, value in parsed:
+    return apply_overrides(cfg, parsed)
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Iterable) -> ExperimentConfig:
+    """``cfg`` with ``section.field=value`` overrides (texts or ``parse_override`` triples)."""
+    for override in overrides:
+        section, name, value = parse_override(override) if isinstance(override, str) else override
         _apply(cfg, section, {name: value}, "--set")
+    if cfg.data.paths is not None:  # the mixture's first source is where its tokenizer is read
+        from plmscale.config.mixture import mixture_sources
+        cfg.data.path = mixture_sources(cfg.data)[0].path
     return cfg
 
 

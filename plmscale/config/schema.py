@@ -7,7 +7,7 @@ JSON is generated from these (``plmscale.config.deepspeed``), never written by h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 ATTENTION_BACKENDS = ("sdpa", "fused-softmax", "reference")
 """Values of ``model.attention_backend`` (plmscale.models.common.attention_core implements them)."""
@@ -135,7 +135,23 @@ class DataConfig:
     """Where the preprocessed shards are and how samples are cut from them."""
 
     path: str = "runs/demo/shards"
-    """Directory written by ``python -m data_prep encode`` (manifest.json + Arrow shards)."""
+    """Directory written by ``python -m data_prep encode`` (manifest.json + Arrow shards). With
+    ``paths`` set, it becomes the mixture's first source (whose tokenizer every source shares)."""
+    paths: Optional[Union[list, str]] = None
+    """A weighted mixture of shard directories, as Megatron's ``--data-path``: "0.3 dir_a 0.7 dir_b"
+    or the list [0.3, dir_a, 0.7, dir_b]. Weights are normalised; global sample ``i`` comes from a
+    source drawn by a seeded hash of ``i`` (the same stream on any DP size and after a resume); see
+    plmscale.data.mixture. None = ``path`` alone."""
+    task_prefixes: Optional[list] = None
+    """T5-style multi-task mixtures: one text per source of ``paths`` ("" = none), e.g.
+    ["summarize: ", ""], tokenized with the sources' tokenizer and put before every encoder input of
+    that source (encoder-decoder families: t5, bart)."""
+    valid_path: Optional[str] = None
+    """Shard directory evaluated every ``train.eval_interval`` steps (same tokenizer as training)."""
+    valid_fraction: float = 0.0
+    """Without ``valid_path``: hold out this fraction of each source's documents (at least one;
+    chosen by a fixed seed, so the same documents for every run of that data) for evaluation;
+    training never reads them. 0 = no held-out split."""
     seq_length: int = 128
     short_seq_prob: float = 0.1
     """Probability of a shorter target length (BERT's trick so the model also sees short inputs)."""
@@ -236,7 +252,13 @@ class TrainConfig:
     train_steps: int = 100
     lr: float = 1e-4
     min_lr: float = 0.0
+    """The floor: where linear, cosine and WSD decay end, and inverse_sqrt's lower bound."""
     warmup_steps: int = 10
+    lr_schedule: str = "linear"
+    """"linear", "cosine", "constant", "inverse_sqrt" (T5) or "wsd" (warmup-stable-decay); the
+    formulas are in plmscale.training.schedules."""
+    wsd_decay_fraction: float = 0.1
+    """WSD: the last fraction of train_steps over which the rate decays to min_lr."""
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -245,6 +267,11 @@ class TrainConfig:
     precision: str = "fp32"
     """"fp32", "bf16" or "fp16" (the latter two under DeepSpeed's mixed precision)."""
     log_interval: int = 10
+    eval_interval: int = 0
+    """Evaluate on the validation data every N steps and at the end (0 = never)."""
+    eval_iters: int = 10
+    """Batches per evaluation, each a global batch of a training step's size; the same batches at
+    every evaluation (``data.valid_path`` or the ``data.valid_fraction`` split)."""
     save_interval: int = 0
     """Save a checkpoint every N steps (0 = only at the end when save_dir is set)."""
     save_dir: Optional[str] = None

@@ -4,7 +4,7 @@ model has been allocated on every rank."""
 from __future__ import annotations
 
 from plmscale.config.families import ignored_fields, readers
-from plmscale.config.loading import ConfigError
+from plmscale.config.loading import ConfigError, did_you_mean
 from plmscale.config.schema import ATTENTION_BACKENDS, ExperimentConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -31,7 +31,7 @@ AT_LEAST_ONE = {
               "generator_ffn_hidden_size", "generator_num_attention_heads", "generator_num_layers"),
     "data": ("seq_length", "decoder_seq_length"),
     "train": ("micro_batch_size", "gradient_accumulation_steps", "train_steps", "log_interval",
-              "spike_window", "max_consecutive_skips"),
+              "eval_iters", "spike_window", "max_consecutive_skips"),
     "objective": ("max_ngram", "span_max_length", "permutation_mask_alpha",
                   "permutation_max_span"),
 }
@@ -39,13 +39,13 @@ AT_LEAST_ZERO = {
     "model": ("init_std", "position_offset", "type_vocab_size"),
     "data": ("num_workers",),
     "train": ("seed", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "save_interval",
-              "keep_last_n", "spike_std_factor"),
+              "eval_interval", "keep_last_n", "spike_std_factor"),
     "objective": ("rtd_weight", "distillation_alpha_ce", "distillation_alpha_mlm",
                   "distillation_alpha_cos"),
 }
 PROBABILITIES = {  # [0, 1)
     "model": ("hidden_dropout", "attention_dropout"),
-    "data": ("short_seq_prob",),
+    "data": ("short_seq_prob", "valid_fraction"),
     "train": ("adam_beta1", "adam_beta2"),
     "objective": ("token_masking_ratio", "token_deletion_ratio", "infilling_ratio"),
 }
@@ -126,6 +126,7 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
     if t.peak_tflops is not None and t.peak_tflops <= 0:
         raise ConfigError(f"train.peak_tflops={t.peak_tflops} must be > 0 (one device's peak "
                           f"TFLOP/s for the MFU), or unset to use the detected GPU's")
+    check_run_features(cfg)
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision={t.precision!r}; valid values: {', '.join(PRECISIONS)}")
     if m.attention_backend not in ATTENTION_BACKENDS:
@@ -224,3 +225,31 @@ def refuse_ignored_fields(cfg: ExperimentConfig) -> None:
     raise ConfigError(f"model.family={cfg.model.family!r} does not use " + "; ".join(lines)
                       + ". Remove these fields (or pick a family that reads them): a family must "
                         "not silently ignore a setting")
+
+
+def check_run_features(cfg: ExperimentConfig) -> None:
+    """The data mixture, the LR schedule and the evaluation settings."""
+    from plmscale.config.mixture import mixture_sources
+    from plmscale.training.schedules import SCHEDULES
+    t, d = cfg.train, cfg.data
+    sources = mixture_sources(d)
+    if any(s.prefix for s in sources) and cfg.model.family not in PREFIX_FAMILIES:
+        raise ConfigError(f"data.task_prefixes: model.family={cfg.model.family!r} has no encoder "
+                          f"input to prefix; task prefixes are for {', '.join(PREFIX_FAMILIES)} "
+                          f"(or leave data.task_prefixes unset)")
+    if t.lr_schedule not in SCHEDULES:
+        raise ConfigError(f"train.lr_schedule={t.lr_schedule!r}{did_you_mean(t.lr_schedule, SCHEDULES)}"
+                          f"; valid values: {', '.join(SCHEDULES)}")
+    if not 0.0 < t.wsd_decay_fraction <= 1.0:
+        raise ConfigError(f"train.wsd_decay_fraction={t.wsd_decay_fraction} must be in (0, 1]")
+    if t.eval_interval and d.valid_path is None and d.valid_fraction == 0:
+        raise ConfigError(f"train.eval_interval={t.eval_interval} but there is nothing to evaluate "
+                          f"on: set data.valid_path (a shard directory) or data.valid_fraction "
+                          f"(e.g. 0.05, held out from the training data), or train.eval_interval=0")
+    if d.valid_path is not None and d.valid_fraction:
+        raise ConfigError("data.valid_path and data.valid_fraction are both set; pick one source of "
+                          "validation data (set data.valid_fraction=0 to use data.valid_path)")
+
+
+PREFIX_FAMILIES = ("t5", "bart")
+"""Families whose samples have an encoder input that a task prefix goes before."""

@@ -63,3 +63,9 @@ class SpecialTokens:
 def _is_user_defined(sp: spm.SentencePieceProcessor, token_id: int) -> bool:
     name = sp.id_to_piece(token_id)
     return name.startswith("[") and name.endswith("]") or name.startswith("<extra_id_")
+
+
+def encode_text(path: str | Path, text: str) -> np.ndarray:
+    """``text`` as the ids of the sentencepiece model at ``path`` (no special tokens added)."""
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    return np.asarray(sp.encode(text), dtype=np.int64)

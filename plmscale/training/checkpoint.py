@@ -278,10 +278,11 @@ def check_same_data(cfg: ExperimentConfig, saved: dict, where: str) -> None:
 
 
 def load(engine, directory: str, fallback: bool = True,
-         cfg: ExperimentConfig | None = None) -> tuple[int, int, dict]:
+         cfg: ExperimentConfig | None = None, module_only: bool = False) -> tuple[int, int, dict]:
     """Collective. Resume from the newest complete, verified tag in ``directory``; returns (step,
     global micro-batch position, extra state). A tag failing verification is an error naming the
-    file, or, with ``fallback``, a warning and the next older tag."""
+    file, or, with ``fallback``, a warning and the next older tag. ``module_only``: the weights
+    alone (evaluation: no optimizer or scheduler state, so any data-parallel size reads it)."""
     errors = []
     for tag in candidate_tags(directory):
         error = verify_shared(directory, tag)
@@ -300,11 +301,14 @@ def load(engine, directory: str, fallback: bool = True,
         check_same_data(cfg, saved, f"{directory}/{tag}")
     engine.checkpoint_engine.load = safe_load
     weights_only = other_expert_parallel_size(cfg, saved)
-    path, _ = engine.load_checkpoint(directory, tag=tag, load_module_only=weights_only)
+    path, _ = engine.load_checkpoint(directory, tag=tag, load_module_only=bool(weights_only),
+                                     load_optimizer_states=not module_only,
+                                     load_lr_scheduler_states=not module_only)
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
     if weights_only:
-        engine.lr_scheduler.load_state_dict({"last_batch_iteration": int(saved["step"]) - 1})
+        engine.lr_scheduler.load_state_dict({"last_epoch": int(saved["step"]),
+                                             "_step_count": int(saved["step"]) + 1})
         warn(f"{directory}/{tag} was saved at model.expert_model_parallel_size="
              f"{weights_only}: its weights are loaded at {cfg.model.expert_model_parallel_size} "
              f"(experts are stored per global id) and the schedule continues, but the optimizer "

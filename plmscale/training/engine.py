@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import deepspeed
 import torch
 import torch.distributed as dist
@@ -10,6 +12,7 @@ from plmscale.config import ExperimentConfig, deepspeed_config
 from plmscale.families import build_model, get_family
 from plmscale.models.moe.parallel import check_experts_on_every_stage, create_expert_groups
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
+from plmscale.training.schedules import Schedule
 
 
 def no_decay(name: str, param: torch.nn.Parameter) -> bool:
@@ -59,7 +62,8 @@ def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
 
 
 def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):
-    """``deepspeed.initialize`` with the generated config; returns (engine, scheduler).
+    """``deepspeed.initialize`` with the generated config and the ``train.lr_schedule`` scheduler;
+    returns (engine, scheduler).
 
     Without a pipeline DeepSpeed learns the TP/DP groups from the ``mpu`` adapter; a
     ``PipelineModule`` carries its own topology (same rank order) and takes no ``mpu``.
@@ -69,6 +73,7 @@ def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):
         model=model,
         model_parameters=parameter_groups(model, cfg.train.weight_decay),
         config=deepspeed_config(cfg, dist.get_world_size()),
+        lr_scheduler=functools.partial(Schedule, train=cfg.train),
         mpu=None if uses_pipeline(cfg) else DeepSpeedMpu(),
         dist_init_required=False,
     )

@@ -11,15 +11,16 @@ import torch.distributed as dist
 from megatron.core import parallel_state as ps
 
 from plmscale.config import ExperimentConfig
-from plmscale.data import Corpus, micro_batch_loader
-from plmscale.families import get_family
+from plmscale.data import micro_batch_loader
+from plmscale.data.sources import run_samples
 from plmscale.parallel import device, seed_all
 from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
 from plmscale.training.engine import build_engine, uses_pipeline
+from plmscale.training.evaluation import Evaluator
 from plmscale.training.guards import StepGuard, TrainingStopped
-from plmscale.training.metrics import (MetricsLogger, average_over_data_parallel, max_over_ranks,
-                                       peak_memory_bytes)
+from plmscale.training.metrics import (MetricsLogger, SourceCounts, average_over_data_parallel,
+                                       max_over_ranks, peak_memory_bytes)
 from plmscale.training.preemption import StopRequest, resume_directory
 
 
@@ -31,15 +32,12 @@ def peak_flops_per_device(cfg: ExperimentConfig) -> float | None:
     return gpu.peak(cfg.train.precision) if gpu is not None else None
 
 
-def build_batches(cfg: ExperimentConfig, start_micro_batch: int):
-    """This DP rank's endless micro-batch iterator, starting at a global micro-batch position."""
-    corpus = Corpus(cfg.data.path, verify=cfg.data.verify_checksums)
-    if corpus.tokens.vocab_size > cfg.model.vocab_size:
-        raise ValueError(f"tokenizer of {cfg.data.path} has {corpus.tokens.vocab_size} pieces but "
-                         f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= "
-                         f"{corpus.tokens.vocab_size}")
-    samples = get_family(cfg.model.family).samples(corpus, cfg)
-    return micro_batch_loader(samples, cfg.train.micro_batch_size, ps.get_data_parallel_rank(),
+def build_batches(cfg: ExperimentConfig, start_micro_batch: int, sample=None):
+    """This DP rank's endless micro-batch iterator, starting at a global micro-batch position, over
+    ``sample`` (default: the run's training samples, ``plmscale.data.sources.run_samples``)."""
+    if sample is None:
+        sample = run_samples(cfg)[0].sample
+    return micro_batch_loader(sample, cfg.train.micro_batch_size, ps.get_data_parallel_rank(),
                               ps.get_data_parallel_world_size(), start_micro_batch,
                               cfg.data.num_workers)
 
@@ -86,15 +84,15 @@ def engine_step(engine, batches, accumulation: int, guard: StepGuard | None = No
     return {k: v / accumulation for k, v in sums.items()}, tokens
 
 
-def pipeline_step(engine, batches: PipelineBatches) -> tuple[dict[str, float], int]:
-    """One optimiser step of the pipeline engine, whose schedule pulls the micro-batches itself
-    (only the first and last stages read them). The last stage computed the metrics and counted
-    the tokens; every stage returns its means over micro-batches and the token count, as
-    ``engine_step`` does."""
+def pipeline_metrics(engine, batches: PipelineBatches, run) -> tuple[dict[str, float], int]:
+    """``run(batches)`` (the engine's ``train_batch`` or ``eval_batch``), whose schedule pulls the
+    micro-batches itself (only the first and last stages read them). The last stage computed the
+    metrics and counted the tokens; every stage returns its means over micro-batches and the token
+    count, as ``engine_step`` does."""
     pipe = engine.module
     pipe.metrics.clear()
     batches.tokens = 0
-    engine.train_batch(batches)
+    run(batches)
     sums: dict[str, float] = {}
     for metrics in pipe.metrics:
         for name, value in metrics.items():
@@ -105,24 +103,34 @@ def pipeline_step(engine, batches: PipelineBatches) -> tuple[dict[str, float], i
     return result[0], result[1]
 
 
+def pipeline_step(engine, batches: PipelineBatches) -> tuple[dict[str, float], int]:
+    """One optimiser step of the pipeline engine (see ``pipeline_metrics``)."""
+    return pipeline_metrics(engine, batches, engine.train_batch)
+
+
 def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
           on_step=None, stop: StopRequest | None = None) -> list[dict[str, float]]:
     """Run ``cfg.train.train_steps`` applied optimiser steps (resuming as ``train.auto_resume`` /
     ``train.load_dir`` say); returns each step's metrics averaged over data-parallel ranks (skipped
     steps included, with ``skipped=1``). ``on_step(engine, step, metrics)``, if given, runs after
     every step. Stops early, after a checkpoint, when ``stop`` says so (its ``reason`` is then set).
+    With ``train.eval_interval``, evaluates every that many steps and at the end: the step's entry
+    then also holds ``valid_<metric>`` (see ``plmscale.training.evaluation``).
     Raises ``TrainingStopped`` after ``train.max_consecutive_skips`` skipped steps in a row, with a
     checkpoint of the last good state when ``train.save_dir`` is set."""
     t = cfg.train
     stop = stop if stop is not None else StopRequest(t)
-    engine, scheduler = build_engine(cfg, model)
+    engine, _ = build_engine(cfg, model)
     step, micro_batches, extra = 0, 0, {}
     resume = resume_directory(t)
     if resume:
         step, micro_batches, extra = checkpoint.load(engine, resume, t.resume_fallback, cfg)
     tokens_seen = int(extra.get("tokens_seen", 0))
     guard = StepGuard(engine, t, cfg.parallel.zero_stage, extra.get("guard"))
-    batches = build_batches(cfg, micro_batches)
+    samples, valid = run_samples(cfg)
+    sources = SourceCounts(samples, extra.get("source_samples"), cfg)
+    batches = build_batches(cfg, micro_batches, samples.sample)
+    evaluator = Evaluator(engine, cfg, valid)
     pipelined = uses_pipeline(cfg)
     if pipelined:
         batches = PipelineBatches(batches, engine.module.split_batch)
@@ -133,15 +141,18 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
 
     def save():
         checkpoint.save(engine, t.save_dir, step, micro_batches, cfg,
-                        {"guard": guard.state(), "tokens_seen": tokens_seen})
+                        {"guard": guard.state(), "tokens_seen": tokens_seen,
+                         "source_samples": sources.state()})
 
     while step < t.train_steps:
         # Dropout streams derive from (seed, step): a resumed run draws exactly the same masks.
         seed_all(t.seed + step)
+        lr = engine.get_lr()[0]  # what this step applies (the scheduler moves on after it)
         if pipelined:
             metrics, tokens = pipeline_step(engine, batches)
         else:
             metrics, tokens = engine_step(engine, batches, t.gradient_accumulation_steps, guard)
+        counts = sources.read(micro_batches, t.gradient_accumulation_steps)
         micro_batches += t.gradient_accumulation_steps  # a skipped step's data is not re-read
         metrics = average_over_data_parallel(metrics)
         if guard.skipped:
@@ -155,7 +166,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
                 raise TrainingStopped(stop_message(guard, step, t.save_dir))
             continue
         step += 1
-        metrics["lr"] = scheduler.get_last_lr()[0]
+        metrics["lr"] = lr
+        metrics.update(counts)
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
@@ -164,12 +176,16 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
         metrics["tokens_seen"] = tokens_seen  # continues across resumes, as the step does
         history.append({**logger.step(step, metrics, tokens, max_over_ranks(peak_memory_bytes())),
                         "tokens": tokens})
+        if evaluator.due(step):
+            history[-1].update(logger.valid(step, evaluator.run()))
         if t.save_dir and t.save_interval and step % t.save_interval == 0:
             save()
         if on_step is not None:
             on_step(engine, step, history[-1])
         if stop.check():  # every rank agrees to stop after this step; the save below runs
             break
+    if evaluator.enabled and history and step == t.train_steps and not evaluator.due(step):
+        history[-1].update(logger.valid(step, evaluator.run()))  # a finished run ends evaluated
     if t.save_dir and (not t.save_interval or step % t.save_interval):
         save()
     logger.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import resource
 import time
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
@@ -92,17 +93,59 @@ class MetricsLogger:
             shown = {k: f"{v:.4g}" for k, v in metrics.items()
                      if k in ("loss", "lr", "tokens_per_s", "tflops_per_device", "mfu",
                               "memory_gib_per_rank", "moe_dropped_fraction",
-                              "moe_load_max_over_mean") or k.endswith(("_loss", "_accuracy"))}
-            line = f"step {step}: " + " ".join(f"{k}={v}" for k, v in shown.items())
-            if self.bar is not None:
-                self.bar.set_postfix(shown, refresh=False)
-                self.bar.write(line)
-            else:
-                print(line, flush=True)
+                              "moe_load_max_over_mean")
+                     or k.endswith(("_loss", "_accuracy")) or k.startswith("samples_")}
+            self._print(f"step {step}: ", shown)
         return metrics
+
+    def valid(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Record an evaluation after step ``step``: TensorBoard ``valid/<metric>`` and a progress
+        line; returns the metrics named ``valid_<metric>``."""
+        if self.writer is not None:
+            for name, value in metrics.items():
+                self.writer.add_scalar(f"valid/{name}", value, step)
+        if self.enabled:
+            self._print(f"step {step} valid: ", {k: f"{v:.4g}" for k, v in metrics.items()})
+        return {f"valid_{k}": v for k, v in metrics.items()}
+
+    def _print(self, head: str, shown: dict[str, str]) -> None:
+        line = head + " ".join(f"{k}={v}" for k, v in shown.items())
+        if self.bar is not None:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+class SourceCounts:
+    """Per-source sample counts of a data mixture, continued across resumes: each step adds the
+    sources of its global samples (computed from the sample indices, so no communication)."""
+
+    def __init__(self, samples, state: dict | None, cfg):
+        self.mixture, self.names = samples.mixture, samples.names
+        self.per_micro_batch = cfg.train.micro_batch_size * ps.get_data_parallel_world_size()
+        self.totals = {n: int((state or {}).get(n, 0)) for n in self.names}
+        if self.mixture is not None and dist.get_rank() == 0:
+            weights = np.diff(self.mixture.cumulative, prepend=0.0)
+            print("plmscale: data mixture: " + ", ".join(
+                f"{n} {w:.3f}" for n, w in zip(self.names, weights)), flush=True)
+
+    def read(self, first_micro_batch: int, micro_batches: int) -> dict[str, float]:
+        """Add the samples of global micro-batches [first, first + n); the totals as metrics
+        ``samples_<source>`` (none without a mixture)."""
+        if self.mixture is None:
+            return {}
+        start = first_micro_batch * self.per_micro_batch
+        counts = self.mixture.counts(start, start + micro_batches * self.per_micro_batch)
+        for name, count in zip(self.names, counts):
+            self.totals[name] += int(count)
+        return {f"samples_{n}": float(v) for n, v in self.totals.items()}
+
+    def state(self) -> dict[str, int]:
+        return dict(self.totals)

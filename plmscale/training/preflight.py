@@ -28,6 +28,13 @@ def check_inputs(cfg: ExperimentConfig) -> None:
     if vocab > cfg.model.vocab_size:
         raise ConfigError(f"the tokenizer of data.path={data} has {vocab} pieces but "
                           f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= {vocab}")
+    from plmscale.config.mixture import mixture_sources
+    for field, path in ([("data.paths", s.path) for s in mixture_sources(cfg.data)[1:]]
+                        + [("data.valid_path", cfg.data.valid_path)] * bool(cfg.data.valid_path)):
+        if not (Path(path) / "manifest.json").is_file():
+            raise ConfigError(f"{field}: {path} holds no manifest.json: point it at the output "
+                              f"directory of `python -m data_prep encode` (with the same tokenizer "
+                              f"as {data})")
     if cfg.train.load_dir:
         tag = checkpoint.candidate_tags(cfg.train.load_dir)[0]
         where = f"{cfg.train.load_dir}/{tag}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from harness import free_port
+from launch_support import assert_report
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,8 @@ def _metrics(output: str) -> dict[int, dict[str, float]]:
 
 def test_deepspeed_launcher_trains_bert_on_two_ranks(repo, demo_shards, tmp_path):
     """2 ranks, data parallel with ZeRO-1 (global batch 64), no dropout: a 2-layer BERT gets past
-    the unigram plateau (~6.5 nats for this corpus and vocabulary) within a few hundred steps."""
+    the unigram plateau (~6.5 nats for this corpus and vocabulary) within a few hundred steps.
+    As launch/demo.sh runs it: evaluated on a held-out novel, then ``plmscale report`` on the run."""
     steps = 400
     command = [_bin("deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
                str(repo / "launch/train.py"), "--config", str(repo / "configs/bert_demo.yaml"),
@@ -34,10 +36,13 @@ def test_deepspeed_launcher_trains_bert_on_two_ranks(repo, demo_shards, tmp_path
                "--set", f"data.path={demo_shards}", "--set", f"train.train_steps={steps}",
                "--set", "train.log_interval=10", "--set", "train.progress_bar=false",
                "--set", f"train.save_dir={tmp_path / 'ckpt'}",
-               "--set", f"train.tensorboard_dir={tmp_path / 'tb'}"]
+               "--set", f"train.tensorboard_dir={tmp_path / 'tb'}",
+               "--set", "data.valid_fraction=0.05", "--set", "train.eval_interval=200",
+               "--set", "train.eval_iters=2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,
                             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-                                 "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
+                                 "OMP_NUM_THREADS": "1", "HOME": str(tmp_path),
+                                 "PYTHONPATH": str(repo)})  # this checkout, as run_env does
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "world=2 tp=1 pp=1 dp=2" in result.stdout and "ZeRO-1" in result.stdout
     metrics = _metrics(result.stdout)
@@ -49,6 +54,9 @@ def test_deepspeed_launcher_trains_bert_on_two_ranks(repo, demo_shards, tmp_path
     assert metrics[steps]["mlm_accuracy"] > metrics[1]["mlm_accuracy"]
     assert (tmp_path / "ckpt" / "latest").read_text().strip() == f"step{steps}"
     assert list((tmp_path / "tb").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    valid = re.findall(r"^step (\d+) valid: loss=([\d.]+)", result.stdout, re.MULTILINE)
+    assert [int(step) for step, _ in valid] == [200, 400], valid
+    assert_report(tmp_path)
 
 
 def test_torchrun_dry_run_reports_size_and_layout(repo, tmp_path):
