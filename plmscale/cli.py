@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = {"export": "plmscale.export.command", "plan": "plmscale.perf.cli"}
+COMMANDS = {"export": "plmscale.export.command", "import": "plmscale.export.import_command",
+            "plan": "plmscale.perf.cli"}
 """Subcommand -> module with a ``main(argv) -> int``."""
 
 

@@ -42,7 +42,11 @@ class Family:
     hf_model_class: Optional[str] = None
     """Name of the ``transformers`` class that is this family's reference."""
     to_hf_state_dict: Optional[Callable[[dict, ModelConfig], dict]] = None
-    """Full (TP-gathered, unpadded) plmscale tensors -> HF state dict."""
+    """Full (TP-gathered, unpadded) plmscale tensors -> HF state dict (``plmscale import`` runs it
+    backwards: ``plmscale.export.inverse``)."""
+    from_hf_config: Optional[Callable[[object], dict]] = None
+    """HF config -> this family's ModelConfig fields (the reverse of ``hf_config``); None = the
+    family cannot be imported from Hugging Face."""
     initialize: Optional[Callable[[torch.nn.Module, ExperimentConfig], None]] = None
     """(model or its pipeline, config): runs after the layout-independent initialisation and before
     the engine exists (so optimizer master copies see it), e.g. DistilBERT copying its teacher's

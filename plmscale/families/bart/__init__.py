@@ -1,6 +1,6 @@
 """The BART family (denoising: span infilling, sentence permutation, ...)."""
 
-from plmscale.export.bart import hf_config, to_hf_state_dict
+from plmscale.export.bart import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families import Family
 from plmscale.families.bart.model import BartForConditionalGeneration, bart_pieces
 from plmscale.families.bart.samples import BartSamples
@@ -14,4 +14,5 @@ FAMILY = Family(
     hf_config=hf_config,
     hf_model_class="BartForConditionalGeneration",
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
 )

@@ -1,6 +1,6 @@
 """The BERT family (also SpanBERT through ``objective.span_boundary_objective``)."""
 
-from plmscale.export.bert import hf_config, to_hf_state_dict
+from plmscale.export.bert import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families import Family
 from plmscale.families.bert.model import BertForPreTraining, bert_pieces
 from plmscale.families.bert.samples import BertSamples
@@ -24,4 +24,5 @@ FAMILY = Family(
     hf_config=hf_config,
     hf_model_class="BertForPreTraining",
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
 )

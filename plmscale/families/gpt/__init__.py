@@ -1,6 +1,6 @@
 """The GPT family (GPT-2 architecture, causal LM)."""
 
-from plmscale.export.gpt2 import hf_config, to_hf_state_dict
+from plmscale.export.gpt2 import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families import Family
 from plmscale.families.gpt.model import GPTForCausalLM, gpt_pieces
 from plmscale.families.gpt.samples import GPTSamples
@@ -14,4 +14,5 @@ FAMILY = Family(
     hf_config=hf_config,
     hf_model_class="GPT2LMHeadModel",
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
 )

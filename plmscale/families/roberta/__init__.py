@@ -1,6 +1,6 @@
 """The RoBERTa family."""
 
-from plmscale.export.roberta import hf_config, to_hf_state_dict
+from plmscale.export.roberta import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families import Family
 from plmscale.families.roberta.model import RobertaForMaskedLM, roberta_pieces
 from plmscale.families.roberta.samples import RobertaSamples
@@ -14,4 +14,5 @@ FAMILY = Family(
     hf_config=hf_config,
     hf_model_class="RobertaForMaskedLM",
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
 )

@@ -1,6 +1,6 @@
 """The T5 family (span corruption; v1.0 and v1.1 layouts)."""
 
-from plmscale.export.t5 import hf_config, to_hf_state_dict
+from plmscale.export.t5 import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families import Family
 from plmscale.families.t5.model import T5ForConditionalGeneration, t5_initialize, t5_pieces
 from plmscale.families.t5.samples import T5Samples
@@ -13,5 +13,6 @@ FAMILY = Family(
     hf_config=hf_config,
     hf_model_class="T5ForConditionalGeneration",
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
     initialize=t5_initialize,
 )
