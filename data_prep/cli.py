@@ -30,6 +30,9 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
     p.add_argument("--doc-separator", default=None, metavar="LINE",
                    help="a line that separates documents in text input (default: blank lines)")
+    p.add_argument("--doc-regex", default=None, metavar="REGEX",
+                   help="a line fully matching REGEX starts a document and stays its first line "
+                        "(e.g. WikiText titles: '^ = [^=].* = $'); instead of --doc-separator")
     p.add_argument("--max-line-mb", type=float, default=10.0,
                    help="longer text lines are split, longer JSONL records skipped (default 10)")
     p.add_argument("--max-document-mb", type=float, default=64.0,
@@ -37,13 +40,17 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _input_options(args) -> InputOptions:
-    return InputOptions(
-        format=args.format,
-        text_field=args.text_field,
-        doc_separator=args.doc_separator,
-        max_line_bytes=int(args.max_line_mb * MB),
-        max_document_bytes=int(args.max_document_mb * MB),
-    )
+    try:
+        return InputOptions(
+            format=args.format,
+            text_field=args.text_field,
+            doc_separator=args.doc_separator,
+            doc_regex=args.doc_regex,
+            max_line_bytes=int(args.max_line_mb * MB),
+            max_document_bytes=int(args.max_document_mb * MB),
+        )
+    except ValueError as error:  # a bad option: say which, no traceback
+        raise SystemExit(f"error: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

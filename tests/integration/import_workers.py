@@ -81,7 +81,14 @@ def _final_weights(engine, cfg) -> dict[str, torch.Tensor]:
     mine = {name(n): t for n, t in full_tensors(module, cfg.model.vocab_size).items()}
     stages = [None] * ps.get_pipeline_model_parallel_world_size()
     dist.all_gather_object(stages, mine, group=ps.get_pipeline_model_parallel_group())
-    return {n: t for stage in stages for n, t in stage.items()}
+    # A tied module's copy on a later stage holds the tensors only the first stage uses
+    # (position embeddings, embedding LayerNorm) untrained: the first stage's copy counts, as in
+    # the checkpoint reader.
+    full = {}
+    for stage in stages:
+        for n, t in stage.items():
+            full.setdefault(n, t)
+    return full
 
 
 def import_train_export(shards: str, out: str, text: str, tokenizer: str) -> dict:
@@ -141,3 +148,34 @@ def _architecture(cfg) -> list[str]:
     from plmscale.export.hf_import import NOT_ARCHITECTURE
     return [f"model.{f.name}={getattr(cfg.model, f.name)}" for f in dataclasses.fields(cfg.model)
             if f.name not in NOT_ARCHITECTURE and getattr(cfg.model, f.name) is not None]
+
+
+def refused_models(shards: str, out: str) -> dict[str, str]:
+    """One process: HF models the maps cannot represent, each read with ``read_hf_folder``;
+    returns {case: error message} (or "imported" when no error was raised)."""
+    import transformers
+
+    from plmscale.export.hf_import import read_hf_folder
+    from plmscale.export.inverse import HFImportError
+    from plmscale.export.shards import inference_config
+    from plmscale.families import get_family
+    from plmscale.parallel import init_model_parallel
+    init_distributed()
+    base = inference_config(base_config("bert", shards, []))
+    init_model_parallel(base)
+    config = get_family("bert").hf_config(base.model)
+    cases = {}
+    untied = transformers.BertConfig(**{**config.to_dict(), "tie_word_embeddings": False})
+    model = transformers.BertForPreTraining(untied)
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight.add_(1.0)
+    model.save_pretrained(Path(out) / "untied")
+    relu = transformers.BertConfig(**{**config.to_dict(), "hidden_act": "relu"})
+    transformers.BertForPreTraining(relu).save_pretrained(Path(out) / "relu")
+    for case in ("untied", "relu"):
+        try:
+            read_hf_folder(Path(out) / case, base)
+            cases[case] = "imported"
+        except HFImportError as error:
+            cases[case] = str(error)
+    return cases

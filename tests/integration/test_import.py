@@ -62,3 +62,40 @@ def test_continued_training_exports_its_final_weights(round_trip, family):
                                   cls.from_pretrained(out / family / "hf").state_dict(),
                                   {n: tuple(t.shape) for n, t in final.items()}, model_cfg)
     assert max((imported[n] - final[n]).abs().max().item() for n in final) > 1e-4
+
+
+def test_models_the_maps_cannot_hold_are_refused_by_name(tmp_path, demo_shards):
+    cases = run_ranks(1, workers.refused_models, str(demo_shards), str(tmp_path))[0]
+    assert "cls.predictions.decoder.weight" in cases["untied"] or \
+        "bert.embeddings.word_embeddings.weight" in cases["untied"], cases["untied"]
+    assert "untied" in cases["untied"]
+    assert "hidden_act='relu'" in cases["relu"], cases["relu"]
+
+
+def test_import_command_writes_a_layout_and_its_training_config(round_trip, demo_shards, repo,
+                                                                 tmp_path):
+    from plmscale.config import load_config
+    from plmscale.export.shards import read_full_tensors
+    out = round_trip[0]
+    gpt = repo / "configs" / "gpt_tiny.yaml"
+    common = [sys.executable, "-m", "plmscale.cli", "import", "--config", str(gpt),
+              "--set", f"data.path={demo_shards}"]
+    done = subprocess.run(common + ["--hf", str(out / "gpt" / "hf"), "--tp", "2",
+                                    "--output", str(tmp_path / "gpt")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "wrote" in done.stdout
+    cfg = load_config(tmp_path / "gpt" / "train.yaml")
+    assert cfg.train.init_from == str((tmp_path / "gpt").resolve())
+    assert cfg.parallel.tensor_model_parallel_size == 2
+    assert sorted(p.name for p in (tmp_path / "gpt" / "step0").glob("mp_rank_*")) == [
+        "mp_rank_00_model_states.pt", "mp_rank_01_model_states.pt"]
+    # the same weights as the TP2 x PP2 import of the round trip (re-slicing is exact)
+    _, here = read_full_tensors(tmp_path / "gpt")
+    _, there = read_full_tensors(out / "gpt" / "imported")
+    assert max((here[n] - there[n]).abs().max().item() for n in there) == 0.0
+    for args, words in (([str(tmp_path)], "config.json"),
+                        ([str(out / "bert" / "hf")], "give a bert config")):
+        refused = subprocess.run(common + ["--hf", *args, "--output", str(tmp_path / "x")],
+                                 capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr[-2000:]
