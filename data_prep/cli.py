@@ -32,7 +32,8 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
                    help="a line that separates documents in text input (default: blank lines)")
     p.add_argument("--doc-regex", default=None, metavar="REGEX",
                    help="a line fully matching REGEX starts a document and stays its first line "
-                        "(e.g. WikiText titles: '^ = [^=].* = $'); instead of --doc-separator")
+                        "(no ^ or $ needed; e.g. WikiText titles: ' = [^=].* = '); instead of "
+                        "--doc-separator")
     p.add_argument("--max-line-mb", type=float, default=10.0,
                    help="longer text lines are split, longer JSONL records skipped (default 10)")
     p.add_argument("--max-document-mb", type=float, default=64.0,
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="encode a corpus into Arrow shards + manifest.json")
     _add_input_arguments(e)
-    e.add_argument("--tokenizer", required=True, metavar="PATH.model")
+    e.add_argument("--tokenizer", required=True, metavar="PATH.model|tokenizer.json",
+                   help="sentencepiece model, or a Hugging Face tokenizer.json (WordPiece, "
+                        "byte-level BPE, Unigram)")
     e.add_argument("--output", required=True, metavar="DIR")
     e.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per rank (default: all cores)")
@@ -136,6 +139,12 @@ def _run(args) -> int:
 
     if args.workers < 1:
         raise SystemExit("--workers must be >= 1")
+    from data_prep.hf_tokenizer import is_hf_tokenizer
+    if is_hf_tokenizer(args.tokenizer) and (args.language == "zh" or args.user_dict
+                                            or args.phrase_gazetteer or args.entity_gazetteer):
+        raise SystemExit(f"error: {args.tokenizer} is a Hugging Face tokenizer, whose whole words "
+                         "are its own: --language zh, --user-dict and gazetteers need a "
+                         "sentencepiece model (use --language en or auto)")
     cfg = EncodeConfig(
         inputs=args.input,
         tokenizer=args.tokenizer,
