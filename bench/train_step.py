@@ -121,7 +121,7 @@ def _teacher(cfg, plmscale: bool):
         initialize_parameters(teacher, 1, cfg.model.init_std, cfg.model.vocab_size)
     else:
         import transformers
-        from plmscale.export.bert import hf_config
+        from plmscale.families.bert.hf import hf_config
         teacher = transformers.BertForMaskedLM(hf_config(teacher_cfg.model))
     return teacher.eval().requires_grad_(False)
 
@@ -132,7 +132,7 @@ def hf_reference(family: str, cfg):
     from plmscale.families import get_family
     fam = get_family(family)
     if family == "electra":
-        from plmscale.export.electra import generator_hf_config, hf_config
+        from plmscale.families.electra.hf import generator_hf_config, hf_config
         generator = transformers.ElectraForMaskedLM(generator_hf_config(cfg.model)).train()
         discriminator = transformers.ElectraForPreTraining(hf_config(cfg.model)).train()
         discriminator.electra.embeddings = generator.electra.embeddings  # shared, as ELECTRA's

@@ -3,13 +3,13 @@
 from plmscale.config.deepspeed import data_parallel_size, deepspeed_config
 from plmscale.config.loading import (ConfigError, config_from_dict, config_to_dict, load_config,
                                      parse_override)
-from plmscale.config.presets import PRESETS, preset_fields
+from plmscale.config.presets import all_presets, preset_fields
 from plmscale.config.schema import (DataConfig, ExperimentConfig, ModelConfig, ObjectiveConfig,
                                     ParallelConfig, TrainConfig)
 from plmscale.config.validation import valid_tensor_parallel_sizes, validate_config
 
 __all__ = [
-    "ConfigError", "DataConfig", "ExperimentConfig", "ModelConfig", "ObjectiveConfig", "PRESETS",
+    "ConfigError", "all_presets", "DataConfig", "ExperimentConfig", "ModelConfig", "ObjectiveConfig",
     "ParallelConfig", "TrainConfig", "config_from_dict", "config_to_dict", "data_parallel_size", "deepspeed_config",
     "load_config", "parse_override", "preset_fields", "valid_tensor_parallel_sizes",
     "validate_config",

@@ -10,8 +10,10 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from plmscale.config.presets import PRESETS, preset_fields
+from plmscale.config.families import family_fields
+from plmscale.config.presets import all_presets, preset_fields
 from plmscale.config.schema import ExperimentConfig
+from plmscale.families import FAMILY_MODULES
 
 
 class ConfigError(ValueError):
@@ -113,15 +115,15 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
     cfg = ExperimentConfig()
     preset = _last_value(raw, parsed, "preset")
     family = _last_value(raw, parsed, "family")
-    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-        raise ConfigError(f"unknown model preset {preset!r}{did_you_mean(str(preset), PRESETS)}; "
-                          f"known presets: {', '.join(sorted(PRESETS))}")
+    presets = all_presets()
+    if preset is not None and (not isinstance(preset, str) or preset not in presets):
+        raise ConfigError(f"unknown model preset {preset!r}{did_you_mean(str(preset), presets)}; "
+                          f"known presets: {', '.join(sorted(presets))}")
     if family is None and preset is not None:
         family = preset_fields(preset).get("family")
     if family is not None:
-        from plmscale.config.families import FAMILY_FIELDS
-        if family in FAMILY_FIELDS:  # unknown names are refused by the registry, with the list
-            _apply(cfg, "objective", FAMILY_FIELDS[family].objective_defaults,
+        if family in FAMILY_MODULES:  # unknown names are refused by the registry, with the list
+            _apply(cfg, "objective", family_fields(family).objective_defaults,
                    f"family {family!r} defaults")
     if preset is not None:
         _apply(cfg, "model", preset_fields(preset), f"preset {preset!r}")

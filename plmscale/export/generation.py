@@ -1,5 +1,5 @@
 """How each family that generates lays out a prompt and reads back its output, declared once per
-family (``GENERATION_SPECS``) so that ``launch/generate.py`` has no family branches.
+family (``Family.generation``) so that ``launch/generate.py`` has no family branches.
 
 A family decodes through its model's ``greedy_generate(prompt_ids, max_new_tokens, eos_id)``, which
 returns the new tokens only.
@@ -8,6 +8,8 @@ returns the new tokens only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from plmscale.families import all_families, get_family
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,11 @@ class GenerationSpec:
         return sp.decode(context + new_ids)
 
 
-GENERATION_SPECS: dict[str, GenerationSpec] = {
-    # GPT continues a document; its packed stream puts eos before every document.
-    "gpt": GenerationSpec(prefix=("eos",), continues_prompt=True),
-    # T5's span-corruption inputs end in eos.
-    "t5": GenerationSpec(suffix=("eos",)),
-    # BART's denoising inputs are <s> text </s>.
-    "bart": GenerationSpec(prefix=("bos",), suffix=("eos",)),
-}
-
-
 def generation_spec(family: str) -> GenerationSpec:
-    if family not in GENERATION_SPECS:
+    """The family's ``GenerationSpec``; raises ``ValueError`` naming the families that generate."""
+    spec = get_family(family).generation
+    if spec is None:
+        generating = sorted(n for n, f in all_families().items() if f.generation is not None)
         raise ValueError(f"model.family {family!r} does not generate text; families that do: "
-                         f"{', '.join(sorted(GENERATION_SPECS))}")
-    return GENERATION_SPECS[family]
+                         f"{', '.join(generating)}")
+    return spec

@@ -8,8 +8,8 @@ text, user-defined pieces such as ``[MASK]`` included: its ids are sentencepiece
 ``SpmConverter`` maps user-defined and byte pieces to ``<unk>``.) Its ``special_tokens_pattern``
 lays a text out as the family's training samples do.
 
-Which HF class, task, token layout and ids each family exports to is ``HF_EXPORTS`` (one entry per
-family with an HF class), next to the family's own state-dict mapping (``family.to_hf_state_dict``).
+Which HF class, task, token layout and ids each family exports to is its ``Family.hf_export``
+(an ``HFExport``, declared in the family's folder next to its state-dict mapping, ``hf.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
-from plmscale.export.electra import generator_hf_config, generator_to_hf_state_dict
+from plmscale.families import all_families, get_family
 
 
 @dataclass(frozen=True)
@@ -56,45 +56,19 @@ class HFExport:
     """Overrides of the tokenizer's special-token strings (GPT: its bos is </s>, as in training)."""
 
 
-def _encoder_ids(tokens, cfg):
+def encoder_token_ids(tokens, cfg):
+    """Special-token ids of an encoder family's config: pad, bos and eos."""
     return {"pad_token_id": tokens.pad, "bos_token_id": tokens.bos, "eos_token_id": tokens.eos}
 
 
-HF_EXPORTS: dict[str, HFExport] = {
-    "bert": HFExport((HFPart("BertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
-    # HF RoBERTa counts positions from pad_token_id + 1: its pad id stays position_offset - 1
-    # (set by hf_config); the tokenizer still pads with [PAD].
-    "roberta": HFExport((HFPart("RobertaForMaskedLM", task="fill-mask"),), "bos_eos",
-                        lambda tokens, cfg: {"bos_token_id": tokens.bos, "eos_token_id": tokens.eos}),
-    "albert": HFExport((HFPart("AlbertForPreTraining", task="fill-mask"),), "cls_sep", _encoder_ids),
-    "electra": HFExport((
-        HFPart("ElectraForPreTraining"),
-        HFPart("ElectraForMaskedLM", subfolder="generator", task="fill-mask",
-               hf_config=generator_hf_config, to_hf_state_dict=generator_to_hf_state_dict)),
-        "cls_sep", _encoder_ids),
-    "distilbert": HFExport((HFPart("DistilBertForMaskedLM", task="fill-mask"),), "cls_sep",
-                           _encoder_ids),
-    "t5": HFExport((HFPart("T5ForConditionalGeneration", task="text2text-generation"),),
-                   "eos", lambda tokens, cfg: {"pad_token_id": tokens.pad, "eos_token_id": tokens.eos,
-                                               "decoder_start_token_id": tokens.pad}),
-    "bart": HFExport((HFPart("BartForConditionalGeneration", task="text2text-generation"),),
-                     "bos_eos", lambda tokens, cfg: {
-                         "pad_token_id": tokens.pad, "bos_token_id": tokens.bos,
-                         "eos_token_id": tokens.eos, "decoder_start_token_id": tokens.eos,
-                         "forced_eos_token_id": tokens.eos}),
-    # GPT's packed stream puts </s> before every document: it is bos and eos, as in GPT-2.
-    "gpt": HFExport((HFPart("GPT2LMHeadModel", task="text-generation"),), "bos",
-                    lambda tokens, cfg: {"pad_token_id": tokens.pad, "bos_token_id": tokens.eos,
-                                         "eos_token_id": tokens.eos},
-                    tokenizer_tokens={"bos_token": "</s>"}),
-}
-
-
 def hf_export_spec(family: str) -> HFExport:
-    if family not in HF_EXPORTS:
+    """The family's ``HFExport``; raises ``ValueError`` naming the families that export."""
+    spec = get_family(family).hf_export
+    if spec is None:
+        exporting = sorted(n for n, f in all_families().items() if f.hf_export is not None)
         raise ValueError(f"model.family {family!r} has no Hugging Face class to export to; "
-                         f"families that export: {', '.join(sorted(HF_EXPORTS))}")
-    return HF_EXPORTS[family]
+                         f"families that export: {', '.join(exporting)}")
+    return spec
 
 
 def _loaded_model(part: HFPart, config, state: dict):
@@ -103,12 +77,12 @@ def _loaded_model(part: HFPart, config, state: dict):
     import transformers
     model = getattr(transformers, part.model_class)(config).eval()
     if part.model_class == "T5ForConditionalGeneration":
-        from plmscale.export.t5 import TIED_ALIASES
+        from plmscale.families.t5.hf import TIED_ALIASES
         state = dict(state)
         head = state.pop("lm_head.weight", None)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [m for m in missing if m not in TIED_ALIASES]
-        if head is not None:  # v1.1: a head of its own (see plmscale.export.t5)
+        if head is not None:  # v1.1: a head of its own (see plmscale.families.t5.hf)
             model.lm_head.weight = torch.nn.Parameter(head.clone())
     else:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -139,7 +113,6 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
     """Write the HF folder(s) of a trained model given as full tensors (``plmscale.export.shards``);
     returns the folders written (ELECTRA: the discriminator's and ``generator/``)."""
     from plmscale.data.tokenizer import SpecialTokens
-    from plmscale.families import get_family
     family = get_family(cfg.model.family)
     spec = hf_export_spec(cfg.model.family)
     tokens = SpecialTokens.from_model(tokenizer_model)

@@ -62,12 +62,11 @@ def read_hf_folder(folder: str | Path, base: ExperimentConfig
     (``from_pretrained``, no network). Needs megatron-core's process groups (any layout)."""
     import transformers
 
-    from plmscale.export.hf import hf_export_spec
     from plmscale.export.shards import reference_parameters
     from plmscale.families import get_family
     cfg = imported_config(folder, base)
     family = get_family(cfg.model.family)
-    model_class = hf_export_spec(cfg.model.family).parts[0].model_class
+    model_class = family.hf_model_class
     hf_model = getattr(transformers, model_class).from_pretrained(folder, local_files_only=True)
     state = hf_model.state_dict()
     shapes = full_shapes(reference_parameters(cfg), cfg.model.vocab_size)

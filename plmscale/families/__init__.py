@@ -1,18 +1,27 @@
 """Model families: one folder each (``plmscale/families/<name>/``) holding its model (as ordered
-pieces), sample builder and ``FAMILY`` spec; ``get_family`` / ``build_model`` pick one by name.
+pieces, ``model.py``), sample builder (``samples.py``), named sizes (``presets.py``), two-way HF
+mapping (``hf.py``) and the ``FAMILY`` spec that ties them together (``__init__.py``): the config
+fields it reads, its objective defaults, how it exports and generates. ``get_family`` /
+``build_model`` pick one by name; the config, export and generation layers read everything per
+family from its ``FAMILY``.
 
 A new family is its folder plus one line in ``FAMILY_MODULES``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
 from plmscale.config.schema import ExperimentConfig, ModelConfig
+
+if TYPE_CHECKING:  # the export layer imports this registry, not the other way round
+    from plmscale.export.generation import GenerationSpec
+    from plmscale.export.hf import HFExport
 
 FAMILY_MODULES = {
     "bert": "plmscale.families.bert",
@@ -24,6 +33,26 @@ FAMILY_MODULES = {
     "bart": "plmscale.families.bart",
     "gpt": "plmscale.families.gpt",
 }
+
+
+# Masked-LM corruption, as the masked-LM sample builders read it (plmscale.objectives.masking).
+MASKED_LM_FIELDS = ("mlm_probability", "mask_token_fraction", "random_token_fraction", "masking",
+                    "max_ngram", "span_geometric_p", "span_max_length")
+# The schema's objective defaults are BERT's; families without next-sentence prediction say so.
+NO_NSP = {"next_sentence_prediction": False}
+
+
+@dataclass(frozen=True)
+class FamilyFields:
+    """The optional config fields one family reads (validation refuses the others when set)."""
+
+    model: tuple[str, ...] = ()
+    objective: tuple[str, ...] = ()
+    objective_defaults: dict = field(default_factory=dict)
+    """Objective values this family starts from, before presets, YAML and overrides."""
+    networks: dict = field(default_factory=dict)
+    """Where a family trains more than one network: network name -> the parameter-name prefixes
+    of the model that make it up, as HF's class of that network counts it (``--dry-run``)."""
 
 
 @dataclass(frozen=True)
@@ -39,18 +68,30 @@ class Family:
     """(plmscale.data.Corpus, config) -> sample(global_index) -> dict of equal-shape numpy arrays."""
     hf_config: Optional[Callable[[ModelConfig], object]] = None
     """The ``transformers`` config of the same architecture (for counts and export)."""
-    hf_model_class: Optional[str] = None
-    """Name of the ``transformers`` class that is this family's reference."""
     to_hf_state_dict: Optional[Callable[[dict, ModelConfig], dict]] = None
     """Full (TP-gathered, unpadded) plmscale tensors -> HF state dict (``plmscale import`` runs it
     backwards: ``plmscale.export.inverse``)."""
     from_hf_config: Optional[Callable[[object], dict]] = None
     """HF config -> this family's ModelConfig fields (the reverse of ``hf_config``); None = the
     family cannot be imported from Hugging Face."""
+    fields: FamilyFields = FamilyFields()
+    """The optional config fields this family reads, and its objective defaults."""
+    presets: dict[str, dict] = field(default_factory=dict)
+    """Named sizes: preset name -> model fields (``family`` included), with their sources."""
+    hf_export: Optional["HFExport"] = None
+    """How it becomes Hugging Face files (``plmscale.export.hf.HFExport``); None = no HF class."""
+    generation: Optional["GenerationSpec"] = None
+    """Prompt layout and output reading (``plmscale.export.generation.GenerationSpec``); None =
+    the family does not generate text."""
     initialize: Optional[Callable[[torch.nn.Module, ExperimentConfig], None]] = None
     """(model or its pipeline, config): runs after the layout-independent initialisation and before
     the engine exists (so optimizer master copies see it), e.g. DistilBERT copying its teacher's
     layers; None = nothing."""
+
+    @property
+    def hf_model_class(self) -> Optional[str]:
+        """Name of the ``transformers`` class that is this family's reference (its first export)."""
+        return self.hf_export.parts[0].model_class if self.hf_export else None
 
 
 def get_family(name: str) -> Family:
@@ -58,6 +99,12 @@ def get_family(name: str) -> Family:
     if name not in FAMILY_MODULES:
         raise ValueError(f"unknown model.family {name!r}; known: {', '.join(sorted(FAMILY_MODULES))}")
     return importlib.import_module(FAMILY_MODULES[name]).FAMILY
+
+
+@functools.cache
+def all_families() -> dict[str, Family]:
+    """Every registered family by name (imports each family's package once)."""
+    return {name: get_family(name) for name in FAMILY_MODULES}
 
 
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:

@@ -35,13 +35,12 @@ def save_random_hf_models(shards: str, out: str) -> None:
     export's ``hf_config``) with HF's own random initialisation, saved to ``out/<family>/hf``."""
     import transformers
 
-    from plmscale.export.hf import hf_export_spec
     from plmscale.families import get_family
     for i, family in enumerate(FAMILIES):
         cfg = base_config(family, shards, [])
         config = get_family(family).hf_config(cfg.model)
         torch.manual_seed(100 + i)
-        model = getattr(transformers, hf_export_spec(family).parts[0].model_class)(config)
+        model = getattr(transformers, get_family(family).hf_model_class)(config)
         with torch.no_grad():  # HF zero-initialises biases and norms: make every tensor count
             for name, p in model.named_parameters():
                 if p.dim() == 1:
@@ -55,12 +54,11 @@ def hf_logits(out: str, text: str, tokenizer: str) -> dict:
     import transformers
 
     from plmscale.data.tokenizer import SpecialTokens
-    from plmscale.export.hf import hf_export_spec
     sp = spm.SentencePieceProcessor(model_file=tokenizer)
     tokens = SpecialTokens.from_model(tokenizer)
     result = {}
     for family in FAMILIES:
-        cls = getattr(transformers, hf_export_spec(family).parts[0].model_class)
+        cls = getattr(transformers, get_family(family).hf_model_class)
         model = cls.from_pretrained(Path(out) / family / "hf").eval()
         _, inputs = _family_inputs(family, sp, tokens, text)
         with torch.no_grad():

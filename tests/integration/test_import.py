@@ -44,13 +44,12 @@ def test_imported_logits_equal_hf(round_trip, family):
 def test_continued_training_exports_its_final_weights(round_trip, family):
     import transformers
 
-    from plmscale.export.hf import hf_export_spec
     from plmscale.export.inverse import from_hf_state_dict
     from plmscale.families import get_family
     out, _, ours = round_trip
     _, final, losses, model_cfg = ours[family]
     assert len(losses) == 20 and all(map(torch.isfinite, map(torch.tensor, losses)))
-    cls = getattr(transformers, hf_export_spec(family).parts[0].model_class)
+    cls = getattr(transformers, get_family(family).hf_model_class)
     state = cls.from_pretrained(out / family / "exported").state_dict()
     exported = from_hf_state_dict(get_family(family).to_hf_state_dict, state,
                                   {n: tuple(t.shape) for n, t in final.items()}, model_cfg)

@@ -36,7 +36,7 @@ def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> Close
     """Closeness of ours to HF over every decoder position after exporting the (TP-gathered) weights."""
     from transformers import BartForConditionalGeneration
 
-    from plmscale.export.bart import hf_config, to_hf_state_dict
+    from plmscale.families.bart.hf import hf_config, to_hf_state_dict
     hf = BartForConditionalGeneration(hf_config(cfg.model)).eval()
     state = to_hf_state_dict(params, cfg.model)
     expected = set(hf.state_dict())

@@ -48,7 +48,7 @@ def hf_logit_diff(cfg, params: dict, logits: list, batch: dict) -> Closeness:
     """Closeness of ours to HF over MLM and NSP logits after exporting the (TP-gathered) weights."""
     from transformers import BertForPreTraining
 
-    from plmscale.export.bert import hf_config, to_hf_state_dict
+    from plmscale.families.bert.hf import hf_config, to_hf_state_dict
     hf = BertForPreTraining(hf_config(cfg.model)).eval()
     load_exported(hf, to_hf_state_dict(params, cfg.model))
     with torch.no_grad():

@@ -61,7 +61,7 @@ def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> Close
     """Closeness of ours to HF DistilBertForMaskedLM after exporting the gathered weights."""
     from transformers import DistilBertForMaskedLM
 
-    from plmscale.export.distilbert import hf_config, to_hf_state_dict
+    from plmscale.families.distilbert.hf import hf_config, to_hf_state_dict
     hf = DistilBertForMaskedLM(hf_config(cfg.model)).eval()
     load_exported(hf, to_hf_state_dict(params, cfg.model))
     with torch.no_grad():

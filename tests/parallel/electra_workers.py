@@ -42,7 +42,7 @@ def hf_logit_diff(cfg, params: dict, logits: tuple, batch: dict) -> dict:
     (ElectraForMaskedLM) logits after exporting the gathered weights."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
-    from plmscale.export.electra import (generator_hf_config, generator_to_hf_state_dict,
+    from plmscale.families.electra.hf import (generator_hf_config, generator_to_hf_state_dict,
                                          hf_config, to_hf_state_dict)
     diffs = {}
     inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}

@@ -80,7 +80,7 @@ def tensor_parallel_vs_single(overrides: list[str]) -> dict:
 def hf_model(cfg, params: dict):
     from transformers import GPT2LMHeadModel
 
-    from plmscale.export.gpt2 import hf_config, to_hf_state_dict
+    from plmscale.families.gpt.hf import hf_config, to_hf_state_dict
     hf = GPT2LMHeadModel(hf_config(cfg.model)).eval()
     missing, unexpected = hf.load_state_dict(to_hf_state_dict(params, cfg.model), strict=False)
     assert not unexpected and not missing, (missing, unexpected)

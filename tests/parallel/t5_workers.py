@@ -41,7 +41,7 @@ def fixed_batch(vocab: int, batch: int = 4, seq: int = 20, target: int = 9, seed
 
 def hf_logit_diff(cfg, params: dict, logits: torch.Tensor, batch: dict) -> Closeness:
     """Closeness of ours to HF over every decoder position after exporting the (TP-gathered) weights."""
-    from plmscale.export.t5 import to_hf_model
+    from plmscale.families.t5.hf import to_hf_model
     hf = to_hf_model(params, cfg.model)
     with torch.no_grad():
         ref = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

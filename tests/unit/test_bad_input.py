@@ -47,13 +47,13 @@ def test_out_of_range_values_are_named(override, fragment):
 
 
 def test_shipped_configs_and_presets_pass_the_range_checks(repo):
-    from plmscale.config import PRESETS
+    from plmscale.config import all_presets
     from plmscale.config.validation import _check_ranges
     for path in sorted((repo / "configs").glob("*.yaml")):
         cfg = load_config(path)
         p = cfg.parallel
         validate_config(cfg, world_size=p.tensor_model_parallel_size * p.pipeline_model_parallel_size)
-    for preset in PRESETS:
+    for preset in all_presets():
         _check_ranges(load_config(None, [f"model.preset={preset}"]))
 
 

@@ -5,10 +5,10 @@ not a parameter, so neither side counts it)."""
 import pytest
 from meta_counts import meta_counts
 
-from plmscale.config import PRESETS
+from plmscale.families import get_family
 
 SPEC_COUNTS = {"bart-base": 139_420_416, "bart-large": 406_291_456}
-BART_PRESETS = sorted(name for name, fields in PRESETS.items() if fields.get("family") == "bart")
+BART_PRESETS = sorted(get_family("bart").presets)
 
 pytestmark = pytest.mark.usefixtures("single_rank")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from plmscale.config import load_config
-from plmscale.config.families import FAMILY_FIELDS
+from plmscale.config.families import family_fields
 from plmscale.families import build_model, count_parameters
 from plmscale.parallel import init_model_parallel, initialize_parameters, seed_all
 
@@ -31,12 +31,12 @@ def _build(overrides, meta=False):
 def test_counts_match_hf_discriminator_and_generator(preset):
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
-    from plmscale.export.electra import generator_hf_config, hf_config
+    from plmscale.families.electra.hf import generator_hf_config, hf_config
     cfg, ours = _build([f"model.preset={preset}"], meta=True)
     with torch.device("meta"):
         disc = sum(p.numel() for p in ElectraForPreTraining(hf_config(cfg.model)).parameters())
         gen = sum(p.numel() for p in ElectraForMaskedLM(generator_hf_config(cfg.model)).parameters())
-    networks = FAMILY_FIELDS["electra"].networks  # what --dry-run reports
+    networks = family_fields("electra").networks  # what --dry-run reports
     ours_disc = count_parameters(ours, cfg.model, networks["discriminator"])
     ours_gen = count_parameters(ours, cfg.model, networks["generator"])
     shared = count_parameters(ours.embeddings, cfg.model)

@@ -79,7 +79,7 @@ def _check_against_hf(model, hf, ids, mask, start: int):
 
 
 def test_t5_greedy_generate_matches_hf():
-    from plmscale.export.t5 import to_hf_model
+    from plmscale.families.t5.hf import to_hf_model
     cfg = load_config(None, ["model.preset=t5-tiny", f"model.vocab_size={VOCAB}",
                              "model.hidden_dropout=0", "model.attention_dropout=0",
                              "model.relative_attention_num_buckets=8",
@@ -101,7 +101,7 @@ def test_bart_greedy_generate_matches_hf():
     from transformers import BartForConditionalGeneration
 
     from plmscale.families.bart import FAMILY
-    from plmscale.export.bart import hf_config
+    from plmscale.families.bart.hf import hf_config
     cfg = load_config(None, ["model.preset=bart-tiny", f"model.vocab_size={VOCAB}",
                              "model.max_position_embeddings=64", "model.hidden_dropout=0",
                              "model.attention_dropout=0"])

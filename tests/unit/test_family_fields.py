@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 from plmscale.config import ConfigError, load_config, validate_config
-from plmscale.config.families import (FAMILY_FIELDS, OPTIONAL_MODEL_FIELDS,
-                                      OPTIONAL_OBJECTIVE_FIELDS, readers)
+from plmscale.config.families import (OPTIONAL_OBJECTIVE_FIELDS, family_fields,
+                                      optional_model_fields, readers)
 from plmscale.config.schema import ModelConfig, ObjectiveConfig
+from plmscale.families import FAMILY_MODULES
 
 # A value away from the schema default for every optional field (YAML-style override text).
 SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsnorm",
@@ -34,20 +35,20 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
 
 
 def _ignored(family: str) -> list[tuple[str, str]]:
-    declared = FAMILY_FIELDS[family]
-    return ([("model", n) for n in OPTIONAL_MODEL_FIELDS if n not in declared.model]
+    declared = family_fields(family)
+    return ([("model", n) for n in optional_model_fields() if n not in declared.model]
             + [("objective", n) for n in OPTIONAL_OBJECTIVE_FIELDS if n not in declared.objective])
 
 
 def test_every_optional_field_has_a_test_value():
-    assert set(SET) == set(OPTIONAL_MODEL_FIELDS) | set(OPTIONAL_OBJECTIVE_FIELDS)
+    assert set(SET) == set(optional_model_fields()) | set(OPTIONAL_OBJECTIVE_FIELDS)
     defaults = {**dataclasses.asdict(ModelConfig()), **dataclasses.asdict(ObjectiveConfig())}
     # Every value differs from the schema default (NSP's default is on: its test value must be
     # judged against the families' own default, off, which test_family_objective_defaults checks).
     assert [n for n, v in SET.items() if str(defaults[n]).lower() == v and n != "next_sentence_prediction"] == []
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_FIELDS))
+@pytest.mark.parametrize("family", sorted(FAMILY_MODULES))
 def test_every_ignored_field_is_refused(family):
     ignored = _ignored(family)
     assert ignored, family
@@ -62,9 +63,9 @@ def test_every_ignored_field_is_refused(family):
         assert f"read by: {', '.join(readers(section, name)) or 'no family'}" in message
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_FIELDS))
+@pytest.mark.parametrize("family", sorted(FAMILY_MODULES))
 def test_fields_a_family_reads_pass(family):
-    declared = FAMILY_FIELDS[family]
+    declared = family_fields(family)
     for name in declared.objective:
         if name in ("masking_schedule", "masking", "max_ngram", "span_geometric_p",
                     "span_max_length", "masking_schedule_mode", "distillation_teacher_path"):

@@ -67,7 +67,7 @@ def test_loss_logits_and_greedy_decoding_equal_hf():
     from transformers import GPT2LMHeadModel
 
     from plmscale.export import full_tensors
-    from plmscale.export.gpt2 import hf_config, to_hf_state_dict
+    from plmscale.families.gpt.hf import hf_config, to_hf_state_dict
     cfg, model = tiny_model()
     hf = GPT2LMHeadModel(hf_config(cfg.model)).eval()
     hf.load_state_dict(to_hf_state_dict(full_tensors(model, cfg.model.vocab_size), cfg.model))

@@ -3,10 +3,10 @@
 import pytest
 from meta_counts import meta_counts
 
-from plmscale.config.presets import PRESETS
+from plmscale.families import get_family
 
 SPEC_COUNTS = {"t5-small": 60_506_624, "t5-base": 222_903_552, "t5-large": 737_668_096}
-T5_PRESETS = sorted(name for name, fields in PRESETS.items() if fields.get("family") == "t5")
+T5_PRESETS = sorted(get_family("t5").presets)
 
 pytestmark = pytest.mark.usefixtures("single_rank")
 

@@ -1,8 +1,10 @@
 """The BERT family (also SpanBERT through ``objective.span_boundary_objective``)."""
 
-from plmscale.export.bert import from_hf_config, hf_config, to_hf_state_dict
-from plmscale.families import Family
+from plmscale.export.hf import HFExport, HFPart, encoder_token_ids
+from plmscale.families import MASKED_LM_FIELDS, Family, FamilyFields
+from plmscale.families.bert.hf import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.bert.model import BertForPreTraining, bert_pieces
+from plmscale.families.bert.presets import PRESETS
 from plmscale.families.bert.samples import BertSamples
 from plmscale.objectives.schedule import global_batch_size
 
@@ -22,7 +24,11 @@ FAMILY = Family(
     samples=lambda corpus, cfg: BertSamples(corpus, corpus.tokens, cfg.data, cfg.objective,
                                             cfg.train.seed, global_batch_size=global_batch_size(cfg)),
     hf_config=hf_config,
-    hf_model_class="BertForPreTraining",
     to_hf_state_dict=to_hf_state_dict,
     from_hf_config=from_hf_config,
+    fields=FamilyFields(objective=MASKED_LM_FIELDS + (
+        "next_sentence_prediction", "masking_schedule", "masking_schedule_mode",
+        "span_boundary_objective")),
+    presets=PRESETS,
+    hf_export=HFExport((HFPart("BertForPreTraining", task="fill-mask"),), "cls_sep", encoder_token_ids),
 )

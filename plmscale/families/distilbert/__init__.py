@@ -1,9 +1,11 @@
 """The DistilBERT family (a student distilled from a plmscale BERT checkpoint)."""
 
-from plmscale.export.distilbert import hf_config, to_hf_state_dict
-from plmscale.families import Family
+from plmscale.export.hf import HFExport, HFPart, encoder_token_ids
+from plmscale.families import MASKED_LM_FIELDS, NO_NSP, Family, FamilyFields
+from plmscale.families.distilbert.hf import hf_config, to_hf_state_dict
 from plmscale.families.distilbert.model import (DistilBertForMaskedLM, copy_from_teacher,
                                                 distilbert_pieces, load_teacher)
+from plmscale.families.distilbert.presets import PRESETS
 from plmscale.families.distilbert.samples import DistilBertSamples
 
 
@@ -38,7 +40,16 @@ FAMILY = Family(
     pieces=_pieces,
     samples=lambda corpus, cfg: DistilBertSamples(corpus, cfg),
     hf_config=hf_config,
-    hf_model_class="DistilBertForMaskedLM",
     to_hf_state_dict=to_hf_state_dict,
+    fields=FamilyFields(
+        objective=MASKED_LM_FIELDS + (
+            "distillation_teacher_path", "distillation_init_from_teacher",
+            "distillation_temperature", "distillation_alpha_ce", "distillation_alpha_mlm",
+            "distillation_alpha_cos"),
+        objective_defaults=NO_NSP,
+        # The teacher is outside the module tree: the model is the student (DistilBertForMaskedLM).
+        networks={"student": ("",)}),
+    presets=PRESETS,
+    hf_export=HFExport((HFPart("DistilBertForMaskedLM", task="fill-mask"),), "cls_sep", encoder_token_ids),
     initialize=_initialize,
 )

@@ -26,41 +26,18 @@ from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTens
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.models.common.mlp import MLP
 from plmscale.models.common.norms import build_norm
+from plmscale.models.common.prenorm import PreLNLayer
 from plmscale.models.common.relative_position import RelativePositionBias
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
-class T5Layer(nn.Module):
-    """Pre-LN block: x += drop(attn(norm(x))) [; x += drop(cross(norm(x), memory))]; x += drop(ffn(norm(x))).
-
-    The first layer of a stack owns the relative position bias (``t5_pieces`` hands it on).
-    """
-
-    def __init__(self, cfg: ModelConfig, precision: str = "fp32", decoder: bool = False,
-                 relative_bias: bool = False):
-        super().__init__()
-        bias = cfg.add_bias_linear
-        # T5 folds the 1/sqrt(d) of the attention scores into its initialisation: scale 1.
-        self.input_layernorm = build_norm(cfg)
-        self.self_attention = SelfAttention(cfg, precision, causal=decoder, bias=bias, scale=1.0)
-        self.relative_position_bias = (RelativePositionBias(cfg, bidirectional=not decoder)
-                                       if relative_bias else None)
-        self.cross_attention_layernorm = build_norm(cfg) if decoder else None
-        self.cross_attention = (CrossAttention(cfg, precision, bias=bias, scale=1.0)
-                                if decoder else None)
-        self.mlp_layernorm = build_norm(cfg)
-        self.mlp = MLP(cfg, precision, inner_dropout=True)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
-
-    def forward(self, hidden, mask=None, position_bias=None, memory=None, memory_mask=None):
-        """``position_bias`` [1, heads/tp, s, s]: from the stack's first layer."""
-        attention = self.self_attention(self.input_layernorm(hidden), mask, position_bias)
-        hidden = hidden + self.dropout(attention)
-        if self.cross_attention is not None:
-            attention = self.cross_attention(self.cross_attention_layernorm(hidden), memory,
-                                             memory_mask)
-            hidden = hidden + self.dropout(attention)
-        return hidden + self.dropout(self.mlp(self.mlp_layernorm(hidden)))
+def _layer(cfg: ModelConfig, precision: str, decoder: bool, first: bool) -> PreLNLayer:
+    """A T5 block; the first layer of a stack owns its relative position bias (``t5_pieces`` hands
+    it on). T5 folds the 1/sqrt(d) of the attention scores into its initialisation: scale 1."""
+    return PreLNLayer(cfg, precision, causal=decoder, cross_attention=decoder, attention_scale=1.0,
+                      inner_dropout=True,
+                      relative_position_bias=(RelativePositionBias(cfg, bidirectional=not decoder)
+                                              if first else None))
 
 
 def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
@@ -98,7 +75,7 @@ def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
                     stream: drop(norm(state[stream]), norm)}
 
         layers = (cfg.num_decoder_layers or cfg.num_layers) if decoder else cfg.num_layers
-        return ([Piece({f"{name}.layers.{i}": lambda i=i: T5Layer(cfg, precision, decoder, i == 0)},
+        return ([Piece({f"{name}.layers.{i}": lambda i=i: _layer(cfg, precision, decoder, i == 0)},
                        layer, layer=True) for i in range(layers)]
                 + [Piece({f"{name}.final_layernorm": lambda: build_norm(cfg)}, close)])
 

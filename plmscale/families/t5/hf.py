@@ -96,7 +96,7 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
             else:
                 out[dense + "wi.weight"] = full[ours + "mlp.linear_fc1.weight"]
             out[dense + "wo.weight"] = full[ours + "mlp.linear_fc2.weight"]
-            out[hf + ffn + ".layer_norm.weight"] = full[ours + "mlp_layernorm.weight"]
+            out[hf + ffn + ".layer_norm.weight"] = full[ours + "pre_mlp_layernorm.weight"]
         out[f"{stack}.final_layer_norm.weight"] = full[f"{stack}.final_layernorm.weight"]
     return out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import HFLayerNames, encoder_layer_to_hf
+from plmscale.families.bert.hf import HFLayerNames, encoder_layer_to_hf
 
 
 def hf_config(cfg: ModelConfig, tokens=None):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.export.bert import (embeddings_to_hf, encoder_config_fields, encoder_config_kwargs,
-                                   encoder_layer_to_hf)
+from plmscale.families.bert.hf import (embeddings_to_hf, encoder_config_fields,
+                                       encoder_config_kwargs, encoder_layer_to_hf)
 
 
 def hf_config(cfg: ModelConfig):
