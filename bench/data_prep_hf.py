@@ -23,8 +23,23 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import data_prep as bench  # noqa: E402  (bench/data_prep.py: the shared measuring helpers)
+# Run as a script, this folder comes first on sys.path and its data_prep.py would hide the
+# data_prep package: the repository root comes first instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+
+def _load_bench():
+    """bench/data_prep.py (the shared measuring helpers), under another name than the
+    ``data_prep`` package it measures."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_data_prep", Path(__file__).with_name("data_prep.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
 
 SECTION = "## Data preprocessing with Hugging Face tokenizers (bench/data_prep_hf.py)"
 

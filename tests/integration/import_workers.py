@@ -54,6 +54,7 @@ def hf_logits(out: str, text: str, tokenizer: str) -> dict:
     import transformers
 
     from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.families import get_family
     sp = spm.SentencePieceProcessor(model_file=tokenizer)
     tokens = SpecialTokens.from_model(tokenizer)
     result = {}
