@@ -36,6 +36,7 @@ import sentencepiece as spm
 
 from data_prep import textutil as tu
 from data_prep.han_words import HanWords, han_word_starts
+from data_prep.hf_tokenizer import HFTokenizer, is_hf_tokenizer
 from data_prep.segment import Segmenter
 
 WS = "\u2581"  # sentencepiece's whitespace marker
@@ -236,7 +237,17 @@ class Annotator:
     ):
         if language not in ("en", "zh", "auto"):
             raise ValueError(f"language must be en, zh or auto, not {language!r}")
-        self.sp = spm.SentencePieceProcessor(model_file=model_path, num_threads=threads)
+        self.hf = is_hf_tokenizer(model_path)
+        if self.hf:
+            # Its words are the tokenizer's own (pre-tokenizer), and spans need character
+            # offsets of sentencepiece's kind: neither a segmenter nor gazetteers apply.
+            if language == "zh" or phrase_gazetteer or entity_gazetteer:
+                raise ValueError(f"{model_path} is a Hugging Face tokenizer: its whole words are "
+                                 "its own; --language zh and gazetteers need a sentencepiece model")
+            language = "en"
+            self.sp = HFTokenizer(model_path, threads)
+        else:
+            self.sp = spm.SentencePieceProcessor(model_file=model_path, num_threads=threads)
         self.tables = PieceTables.build(self.sp)
         self.bits = self.tables.packed()
         self._abbreviations = self._abbreviation_codes()
@@ -284,7 +295,11 @@ class Annotator:
         han_pars = []
         if self.language != "en":
             han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
-        id_arrays, han_words = self._encode(paragraphs, han_pars)
+        if self.hf:
+            id_arrays, hf_words = self.sp.encode_with_words(paragraphs)
+            han_words = None
+        else:
+            id_arrays, han_words = self._encode(paragraphs, han_pars)
         par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
         total = int(par_len.sum())
         ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
@@ -317,7 +332,10 @@ class Annotator:
             for kind, found in spans.items():
                 if found:
                     spans_by_par[kind][p] = found
-        self._attach_bare_whitespace(ids, word, bits)
+        if self.hf:
+            word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
+        else:
+            self._attach_bare_whitespace(ids, word, bits)
         word[first_tokens] = True
 
         sentence = self._sentence_starts(ids, first_tokens, bits)

@@ -30,6 +30,10 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
     p.add_argument("--doc-separator", default=None, metavar="LINE",
                    help="a line that separates documents in text input (default: blank lines)")
+    p.add_argument("--doc-regex", default=None, metavar="REGEX",
+                   help="a line fully matching REGEX starts a document and stays its first line "
+                        "(no ^ or $ needed; e.g. WikiText titles: ' = [^=].* = '); instead of "
+                        "--doc-separator")
     p.add_argument("--max-line-mb", type=float, default=10.0,
                    help="longer text lines are split, longer JSONL records skipped (default 10)")
     p.add_argument("--max-document-mb", type=float, default=64.0,
@@ -37,13 +41,17 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _input_options(args) -> InputOptions:
-    return InputOptions(
-        format=args.format,
-        text_field=args.text_field,
-        doc_separator=args.doc_separator,
-        max_line_bytes=int(args.max_line_mb * MB),
-        max_document_bytes=int(args.max_document_mb * MB),
-    )
+    try:
+        return InputOptions(
+            format=args.format,
+            text_field=args.text_field,
+            doc_separator=args.doc_separator,
+            doc_regex=args.doc_regex,
+            max_line_bytes=int(args.max_line_mb * MB),
+            max_document_bytes=int(args.max_document_mb * MB),
+        )
+    except ValueError as error:  # a bad option: say which, no traceback
+        raise SystemExit(f"error: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="encode a corpus into Arrow shards + manifest.json")
     _add_input_arguments(e)
-    e.add_argument("--tokenizer", required=True, metavar="PATH.model")
+    e.add_argument("--tokenizer", required=True, metavar="PATH.model|tokenizer.json",
+                   help="sentencepiece model, or a Hugging Face tokenizer.json (WordPiece, "
+                        "byte-level BPE, Unigram)")
     e.add_argument("--output", required=True, metavar="DIR")
     e.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per rank (default: all cores)")
@@ -129,6 +139,12 @@ def _run(args) -> int:
 
     if args.workers < 1:
         raise SystemExit("--workers must be >= 1")
+    from data_prep.hf_tokenizer import is_hf_tokenizer
+    if is_hf_tokenizer(args.tokenizer) and (args.language == "zh" or args.user_dict
+                                            or args.phrase_gazetteer or args.entity_gazetteer):
+        raise SystemExit(f"error: {args.tokenizer} is a Hugging Face tokenizer, whose whole words "
+                         "are its own: --language zh, --user-dict and gazetteers need a "
+                         "sentencepiece model (use --language en or auto)")
     cfg = EncodeConfig(
         inputs=args.input,
         tokenizer=args.tokenizer,

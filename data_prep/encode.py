@@ -37,6 +37,7 @@ from typing import Iterable, Iterator
 
 from data_prep import SCHEMA_VERSION, parallel, segment, worker
 from data_prep.annotate import SCHEMA
+from data_prep.hf_tokenizer import is_hf_tokenizer
 from data_prep.inputs import (
     MB,
     Counters,
@@ -49,6 +50,7 @@ from data_prep.inputs import (
 from data_prep.shards import MANIFEST, PartWriter, ShardedCorpus, ShardError, sha256_file
 
 TOKENIZER_FILE = "tokenizer.model"
+HF_TOKENIZER_FILE = "tokenizer.json"
 PARTS_DIR = "parts"
 
 POLICIES = {
@@ -87,7 +89,7 @@ class EncodeConfig:
 
 def _segmenter_record(cfg: EncodeConfig, announce: bool) -> dict | None:
     """The Han segmenter the run uses (None with ``--language en``), as in the manifest."""
-    if cfg.language == "en":
+    if cfg.language == "en" or is_hf_tokenizer(cfg.tokenizer):  # HF: its own words (hf_tokenizer)
         if cfg.user_dict:
             raise segment.UserDictError("--user-dict needs --language zh or auto: with en, Han text is one word per character")
         return None
@@ -222,6 +224,8 @@ class Encoder:
         self.paths = expand_inputs(cfg.inputs)
         self.units = plan_units(self.paths, cfg.split_bytes)
         self.tokenizer_sha = sha256_file(cfg.tokenizer)
+        # A Hugging Face tokenizer keeps its name, so that readers know which kind it is.
+        self.tokenizer_file = HF_TOKENIZER_FILE if is_hf_tokenizer(cfg.tokenizer) else TOKENIZER_FILE
         self.gazetteer_shas = _gazetteer_shas(cfg)
         self.segmenter = _segmenter_record(cfg, announce=comm.rank == 0)
         self.fingerprint = _fingerprint(cfg, self.paths, self.tokenizer_sha, self.gazetteer_shas, self.segmenter)
@@ -242,9 +246,9 @@ class Encoder:
             # Stale or broken: remove it first so that a half-finished run never looks done.
             manifest_path.unlink()
         self.parts.mkdir(exist_ok=True)
-        tmp = self.out / (TOKENIZER_FILE + ".tmp")
+        tmp = self.out / (self.tokenizer_file + ".tmp")
         shutil.copyfile(self.cfg.tokenizer, tmp)
-        os.replace(tmp, self.out / TOKENIZER_FILE)
+        os.replace(tmp, self.out / self.tokenizer_file)
         return None
 
     def finish(self, records: dict[int, dict]) -> dict:
@@ -266,7 +270,7 @@ class Encoder:
                 stale.unlink()
         manifest = {
             "schema_version": SCHEMA_VERSION,
-            "tokenizer": {"file": TOKENIZER_FILE, "sha256": self.tokenizer_sha},
+            "tokenizer": {"file": self.tokenizer_file, "sha256": self.tokenizer_sha},
             "columns": {
                 "token_ids": "list<int32>: sentencepiece ids",
                 "sentence_starts": "list<int32>: token offsets where sentences start, first is 0",

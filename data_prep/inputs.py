@@ -40,7 +40,7 @@ import json
 import os
 import re
 import zlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import zstandard
@@ -92,12 +92,26 @@ class InputOptions:
     doc_separator: str | None = None  # None: blank lines separate documents
     max_line_bytes: int = 10 * MB
     max_document_bytes: int = 64 * MB
+    doc_regex: str | None = None
+    """A line that fully matches this regular expression starts a document and stays in it as
+    its first line (WikiText's `` = Title = `` lines); None: ``doc_separator`` / blank lines."""
 
     def __post_init__(self):
         if self.format not in ("text", "jsonl"):
             raise ValueError(f"format must be 'text' or 'jsonl', not {self.format!r}")
         if self.doc_separator is not None and not self.doc_separator.strip():
             raise ValueError("doc_separator must contain a non-whitespace character")
+        if self.doc_regex is not None:
+            if self.doc_separator is not None:
+                raise ValueError("give --doc-separator or --doc-regex, not both")
+            try:
+                pattern = re.compile(self.doc_regex.encode("utf-8"))
+            except re.error as error:
+                raise ValueError(f"--doc-regex {self.doc_regex!r} is not a regular expression: "
+                                 f"{error}") from None
+            if pattern.fullmatch(b""):
+                raise ValueError(f"--doc-regex {self.doc_regex!r} matches an empty line: every "
+                                 f"blank line would start a document; make it need a character")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +407,40 @@ def _separator_candidates(sep: bytes):
     return candidates
 
 
+def _regex_candidates(pattern: re.Pattern):
+    """Whole lines that fully match ``pattern`` (one multi-line search over the buffer)."""
+    lines = re.compile(rb"^(?:" + pattern.pattern + rb")\r?$", re.MULTILINE)
+
+    def candidates(buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        for m in lines.finditer(buf, lo, hi):
+            yield m.span()
+
+    return candidates
+
+
+@dataclasses.dataclass(frozen=True)
+class _Boundary:
+    """How documents are delimited in text input: candidate lines, the exact test, and whether
+    a boundary line is kept as the first line of the document it opens (``--doc-regex``)."""
+
+    candidates: Callable
+    is_sep: Callable[[bytes], bool]
+    blank: bool
+    keeps_line: bool
+
+    @classmethod
+    def of(cls, options: InputOptions) -> "_Boundary":
+        if options.doc_regex is not None:
+            pattern = re.compile(options.doc_regex.encode("utf-8"))
+            return cls(_regex_candidates(pattern),
+                       lambda raw: pattern.fullmatch(raw[:-1] if raw.endswith(b"\r") else raw)
+                       is not None, False, True)
+        if options.doc_separator is None:
+            return cls(_blank_candidates, _is_blank, True, False)
+        sep = options.doc_separator.strip().encode("utf-8")
+        return cls(_separator_candidates(sep), lambda raw: raw.strip() == sep, False, False)
+
+
 def _find_separator(stream, pos: int, at_line_start: bool, candidates, is_sep, max_line: int):
     """Scan forward from ``pos`` for the first separator line that starts at or after
     it (after the end of a partial line when ``pos`` is not at a line start).
@@ -563,10 +611,11 @@ class _TextAssembler:
     """
 
     def __init__(self, options: InputOptions, counters: Counters, end: int | None, opened_by_sep: bool):
-        self.blank = options.doc_separator is None
-        sep = b"" if self.blank else options.doc_separator.strip().encode("utf-8")
-        self.candidates = _blank_candidates if self.blank else _separator_candidates(sep)
-        self.is_sep = _is_blank if self.blank else (lambda raw: raw.strip() == sep)
+        boundary = _Boundary.of(options)
+        self.blank = boundary.blank
+        self.keeps_line = boundary.keeps_line
+        self.candidates = boundary.candidates
+        self.is_sep = boundary.is_sep
         self.counters = counters
         self.max_doc = options.max_document_bytes
         self.end = end
@@ -585,7 +634,7 @@ class _TextAssembler:
                 self._content(chunk[cursor : s - 1], out)
             if self.separator(pos + s, out):
                 return True
-            cursor = e + 1
+            cursor = s if self.keeps_line else e + 1
         if cursor < len(chunk):
             self._content(chunk[cursor : len(body)], out)
         return False
@@ -596,7 +645,8 @@ class _TextAssembler:
         self._line(raw, out)
 
     def separator(self, pos: int, out: list[str]) -> bool:
-        if self.doc or (self.opened_by_sep and not self.blank):
+        # A kept boundary line makes every document non-empty: none between two of them.
+        if self.doc or (self.opened_by_sep and not self.blank and not self.keeps_line):
             out.append(_decode_document(self.doc, self.counters))
         self.doc, self.doc_bytes = [], 0
         self.opened_by_sep = True
@@ -628,8 +678,7 @@ class _TextAssembler:
 
 
 def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> Iterator[str]:
-    blank_mode = options.doc_separator is None
-    sep = b"" if blank_mode else options.doc_separator.strip().encode("utf-8")
+    boundary = _Boundary.of(options)
     max_line = options.max_line_bytes
     stream = open_binary(unit.path)
     with stream:
@@ -640,13 +689,8 @@ def _text_documents(unit: Unit, options: InputOptions, counters: Counters) -> It
             # it belongs to a document of the previous unit.
             stream.seek(unit.start - 1)
             at_line_start = stream.read(1) == b"\n"
-            if blank_mode:
-                found = _find_separator(stream, unit.start, at_line_start, _blank_candidates, _is_blank, max_line)
-            else:
-                found = _find_separator(
-                    stream, unit.start, at_line_start, _separator_candidates(sep),
-                    lambda raw: raw.strip() == sep, max_line,
-                )
+            found = _find_separator(stream, unit.start, at_line_start, boundary.candidates,
+                                    boundary.is_sep, max_line)
             if found is None:
                 return
             regions = _regions(stream, found[0], max_line, found[1])

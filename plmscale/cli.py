@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = {"export": "plmscale.export.command", "plan": "plmscale.perf.cli",
-            "elmo": "plmscale.families.elmo.embed",
+COMMANDS = {"export": "plmscale.export.command", "import": "plmscale.export.import_command",
+            "plan": "plmscale.perf.cli", "elmo": "plmscale.families.elmo.embed",
             "report": "plmscale.report"}
 """Subcommand -> module with a ``main(argv) -> int``."""
 

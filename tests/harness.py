@@ -9,16 +9,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
-import socket
 import tempfile
 import traceback
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from plmscale.parallel.launch_env import free_port  # noqa: F401  (tests import it from here)
 
 
 def _entry(rank: int, world_size: int, port: int, out_dir: str, fn, args):

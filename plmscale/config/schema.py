@@ -277,6 +277,14 @@ class TrainConfig:
     save_dir: Optional[str] = None
     load_dir: Optional[str] = None
     """Resume from the latest checkpoint in this directory (model, optimizer, schedule, step, data)."""
+    init_from: Optional[str] = None
+    """Start from the weights of this checkpoint directory (any TP x PP x ZeRO layout, e.g. written
+    by ``plmscale import`` from a Hugging Face model) at step 0 with a fresh optimizer and schedule:
+    continued pretraining. Its model fields must equal this run's (dropout aside). Ignored when the
+    run resumes (``load_dir`` / ``auto_resume``)."""
+    init_optimizer: bool = False
+    """With ``init_from``: also keep its optimizer state (Adam moments); the checkpoint must then have
+    this run's TP, PP and ZeRO layout. The step and schedule still start at 0."""
     tensorboard_dir: Optional[str] = None
     progress_bar: bool = True
     keep_last_n: int = 0

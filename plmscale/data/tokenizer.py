@@ -37,6 +37,8 @@ class SpecialTokens:
             raise FileNotFoundError(f"tokenizer model {path} not found; train one with "
                                     "`python -m data_prep train-tokenizer` or point data.path at "
                                     "a directory written by `python -m data_prep encode`")
+        if path.suffix == ".json":
+            return cls._from_hf_tokenizer(path)
         sp = spm.SentencePieceProcessor(model_file=str(path))
 
         def piece(name: str) -> int:
@@ -58,6 +60,44 @@ class SpecialTokens:
                    mask=piece("[MASK]"), bos=piece("<s>"), eos=piece("</s>"),
                    special_ids=special, normal_ids=normal, start=optional("[START]"),
                    gmask=optional("[gMASK]"), smask=optional("[sMASK]"))
+
+
+    @classmethod
+    def _from_hf_tokenizer(cls, path: Path) -> "SpecialTokens":
+        """A Hugging Face ``tokenizer.json``: each role is the first of ``HF_ROLE_NAMES`` the
+        tokenizer has (BERT's ``[CLS]``..., RoBERTa's ``<s>``..., GPT-2's ``<|endoftext|>``)."""
+        from tokenizers import Tokenizer
+        tokenizer = Tokenizer.from_file(str(path))
+        ids = {}
+        for role, names in HF_ROLE_NAMES.items():
+            found = [i for i in map(tokenizer.token_to_id, names) if i is not None]
+            if not found and role != "mask":
+                raise ValueError(f"tokenizer {path} has none of {', '.join(names)} (the {role} "
+                                 f"token); add one as a special token")
+            ids[role] = found[0] if found else -1
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        special = np.array(sorted(i for i, t in tokenizer.get_added_tokens_decoder().items()
+                                  if t.special), dtype=np.int64)
+        return cls(vocab_size=size, special_ids=special,
+                   normal_ids=np.setdiff1d(np.arange(size), special), **ids)
+
+
+HF_ROLE_NAMES = {"pad": ("[PAD]", "<pad>", "<|endoftext|>"), "cls": ("[CLS]", "<s>", "<|endoftext|>"),
+                 "sep": ("[SEP]", "</s>", "<|endoftext|>"), "mask": ("[MASK]", "<mask>"),
+                 "bos": ("<s>", "[CLS]", "<|endoftext|>"), "eos": ("</s>", "[SEP]", "<|endoftext|>")}
+"""Special-token names per role in Hugging Face tokenizers, first found wins; a tokenizer without
+a mask token (GPT-2) gets mask = -1, which only masking objectives use (they then fail on it)."""
+
+
+def piece_ids(tokenizer_path, pieces: list[str]) -> list[int | None]:
+    """Ids of ``pieces`` in a sentencepiece model or a ``tokenizer.json`` (None: not there)."""
+    if str(tokenizer_path).endswith(".json"):
+        from tokenizers import Tokenizer
+        return list(map(Tokenizer.from_file(str(tokenizer_path)).token_to_id, pieces))
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
+    unk = sp.unk_id()
+    return [None if i == unk and p != sp.id_to_piece(unk) else i
+            for p, i in zip(pieces, map(sp.piece_to_id, pieces))]
 
 
 def _is_user_defined(sp: spm.SentencePieceProcessor, token_id: int) -> bool:

@@ -84,7 +84,11 @@ class Family:
     hf_config: Optional[Callable[[ModelConfig], object]] = None
     """The ``transformers`` config of the same architecture (for counts and export)."""
     to_hf_state_dict: Optional[Callable[[dict, ModelConfig], dict]] = None
-    """Full (TP-gathered, unpadded) plmscale tensors -> HF state dict."""
+    """Full (TP-gathered, unpadded) plmscale tensors -> HF state dict (``plmscale import`` runs it
+    backwards: ``plmscale.export.inverse``)."""
+    from_hf_config: Optional[Callable[[object], dict]] = None
+    """HF config -> this family's ModelConfig fields (the reverse of ``hf_config``); None = the
+    family cannot be imported from Hugging Face."""
     fields: FamilyFields = FamilyFields()
     """The optional config fields this family reads, and its objective defaults."""
     presets: dict[str, dict] = field(default_factory=dict)

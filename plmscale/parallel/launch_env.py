@@ -52,10 +52,10 @@ class LaunchEnv:
         environ.update(RANK=str(self.rank), LOCAL_RANK=str(self.local_rank),
                        WORLD_SIZE=str(self.world_size), MASTER_ADDR=self.master_addr)
         environ["MASTER_PORT"] = str(self.master_port if self.master_port is not None
-                                     else _free_port())
+                                     else free_port())
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -151,7 +151,7 @@ def mpi_rendezvous() -> tuple[str, int]:
     comm = MPI.COMM_WORLD
     pair = None
     if comm.Get_rank() == 0:
-        pair = (socket.gethostbyname(socket.gethostname()), _free_port())
+        pair = (socket.gethostbyname(socket.gethostname()), free_port())
     return comm.bcast(pair, root=0)
 
 

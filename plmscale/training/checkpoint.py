@@ -325,6 +325,27 @@ def other_expert_parallel_size(cfg: ExperimentConfig | None, saved: dict) -> int
     return before if before != cfg.model.expert_model_parallel_size else 0
 
 
+def load_optimizer(engine, directory: str, cfg: ExperimentConfig) -> None:
+    """Collective. ``train.init_optimizer``: the model and optimizer state of the newest complete
+    tag of ``directory``, which must have this run's layout; the step and schedule stay at 0."""
+    tag = latest_checkpoint(directory)
+    if tag is None:
+        raise CheckpointError(f"train.init_from {directory} holds no complete checkpoint")
+    saved = saved_config(directory, tag).parallel
+    p = cfg.parallel
+    if (saved.tensor_model_parallel_size, saved.pipeline_model_parallel_size, saved.zero_stage) != \
+            (p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.zero_stage):
+        raise CheckpointError(
+            f"train.init_optimizer needs train.init_from at this run's layout: {directory}/{tag} is "
+            f"TP{saved.tensor_model_parallel_size} x PP{saved.pipeline_model_parallel_size} ZeRO "
+            f"{saved.zero_stage}; set parallel.* so, or train.init_optimizer=false (fresh optimizer)")
+    engine.checkpoint_engine.load = safe_load
+    path, _ = engine.load_checkpoint(directory, tag=tag, load_optimizer_states=True,
+                                     load_lr_scheduler_states=False)
+    if path is None:
+        raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
+
+
 def latest_checkpoint(directory: str | Path | None) -> str | None:
     """The newest complete tag of ``directory`` (by manifest), or None when there is none (or no
     directory is given)."""

@@ -13,6 +13,7 @@ from plmscale.families import build_model, get_family
 from plmscale.models.moe.parallel import check_experts_on_every_stage, create_expert_groups
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
 from plmscale.training.schedules import Schedule
+from plmscale.training.preemption import resume_directory
 
 
 def no_decay(name: str, param: torch.nn.Parameter) -> bool:
@@ -38,27 +39,34 @@ def uses_pipeline(cfg: ExperimentConfig) -> bool:
     return cfg.parallel.pipeline_model_parallel_size > 1
 
 
-def build_initialised_model(cfg: ExperimentConfig) -> torch.nn.Module:
+def build_initialised_model(cfg: ExperimentConfig,
+                            full: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """The family's model with layout-independent weights (same for any TP and PP layout), on this
     device: the ordinary module, or its ``PipelineModule`` when pipeline parallelism is on.
-    Collective over all ranks when the model has experts (their process groups are made here)."""
+    Collective over all ranks when the model has experts (their process groups are made here).
+
+    The weights are ``full`` (whole tensors under the ordinary model's names) when given, else
+    ``train.init_from``'s when set, else the seeded initialisation."""
     create_expert_groups(cfg)
+    family = get_family(cfg.model.family)
     if not uses_pipeline(cfg):
         model = build_model(cfg)
         initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size)
-        family = get_family(cfg.model.family)
-        if family.initialize is not None:
-            family.initialize(model, cfg)
-        return model.to(device())
-    from plmscale.parallel.pipeline import PiecewisePipeline
-    family = get_family(cfg.model.family)
-    pipe = PiecewisePipeline(family.pieces(cfg))
-    check_experts_on_every_stage(pipe)
-    initialize_parameters(pipe, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
-                          canonical_name=pipe.canonical_name)
+    else:
+        from plmscale.parallel.pipeline import PiecewisePipeline
+        model = PiecewisePipeline(family.pieces(cfg))
+        check_experts_on_every_stage(model)
+        initialize_parameters(model, cfg.train.seed, cfg.model.init_std, cfg.model.vocab_size,
+                              canonical_name=model.canonical_name)
     if family.initialize is not None:
-        family.initialize(pipe, cfg)
-    return pipe.to(device())
+        family.initialize(model, cfg)
+    if full is None and cfg.train.init_from and not resume_directory(cfg.train):
+        from plmscale.export.hf_import import initial_weights
+        full = initial_weights(cfg)
+    if full is not None:
+        from plmscale.export.hf_import import load_into
+        load_into(model, full, cfg)
+    return model.to(device())
 
 
 def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):

@@ -125,6 +125,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
     resume = resume_directory(t)
     if resume:
         step, micro_batches, extra = checkpoint.load(engine, resume, t.resume_fallback, cfg)
+    elif t.init_from and t.init_optimizer:
+        checkpoint.load_optimizer(engine, t.init_from, cfg)
     tokens_seen = int(extra.get("tokens_seen", 0))
     guard = StepGuard(engine, t, cfg.parallel.zero_stage, extra.get("guard"))
     samples, valid = run_samples(cfg)

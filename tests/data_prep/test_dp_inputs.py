@@ -88,6 +88,38 @@ def test_any_split_size_yields_the_same_documents(tmp_path, mode):
         assert got == docs, f"split_bytes={split}"
 
 
+WIKITEXT_TITLE = r" = [^=].* = "
+
+
+def test_doc_regex_starts_documents_at_title_lines(tmp_path):
+    """WikiText: `` = Title = `` lines open articles and stay their first line; `` = = Section
+    = = `` lines and blank lines are content; any unit cut gives the same documents; a plain or
+    gzip file reads the same way."""
+    articles = [f" = Article {i} = \n\n Text of {i} @-@ here .\n\n = = Part = = \n\n More {i} .\n"
+                for i in range(25)]
+    text = " preamble before any title\n\n" + "".join(articles)
+    p = tmp_path / "wiki.train.tokens"
+    p.write_bytes(text.replace("\n", "\r\n", 3).encode())  # CRLF in the first lines too
+    options = InputOptions(doc_regex=WIKITEXT_TITLE)
+    # lines are kept verbatim up to the next title (a blank line before it included)
+    expected = [" preamble before any title\n"] + [a.rstrip("\n") for a in articles]
+    for split in (1, 2, 3, 7, 19, 64, 333, 1 << 40):
+        docs, _ = read_all(p, options, split_bytes=split)
+        assert docs == expected, split
+    (tmp_path / "wiki.gz").write_bytes(gzip.compress(text.encode()))
+    assert read_all(tmp_path / "wiki.gz", options)[0] == expected
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(doc_regex="(unclosed"), "is not a regular expression"),
+    (dict(doc_regex=" *"), "matches an empty line"),
+    (dict(doc_regex="x", doc_separator="y"), "not both"),
+])
+def test_bad_doc_regex_is_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        InputOptions(**kwargs)
+
+
 def test_gzip_and_zstd_inputs(tmp_path):
     text = "one\n\ntwo\n\nthree\n"
     (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode()))
@@ -201,3 +233,10 @@ def test_tiny_read_blocks_change_nothing(tmp_path, monkeypatch, block):
         got, c2 = read_all(p, options, split_bytes=split)
         assert got == expected and c1 == c2, (block, split)
     assert expected[0] == "doc 0\nsecond é line " and c1["long_lines_split"] == 1
+
+
+def test_cli_refuses_a_bad_doc_regex_without_a_traceback(tmp_path):
+    from data_prep.cli import main
+    with pytest.raises(SystemExit, match="--doc-regex '\\(' is not a regular expression"):
+        main(["encode", "--input", __file__, "--doc-regex", "(", "--tokenizer", "x.model",
+              "--output", str(tmp_path / "out")])

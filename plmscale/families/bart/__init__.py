@@ -3,7 +3,7 @@
 from plmscale.export.generation import GenerationSpec
 from plmscale.export.hf import HFExport, HFPart
 from plmscale.families import NO_NSP, Family, FamilyFields
-from plmscale.families.bart.hf import hf_config, to_hf_state_dict
+from plmscale.families.bart.hf import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.bart.model import BartForConditionalGeneration, bart_pieces
 from plmscale.families.bart.presets import PRESETS
 from plmscale.families.bart.samples import BartSamples
@@ -16,6 +16,7 @@ FAMILY = Family(
                                             cfg.train.seed),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
     fields=FamilyFields(
         model=("num_decoder_layers", "position_offset"),
         objective=("infilling_ratio", "poisson_lambda", "permute_sentences", "rotate_document",

@@ -86,3 +86,18 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
             if stack == "decoder":
                 _cross_attention(full, ours, hf, heads, out)
     return out
+
+
+def from_hf_config(hf) -> dict:
+    """ModelConfig fields of an HF ``BartConfig`` (the reverse of ``hf_config``)."""
+    if hf.encoder_ffn_dim != hf.decoder_ffn_dim or \
+            hf.encoder_attention_heads != hf.decoder_attention_heads:
+        raise ValueError("plmscale BART has one ffn_hidden_size and one head count for both "
+                         "stacks; this HF BART differs between encoder and decoder")
+    return dict(vocab_size=hf.vocab_size, hidden_size=hf.d_model, num_layers=hf.encoder_layers,
+                num_decoder_layers=hf.decoder_layers,
+                num_attention_heads=hf.encoder_attention_heads, ffn_hidden_size=hf.encoder_ffn_dim,
+                gelu_approximate="none" if hf.activation_function == "gelu" else "tanh",
+                hidden_dropout=hf.dropout, attention_dropout=hf.attention_dropout,
+                max_position_embeddings=hf.max_position_embeddings, init_std=hf.init_std,
+                layernorm_epsilon=1e-5)

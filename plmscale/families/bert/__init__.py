@@ -2,7 +2,7 @@
 
 from plmscale.export.hf import HFExport, HFPart, encoder_token_ids
 from plmscale.families import MASKED_LM_FIELDS, MOE_FIELDS, Family, FamilyFields
-from plmscale.families.bert.hf import hf_config, to_hf_state_dict
+from plmscale.families.bert.hf import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.bert.model import BertForPreTraining, bert_pieces
 from plmscale.families.bert.presets import PRESETS
 from plmscale.families.bert.samples import BertSamples
@@ -25,6 +25,7 @@ FAMILY = Family(
                                             cfg.train.seed, global_batch_size=global_batch_size(cfg)),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
     fields=FamilyFields(model=MOE_FIELDS, objective=MASKED_LM_FIELDS + (
         "next_sentence_prediction", "masking_schedule", "masking_schedule_mode",
         "span_boundary_objective")),

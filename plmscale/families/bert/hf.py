@@ -103,3 +103,25 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     out["cls.predictions.decoder.weight"] = full[emb + "word_embeddings.weight"]
     out["cls.predictions.decoder.bias"] = full["lm_head.logits.bias"]
     return out
+
+
+def _gelu_form(act: str) -> str:
+    """HF's activation name -> model.gelu_approximate (check_config refuses what this misreads)."""
+    return "none" if act in ("gelu", "gelu_python") else "tanh"
+
+
+def encoder_config_fields(hf) -> dict:
+    """The reverse of ``encoder_config_kwargs``: ModelConfig fields from an HF BERT-style config."""
+    return dict(vocab_size=hf.vocab_size, hidden_size=hf.hidden_size,
+                num_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads,
+                ffn_hidden_size=hf.intermediate_size, gelu_approximate=_gelu_form(hf.hidden_act),
+                hidden_dropout=hf.hidden_dropout_prob,
+                attention_dropout=hf.attention_probs_dropout_prob,
+                max_position_embeddings=hf.max_position_embeddings,
+                type_vocab_size=hf.type_vocab_size, layernorm_epsilon=hf.layer_norm_eps,
+                init_std=hf.initializer_range)
+
+
+def from_hf_config(hf) -> dict:
+    """ModelConfig fields of an HF ``BertConfig`` (the reverse of ``hf_config``)."""
+    return encoder_config_fields(hf)

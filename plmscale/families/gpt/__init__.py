@@ -3,7 +3,7 @@
 from plmscale.export.generation import GenerationSpec
 from plmscale.export.hf import HFExport, HFPart
 from plmscale.families import MOE_FIELDS, NO_NSP, Family, FamilyFields
-from plmscale.families.gpt.hf import hf_config, to_hf_state_dict
+from plmscale.families.gpt.hf import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.gpt.model import GPTForCausalLM, gpt_pieces
 from plmscale.families.gpt.presets import PRESETS
 from plmscale.families.gpt.samples import GPTSamples
@@ -16,6 +16,7 @@ FAMILY = Family(
                                            cfg.train.seed),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
     fields=FamilyFields(model=MOE_FIELDS, objective=("reset_attention_at_document_boundary",),
                         objective_defaults=NO_NSP),
     presets=PRESETS,

@@ -62,3 +62,12 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
         out[hf + "mlp.c_proj.weight"] = full[ours + "mlp.linear_fc2.weight"].t().contiguous()
         out[hf + "mlp.c_proj.bias"] = full[ours + "mlp.linear_fc2.bias"]
     return out
+
+
+def from_hf_config(hf) -> dict:
+    """ModelConfig fields of an HF ``GPT2Config`` (the reverse of ``hf_config``)."""
+    return dict(vocab_size=hf.vocab_size, max_position_embeddings=hf.n_positions,
+                hidden_size=hf.n_embd, num_layers=hf.n_layer, num_attention_heads=hf.n_head,
+                ffn_hidden_size=hf.n_inner or 4 * hf.n_embd, gelu_approximate="tanh",
+                hidden_dropout=hf.resid_pdrop, attention_dropout=hf.attn_pdrop,
+                layernorm_epsilon=hf.layer_norm_epsilon, init_std=hf.initializer_range)

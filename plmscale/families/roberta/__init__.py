@@ -2,7 +2,7 @@
 
 from plmscale.export.hf import HFExport, HFPart
 from plmscale.families import MASKED_LM_FIELDS, MOE_FIELDS, NO_NSP, Family, FamilyFields
-from plmscale.families.roberta.hf import hf_config, to_hf_state_dict
+from plmscale.families.roberta.hf import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.roberta.model import RobertaForMaskedLM, roberta_pieces
 from plmscale.families.roberta.presets import PRESETS
 from plmscale.families.roberta.samples import RobertaSamples
@@ -15,6 +15,7 @@ FAMILY = Family(
                                                cfg.train.seed),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
     fields=FamilyFields(model=("position_offset",) + MOE_FIELDS, objective=MASKED_LM_FIELDS,
                         objective_defaults=NO_NSP),
     presets=PRESETS,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.hf import embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf
+from plmscale.families.bert.hf import (embeddings_to_hf, encoder_config_fields,
+                                       encoder_config_kwargs, encoder_layer_to_hf)
 
 
 def hf_config(cfg: ModelConfig):
@@ -38,3 +39,11 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     out["lm_head.decoder.weight"] = full[emb + "word_embeddings.weight"]
     out["lm_head.decoder.bias"] = full["lm_head.logits.bias"]
     return out
+
+
+def from_hf_config(hf) -> dict:
+    """ModelConfig fields of an HF ``RobertaConfig`` (the reverse of ``hf_config``)."""
+    fields = encoder_config_fields(hf)
+    fields["position_offset"] = hf.pad_token_id + 1
+    fields["max_position_embeddings"] -= fields["position_offset"]
+    return fields

@@ -3,7 +3,7 @@
 from plmscale.export.generation import GenerationSpec
 from plmscale.export.hf import HFExport, HFPart
 from plmscale.families import MOE_FIELDS, NO_NSP, Family, FamilyFields
-from plmscale.families.t5.hf import hf_config, to_hf_state_dict
+from plmscale.families.t5.hf import from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.t5.model import T5ForConditionalGeneration, t5_initialize, t5_pieces
 from plmscale.families.t5.presets import PRESETS
 from plmscale.families.t5.samples import T5Samples
@@ -15,6 +15,7 @@ FAMILY = Family(
     samples=lambda corpus, cfg: T5Samples(corpus, cfg.data, cfg.objective, cfg.train.seed),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
+    from_hf_config=from_hf_config,
     fields=FamilyFields(
         model=("num_decoder_layers", "normalization", "activation", "add_bias_linear",
                "position_embedding_type", "relative_attention_num_buckets",

@@ -116,3 +116,28 @@ def to_hf_model(full: dict[str, torch.Tensor], cfg: ModelConfig, **config_kwargs
     if "lm_head.weight" in state:  # v1.1: a head of its own (see the module docstring)
         model.lm_head.weight = torch.nn.Parameter(state["lm_head.weight"].clone())
     return model
+
+
+_ACTIVATIONS = {"relu": ("relu", "none"), "gated-gelu": ("gated-gelu", "tanh"),
+                "gated-gelu_python": ("gated-gelu", "none"), "gelu_new": ("gelu", "tanh"),
+                "gelu": ("gelu", "none")}
+"""HF feed_forward_proj -> (model.activation, model.gelu_approximate): ``_feed_forward_proj``
+read backwards."""
+
+
+def from_hf_config(hf) -> dict:
+    """ModelConfig fields of an HF ``T5Config`` (the reverse of ``hf_config``)."""
+    if hf.feed_forward_proj not in _ACTIVATIONS:
+        raise ValueError(f"HF T5 feed_forward_proj={hf.feed_forward_proj!r} has no plmscale "
+                         f"equivalent (known: {', '.join(_ACTIVATIONS)})")
+    activation, gelu = _ACTIVATIONS[hf.feed_forward_proj]
+    return dict(vocab_size=hf.vocab_size, hidden_size=hf.d_model, kv_channels=hf.d_kv,
+                ffn_hidden_size=hf.d_ff, num_layers=hf.num_layers,
+                num_decoder_layers=hf.num_decoder_layers, num_attention_heads=hf.num_heads,
+                relative_attention_num_buckets=hf.relative_attention_num_buckets,
+                relative_attention_max_distance=hf.relative_attention_max_distance,
+                hidden_dropout=hf.dropout_rate, layernorm_epsilon=hf.layer_norm_epsilon,
+                activation=activation, gelu_approximate=gelu,
+                tie_word_embeddings=hf.tie_word_embeddings,
+                scale_tied_logits=hf.tie_word_embeddings, normalization="rmsnorm",
+                add_bias_linear=False, position_embedding_type="relative")

@@ -9,7 +9,6 @@ offset per epoch; the noise spans are drawn from a generator seeded by (seed, i)
 from __future__ import annotations
 
 import numpy as np
-import sentencepiece as spm
 
 from plmscale.config.schema import DataConfig, ObjectiveConfig
 from plmscale.data.corpus import Corpus
@@ -23,11 +22,10 @@ MAX_SENTINELS = 100
 
 def sentinel_ids(tokenizer_path) -> np.ndarray:
     """Ids of ``<extra_id_0>``, ``<extra_id_1>``, ... that the tokenizer has (in that order)."""
-    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
+    from plmscale.data.tokenizer import piece_ids
     ids = []
-    for i in range(MAX_SENTINELS):
-        token_id = sp.piece_to_id(f"<extra_id_{i}>")
-        if token_id == sp.unk_id():
+    for token_id in piece_ids(tokenizer_path, [f"<extra_id_{i}>" for i in range(MAX_SENTINELS)]):
+        if token_id is None:
             break
         ids.append(token_id)
     return np.asarray(ids, dtype=np.int64)
