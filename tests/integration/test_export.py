@@ -69,7 +69,7 @@ def test_exported_tokenizer_reproduces_sentencepiece(exported, family):
     layouts = {"bert": (4, 5), "albert": (4, 5), "electra": (4, 5), "distilbert": (4, 5),
                "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None),
                "llama": (3, None), "unilm": (4, 5), "glm": (4, None), "mpnet": (2, 3),
-               "xlnet": (None, None)}
+               "xlnet": (None, None), "ernie": (4, 5)}
     head, tail = layouts[family]
     assert wrapped == [i for i in (head,) if i is not None] + plain + [i for i in (tail,) if i is not None]
     if family in DECODERS + ("t5", "bart"):
