@@ -39,8 +39,9 @@ def test_truncated_poisson_spans_cover_15_percent_and_never_touch():
     rng = np.random.default_rng(0)
     lengths, fractions = [], []
     for _ in range(1500):
-        n, spans = blank_spans(511, 511, rng)
-        assert 1 + n + 2 * len(spans) <= 512
+        # A text longer than the room: n shrinks by exactly 2 per span ([MASK] and [START]).
+        n, spans = blank_spans(600, 511, rng)
+        assert n + 2 * len(spans) == 511, (n, len(spans))
         starts, ends = np.array(spans).T
         assert (starts[1:] > ends[:-1]).all() and starts[0] >= 0 and ends[-1] <= n  # gaps >= 1
         lengths += list(ends - starts)
