@@ -21,8 +21,8 @@ Each side's FLOPs per step are counted on one extra (untimed) step with
 ``torch.utils.flop_counter.FlopCounterMode`` (the matmuls and attention it actually ran, forward and
 backward), so the achieved GFLOP/s compares the two per FLOP; the fraction is of the machine's fp32
 GEMM peak, measured in the same run (a 2048^2 matmul, best of several, before and after the steps).
-``--size tiny`` (width 64) is for the unit test; ``--size base`` is BERT-base / GPT-2 small (12 x 768, 12 heads, FFN 3072; 6 or 6+6 layers for
-DistilBERT and the encoder-decoders).
+``--size tiny`` (width 64) is for the unit test; ``--size base`` is BERT-base / GPT-2 small
+(12 x 768, 12 heads, FFN 3072; 6 or 6+6 layers for DistilBERT and the encoder-decoders).
 """
 
 from __future__ import annotations
