@@ -214,6 +214,7 @@ def hf_modules(cfg, full: dict[str, torch.Tensor] | None = None) -> list[torch.n
     modules = [model.train()]
     if family.name == "glm":
         table = torch.nn.Embedding(cfg.model.max_position_embeddings, cfg.model.hidden_size)
+        torch.nn.init.normal_(table.weight, std=cfg.model.init_std)  # as GPT-2's tables
         if full is not None:
             (make,) = part.extra_files.values()
             table.weight.data.copy_(make(full, cfg.model)["weight"])
