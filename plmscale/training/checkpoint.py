@@ -20,6 +20,7 @@ work from any directory, wherever the training shards went.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -112,8 +113,10 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
                                          "config": config_to_dict(cfg)})
     _write_self_containment(engine, tag_dir, cfg)
     dist.barrier()
+    from plmscale.training.relayout import current_layout
     commit(directory, tag, {"step": step, "micro_batches": micro_batches, "extra": extra or {},
-                            "config": config_to_dict(cfg), "data": data_identity(cfg)}, cfg)
+                            "config": config_to_dict(cfg), "data": data_identity(cfg),
+                            "layout": dataclasses.asdict(current_layout(cfg))}, cfg)
     if dist.get_rank() == 0:
         shutil.rmtree(replaced, ignore_errors=True)
 
@@ -299,6 +302,17 @@ def load(engine, directory: str, fallback: bool = True,
     saved = metadata(directory, tag)
     if cfg is not None:
         check_same_data(cfg, saved, f"{directory}/{tag}")
+    step, micro_batches = int(saved["step"]), int(saved["micro_batches"])
+    if cfg is not None and not cfg.model.num_experts:
+        from plmscale.training import relayout
+        before, now = relayout.saved_layout(directory, tag, saved), relayout.current_layout(cfg)
+        if (before.tensor, before.pipeline) != (now.tensor, now.pipeline) or (
+                not module_only and before != now):
+            relayout.load_resliced(engine, directory, tag, cfg, step, module_only)
+            warn(f"{directory}/{tag} was saved at {before}; resumed at {now} (weights"
+                 f"{'' if module_only else ', Adam moments, step and data position'} re-sliced)")
+            return step, relayout.data_position(micro_batches, saved, before, cfg), \
+                saved.get("extra", {})
     engine.checkpoint_engine.load = safe_load
     weights_only = other_expert_parallel_size(cfg, saved)
     path, _ = engine.load_checkpoint(directory, tag=tag, load_module_only=bool(weights_only),
@@ -307,13 +321,13 @@ def load(engine, directory: str, fallback: bool = True,
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
     if weights_only:
-        engine.lr_scheduler.load_state_dict({"last_epoch": int(saved["step"]),
-                                             "_step_count": int(saved["step"]) + 1})
+        from plmscale.training.relayout import continue_schedule
+        continue_schedule(engine, step)
         warn(f"{directory}/{tag} was saved at model.expert_model_parallel_size="
              f"{weights_only}: its weights are loaded at {cfg.model.expert_model_parallel_size} "
              f"(experts are stored per global id) and the schedule continues, but the optimizer "
              f"moments restart (DeepSpeed partitions them by the expert-parallel layout)")
-    return int(saved["step"]), int(saved["micro_batches"]), saved.get("extra", {})
+    return step, micro_batches, saved.get("extra", {})
 
 
 def other_expert_parallel_size(cfg: ExperimentConfig | None, saved: dict) -> int:
