@@ -100,9 +100,13 @@ def load_resliced(engine, directory: str | Path, tag: str, cfg: ExperimentConfig
     continue_schedule(engine, step)
 
 
-def continue_schedule(engine, step: int) -> None:
-    """The LR schedule and the engine's step counters go on from ``step`` applied steps."""
+def continue_schedule(engine, step: int, counters: bool = True) -> None:
+    """The LR schedule (the resumed config's curve) goes on from ``step`` applied steps, and with
+    ``counters`` the engine's step counters (which DeepSpeed restores itself only when it loads
+    the checkpoint's engine state)."""
     engine.lr_scheduler.load_state_dict({"last_epoch": step, "_step_count": step + 1})
+    if not counters:
+        return
     engine.global_steps = step
     engine.global_samples = step * engine.train_batch_size()
 
