@@ -45,11 +45,10 @@ def test_resume_on_other_layouts_continues_as_at_the_saved_one(demo_shards, tmp_
     # The schedule continued (not restarted): the same rates as at the saved layout.
     assert [h["lr"] for h in histories[4]] == pytest.approx([h["lr"] for h in reference["tp2"]])
 
-    # 4 ranks: both checkpoints -> TP2 x PP2.
-    pipelined = run_ranks(4, train_runs, str(demo_shards),
-                          [resume(ckpt["tp2"], TP2_PP2), resume(ckpt["dp2"], TP2_PP2)])[0]
-    for name, history in zip(SAVED, pipelined):
-        assert_close(losses(history), losses(reference[name]), f"{name} -> TP2xPP2 losses")
+    # 4 ranks: DP2 -> TP2 x PP2 (TP, PP and DP change at once; one 4-rank group is the costly
+    # part of this test, and TP2's merge is covered by the other two resumes).
+    (pipelined,) = run_ranks(4, train_runs, str(demo_shards), [resume(ckpt["dp2"], TP2_PP2)])[0]
+    assert_close(losses(pipelined), losses(reference["dp2"]), "DP2 -> TP2xPP2 losses")
 
     # 1 rank: both -> DP1 (ZeRO-1, and ZeRO-0 for the TP2 one); the resumed engines hold exactly
     # the files' weights and moments; a resume with the moments dropped goes elsewhere.
