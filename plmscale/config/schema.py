@@ -299,6 +299,10 @@ class TrainConfig:
     """Losses of the last N applied steps form the spike rule's rolling mean and std."""
     spike_std_factor: float = 0.0
     """Skip a step whose loss exceeds rolling mean + factor * std (0 = no spike rule)."""
+    grad_norm_spike_std_factor: float = 0.0
+    """Skip a step whose global gradient norm (before clipping) exceeds the rolling mean + factor *
+    std of the last ``spike_window`` applied steps' norms (0 = no rule; costs one norm reduction
+    per step, ``plmscale.training.guards``)."""
     max_consecutive_skips: int = 5
     """Stop the run (with a checkpoint of the last good state) after this many skips in a row."""
     collective_timeout_s: float = 1800.0

@@ -39,7 +39,8 @@ AT_LEAST_ZERO = {
     "model": ("init_std", "position_offset", "type_vocab_size"),
     "data": ("num_workers",),
     "train": ("seed", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "save_interval",
-              "eval_interval", "keep_last_n", "spike_std_factor"),
+              "eval_interval", "keep_last_n", "spike_std_factor",
+              "grad_norm_spike_std_factor"),
     "objective": ("rtd_weight", "distillation_alpha_ce", "distillation_alpha_mlm",
                   "distillation_alpha_cos"),
 }
