@@ -134,9 +134,19 @@ class HanWords:
         par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
         bad = par_chars != sizes
         end += np.repeat((bases - before).astype(np.int32), counts)
-        inside = np.zeros(len(tokens), dtype=bool)
-        # The token holding each word start (zero-length tokens hold none: "right").
-        inside[np.minimum(np.searchsorted(end, starts, "right"), len(tokens) - 1)] = True
+        # A token holds a word start when one lies in its characters [end - length, end): a
+        # running count of the starts over the characters, read at both ends of every token
+        # (linear in the text; zero-length tokens hold none). Only a paragraph returned as bad
+        # can reach outside the text, and the offset path redoes it.
+        size = int(bases[-1] + sizes[-1]) + 1 if len(bases) else 1
+        below = np.zeros(size + 1, dtype=np.int32)  # below[k]: word starts before character k
+        marks = np.zeros(size, dtype=np.int8)
+        marks[starts] = 1
+        np.cumsum(marks, out=below[1:])
+        del marks
+        np.minimum(end, size, out=end)
+        inside = below[end] > below[np.maximum(end - lengths, 0)]
+        del below
         prev = np.maximum(tokens - 1, 0)
         hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
         word[tokens] = ws[tokens] | (word[tokens] & ~hi_first) | (has_han & inside)
