@@ -67,6 +67,7 @@ class HanWords:
     def __init__(self, segmenter: Segmenter, sp, is_byte: np.ndarray):
         self.segmenter = segmenter
         self.sp = sp
+        self.threads = len(os.sched_getaffinity(0))  # for the sections of a long text
         pieces = sp.id_to_piece(list(range(sp.get_piece_size())))
         # Normalized characters per piece; a byte piece is one character for its lead byte (its
         # continuation bytes are set to zero per occurrence).
@@ -96,7 +97,7 @@ class HanWords:
             cps = np.frombuffer(text[lo:hi].encode("utf-32-le"), dtype=np.uint32)
             return han_word_starts(self.segmenter, cps) + lo
 
-        threads = min(len(sections), len(os.sched_getaffinity(0)))
+        threads = min(len(sections), self.threads)
         if len(sections) < PARALLEL_SECTIONS or threads < 2:
             parts = list(map(section_starts, sections))
         else:
