@@ -212,6 +212,6 @@ class XLNetLMHeadModel(PiecewiseModel):
             target[:, 0, -1] = 1.0
             return self.logits(ids, perm_mask=perm, target_mapping=target)[:, 0].argmax(-1)
 
-        new_ids = extend_until_eos(next_token, input_ids, max_new_tokens, eos_id)
+        new_ids = extend_until_eos(next_token, input_ids.long(), max_new_tokens, eos_id)
         self.train(was_training)
         return new_ids
