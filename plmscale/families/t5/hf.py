@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.export.hf import HFPart, loaded_model
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -104,18 +105,23 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 TIED_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
 
 
+def load_state(model, state: dict) -> tuple[list, list]:
+    """``HFPart.load``: the tied aliases are HF's own copies of ``shared``; v1.1's ``lm_head.weight``
+    becomes a head of its own again (see the module docstring)."""
+    state = dict(state)
+    head = state.pop("lm_head.weight", None)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if head is not None:
+        model.lm_head.weight = torch.nn.Parameter(head.clone())
+    return [m for m in missing if m not in TIED_ALIASES], unexpected
+
+
+HF_PART = HFPart("T5ForConditionalGeneration", task="text2text-generation", load=load_state)
+
+
 def to_hf_model(full: dict[str, torch.Tensor], cfg: ModelConfig, **config_kwargs):
     """A ``T5ForConditionalGeneration`` (eval mode) holding the exported weights."""
-    from transformers import T5ForConditionalGeneration
-    state = to_hf_state_dict(full, cfg)
-    model = T5ForConditionalGeneration(hf_config(cfg, **config_kwargs)).eval()
-    missing, unexpected = model.load_state_dict(
-        {k: v for k, v in state.items() if k != "lm_head.weight"}, strict=False)
-    if unexpected or set(missing) - set(TIED_ALIASES):
-        raise RuntimeError(f"T5 export does not fit HF: missing {missing}, unexpected {unexpected}")
-    if "lm_head.weight" in state:  # v1.1: a head of its own (see the module docstring)
-        model.lm_head.weight = torch.nn.Parameter(state["lm_head.weight"].clone())
-    return model
+    return loaded_model(HF_PART, hf_config(cfg, **config_kwargs), to_hf_state_dict(full, cfg))
 
 
 _ACTIVATIONS = {"relu": ("relu", "none"), "gated-gelu": ("gated-gelu", "tanh"),
