@@ -10,6 +10,7 @@ import torch
 
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.hf import HFLayerNames, encoder_layer_to_hf
+from plmscale.models.common.cross_attention import split_heads
 
 
 def hf_config(cfg: ModelConfig, tokens=None):
@@ -37,13 +38,6 @@ def hf_config(cfg: ModelConfig, tokens=None):
         scale_embedding=False, tie_word_embeddings=True, **ids)
 
 
-def _split_fused(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
-    """Fused rows laid out [head][part][head_dim] -> one tensor per part (q, k, v or k, v)."""
-    head_dim = weight.shape[0] // (parts * heads)
-    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
-    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(parts)]
-
-
 def _embeddings(full: dict, ours: str, hf: str, out: dict) -> None:
     out[hf + "embed_positions.weight"] = full[ours + "embeddings.embed_positions.weight"]
     for kind in ("weight", "bias"):
@@ -62,7 +56,7 @@ def _cross_attention(full: dict, ours: str, hf: str, heads: int, out: dict) -> N
     """A decoder layer's cross attention and its LayerNorm, under HF's ``encoder_attn`` names."""
     for kind in ("weight", "bias"):
         out[hf + f"encoder_attn.q_proj.{kind}"] = full[ours + f"cross_attention.linear_q.{kind}"]
-        k, v = _split_fused(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
+        k, v = split_heads(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
         out[hf + f"encoder_attn.k_proj.{kind}"] = k
         out[hf + f"encoder_attn.v_proj.{kind}"] = v
         out[hf + f"encoder_attn.out_proj.{kind}"] = full[ours + f"cross_attention.linear_proj.{kind}"]

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.models.common.cross_attention import split_heads
 
 
 def encoder_config_kwargs(cfg: ModelConfig, tanh_gelu: str = "gelu_pytorch_tanh") -> dict:
@@ -27,13 +28,6 @@ def hf_config(cfg: ModelConfig):
     """The ``transformers.BertConfig`` with the same architecture."""
     from transformers import BertConfig
     return BertConfig(**encoder_config_kwargs(cfg), tie_word_embeddings=True)
-
-
-def _split_qkv(weight: torch.Tensor, heads: int):
-    """Our fused rows are [head][q,k,v][head_dim]; HF keeps separate q, k, v."""
-    head_dim = weight.shape[0] // (3 * heads)
-    per_head = weight.reshape(heads, 3, head_dim, *weight.shape[1:])
-    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(3)]
 
 
 # Our ``Embeddings`` tensors, named as in HF's BERT-style embeddings.
@@ -75,7 +69,7 @@ def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int,
     the fused qkv split into HF's separate query, key and value."""
     out = {}
     for kind in ("weight", "bias"):
-        q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"], heads)
+        q, k, v = split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3)
         out[hf + f"{names.query}.{kind}"] = q
         out[hf + f"{names.key}.{kind}"] = k
         out[hf + f"{names.value}.{kind}"] = v
@@ -87,6 +81,16 @@ def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int,
     return out
 
 
+def mlm_head_to_hf(full: dict, dense: str, layernorm: str, decoder: str, biases: tuple[str, ...],
+                   word_embeddings: str, ours: str = "lm_head.") -> dict[str, torch.Tensor]:
+    """Our ``MaskedLMHead`` (prefix ``ours``) under HF's names: ``dense`` and ``layernorm`` (with
+    ``.weight``/``.bias``), the tied ``decoder`` weight (our ``word_embeddings`` tensor) and the
+    logits bias under each name of ``biases`` (HF keeps it twice in most classes)."""
+    out = {f"{hf}.{kind}": full[f"{ours}{mine}.{kind}"] for kind in ("weight", "bias")
+           for hf, mine in ((dense, "dense"), (layernorm, "LayerNorm"))}
+    return {**out, decoder: full[word_embeddings], **{b: full[ours + "logits.bias"] for b in biases}}
+
+
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Map full (gathered, unpadded) plmscale tensors to ``BertForPreTraining`` names."""
     emb = "bert.embeddings."
@@ -96,13 +100,12 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
                                        cfg.num_attention_heads))
     for kind in ("weight", "bias"):
         out[f"bert.pooler.dense.{kind}"] = full[f"pooler.{kind}"]
-        out[f"cls.predictions.transform.dense.{kind}"] = full[f"lm_head.dense.{kind}"]
-        out[f"cls.predictions.transform.LayerNorm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]
         out[f"cls.seq_relationship.{kind}"] = full[f"nsp_head.{kind}"]
-    out["cls.predictions.bias"] = full["lm_head.logits.bias"]
-    out["cls.predictions.decoder.weight"] = full[emb + "word_embeddings.weight"]
-    out["cls.predictions.decoder.bias"] = full["lm_head.logits.bias"]
-    return out
+    return {**out, **mlm_head_to_hf(full, "cls.predictions.transform.dense",
+                                    "cls.predictions.transform.LayerNorm",
+                                    "cls.predictions.decoder.weight",
+                                    ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+                                    emb + "word_embeddings.weight")}
 
 
 def _gelu_form(act: str) -> str:

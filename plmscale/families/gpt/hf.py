@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.models.common.cross_attention import split_heads
 
 
 def hf_config(cfg: ModelConfig):
@@ -29,13 +30,6 @@ def hf_config(cfg: ModelConfig):
                       bos_token_id=None, eos_token_id=None)
 
 
-def _qkv_to_hf(tensor: torch.Tensor, heads: int) -> torch.Tensor:
-    """Head-interleaved rows [head][q,k,v][d] -> [q | k | v] rows (each [head][d])."""
-    head_dim = tensor.shape[0] // (3 * heads)
-    per_head = tensor.reshape(heads, 3, head_dim, *tensor.shape[1:])
-    return per_head.transpose(0, 1).reshape(tensor.shape)
-
-
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
                      prefix: str = "gpt.") -> dict[str, torch.Tensor]:
     """Map full (gathered, unpadded) plmscale tensors to ``GPT2LMHeadModel`` names. ``prefix``:
@@ -52,9 +46,9 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
             out[hf + f"ln_1.{kind}"] = full[ours + f"input_layernorm.{kind}"]
             out[hf + f"ln_2.{kind}"] = full[ours + f"pre_mlp_layernorm.{kind}"]
         # Conv1D stores [in, out]: transpose every Linear weight; biases are unchanged.
-        out[hf + "attn.c_attn.weight"] = _qkv_to_hf(
-            full[ours + "self_attention.linear_qkv.weight"], heads).t().contiguous()
-        out[hf + "attn.c_attn.bias"] = _qkv_to_hf(full[ours + "self_attention.linear_qkv.bias"], heads)
+        qkv = [torch.cat(split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3))
+               for kind in ("weight", "bias")]  # HF packs [q | k | v]
+        out[hf + "attn.c_attn.weight"], out[hf + "attn.c_attn.bias"] = qkv[0].t().contiguous(), qkv[1]
         out[hf + "attn.c_proj.weight"] = full[ours + "self_attention.linear_proj.weight"].t().contiguous()
         out[hf + "attn.c_proj.bias"] = full[ours + "self_attention.linear_proj.bias"]
         out[hf + "mlp.c_fc.weight"] = full[ours + "mlp.linear_fc1.weight"].t().contiguous()

@@ -16,6 +16,7 @@ import torch
 
 from plmscale.config.schema import ModelConfig
 from plmscale.export.hf import HFPart, loaded_model
+from plmscale.models.common.cross_attention import split_heads
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -51,14 +52,6 @@ def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):
                     eos_token_id=eos_token_id, decoder_start_token_id=pad_token_id)
 
 
-def _split(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
-    """Rows laid out [head][part][head_dim] (our fused qkv / kv) -> one [heads*head_dim, ...] per part."""
-    head_dim = weight.shape[0] // (parts * heads)
-    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
-    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]).clone()
-            for i in range(parts)]
-
-
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Map full (TP-gathered, unpadded) plmscale tensors to ``T5ForConditionalGeneration`` names."""
     _check(cfg)
@@ -73,7 +66,7 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
         for i in range(num_layers):
             ours, hf = f"{stack}.layers.{i}.", f"{stack}.block.{i}.layer."
             attention = hf + "0.SelfAttention."
-            q, k, v = _split(full[ours + "self_attention.linear_qkv.weight"], heads, 3)
+            q, k, v = split_heads(full[ours + "self_attention.linear_qkv.weight"], heads, 3)
             out.update({attention + "q.weight": q, attention + "k.weight": k,
                         attention + "v.weight": v,
                         attention + "o.weight": full[ours + "self_attention.linear_proj.weight"],
@@ -84,7 +77,7 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
             ffn = "1"
             if stack == "decoder":
                 cross = hf + "1.EncDecAttention."
-                k, v = _split(full[ours + "cross_attention.linear_kv.weight"], heads, 2)
+                k, v = split_heads(full[ours + "cross_attention.linear_kv.weight"], heads, 2)
                 out.update({cross + "q.weight": full[ours + "cross_attention.linear_q.weight"],
                             cross + "k.weight": k, cross + "v.weight": v,
                             cross + "o.weight": full[ours + "cross_attention.linear_proj.weight"],
