@@ -13,6 +13,13 @@ from plmscale.families.bert.hf import HFLayerNames, encoder_layer_to_hf
 from plmscale.models.common.cross_attention import split_heads
 
 
+def token_ids(tokens, cfg: ModelConfig) -> dict:
+    """The config's special-token ids for our tokenizer's ``tokens`` (``HFExport.token_ids``):
+    the decoder starts from, and is forced to end with, eos (as BART)."""
+    return dict(pad_token_id=tokens.pad, bos_token_id=tokens.bos, eos_token_id=tokens.eos,
+                decoder_start_token_id=tokens.eos, forced_eos_token_id=tokens.eos)
+
+
 def hf_config(cfg: ModelConfig, tokens=None):
     """The ``transformers.BartConfig`` with the same architecture. ``tokens`` (a
     ``plmscale.data.SpecialTokens``) sets pad / bos / eos and decoder_start (= eos, as BART) to our
@@ -22,10 +29,7 @@ def hf_config(cfg: ModelConfig, tokens=None):
     """
     from transformers import BartConfig
     decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
-    ids = {}
-    if tokens is not None:
-        ids = dict(pad_token_id=tokens.pad, bos_token_id=tokens.bos, eos_token_id=tokens.eos,
-                   decoder_start_token_id=tokens.eos, forced_eos_token_id=tokens.eos)
+    ids = token_ids(tokens, cfg) if tokens is not None else {}
     return BartConfig(
         vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
         encoder_layers=cfg.num_layers, decoder_layers=decoder_layers,

@@ -10,18 +10,20 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.common.cross_attention import split_heads
 
 
+# ModelConfig field -> the attribute of HF's BERT-style configs that holds it (both directions).
+ENCODER_CONFIG_NAMES = dict(
+    vocab_size="vocab_size", hidden_size="hidden_size", num_layers="num_hidden_layers",
+    num_attention_heads="num_attention_heads", ffn_hidden_size="intermediate_size",
+    hidden_dropout="hidden_dropout_prob", attention_dropout="attention_probs_dropout_prob",
+    max_position_embeddings="max_position_embeddings", type_vocab_size="type_vocab_size",
+    layernorm_epsilon="layer_norm_eps", init_std="initializer_range")
+
+
 def encoder_config_kwargs(cfg: ModelConfig, tanh_gelu: str = "gelu_pytorch_tanh") -> dict:
     """The ``transformers`` config arguments every BERT-style encoder shares (BERT, RoBERTa,
     ALBERT, ELECTRA). ``tanh_gelu``: the model's name for the tanh-approximated GELU."""
-    return dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads,
-                intermediate_size=cfg.ffn_hidden_size,
-                hidden_act="gelu" if cfg.gelu_approximate == "none" else tanh_gelu,
-                hidden_dropout_prob=cfg.hidden_dropout,
-                attention_probs_dropout_prob=cfg.attention_dropout,
-                max_position_embeddings=cfg.max_position_embeddings,
-                type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
-                initializer_range=cfg.init_std)
+    return {**{hf: getattr(cfg, ours) for ours, hf in ENCODER_CONFIG_NAMES.items()},
+            "hidden_act": "gelu" if cfg.gelu_approximate == "none" else tanh_gelu}
 
 
 def hf_config(cfg: ModelConfig):
@@ -115,14 +117,8 @@ def _gelu_form(act: str) -> str:
 
 def encoder_config_fields(hf) -> dict:
     """The reverse of ``encoder_config_kwargs``: ModelConfig fields from an HF BERT-style config."""
-    return dict(vocab_size=hf.vocab_size, hidden_size=hf.hidden_size,
-                num_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads,
-                ffn_hidden_size=hf.intermediate_size, gelu_approximate=_gelu_form(hf.hidden_act),
-                hidden_dropout=hf.hidden_dropout_prob,
-                attention_dropout=hf.attention_probs_dropout_prob,
-                max_position_embeddings=hf.max_position_embeddings,
-                type_vocab_size=hf.type_vocab_size, layernorm_epsilon=hf.layer_norm_eps,
-                init_std=hf.initializer_range)
+    return {**{ours: getattr(hf, theirs) for ours, theirs in ENCODER_CONFIG_NAMES.items()},
+            "gelu_approximate": _gelu_form(hf.hidden_act)}
 
 
 def from_hf_config(hf) -> dict:

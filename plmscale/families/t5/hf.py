@@ -26,13 +26,20 @@ def _check(cfg: ModelConfig) -> None:
                          f"scale_tied_logits={cfg.scale_tied_logits}")
 
 
+# HF feed_forward_proj -> (model.activation, model.gelu_approximate). HF's "gated-gelu" means the
+# tanh form; the erf form is spelled with HF's activation name.
+_ACTIVATIONS = {"relu": ("relu", "none"), "gated-gelu": ("gated-gelu", "tanh"),
+                "gated-gelu_python": ("gated-gelu", "none"), "gelu_new": ("gelu", "tanh"),
+                "gelu": ("gelu", "none")}
+
+
 def _feed_forward_proj(cfg: ModelConfig) -> str:
-    if cfg.activation == "relu":
-        return "relu"
-    if cfg.activation == "gated-gelu":
-        # HF's "gated-gelu" means the tanh form; the erf form is spelled with HF's activation name.
-        return "gated-gelu" if cfg.gelu_approximate == "tanh" else "gated-gelu_python"
-    return "gelu_new" if cfg.gelu_approximate == "tanh" else "gelu"
+    approximate = "none" if cfg.activation == "relu" else cfg.gelu_approximate  # ReLU has no form
+    names = {ours: hf for hf, ours in _ACTIVATIONS.items()}
+    if (cfg.activation, approximate) not in names:
+        raise ValueError(f"HF T5 has no feed_forward_proj for model.activation={cfg.activation!r}; "
+                         "use 'relu', 'gelu' or 'gated-gelu'")
+    return names[(cfg.activation, approximate)]
 
 
 def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):
@@ -115,13 +122,6 @@ HF_PART = HFPart("T5ForConditionalGeneration", task="text2text-generation", load
 def to_hf_model(full: dict[str, torch.Tensor], cfg: ModelConfig, **config_kwargs):
     """A ``T5ForConditionalGeneration`` (eval mode) holding the exported weights."""
     return loaded_model(HF_PART, hf_config(cfg, **config_kwargs), to_hf_state_dict(full, cfg))
-
-
-_ACTIVATIONS = {"relu": ("relu", "none"), "gated-gelu": ("gated-gelu", "tanh"),
-                "gated-gelu_python": ("gated-gelu", "none"), "gelu_new": ("gelu", "tanh"),
-                "gelu": ("gelu", "none")}
-"""HF feed_forward_proj -> (model.activation, model.gelu_approximate): ``_feed_forward_proj``
-read backwards."""
 
 
 def from_hf_config(hf) -> dict:
