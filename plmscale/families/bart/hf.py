@@ -13,6 +13,16 @@ from plmscale.families.bert.hf import HFLayerNames, encoder_layer_to_hf
 from plmscale.models.common.cross_attention import split_heads
 
 
+# (ModelConfig field, BartConfig attribute), both directions: one head count and FFN width serve
+# both stacks.
+CONFIG_NAMES = (("vocab_size", "vocab_size"), ("hidden_size", "d_model"),
+                ("num_layers", "encoder_layers"), ("num_attention_heads", "encoder_attention_heads"),
+                ("num_attention_heads", "decoder_attention_heads"),
+                ("ffn_hidden_size", "encoder_ffn_dim"), ("ffn_hidden_size", "decoder_ffn_dim"),
+                ("hidden_dropout", "dropout"), ("attention_dropout", "attention_dropout"),
+                ("max_position_embeddings", "max_position_embeddings"), ("init_std", "init_std"))
+
+
 def token_ids(tokens, cfg: ModelConfig) -> dict:
     """The config's special-token ids for our tokenizer's ``tokens`` (``HFExport.token_ids``):
     the decoder starts from, and is forced to end with, eos (as BART)."""
@@ -31,15 +41,9 @@ def hf_config(cfg: ModelConfig, tokens=None):
     decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
     ids = token_ids(tokens, cfg) if tokens is not None else {}
     return BartConfig(
-        vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
-        encoder_layers=cfg.num_layers, decoder_layers=decoder_layers,
-        encoder_attention_heads=cfg.num_attention_heads,
-        decoder_attention_heads=cfg.num_attention_heads,
-        encoder_ffn_dim=cfg.ffn_hidden_size, decoder_ffn_dim=cfg.ffn_hidden_size,
+        **{hf: getattr(cfg, ours) for ours, hf in CONFIG_NAMES}, decoder_layers=decoder_layers,
         activation_function="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
-        dropout=cfg.hidden_dropout, attention_dropout=cfg.attention_dropout, activation_dropout=0.0,
-        max_position_embeddings=cfg.max_position_embeddings, init_std=cfg.init_std,
-        scale_embedding=False, tie_word_embeddings=True, **ids)
+        activation_dropout=0.0, scale_embedding=False, tie_word_embeddings=True, **ids)
 
 
 def _embeddings(full: dict, ours: str, hf: str, out: dict) -> None:
@@ -92,10 +96,6 @@ def from_hf_config(hf) -> dict:
             hf.encoder_attention_heads != hf.decoder_attention_heads:
         raise ValueError("plmscale BART has one ffn_hidden_size and one head count for both "
                          "stacks; this HF BART differs between encoder and decoder")
-    return dict(vocab_size=hf.vocab_size, hidden_size=hf.d_model, num_layers=hf.encoder_layers,
-                num_decoder_layers=hf.decoder_layers,
-                num_attention_heads=hf.encoder_attention_heads, ffn_hidden_size=hf.encoder_ffn_dim,
-                gelu_approximate="none" if hf.activation_function == "gelu" else "tanh",
-                hidden_dropout=hf.dropout, attention_dropout=hf.attention_dropout,
-                max_position_embeddings=hf.max_position_embeddings, init_std=hf.init_std,
-                layernorm_epsilon=1e-5)
+    return {**{ours: getattr(hf, theirs) for ours, theirs in CONFIG_NAMES},
+            "num_decoder_layers": hf.decoder_layers, "layernorm_epsilon": 1e-5,
+            "gelu_approximate": "none" if hf.activation_function == "gelu" else "tanh"}

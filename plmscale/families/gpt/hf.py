@@ -13,17 +13,21 @@ from plmscale.config.schema import ModelConfig
 from plmscale.models.common.cross_attention import split_heads
 
 
+# ModelConfig field -> GPT2Config attribute (both directions).
+CONFIG_NAMES = dict(vocab_size="vocab_size", max_position_embeddings="n_positions",
+                    hidden_size="n_embd", num_layers="n_layer", num_attention_heads="n_head",
+                    ffn_hidden_size="n_inner", hidden_dropout="resid_pdrop",
+                    attention_dropout="attn_pdrop", layernorm_epsilon="layer_norm_epsilon",
+                    init_std="initializer_range")
+
+
 def hf_config(cfg: ModelConfig):
     """The ``transformers.GPT2Config`` with the same architecture."""
     from transformers import GPT2Config
     if cfg.gelu_approximate != "tanh":
         raise ValueError("HF GPT-2 uses the tanh form of GELU; set model.gelu_approximate=tanh")
-    return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.max_position_embeddings,
-                      n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
-                      n_head=cfg.num_attention_heads, n_inner=cfg.ffn_hidden_size,
-                      activation_function="gelu_new", resid_pdrop=cfg.hidden_dropout,
-                      embd_pdrop=cfg.hidden_dropout, attn_pdrop=cfg.attention_dropout,
-                      layer_norm_epsilon=cfg.layernorm_epsilon, initializer_range=cfg.init_std,
+    return GPT2Config(**{hf: getattr(cfg, ours) for ours, hf in CONFIG_NAMES.items()},
+                      activation_function="gelu_new", embd_pdrop=cfg.hidden_dropout,
                       tie_word_embeddings=True,
                       # GPT-2's 50256 is its BPE's <|endoftext|>; plmscale tokenizers put eos
                       # elsewhere, so the ids are left to the caller (generate.py looks them up).
@@ -60,8 +64,5 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
 
 def from_hf_config(hf) -> dict:
     """ModelConfig fields of an HF ``GPT2Config`` (the reverse of ``hf_config``)."""
-    return dict(vocab_size=hf.vocab_size, max_position_embeddings=hf.n_positions,
-                hidden_size=hf.n_embd, num_layers=hf.n_layer, num_attention_heads=hf.n_head,
-                ffn_hidden_size=hf.n_inner or 4 * hf.n_embd, gelu_approximate="tanh",
-                hidden_dropout=hf.resid_pdrop, attention_dropout=hf.attn_pdrop,
-                layernorm_epsilon=hf.layer_norm_epsilon, init_std=hf.initializer_range)
+    return {**{ours: getattr(hf, theirs) for ours, theirs in CONFIG_NAMES.items()},
+            "ffn_hidden_size": hf.n_inner or 4 * hf.n_embd, "gelu_approximate": "tanh"}

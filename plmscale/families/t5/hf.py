@@ -42,20 +42,24 @@ def _feed_forward_proj(cfg: ModelConfig) -> str:
     return names[(cfg.activation, approximate)]
 
 
+# ModelConfig field -> T5Config attribute (both directions; d_kv and num_decoder_layers are
+# written resolved, as HF has no "same as" default for them).
+CONFIG_NAMES = dict(vocab_size="vocab_size", hidden_size="d_model", ffn_hidden_size="d_ff",
+                    num_layers="num_layers", num_attention_heads="num_heads",
+                    relative_attention_num_buckets="relative_attention_num_buckets",
+                    relative_attention_max_distance="relative_attention_max_distance",
+                    hidden_dropout="dropout_rate", layernorm_epsilon="layer_norm_epsilon",
+                    tie_word_embeddings="tie_word_embeddings")
+
+
 def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):
     """The ``transformers.T5Config`` with the same architecture (decoder start = PAD, as T5)."""
     from transformers import T5Config
     _check(cfg)
-    heads = cfg.num_attention_heads
-    return T5Config(vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
-                    d_kv=cfg.kv_channels or cfg.hidden_size // heads, d_ff=cfg.ffn_hidden_size,
-                    num_layers=cfg.num_layers,
-                    num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers, num_heads=heads,
-                    relative_attention_num_buckets=cfg.relative_attention_num_buckets,
-                    relative_attention_max_distance=cfg.relative_attention_max_distance,
-                    dropout_rate=cfg.hidden_dropout, layer_norm_epsilon=cfg.layernorm_epsilon,
-                    feed_forward_proj=_feed_forward_proj(cfg),
-                    tie_word_embeddings=cfg.tie_word_embeddings, pad_token_id=pad_token_id,
+    return T5Config(**{hf: getattr(cfg, ours) for ours, hf in CONFIG_NAMES.items()},
+                    d_kv=cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads,
+                    num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
+                    feed_forward_proj=_feed_forward_proj(cfg), pad_token_id=pad_token_id,
                     eos_token_id=eos_token_id, decoder_start_token_id=pad_token_id)
 
 
@@ -130,13 +134,8 @@ def from_hf_config(hf) -> dict:
         raise ValueError(f"HF T5 feed_forward_proj={hf.feed_forward_proj!r} has no plmscale "
                          f"equivalent (known: {', '.join(_ACTIVATIONS)})")
     activation, gelu = _ACTIVATIONS[hf.feed_forward_proj]
-    return dict(vocab_size=hf.vocab_size, hidden_size=hf.d_model, kv_channels=hf.d_kv,
-                ffn_hidden_size=hf.d_ff, num_layers=hf.num_layers,
-                num_decoder_layers=hf.num_decoder_layers, num_attention_heads=hf.num_heads,
-                relative_attention_num_buckets=hf.relative_attention_num_buckets,
-                relative_attention_max_distance=hf.relative_attention_max_distance,
-                hidden_dropout=hf.dropout_rate, layernorm_epsilon=hf.layer_norm_epsilon,
-                activation=activation, gelu_approximate=gelu,
-                tie_word_embeddings=hf.tie_word_embeddings,
-                scale_tied_logits=hf.tie_word_embeddings, normalization="rmsnorm",
-                add_bias_linear=False, position_embedding_type="relative")
+    return {**{ours: getattr(hf, theirs) for ours, theirs in CONFIG_NAMES.items()},
+            "kv_channels": hf.d_kv, "num_decoder_layers": hf.num_decoder_layers,
+            "activation": activation, "gelu_approximate": gelu,
+            "scale_tied_logits": hf.tie_word_embeddings, "normalization": "rmsnorm",
+            "add_bias_linear": False, "position_embedding_type": "relative"}
