@@ -43,6 +43,9 @@ class HFPart:
     extra_files: dict = field(default_factory=dict)
     """File name -> (full tensors, model config) -> tensors of a safetensors file written next to
     the model: weights the HF class has no place for (GLM's block-position table)."""
+    load: Optional[Callable[[torch.nn.Module, dict], tuple[list, list]]] = None
+    """(HF model, state) -> (missing, unexpected) keys, for a class whose ``load_state_dict`` does
+    not take the state as it is (T5's tied aliases and untied head); None = ``load_state_dict``."""
 
 
 @dataclass(frozen=True)
@@ -74,21 +77,12 @@ def hf_export_spec(family: str) -> HFExport:
     return spec
 
 
-def _loaded_model(part: HFPart, config, state: dict):
-    """The ``transformers`` model holding ``state``; every tensor must be used, and only buffers
-    or tied copies that HF rebuilds itself may be left out."""
+def loaded_model(part: HFPart, config, state: dict):
+    """The ``transformers`` model (eval mode) holding ``state``; every tensor must be used, and
+    only buffers or tied copies that HF rebuilds itself may be left out."""
     import transformers
     model = getattr(transformers, part.model_class)(config).eval()
-    if part.model_class == "T5ForConditionalGeneration":
-        from plmscale.families.t5.hf import TIED_ALIASES
-        state = dict(state)
-        head = state.pop("lm_head.weight", None)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if m not in TIED_ALIASES]
-        if head is not None:  # v1.1: a head of its own (see plmscale.families.t5.hf)
-            model.lm_head.weight = torch.nn.Parameter(head.clone())
-    else:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = (part.load or (lambda m, s: m.load_state_dict(s, strict=False)))(model, state)
     missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:
         raise RuntimeError(f"{part.model_class}: the exported tensors do not fit HF (missing "
@@ -127,7 +121,7 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
             setattr(config, name, value)
         config.architectures = [part.model_class]
         state = (part.to_hf_state_dict or family.to_hf_state_dict)(full, cfg.model)
-        model = _loaded_model(part, config, state)
+        model = loaded_model(part, config, state)
         folder = out / part.subfolder
         folder.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(folder)
