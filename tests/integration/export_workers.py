@@ -190,7 +190,9 @@ def export_then_import(out: str, families: list[str], text: str, bert_shards: st
     codes = export_and_logits(out, families, text)
     root = Path(out) / "bert"
     base = load_config(REPO / "configs" / f"{CONFIGS['bert']}.yaml",
-                       SMALL + list(more) + [f"data.path={bert_shards}"])
+                       SMALL + list(more) + [f"data.path={bert_shards}",
+                                             "parallel.tensor_model_parallel_size=1",
+                                             "parallel.pipeline_model_parallel_size=1"])
     init_model_parallel(base)
     import_checkpoint(root / "hf", root / "imported", base)
     _, imported = read_full_tensors(root / "imported")
