@@ -117,7 +117,8 @@ class HFTokenizer:
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
         total = int(lengths.sum())
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=total)
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32,
+                          count=total)
         word = np.array(list(chain.from_iterable(e.word_ids for e in encodings)),
                         dtype=np.float64)  # None (no word) -> nan
         starts = np.ones(total, dtype=bool)

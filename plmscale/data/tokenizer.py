@@ -59,7 +59,8 @@ class SpecialTokens:
             token_id = sp.piece_to_id(name)
             return None if token_id == sp.unk_id() else token_id
 
-        return cls(vocab_size=size, **{role: piece(name) for role, name in SENTENCEPIECE_NAMES.items()},
+        roles = {role: piece(name) for role, name in SENTENCEPIECE_NAMES.items()}
+        return cls(vocab_size=size, **roles,
                    special_ids=special, normal_ids=normal, start=optional("[START]"),
                    gmask=optional("[gMASK]"), smask=optional("[sMASK]"))
 

@@ -7,8 +7,8 @@ A run on a Hugging Face ``tokenizer.json`` exports it as a fast tokenizer (``hf_
 the same file (so the same ids as the shards) with a post-processor that lays a text out as the
 family's samples, and the special tokens the run resolved by name.
 
-For a sentencepiece run, the tokenizer is transformers' SentencePiece backend (a slow tokenizer) on the run's own
-sentencepiece model, with ``split_special_tokens=True`` so that sentencepiece alone segments the
+For a sentencepiece run, the tokenizer is transformers' SentencePiece backend (a slow tokenizer)
+on the run's own sentencepiece model, with ``split_special_tokens=True`` so that sentencepiece alone segments the
 text, user-defined pieces such as ``[MASK]`` included: its ids are sentencepiece's. (The fast
 ``SpmConverter`` maps user-defined and byte pieces to ``<unk>``.) Its ``special_tokens_pattern``
 lays a text out as the family's training samples do.
@@ -139,6 +139,7 @@ def hf_fast_tokenizer(tokenizer_json: Path, spec: HFExport, tokens, max_length: 
     role_ids.update({key[:-len("_token")]: role_ids[by_piece[piece]]
                      for key, piece in spec.tokenizer_tokens.items()})
     text = {role: tokenizer.id_to_token(i) for role, i in role_ids.items()}
+
     def spelled(template: str) -> str:  # "sep:1" -> "[SEP]:1" (a role, then its type id)
         words = [word.partition(":") for word in template.split()]
         return " ".join(text.get(role, role) + colon + type_id for role, colon, type_id in words)
