@@ -10,6 +10,7 @@ from plmscale.families.bart.samples import BartSamples
 
 FAMILY = Family(
     name="bart",
+    masks_tokens=True,
     build=lambda cfg: BartForConditionalGeneration(cfg.model, cfg.train.precision),
     pieces=lambda cfg: bart_pieces(cfg.model, cfg.train.precision),
     samples=lambda corpus, cfg: BartSamples(corpus, corpus.tokens, cfg.data, cfg.objective,
