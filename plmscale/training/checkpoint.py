@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 from plmscale.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from plmscale.export.shards import METADATA_FILE as METADATA
-from plmscale.export.shards import TOKENIZER_FILE, safe_load, write_pipeline_names
+from plmscale.export.shards import TOKENIZER_FILES, safe_load, write_pipeline_names
 
 MANIFEST = "manifest.json"
 TAG = re.compile(r"^step(\d+)$")
@@ -127,12 +127,13 @@ def _write_self_containment(engine, tag_dir: Path, cfg: ExperimentConfig) -> Non
         write_pipeline_names(engine.module, tag_dir)
     if dist.get_rank() == 0:
         tokenizer = run_tokenizer(cfg)
-        if tokenizer is not None and tokenizer.is_file():
-            shutil.copyfile(tokenizer, tag_dir / TOKENIZER_FILE)
+        if tokenizer is not None and tokenizer.is_file():  # under its kind's name (shards.py)
+            name = tokenizer.name if tokenizer.name in TOKENIZER_FILES else TOKENIZER_FILES[0]
+            shutil.copyfile(tokenizer, tag_dir / name)
 
 
 def run_tokenizer(cfg: ExperimentConfig) -> Path | None:
-    """The sentencepiece model of the run's ``data.path`` (None when it has no manifest)."""
+    """The tokenizer file of the run's ``data.path`` (None when it has no manifest)."""
     manifest = Path(cfg.data.path) / "manifest.json"
     if not manifest.is_file():
         return None
@@ -306,9 +307,12 @@ def load(engine, directory: str, fallback: bool = True,
                                      load_lr_scheduler_states=not module_only)
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
-    if weights_only:
+    if engine.lr_scheduler is not None and not module_only:
+        # DeepSpeed restores a ZeRO optimizer (its param groups' saved rates included) after the
+        # scheduler, so the rates are set again from the resumed run's own curve at the saved step.
         engine.lr_scheduler.load_state_dict({"last_epoch": int(saved["step"]),
                                              "_step_count": int(saved["step"]) + 1})
+    if weights_only:
         warn(f"{directory}/{tag} was saved at model.expert_model_parallel_size="
              f"{weights_only}: its weights are loaded at {cfg.model.expert_model_parallel_size} "
              f"(experts are stored per global id) and the schedule continues, but the optimizer "
