@@ -50,8 +50,9 @@ SEP = "<|endoftext|>"
 SECTION = "## Data preprocessing (bench/data_prep.py)"
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc)."""
+def tree_rss_bytes(root: int, hwm: dict[int, int] | None = None) -> int:
+    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc). With ``hwm``, also keeps
+    each process's own peak (VmHWM, the kernel's high-water mark, which no sampling misses)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -69,7 +70,9 @@ def tree_rss_bytes(root: int) -> int:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("VmHWM:") and hwm is not None:
+                        hwm[pid] = max(hwm.get(pid, 0), int(line.split()[1]) * 1024)
+                    elif line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
                         break
         except OSError:
@@ -78,7 +81,9 @@ def tree_rss_bytes(root: int) -> int:
 
 
 def run_measured(cmd: list[str]) -> dict:
-    """Run ``cmd``; wall time and peak process-tree RSS."""
+    """Run ``cmd``; wall time, peak process-tree RSS (sampled every 50 ms) and the sum over the
+    tree of each process's own peak RSS (exact for one process; for several, an upper bound of the
+    tree's peak, since their peaks need not coincide)."""
     import resource
 
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -86,12 +91,13 @@ def run_measured(cmd: list[str]) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
+    hwm: dict[int, int] = {}
     done = threading.Event()
 
     def sample():
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss_bytes(proc.pid))
+            peak = max(peak, tree_rss_bytes(proc.pid, hwm))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -104,7 +110,8 @@ def run_measured(cmd: list[str]) -> dict:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak, "stdout": out}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak, "peak_hwm_sum_bytes": sum(hwm.values()),
+            "stdout": out}
 
 
 def ensure_tokenizer(corpus: Path, workdir: Path, vocab: int) -> Path:
