@@ -306,9 +306,12 @@ def load(engine, directory: str, fallback: bool = True,
                                      load_lr_scheduler_states=not module_only)
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
-    if weights_only:
+    if engine.lr_scheduler is not None and not module_only:
+        # DeepSpeed restores a ZeRO optimizer (its param groups' saved rates included) after the
+        # scheduler, so the rates are set again from the resumed run's own curve at the saved step.
         engine.lr_scheduler.load_state_dict({"last_epoch": int(saved["step"]),
                                              "_step_count": int(saved["step"]) + 1})
+    if weights_only:
         warn(f"{directory}/{tag} was saved at model.expert_model_parallel_size="
              f"{weights_only}: its weights are loaded at {cfg.model.expert_model_parallel_size} "
              f"(experts are stored per global id) and the schedule continues, but the optimizer "
