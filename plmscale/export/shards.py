@@ -36,8 +36,9 @@ from plmscale.config.schema import ExperimentConfig
 METADATA_FILE = "plmscale.json"
 """plmscale's JSON state in every committed checkpoint tag (``plmscale.training.checkpoint``): the
 step, the data position and, under "config", the resolved training config."""
-TOKENIZER_FILE = "tokenizer.model"
-"""A copy of the run's sentencepiece model, written into every checkpoint tag directory."""
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
+"""A copy of the run's tokenizer, written into every checkpoint tag directory under the name the
+shard directory gives it: a sentencepiece model or a Hugging Face ``tokenizer.json``."""
 
 PIPELINE_NAMES = "plmscale_pipeline_names.stage{stage}.json"
 """Per pipeline stage: which ordinary parameter each key of each layer file holds."""
@@ -111,13 +112,14 @@ def saved_config(directory: str | Path, tag: str | None = None) -> ExperimentCon
 
 def tokenizer_file(directory: str | Path, tag: str | None = None,
                    cfg: ExperimentConfig | None = None) -> Path:
-    """The sentencepiece model of a checkpoint: its own copy, or (older checkpoints) the one of
-    the run's ``data.path``."""
+    """The tokenizer (sentencepiece model or ``tokenizer.json``) of a checkpoint: its own copy,
+    or (older checkpoints) the one of the run's ``data.path``."""
     directory = Path(directory)
     tag = checkpoint_tag(directory, tag)
-    own = directory / tag / TOKENIZER_FILE
-    if own.is_file():
-        return own
+    for name in TOKENIZER_FILES:
+        if (directory / tag / name).is_file():
+            return directory / tag / name
+    own = directory / tag / TOKENIZER_FILES[0]
     cfg = cfg or saved_config(directory, tag)
     manifest = Path(cfg.data.path) / "manifest.json"
     if not manifest.is_file():

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from plmscale.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from plmscale.export.shards import METADATA_FILE as METADATA
-from plmscale.export.shards import TOKENIZER_FILE, safe_load, write_pipeline_names
+from plmscale.export.shards import TOKENIZER_FILES, safe_load, write_pipeline_names
 
 MANIFEST = "manifest.json"
 TAG = re.compile(r"^step(\d+)$")
@@ -130,12 +130,13 @@ def _write_self_containment(engine, tag_dir: Path, cfg: ExperimentConfig) -> Non
         write_pipeline_names(engine.module, tag_dir)
     if dist.get_rank() == 0:
         tokenizer = run_tokenizer(cfg)
-        if tokenizer is not None and tokenizer.is_file():
-            shutil.copyfile(tokenizer, tag_dir / TOKENIZER_FILE)
+        if tokenizer is not None and tokenizer.is_file():  # under its kind's name (shards.py)
+            name = tokenizer.name if tokenizer.name in TOKENIZER_FILES else TOKENIZER_FILES[0]
+            shutil.copyfile(tokenizer, tag_dir / name)
 
 
 def run_tokenizer(cfg: ExperimentConfig) -> Path | None:
-    """The sentencepiece model of the run's ``data.path`` (None when it has no manifest)."""
+    """The tokenizer file of the run's ``data.path`` (None when it has no manifest)."""
     manifest = Path(cfg.data.path) / "manifest.json"
     if not manifest.is_file():
         return None
