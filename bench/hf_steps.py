@@ -202,7 +202,7 @@ def hf_modules(cfg, full: dict[str, torch.Tensor] | None = None) -> list[torch.n
     freshly initialised, or holding plmscale's ``full`` tensors through the family's export map."""
     import transformers
 
-    from plmscale.export.hf import _loaded_model, hf_export_spec
+    from plmscale.export.hf import loaded_model, hf_export_spec
     from plmscale.families import get_family
     family = get_family(cfg.model.family)
     part = hf_export_spec(family.name).parts[0]
@@ -210,7 +210,7 @@ def hf_modules(cfg, full: dict[str, torch.Tensor] | None = None) -> list[torch.n
     if full is None:
         model = getattr(transformers, part.model_class)(config)
     else:
-        model = _loaded_model(part, config, family.to_hf_state_dict(full, cfg.model))
+        model = loaded_model(part, config, family.to_hf_state_dict(full, cfg.model))
     modules = [model.train()]
     if family.name == "glm":
         table = torch.nn.Embedding(cfg.model.max_position_embeddings, cfg.model.hidden_size)
