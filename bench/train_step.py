@@ -1,6 +1,7 @@
 """Training-step throughput of every HF-backed family: plmscale (TP=1, through its DeepSpeed engine,
 ZeRO-0, fp32) against the family's ``transformers`` reference with the same config, batch and
-optimizer (AdamW, same hyper-parameters), in one run.
+optimizer (AdamW with plmscale's settings, `plmscale.config.adamw_params`: same hyper-parameters,
+torch's fused kernel on the CPU), in one run.
 
     python bench/train_step.py [--families bert,gpt,...] [--size small|base] [--steps 10]
                                [--record bench/RESULTS.md]
@@ -218,6 +219,7 @@ def hf_reference(family: str, cfg):
 
 
 def bench(family: str, args) -> dict:
+    from plmscale.config import adamw_params
     from plmscale.parallel import init_model_parallel, seed_all
     cfg = config(family, args)
     init_model_parallel(cfg)
@@ -225,9 +227,7 @@ def bench(family: str, args) -> dict:
     engine = plmscale_engine(cfg)
     modules, hf_loss = hf_reference(family, cfg)
     params = list({id(p): p for m in modules for p in m.parameters()}.values())
-    t = cfg.train
-    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
-                                  eps=t.adam_eps, weight_decay=t.weight_decay)
+    optimizer = torch.optim.AdamW(params, **adamw_params(cfg.train))  # plmscale's, fused on CPU
     ours_batch, hf_batch = batches(family, cfg, torch.Generator().manual_seed(0))
 
     def ours_step():
