@@ -89,7 +89,9 @@ def _loaded_model(part: HFPart, config, state: dict):
             model.lm_head.weight = torch.nn.Parameter(head.clone())
     else:
         missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
+    # Tied copies (HF lists them per its config, e.g. Switch's embed_tokens and lm_head) are rebuilt.
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids")) and m not in tied]
     if missing or unexpected:
         raise RuntimeError(f"{part.model_class}: the exported tensors do not fit HF (missing "
                            f"{missing[:5]}, unexpected {unexpected[:5]})")

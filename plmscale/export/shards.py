@@ -128,7 +128,7 @@ def tokenizer_file(directory: str | Path, tag: str | None = None,
 
 def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> ExperimentConfig:
     """A copy of a saved config for using the trained model: one pipeline stage, the given TP
-    size, no dropout, fp32 weights whatever the training precision, and no DistilBERT teacher
+    size, all experts in each process (expert parallel 1), no dropout, fp32 weights whatever the training precision, and no DistilBERT teacher
     (only training needs it)."""
     cfg = config_from_dict(dataclasses.asdict(cfg))
     cfg.parallel.tensor_model_parallel_size = tensor_parallel_size
@@ -136,6 +136,7 @@ def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> Ex
     cfg.model.hidden_dropout = cfg.model.attention_dropout = 0.0
     cfg.train.precision = "fp32"
     cfg.objective.distillation_teacher_path = None
+    cfg.model.expert_model_parallel_size = 1  # every expert, under its global index
     return cfg
 
 
@@ -245,8 +246,11 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
         else:
             states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt")["module"]
                       for r in range(tp)]
-        full = {}
+        experts = _expert_tensors(directory, tag)
+        full = {name: experts[name].float() for name in reference if name in experts}
         for name, param in reference.items():
+            if name in full:
+                continue
             missing = [r for r, s in enumerate(states) if name not in s]
             if missing:
                 raise CheckpointError(f"{directory / tag / f'mp_rank_{missing[0]:02d}_model_states.pt'}"
@@ -254,6 +258,10 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
                                       f"of this plmscale version")
             full[name] = _merge(name, [s[name] for s in states], param, vocab)
         return cfg, full
+    if cfg.model.num_experts:
+        raise CheckpointError(f"{directory / tag}: reading a checkpoint of a mixture-of-experts model "
+                              f"trained with pipeline parallelism is not supported yet; resume it "
+                              f"at pipeline_model_parallel_size=1 for 0 steps, then read that")
     recorded = _recorded_pipeline_names(directory, tag)
     files = {}
     for path in (directory / tag).iterdir():
@@ -278,6 +286,21 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
         raise CheckpointError(f"{directory / tag} holds no {absent[0]} ({len(absent)} tensors "
                               f"absent): the checkpoint is incomplete")
     return cfg, full
+
+
+_EXPERT_FILE = "layer_*_expert_*_mp_rank_*_model_states.pt"
+
+
+def _expert_tensors(directory: Path, tag: str) -> dict[str, torch.Tensor]:
+    """The routed experts of an MoE checkpoint, under the ordinary model's names with global expert
+    indices: DeepSpeed saves them outside the module's state, one file per MoE layer and global
+    expert (``layer_{L}_expert_{E}_mp_rank_{tp}_model_states.pt``, keys already global). Experts are
+    not split over TP ranks: whichever rank's file comes first holds the tensor."""
+    experts = {}
+    for path in sorted((directory / tag).glob(_EXPERT_FILE)):
+        for name, tensor in _load(path).items():
+            experts.setdefault(name, tensor)
+    return experts
 
 
 def _layer_file(piece: int, tp_rank: int) -> str:

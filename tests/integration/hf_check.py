@@ -109,7 +109,7 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
         folder = hf_root / ("generator" if family == "electra" else "")
         fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
         found["pipeline"] = [r["token"] for r in fill("The castle was [MASK] and dark.")]
-    elif family in ("gpt", "llama"):
+    elif family in ("gpt", "llama", "mixtral", "qwen2_moe"):
         generate = pipeline("text-generation", model=str(hf_root), tokenizer=str(hf_root))
         result = generate("The castle", max_new_tokens=8, do_sample=False)
         found["pipeline"] = result[0]["generated_text"]
