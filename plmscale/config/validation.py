@@ -202,7 +202,7 @@ def check_mixture_of_experts(cfg: ExperimentConfig, world_size: int) -> None:
         raise ConfigError(f"model.moe_ffn_hidden_size={m.moe_ffn_hidden_size} must be >= 1 (or unset)")
     if m.moe_capacity_factor <= 0:
         raise ConfigError(f"model.moe_capacity_factor={m.moe_capacity_factor} must be > 0")
-    for name in ("moe_aux_loss_coeff", "moe_z_loss_coeff"):
+    for name in ("moe_aux_loss_coeff", "moe_z_loss_coeff", "moe_expert_bias_rate"):
         if getattr(m, name) < 0:
             raise ConfigError(f"model.{name}={getattr(m, name)} must be >= 0")
     valid = valid_expert_parallel_sizes(cfg, world_size)

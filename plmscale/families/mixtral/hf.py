@@ -15,7 +15,8 @@ def hf_config(cfg: ModelConfig):
     """The ``transformers.MixtralConfig`` with the same architecture."""
     from transformers import MixtralConfig
     check_export(cfg, "MixtralForCausalLM", moe_layer_frequency=(1,), moe_shared_experts=(0,),
-                 add_bias_linear=(False,), moe_top_k=range(2, max(cfg.num_experts, 2) + 1))
+                 add_bias_linear=(False,), moe_expert_bias_rate=(0.0,),
+                 moe_top_k=range(2, max(cfg.num_experts, 2) + 1))
     kwargs = decoder_config_kwargs(cfg, "Mixtral")
     kwargs["intermediate_size"] = cfg.moe_ffn_hidden_size or cfg.ffn_hidden_size
     return MixtralConfig(**kwargs, num_local_experts=cfg.num_experts,

@@ -17,7 +17,8 @@ def hf_config(cfg: ModelConfig):
     """The ``transformers.Qwen2MoeConfig`` with the same architecture."""
     from transformers import Qwen2MoeConfig
     check_export(cfg, "Qwen2MoeForCausalLM", moe_shared_experts=range(1, 1 << 16),
-                 moe_shared_expert_gate=(True,), add_bias_linear=(False,))
+                 moe_shared_expert_gate=(True,), add_bias_linear=(False,),
+                 moe_expert_bias_rate=(0.0,))
     expert = cfg.moe_ffn_hidden_size or cfg.ffn_hidden_size
     return Qwen2MoeConfig(**decoder_config_kwargs(cfg, "Qwen2Moe"), num_experts=cfg.num_experts,
                           num_experts_per_tok=cfg.moe_top_k, moe_intermediate_size=expert,

@@ -22,7 +22,8 @@ from plmscale.models.moe import hf as moe
 def _check(cfg: ModelConfig) -> None:
     moe.check_export(cfg, "SwitchTransformersForConditionalGeneration", moe_top_k=(1,),
                      moe_layer_frequency=(1, 2), moe_shared_experts=(0,), activation=("relu", "gelu"),
-                     moe_ffn_hidden_size=(None, cfg.ffn_hidden_size), tie_word_embeddings=(True,))
+                     moe_ffn_hidden_size=(None, cfg.ffn_hidden_size), tie_word_embeddings=(True,),
+                     moe_expert_bias_rate=(0.0,))
 
 
 def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):

@@ -89,6 +89,9 @@ class MoEFeedForward(nn.Module):
                        noisy_gate_policy="Jitter" if cfg.moe_router_jitter else None,
                        # Deterministic routing: no random token selection, no sampled 2nd expert.
                        use_rts=False, top2_2nd_expert_sampling=False)
+        if cfg.moe_expert_bias_rate:
+            from plmscale.models.moe.balance import BiasedTopKGate
+            BiasedTopKGate.enable_bias(self.moe.deepspeed_moe.gate, cfg.moe_expert_bias_rate)
         for param in self.moe.deepspeed_moe.experts.parameters():
             param.num_local_experts = self.moe.num_local_experts  # for global_expert_name
         shared = cfg.moe_shared_experts
