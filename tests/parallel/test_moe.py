@@ -1,7 +1,8 @@
 """Mixture of experts on DeepSpeed's MoE engine: expert parallelism (EP=2, EP=4, TP2 x EP2) computes
 what EP=1 computes (dropless routing, fp32: loss, auxiliary and z losses, routing metrics and every
-gathered gradient), and the routing statistics the block reports are the paper formulas on fixed
-routings. One 4-rank group runs it all."""
+gathered gradient), the routing statistics the block reports are the paper formulas on fixed
+routings, and checkpoints resume and export at other expert-parallel sizes. One 4-rank group runs
+it all."""
 
 import math
 
@@ -15,8 +16,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ranks():
-    return run_ranks(4, moe_layouts)
+def ranks(tmp_path_factory):
+    return run_ranks(4, moe_layouts, str(tmp_path_factory.mktemp("moe_checkpoints")))
+
+
+def test_checkpoints_resume_at_other_expert_parallel_sizes(ranks):
+    """EP1 -> EP2 -> EP4 -> EP1: every load gives exactly the weights saved (experts by global
+    index), and the shard reader (export) reads every checkpoint's experts exactly."""
+    for rank in ranks:
+        assert list(rank["resumes"]) == ["read EP1", "load at TP1 x EP2", "read TP1 x EP2",
+                                         "load at TP1 x EP4", "read TP1 x EP4", "load at TP1 x EP1",
+                                         "read TP1 x EP1"]
+        assert all(diff == 0 for diff in rank["resumes"].values()), rank["resumes"]
 
 
 @pytest.mark.parametrize("layout", [name for name in LAYOUTS if name != "TP1 x EP1"])
