@@ -28,8 +28,9 @@ SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropou
 
 LAYOUT = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
 MOE_FAMILIES = ("mixtral", "qwen2_moe", "switch")
+# Expert parallel 2 x data parallel 4 (TP 2 x EP 2 cannot save: plmscale.training.checkpoint);
 # HF's MoE classes never drop tokens: their logits equal plmscale's dropless model.
-EXPERT_LAYOUT = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=1",
+EXPERT_LAYOUT = ["parallel.tensor_model_parallel_size=1", "parallel.pipeline_model_parallel_size=1",
                  "model.expert_model_parallel_size=2", "model.moe_dropless=true"]
 
 

@@ -23,8 +23,9 @@ FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "
 # The GPT family's decoder (GPT2LMHeadModel, LlamaForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM).
 DECODERS = ("gpt", "llama", "mixtral", "qwen2_moe")
 # Every family at TP=2 x PP=2 (ELECTRA's shared embeddings are a forward_fn tie, which the
-# pipeline saves with its layer files: plmscale.parallel.pipeline); the MoE families at TP=2 x
-# expert parallel 2 (DeepSpeed saves their experts per global index, outside the module's state).
+# pipeline saves with its layer files: plmscale.parallel.pipeline); the MoE families at expert
+# parallel 2 x data parallel 4 (DeepSpeed saves their experts per global index, outside the
+# module's state).
 LAYOUTS: dict[str, list[str]] = {f: workers.EXPERT_LAYOUT for f in workers.MOE_FAMILIES}
 TEXT = "The castle stood upon the hill, and the night was dark and full of strange sounds."
 FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm", "mpnet")

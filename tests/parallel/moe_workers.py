@@ -84,7 +84,9 @@ def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: lis
     engine.step()
     checkpoint.save(engine, f"{directory}/0", 1, 4, cfg)
     saved = full_tensors(engine.module, cfg.model.vocab_size)
-    found = {"read EP%d" % first[1]: _difference(read_full_tensors(f"{directory}/0")[1], saved)}
+    found = {f"read TP{first[0]} x EP{first[1]}": _difference(read_full_tensors(f"{directory}/0")[1], saved)}
+    # (keys: "load at <layout>" = weights after loading the previous save; "read <layout> #i" = the
+    # shard reader on save i)
     for i, (tp, ep) in enumerate(later, 1):
         cfg = layout_config([], tp, ep, dist.get_world_size() // tp)
         init_model_parallel(cfg)
@@ -98,7 +100,7 @@ def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: lis
             engine.step()
         checkpoint.save(engine, f"{directory}/{i}", i + 1, 4, cfg)
         saved = full_tensors(engine.module, cfg.model.vocab_size)
-        found[f"read TP{tp} x EP{ep}"] = _difference(read_full_tensors(f"{directory}/{i}")[1], saved)
+        found[f"read TP{tp} x EP{ep} #{i}"] = _difference(read_full_tensors(f"{directory}/{i}")[1], saved)
     return found
 
 
@@ -149,9 +151,10 @@ def gather_shim_check() -> dict:
 def moe_layouts(directory: str) -> dict:
     """Every layout of ``LAYOUTS`` against TP1 x EP1 (metrics incl. the auxiliary and z losses, and
     gathered gradients), the routing statistics, and checkpoints across expert-parallel sizes
-    (EP1 -> EP2 -> EP4 -> EP1, under ``directory``)."""
+    (EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1, under ``directory``)."""
     init_distributed()
-    resumes = resume_across_expert_parallel_sizes(directory, (1, 1), [(1, 2), (1, 4), (1, 1)])
+    resumes = resume_across_expert_parallel_sizes(f"{directory}/tp1", (1, 1), [(1, 2), (1, 4), (1, 1)])
+    resumes.update(resume_across_expert_parallel_sizes(f"{directory}/tp2", (2, 2), [(2, 1)]))
     runs = {name: layout_step([], tp, ep) for name, (tp, ep) in LAYOUTS.items()}
     shim = gather_shim_check()  # the last layout is TP=2
     reference = runs["TP1 x EP1"]
