@@ -28,6 +28,7 @@ end interleaved again), the segmenter's own rate, its agreement with pure-Python
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import hashlib
 import json
@@ -49,8 +50,9 @@ SEP = "<|endoftext|>"
 SECTION = "## Data preprocessing (bench/data_prep.py)"
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc)."""
+def tree_rss_bytes(root: int, hwm: dict[int, int] | None = None) -> int:
+    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc). With ``hwm``, also keeps
+    each process's own peak (VmHWM, the kernel's high-water mark, which no sampling misses)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -68,7 +70,9 @@ def tree_rss_bytes(root: int) -> int:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("VmHWM:") and hwm is not None:
+                        hwm[pid] = max(hwm.get(pid, 0), int(line.split()[1]) * 1024)
+                    elif line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
                         break
         except OSError:
@@ -77,7 +81,9 @@ def tree_rss_bytes(root: int) -> int:
 
 
 def run_measured(cmd: list[str]) -> dict:
-    """Run ``cmd``; wall time and peak process-tree RSS."""
+    """Run ``cmd``; wall time, peak process-tree RSS (sampled every 50 ms) and the sum over the
+    tree of each process's own peak RSS (exact for one process; for several, an upper bound of the
+    tree's peak, since their peaks need not coincide)."""
     import resource
 
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -85,12 +91,13 @@ def run_measured(cmd: list[str]) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
+    hwm: dict[int, int] = {}
     done = threading.Event()
 
     def sample():
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss_bytes(proc.pid))
+            peak = max(peak, tree_rss_bytes(proc.pid, hwm))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -103,7 +110,8 @@ def run_measured(cmd: list[str]) -> dict:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak, "stdout": out}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak, "peak_hwm_sum_bytes": sum(hwm.values()),
+            "stdout": out}
 
 
 def ensure_tokenizer(corpus: Path, workdir: Path, vocab: int) -> Path:
@@ -199,6 +207,11 @@ def main(argv=None) -> int:
         alt = Path("/work/shared/corpora") / args.corpus.name
         args.corpus = alt if alt.is_file() else args.corpus
     args.workdir.mkdir(parents=True, exist_ok=True)
+    # Bytecode for data_prep, as an installed package has: with PYTHONDONTWRITEBYTECODE set (as on
+    # the shared box) every end-to-end run would otherwise compile its sources again (~0.1 s of
+    # start-up that raw sentencepiece, compiled at install, never pays). Existing .pyc files are
+    # read whatever that variable says.
+    compileall.compile_dir(str(REPO / "data_prep"), quiet=1)
     model = ensure_tokenizer(args.corpus, args.workdir, args.vocab_size)
     if args.language == "zh":
         import data_prep_zh

@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
-os.environ.setdefault("MASTER_PORT", "29641")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402

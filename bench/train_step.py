@@ -11,14 +11,18 @@ The reference of a pretraining objective HF has no single class for is the same 
 from HF classes: ELECTRA = ``ElectraForMaskedLM`` generator + Gumbel sampling +
 ``ElectraForPreTraining`` discriminator sharing one embedding module; DistilBERT = a frozen HF
 ``BertForMaskedLM`` teacher (twice the student's depth) + ``DistilBertForMaskedLM`` with
-Sanh et al.'s loss (KL at T=2, MLM, cosine).
+Sanh et al.'s loss (KL at T=2, MLM, cosine). Llama, ERNIE, XLNet, MPNet, UniLM and GLM: the batch
+is the family's own sample builder's over random token documents and HF's arguments are derived
+from it (permutation masks, 4-D float masks, 2-D positions; bench/hf_steps.py says per family what
+HF runs and where it differs; tests/unit/test_train_step_bench.py proves the losses equal on copied
+weights). ELMo has no HF class (a bidirectional LSTM LM over character CNNs): not benchmarked.
 
 Each side's FLOPs per step are counted on one extra (untimed) step with
 ``torch.utils.flop_counter.FlopCounterMode`` (the matmuls and attention it actually ran, forward and
 backward), so the achieved GFLOP/s compares the two per FLOP; the fraction is of the machine's fp32
 GEMM peak, measured in the same run (a 2048^2 matmul, best of several, before and after the steps).
-``--size base`` is BERT-base / GPT-2 small (12 x 768, 12 heads, FFN 3072; 6 or 6+6 layers for
-DistilBERT and the encoder-decoders).
+``--size tiny`` (width 64) is for the unit test; ``--size base`` is BERT-base / GPT-2 small
+(12 x 768, 12 heads, FFN 3072; 6 or 6+6 layers for DistilBERT and the encoder-decoders).
 """
 
 from __future__ import annotations
@@ -34,11 +38,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
-os.environ.setdefault("MASTER_PORT", "29631")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from hf_steps import HF_STEPS, hf_modules, sampled_batch  # noqa: E402  (bench/, next to this file)
 
 SEQ, DECODER = {"t5": 32}, 128  # decoder lengths: T5 span-corruption targets, BART the full text
 # family -> (preset, overrides): 4 layers (2+2 for encoder-decoders) of width 256, each family's
@@ -59,10 +63,18 @@ FAMILIES = {
                        "model.vocab_size=32128"]),
     "bart": ("bart-tiny", ["model.num_layers=2", "model.num_decoder_layers=2",
                            "model.vocab_size=50265"]),
+    # Batches from the family's own sample builder, HF arguments derived from them (hf_steps.py).
+    "llama": ("llama-tiny", ["model.num_layers=4", "model.vocab_size=32000"]),
+    "ernie": ("ernie-2.0-tiny", ["model.num_layers=4", "model.vocab_size=30522"]),
+    "xlnet": ("xlnet-tiny", ["model.num_layers=4", "model.vocab_size=32000"]),
+    "mpnet": ("mpnet-tiny", ["model.num_layers=4", "model.vocab_size=30527"]),
+    "unilm": ("unilm-tiny", ["model.num_layers=4", "model.vocab_size=28996"]),
+    "glm": ("glm-tiny", ["model.num_layers=4", "model.vocab_size=30592"]),
 }
 
 
-SIZES = {"small": ["model.hidden_size=256", "model.num_attention_heads=4", "model.ffn_hidden_size=1024"],
+SIZES = {"tiny": ["model.hidden_size=64", "model.num_attention_heads=2", "model.ffn_hidden_size=128"],
+         "small": ["model.hidden_size=256", "model.num_attention_heads=4", "model.ffn_hidden_size=1024"],
          "base": ["model.hidden_size=768", "model.num_attention_heads=12", "model.ffn_hidden_size=3072",
                   "model.generator_hidden_size=256", "model.generator_num_attention_heads=4",
                   "model.generator_ffn_hidden_size=1024"]}
@@ -89,8 +101,12 @@ def config(family: str, args):
                               "train.lr=1e-4", "train.warmup_steps=0"])
 
 
-def batches(family: str, vocab: int, batch: int, seq: int, g: torch.Generator):
+def batches(family: str, cfg, g: torch.Generator):
     """(plmscale batch, HF keyword arguments) with the same tokens and targets."""
+    vocab, batch, seq = cfg.model.vocab_size, cfg.train.micro_batch_size, cfg.data.seq_length
+    if family in HF_STEPS:
+        ours = sampled_batch(cfg, batch, seed=int(torch.randint(2**31, (1,), generator=g)))
+        return ours, HF_STEPS[family].inputs(ours, cfg.model)
     ids = torch.randint(200, vocab, (batch, seq + 1), generator=g)
     ones = torch.ones(batch, seq, dtype=torch.long)
     if family == "gpt":  # HF shifts its labels itself
@@ -155,6 +171,9 @@ def hf_reference(family: str, cfg):
     import transformers
     from plmscale.families import get_family
     fam = get_family(family)
+    if family in HF_STEPS:
+        modules = hf_modules(cfg)
+        return modules, lambda b: HF_STEPS[family].loss(modules, b)
     if family == "electra":
         from plmscale.families.electra.hf import generator_hf_config, hf_config
         generator = transformers.ElectraForMaskedLM(generator_hf_config(cfg.model)).train()
@@ -209,8 +228,7 @@ def bench(family: str, args) -> dict:
     t = cfg.train
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
                                   eps=t.adam_eps, weight_decay=t.weight_decay)
-    ours_batch, hf_batch = batches(family, cfg.model.vocab_size, args.batch, args.seq,
-                                   torch.Generator().manual_seed(0))
+    ours_batch, hf_batch = batches(family, cfg, torch.Generator().manual_seed(0))
 
     def ours_step():
         out = engine(ours_batch)
@@ -294,8 +312,10 @@ def main() -> None:
               f"{row['hf'] * 1e3:.0f} ms/step, ratio {row['ratio']:.2f}; "
               f"{_rate(row, 'ours')} vs {_rate(row, 'hf')}", flush=True)
     load = os.getloadavg()
-    size = ("width 256, 4 heads, FFN 1024, 4 layers or 2+2" if args.size == "small" else
-            "BERT-base / GPT-2 small: width 768, 12 heads, FFN 3072, 12 layers (DistilBERT 6, 6+6)")
+    size = {"tiny": "width 64, 2 heads, FFN 128, 4 layers or 2+2",
+            "small": "width 256, 4 heads, FFN 1024, 4 layers or 2+2",
+            "base": "BERT-base / GPT-2 small: width 768, 12 heads, FFN 3072, 12 layers "
+                    "(DistilBERT 6, 6+6)"}[args.size]
     lines = [f"\n### {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()}-core CPU box, torch "
              f"{torch.__version__}, {torch.get_num_threads()} threads, load average at the end "
              f"{load[0]:.1f} (shared with other jobs)\n",

@@ -215,7 +215,7 @@ class Annotator:
 
     ``language``: ``"en"`` segments Han text one character per word (no segmenter);
     ``"zh"`` and ``"auto"`` segment Han runs with :class:`data_prep.segment.Segmenter`
-    (auto only loads it when a document actually contains Han characters), with the
+    (loaded when a document first contains Han characters), with the
     jieba-format ``user_dict`` if given; ``segmenter_backend`` forces ``rjieba`` or
     ``jieba`` (None: rjieba when installed; ``announce``: warn once when falling back).
     ``phrase_gazetteer`` /
@@ -256,9 +256,11 @@ class Annotator:
         self.gazetteers = {kind: given[kind] for kind in SPAN_KINDS if given[kind] is not None}
         self._any_gazetteer_match = _any_match_regex(self.gazetteers.values())
         self._segmenter_args = (user_dict, segmenter_backend, announce)
+        # Loaded on the first Han paragraph, also with ``zh``: rjieba's dictionary costs about
+        # 0.1 s and 33 MB, which the encoder's main process (whose forked workers inherit its
+        # annotator) and a worker that meets no Han text should not pay, and a worker that does
+        # loads it while sentencepiece encodes (see ``_encode``).
         self._han_words: HanWords | None = None
-        if language == "zh":
-            self._load_han_words()
 
     def _abbreviation_codes(self) -> dict[int, np.ndarray]:
         """Token sequences of the known abbreviations (as they are encoded after a space),
@@ -370,7 +372,6 @@ class Annotator:
         thread while sentencepiece (which releases the GIL) encodes in another."""
         if not han_pars:
             return (self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []), None
-        han_words = self._load_han_words()
         box: list = []
 
         def encode():
@@ -382,7 +383,7 @@ class Annotator:
         thread = threading.Thread(target=encode, daemon=True)
         thread.start()
         try:
-            words = han_words.word_starts([paragraphs[p] for p in han_pars])
+            words = self._load_han_words().word_starts([paragraphs[p] for p in han_pars])
         finally:
             thread.join()
         if isinstance(box[0], BaseException):

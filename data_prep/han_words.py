@@ -21,10 +21,19 @@ of the normalized text.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import re
+
 import numpy as np
 
+from data_prep import segment
 from data_prep import textutil as tu
 from data_prep.segment import Segmenter
+
+_NOT_HAN_RE = re.compile(f"[^{tu.HAN_CLASS}]")
+# Text of at least this many sections is cut on several threads (see HanWords.word_starts).
+PARALLEL_SECTIONS = 4
 
 
 def han_mask(cps: np.ndarray) -> np.ndarray:
@@ -58,6 +67,7 @@ class HanWords:
     def __init__(self, segmenter: Segmenter, sp, is_byte: np.ndarray):
         self.segmenter = segmenter
         self.sp = sp
+        self.threads = len(os.sched_getaffinity(0))  # for the sections of a long text
         pieces = sp.id_to_piece(list(range(sp.get_piece_size())))
         # Normalized characters per piece; a byte piece is one character for its lead byte (its
         # continuation bytes are set to zero per occurrence).
@@ -67,15 +77,34 @@ class HanWords:
 
     def word_starts(self, paragraphs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment ``paragraphs``: (word starts, offset and length of each normalized paragraph)
-        in the text " " + " ".join(normalized paragraphs)."""
+        in the text " " + " ".join(normalized paragraphs).
+
+        The text is segmented in sections of about ``segment.PIECE_CHARS`` characters, each
+        ending before a non-Han character (so no Han run is split and the words are those of one
+        call), which bounds the memory of the per-character arrays. Text of at least
+        ``PARALLEL_SECTIONS`` sections is more than a chunk of many documents holds: it is a
+        long document, and the other workers, whose byte ranges fall inside it, are idle; its
+        sections are then cut on one thread per core (the segmenter releases the GIL)."""
         norms = self.sp.normalize(paragraphs)
         sizes = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
         bases = np.cumsum(sizes + 1) - sizes
         text = " " + " ".join(norms)
         del norms
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        del text
-        return han_word_starts(self.segmenter, cps), bases, sizes
+        sections = _sections(text, segment.PIECE_CHARS)
+
+        def section_starts(bounds: tuple[int, int]) -> np.ndarray:
+            lo, hi = bounds
+            cps = np.frombuffer(text[lo:hi].encode("utf-32-le"), dtype=np.uint32)
+            return han_word_starts(self.segmenter, cps) + lo
+
+        threads = min(len(sections), self.threads)
+        if len(sections) < PARALLEL_SECTIONS or threads < 2:
+            parts = list(map(section_starts, sections))
+        else:
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(section_starts, sections))
+        starts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return starts, bases, sizes
 
     def apply(self, ids, first_han, last_han, ws, word, par_start, han_pars, words, byte_han) -> np.ndarray:
         """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs
@@ -106,9 +135,19 @@ class HanWords:
         par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
         bad = par_chars != sizes
         end += np.repeat((bases - before).astype(np.int32), counts)
-        inside = np.zeros(len(tokens), dtype=bool)
-        # The token holding each word start (zero-length tokens hold none: "right").
-        inside[np.minimum(np.searchsorted(end, starts, "right"), len(tokens) - 1)] = True
+        # A token holds a word start when one lies in its characters [end - length, end): a
+        # running count of the starts over the characters, read at both ends of every token
+        # (linear in the text; zero-length tokens hold none). Only a paragraph returned as bad
+        # can reach outside the text, and the offset path redoes it.
+        size = int(bases[-1] + sizes[-1]) + 1 if len(bases) else 1
+        below = np.zeros(size + 1, dtype=np.int32)  # below[k]: word starts before character k
+        marks = np.zeros(size, dtype=np.int8)
+        marks[starts] = 1
+        np.cumsum(marks, out=below[1:])
+        del marks
+        np.minimum(end, size, out=end)
+        inside = below[end] > below[np.maximum(end - lengths, 0)]
+        del below
         prev = np.maximum(tokens - 1, 0)
         hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
         word[tokens] = ws[tokens] | (word[tokens] & ~hi_first) | (has_han & inside)
@@ -121,3 +160,15 @@ def _positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.
         return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
     at = np.minimum(np.searchsorted(sorted_positions, wanted), len(sorted_positions) - 1)
     return at, sorted_positions[at] == wanted
+
+
+def _sections(text: str, size: int) -> list[tuple[int, int]]:
+    """Bounds [lo, hi) cutting ``text`` into sections of at least ``size`` characters (the last
+    one shorter), each ending right before a non-Han character: no Han run is cut."""
+    bounds, lo = [], 0
+    while lo < len(text):
+        found = _NOT_HAN_RE.search(text, lo + size)
+        hi = found.start() if found else len(text)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds

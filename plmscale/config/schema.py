@@ -70,6 +70,10 @@ class ModelConfig:
     """Learned-position index offset (RoBERTa: padding_idx + 1 = 2; BART: 2)."""
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    mem_len: int = 0
+    """XLNet: Transformer-XL memory, the hidden states of up to this many earlier tokens of the same
+    stream that every layer attends to (no gradient); 0 = none. Samples then hold
+    ``objective.memory_segments`` consecutive segments."""
     share_layer_parameters: bool = False
     """ALBERT: one set of layer parameters used by every layer (kept as one set under PP)."""
     tie_word_embeddings: bool = True
@@ -204,6 +208,9 @@ class ObjectiveConfig:
     (the original code's mask_alpha)."""
     permutation_max_span: int = 5
     """XLNet: span lengths n = 1..max with p(n) proportional to 1/n."""
+    memory_segments: int = 2
+    """XLNet with ``model.mem_len`` > 0: consecutive segments of one stream per sample, run in order
+    with the memory carried from each to the next (the first has none)."""
     masking_schedule: Optional[str] = None
     """Masking strategy over training steps, "name:start_step[:weight],..." (e.g. ERNIE 1.0's
     "token:0,phrase:1000,entity:2000"); None = ``masking`` throughout (plmscale.objectives.schedule)."""
@@ -303,6 +310,10 @@ class TrainConfig:
     """Losses of the last N applied steps form the spike rule's rolling mean and std."""
     spike_std_factor: float = 0.0
     """Skip a step whose loss exceeds rolling mean + factor * std (0 = no spike rule)."""
+    grad_norm_spike_std_factor: float = 0.0
+    """Skip a step whose global gradient norm (before clipping) exceeds the rolling mean + factor *
+    std of the last ``spike_window`` applied steps' norms (0 = no rule; costs one norm reduction
+    per step, ``plmscale.training.guards``)."""
     max_consecutive_skips: int = 5
     """Stop the run (with a checkpoint of the last good state) after this many skips in a row."""
     collective_timeout_s: float = 1800.0

@@ -33,13 +33,14 @@ AT_LEAST_ONE = {
     "train": ("micro_batch_size", "gradient_accumulation_steps", "train_steps", "log_interval",
               "eval_iters", "spike_window", "max_consecutive_skips"),
     "objective": ("max_ngram", "span_max_length", "permutation_mask_alpha",
-                  "permutation_max_span"),
+                  "permutation_max_span", "memory_segments"),
 }
 AT_LEAST_ZERO = {
-    "model": ("init_std", "position_offset", "type_vocab_size"),
+    "model": ("init_std", "position_offset", "type_vocab_size", "mem_len"),
     "data": ("num_workers",),
     "train": ("seed", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "save_interval",
-              "eval_interval", "keep_last_n", "spike_std_factor"),
+              "eval_interval", "keep_last_n", "spike_std_factor",
+              "grad_norm_spike_std_factor"),
     "objective": ("rtd_weight", "distillation_alpha_ce", "distillation_alpha_mlm",
                   "distillation_alpha_cos"),
 }
@@ -100,6 +101,10 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
                           "must be >= 1")
     if m.family == "elmo":
         _check_elmo(m, tp, pp)
+    if m.mem_len and o.memory_segments < 2:
+        raise ConfigError(f"model.mem_len={m.mem_len} needs objective.memory_segments >= 2 (the "
+                          f"memory of a segment comes from the ones before it in its sample); "
+                          f"set objective.memory_segments=2 or more, or model.mem_len=0")
     if m.kv_channels is None and m.hidden_size % m.num_attention_heads:
         valid = [h for h in _divisors(m.hidden_size) if h <= 128]
         raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by "

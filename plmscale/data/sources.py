@@ -13,7 +13,7 @@ from plmscale.config import ExperimentConfig
 from plmscale.config.mixture import Source, mixture_sources
 from plmscale.data.corpus import Corpus
 from plmscale.data.mixture import Mixture, Prefixed
-from plmscale.data.tokenizer import encode_text
+from plmscale.data.tokenizer import encode_text, require_mask
 
 
 @dataclasses.dataclass
@@ -32,8 +32,12 @@ def source_names(sources: list[Source]) -> list[str]:
 
 
 def open_corpus(cfg: ExperimentConfig, path: str) -> Corpus:
-    """The shard directory ``path``, checked against ``model.vocab_size``."""
+    """The shard directory ``path``, checked against ``model.vocab_size`` and the family's need
+    of a mask token."""
+    from plmscale.families import get_family
     corpus = Corpus(path, verify=cfg.data.verify_checksums)
+    if get_family(cfg.model.family).masks_tokens:
+        require_mask(corpus.tokens, corpus.shards.tokenizer_path, cfg.model.family)
     if corpus.tokens.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"tokenizer of {path} has {corpus.tokens.vocab_size} pieces but "
                          f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= "

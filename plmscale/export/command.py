@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tag", default=None, help="checkpoint tag, e.g. step300 (default: latest)")
     parser.add_argument("--output", required=True, help="folder to write (created if absent)")
     parser.add_argument("--tokenizer", default=None,
-                        help="sentencepiece model (default: the checkpoint's own copy)")
+                        help="sentencepiece model or tokenizer.json (default: the checkpoint's own copy)")
     return parser.parse_args(argv)
 
 

@@ -1,9 +1,14 @@
 """A plmscale checkpoint -> a Hugging Face folder that ``transformers`` loads with no other code:
 ``config.json`` (special-token ids set), ``model.safetensors``, ``generation_config.json`` where the
-family generates, and the tokenizer (``tokenizer.model`` + ``tokenizer_config.json``).
+family generates, and the tokenizer (``tokenizer.model`` or ``tokenizer.json``, +
+``tokenizer_config.json``).
 
-The tokenizer is transformers' SentencePiece backend (a slow tokenizer) on the run's own
-sentencepiece model, with ``split_special_tokens=True`` so that sentencepiece alone segments the
+A run on a Hugging Face ``tokenizer.json`` exports it as a fast tokenizer (``hf_fast_tokenizer``):
+the same file (so the same ids as the shards) with a post-processor that lays a text out as the
+family's samples, and the special tokens the run resolved by name.
+
+For a sentencepiece run, the tokenizer is transformers' SentencePiece backend (a slow tokenizer)
+on the run's own sentencepiece model, with ``split_special_tokens=True`` so that sentencepiece alone segments the
 text, user-defined pieces such as ``[MASK]`` included: its ids are sentencepiece's. (The fast
 ``SpmConverter`` maps user-defined and byte pieces to ``<unk>``.) Its ``special_tokens_pattern``
 lays a text out as the family's training samples do.
@@ -43,6 +48,9 @@ class HFPart:
     extra_files: dict = field(default_factory=dict)
     """File name -> (full tensors, model config) -> tensors of a safetensors file written next to
     the model: weights the HF class has no place for (GLM's block-position table)."""
+    load: Optional[Callable[[torch.nn.Module, dict], tuple[list, list]]] = None
+    """(HF model, state) -> (missing, unexpected) keys, for a class whose ``load_state_dict`` does
+    not take the state as it is (T5's tied aliases and untied head); None = ``load_state_dict``."""
 
 
 @dataclass(frozen=True)
@@ -74,21 +82,12 @@ def hf_export_spec(family: str) -> HFExport:
     return spec
 
 
-def _loaded_model(part: HFPart, config, state: dict):
-    """The ``transformers`` model holding ``state``; every tensor must be used, and only buffers
-    or tied copies that HF rebuilds itself may be left out."""
+def loaded_model(part: HFPart, config, state: dict):
+    """The ``transformers`` model (eval mode) holding ``state``; every tensor must be used, and
+    only buffers or tied copies that HF rebuilds itself may be left out."""
     import transformers
     model = getattr(transformers, part.model_class)(config).eval()
-    if part.model_class == "T5ForConditionalGeneration":
-        from plmscale.families.t5.hf import TIED_ALIASES
-        state = dict(state)
-        head = state.pop("lm_head.weight", None)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if m not in TIED_ALIASES]
-        if head is not None:  # v1.1: a head of its own (see plmscale.families.t5.hf)
-            model.lm_head.weight = torch.nn.Parameter(head.clone())
-    else:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = (part.load or (lambda m, s: m.load_state_dict(s, strict=False)))(model, state)
     # Tied copies (HF lists them per its config, e.g. Switch's embed_tokens and lm_head) are rebuilt.
     tied = getattr(model, "all_tied_weights_keys", None) or {}
     missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids")) and m not in tied]
@@ -101,9 +100,10 @@ def _loaded_model(part: HFPart, config, state: dict):
 def hf_tokenizer(tokenizer_model: Path, spec: HFExport, max_length: int):
     """transformers' SentencePiece backend on ``tokenizer_model`` with plmscale's special tokens."""
     from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
-    names = dict(unk_token="<unk>", pad_token="[PAD]", mask_token="[MASK]", cls_token="[CLS]",
-                 sep_token="[SEP]", bos_token="<s>", eos_token="</s>")
-    names.update(spec.tokenizer_tokens)
+
+    from plmscale.data.tokenizer import SENTENCEPIECE_NAMES
+    names = {f"{role}_token": name for role, name in SENTENCEPIECE_NAMES.items()}
+    names.update(unk_token="<unk>", **spec.tokenizer_tokens)
     tokenizer = SentencePieceBackend(vocab_file=str(tokenizer_model), split_special_tokens=True,
                                      special_tokens_pattern=spec.special_tokens_pattern,
                                      model_max_length=max_length,
@@ -111,6 +111,45 @@ def hf_tokenizer(tokenizer_model: Path, spec: HFExport, max_length: int):
     # The base class reads the pattern but leaves it out of what save_pretrained writes.
     tokenizer.init_kwargs["special_tokens_pattern"] = spec.special_tokens_pattern
     return tokenizer
+
+
+TEMPLATES = {"cls_sep": ("cls $A sep", "cls $A sep $B:1 sep:1"),
+             "bos_eos": ("bos $A eos", "bos $A eos eos $B eos"), "eos": ("$A eos", "$A eos $B eos"),
+             "bos": ("bos $A", "bos $A $B"), "none": ("$A", "$A $B")}
+"""``HFExport.special_tokens_pattern`` -> the fast tokenizer's (single, pair) template, in roles."""
+
+
+def hf_fast_tokenizer(tokenizer_json: Path, spec: HFExport, tokens, max_length: int):
+    """A fast tokenizer (``tokenizers`` backend) on the run's ``tokenizer.json``: its ids are the
+    file's (as the shards'), the special tokens are the roles ``tokens`` (SpecialTokens) resolved
+    by name, and a template post-processor adds them as the family's samples do."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from plmscale.data.tokenizer import SENTENCEPIECE_NAMES
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    role_ids = {role: getattr(tokens, role) for role in SENTENCEPIECE_NAMES
+                if getattr(tokens, role) is not None}
+    # A family's override names a sentencepiece piece (GPT's bos is "</s>"): here, that role's token.
+    by_piece = {name: role for role, name in SENTENCEPIECE_NAMES.items()}
+    role_ids.update({key[:-len("_token")]: role_ids[by_piece[piece]]
+                     for key, piece in spec.tokenizer_tokens.items()})
+    text = {role: tokenizer.id_to_token(i) for role, i in role_ids.items()}
+
+    def spelled(template: str) -> str:  # "sep:1" -> "[SEP]:1" (a role, then its type id)
+        words = [word.partition(":") for word in template.split()]
+        return " ".join(text.get(role, role) + colon + type_id for role, colon, type_id in words)
+
+    single, pair = map(spelled, TEMPLATES[spec.special_tokens_pattern])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=single, pair=pair,
+        special_tokens=sorted({(text[r], role_ids[r]) for r in text}, key=lambda t: t[1]))
+    names = {f"{role}_token": token for role, token in text.items()}
+    unk = getattr(tokenizer.model, "unk_token", None)
+    if unk is not None and tokenizer.token_to_id(unk) is not None:
+        names["unk_token"] = unk
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=max_length,
+                                   clean_up_tokenization_spaces=False, **names)
 
 
 def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokenizer_model: Path,
@@ -129,14 +168,20 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
             setattr(config, name, value)
         config.architectures = [part.model_class]
         state = (part.to_hf_state_dict or family.to_hf_state_dict)(full, cfg.model)
-        model = _loaded_model(part, config, state)
+        model = loaded_model(part, config, state)
         folder = out / part.subfolder
         folder.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(folder)
         for name, tensors in part.extra_files.items():
             from safetensors.torch import save_file
             save_file(tensors(full, cfg.model), str(folder / name))
-        hf_tokenizer(tokenizer_model, spec, cfg.model.max_position_embeddings).save_pretrained(folder)
+        if str(tokenizer_model).endswith(".json"):
+            tokenizer = hf_fast_tokenizer(tokenizer_model, spec, tokens,
+                                          cfg.model.max_position_embeddings)
+        else:
+            tokenizer = hf_tokenizer(tokenizer_model, spec, cfg.model.max_position_embeddings)
+        tokenizer.save_pretrained(folder)
         written.append(folder)
-    shutil.copyfile(tokenizer_model, out / "tokenizer.model")
+    if not str(tokenizer_model).endswith(".json"):  # the fast tokenizer's file is tokenizer.json
+        shutil.copyfile(tokenizer_model, out / "tokenizer.model")
     return written

@@ -53,7 +53,28 @@ def imported_config(folder: str | Path, base: ExperimentConfig) -> ExperimentCon
     values["train"]["init_from"] = None
     cfg = config_from_dict(values, origin=str(folder / "config.json"))
     check_config(family.hf_config(cfg.model), hf)
+    check_tokenizer(folder, cfg)
     return cfg
+
+
+def check_tokenizer(folder: Path, cfg: ExperimentConfig) -> None:
+    """A folder's ``tokenizer.json`` is the model's: the run must train on shards encoded with it
+    (its ids index the imported embeddings). Shards of another tokenizer are refused by name; a
+    folder without ``tokenizer.json`` (or a run without shards yet) is not checked here."""
+    import json
+
+    from plmscale.data.tokenizer import same_encoding
+    model_tokenizer = folder / "tokenizer.json"
+    manifest = Path(cfg.data.path) / "manifest.json"
+    if not model_tokenizer.is_file() or not manifest.is_file():
+        return
+    shards_tokenizer = Path(cfg.data.path) / json.loads(manifest.read_text())["tokenizer"]["file"]
+    if not same_encoding(model_tokenizer, shards_tokenizer):
+        raise HFImportError(
+            f"{model_tokenizer} is the model's tokenizer, but data.path {cfg.data.path} is encoded "
+            f"with another one ({shards_tokenizer}), whose ids would index other embeddings; "
+            f"encode the corpus with `python -m data_prep encode --tokenizer {model_tokenizer} ...` "
+            f"and point data.path at it")
 
 
 def read_hf_folder(folder: str | Path, base: ExperimentConfig

@@ -9,7 +9,9 @@ The model fields come from the folder's config.json (the rest of ``--config`` st
 objective, schedule); the weights go through the export's name map run backwards. The output holds
 ``step0`` (weights and a fresh optimizer state at that layout; ``train.init_optimizer=true`` keeps
 it, any other layout starts a fresh optimizer) and ``train.yaml``, the config to train with
-(``train.init_from`` set). TP x PP local processes (gloo) write it; no network is used.
+(``train.init_from`` set). TP x PP local processes (gloo) write it; no network is used. A folder
+holding a ``tokenizer.json`` needs ``data.path`` encoded with it (``python -m data_prep encode
+--tokenizer FOLDER/tokenizer.json``): shards of another tokenizer are refused by name.
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ from plmscale.config.schema import ExperimentConfig
 METADATA_FILE = "plmscale.json"
 """plmscale's JSON state in every committed checkpoint tag (``plmscale.training.checkpoint``): the
 step, the data position and, under "config", the resolved training config."""
-TOKENIZER_FILE = "tokenizer.model"
-"""A copy of the run's sentencepiece model, written into every checkpoint tag directory."""
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
+"""A copy of the run's tokenizer, written into every checkpoint tag directory under the name the
+shard directory gives it: a sentencepiece model or a Hugging Face ``tokenizer.json``."""
 
 PIPELINE_NAMES = "plmscale_pipeline_names.stage{stage}.json"
 """Per pipeline stage: which ordinary parameter each key of each layer file holds."""
@@ -111,13 +112,14 @@ def saved_config(directory: str | Path, tag: str | None = None) -> ExperimentCon
 
 def tokenizer_file(directory: str | Path, tag: str | None = None,
                    cfg: ExperimentConfig | None = None) -> Path:
-    """The sentencepiece model of a checkpoint: its own copy, or (older checkpoints) the one of
-    the run's ``data.path``."""
+    """The tokenizer (sentencepiece model or ``tokenizer.json``) of a checkpoint: its own copy,
+    or (older checkpoints) the one of the run's ``data.path``."""
     directory = Path(directory)
     tag = checkpoint_tag(directory, tag)
-    own = directory / tag / TOKENIZER_FILE
-    if own.is_file():
-        return own
+    for name in TOKENIZER_FILES:
+        if (directory / tag / name).is_file():
+            return directory / tag / name
+    own = directory / tag / TOKENIZER_FILES[0]
     cfg = cfg or saved_config(directory, tag)
     manifest = Path(cfg.data.path) / "manifest.json"
     if not manifest.is_file():
@@ -222,6 +224,22 @@ def _zero3_states(directory: Path, tag: str, tp: int) -> list[dict[str, torch.Te
     return states
 
 
+MOMENTS = ("exp_avg", "exp_avg_sq")
+"""The Adam moments ``read_full_state`` reads (torch's state keys, which DeepSpeed keeps)."""
+
+
+@dataclasses.dataclass
+class FullState:
+    """A checkpoint as whole fp32 tensors under the ordinary model's names (no TP or ZeRO
+    partitioning, no vocabulary padding): the weights and, per ``MOMENTS`` key, Adam's moments of
+    each parameter, plus Adam's step count."""
+
+    config: ExperimentConfig
+    params: dict[str, torch.Tensor]
+    moments: dict[str, dict[str, torch.Tensor]]
+    optimizer_step: int
+
+
 def read_full_tensors(directory: str | Path, tag: str | None = None
                       ) -> tuple[ExperimentConfig, dict[str, torch.Tensor]]:
     """(saved config, every parameter as the whole fp32 tensor without vocabulary padding, under
@@ -229,6 +247,18 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
 
     Uses megatron-core's process groups of any layout (only names and partition attributes of a
     meta-device model are read); a process without them gets a one-rank layout."""
+    state = _read(directory, tag, moments=False)
+    return state.config, state.params
+
+
+def read_full_state(directory: str | Path, tag: str | None = None) -> FullState:
+    """``read_full_tensors`` plus the Adam moments and step of the optimizer files, from a
+    checkpoint of any TP x DP x ZeRO 0-2 layout without pipeline parallelism (what resuming on
+    another layout needs; ``plmscale.training.checkpoint``)."""
+    return _read(directory, tag, moments=True)
+
+
+def _read(directory: str | Path, tag: str | None, moments: bool) -> FullState:
     from megatron.core import parallel_state as ps
     directory = Path(directory)
     tag = checkpoint_tag(directory, tag)
@@ -240,28 +270,113 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
     tp = cfg.parallel.tensor_model_parallel_size
     vocab = cfg.model.vocab_size
     reference = reference_parameters(cfg)
-    if cfg.parallel.pipeline_model_parallel_size == 1:
-        if cfg.parallel.zero_stage == 3:
-            states = _zero3_states(directory, tag, tp)
-        else:
-            states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt")["module"]
-                      for r in range(tp)]
-        experts = _expert_tensors(directory, tag)
-        full = {name: experts[name].float() for name in reference if name in experts}
-        for name, param in reference.items():
-            if name in full:
-                continue
-            missing = [r for r, s in enumerate(states) if name not in s]
-            if missing:
-                raise CheckpointError(f"{directory / tag / f'mp_rank_{missing[0]:02d}_model_states.pt'}"
-                                      f" has no tensor {name}: not a {cfg.model.family} checkpoint "
-                                      f"of this plmscale version")
-            full[name] = _merge(name, [s[name] for s in states], param, vocab)
-        return cfg, full
-    if cfg.model.num_experts:
-        raise CheckpointError(f"{directory / tag}: reading a checkpoint of a mixture-of-experts model "
-                              f"trained with pipeline parallelism is not supported yet; resume it "
-                              f"at pipeline_model_parallel_size=1 for 0 steps, then read that")
+    if moments and (cfg.parallel.pipeline_model_parallel_size > 1 or cfg.parallel.zero_stage == 3
+                    or cfg.model.num_experts):
+        raise CheckpointError(
+            f"{directory / tag} is a TP{tp} x PP{cfg.parallel.pipeline_model_parallel_size} ZeRO-"
+            f"{cfg.parallel.zero_stage} checkpoint{' with experts' if cfg.model.num_experts else ''}"
+            f": plmscale moves optimizer state to another layout only from checkpoints without "
+            f"pipeline parallelism, ZeRO-3 or experts; resume it at its own layout")
+    if cfg.parallel.pipeline_model_parallel_size > 1:
+        if cfg.model.num_experts:
+            raise CheckpointError(f"{directory / tag}: reading a checkpoint of a mixture-of-experts "
+                                  f"model trained with pipeline parallelism is not supported yet; "
+                                  f"resume it at pipeline_model_parallel_size=1 for 0 steps, then "
+                                  f"read that")
+        return FullState(cfg, _read_pipeline(directory, tag, cfg, reference), {}, 0)
+    if cfg.parallel.zero_stage == 3:
+        states = _zero3_states(directory, tag, tp)
+    else:
+        states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt") for r in range(tp)]
+    modules = [s["module"] for s in states] if cfg.parallel.zero_stage != 3 else states
+    experts = _expert_tensors(directory, tag)
+    full = {name: experts[name].float() for name in reference if name in experts}
+    full.update(_merged({n: p for n, p in reference.items() if n not in full}, modules, vocab,
+                        lambda r: directory / tag / f"mp_rank_{r:02d}_model_states.pt", cfg))
+    if not moments:
+        return FullState(cfg, full, {}, 0)
+    per_rank = [_optimizer_state(directory, tag, r, s, reference) for r, s in enumerate(states)]
+    steps = {step for _, step in per_rank}
+    if len(steps) != 1:
+        raise CheckpointError(f"{directory / tag}: the TP ranks' optimizer files disagree on "
+                              f"Adam's step ({sorted(steps)}); the checkpoint is damaged")
+    merged = {key: _merged(reference, [m[key] for m, _ in per_rank], vocab,
+                           lambda r: _optimizer_file(directory, tag, r, 0, cfg), cfg)
+              for key in MOMENTS}
+    return FullState(cfg, full, merged, steps.pop())
+
+
+def _merged(reference: dict, states: list[dict], vocab: int, file_of, cfg) -> dict:
+    """Each reference parameter's whole tensor, merged from the per-TP-rank ``states``."""
+    full = {}
+    for name, param in reference.items():
+        missing = [r for r, s in enumerate(states) if name not in s]
+        if missing:
+            raise CheckpointError(f"{file_of(missing[0])} has no tensor {name}: not a "
+                                  f"{cfg.model.family} checkpoint of this plmscale version")
+        full[name] = _merge(name, [s[name] for s in states], param, vocab)
+    return full
+
+
+def _optimizer_file(directory: Path, tag: str, tp_rank: int, dp_rank: int, cfg) -> Path:
+    if cfg.parallel.zero_stage == 0:
+        return directory / tag / f"mp_rank_{tp_rank:02d}_model_states.pt"
+    return directory / tag / f"zero_pp_rank_{dp_rank}_mp_rank_{tp_rank:02d}_optim_states.pt"
+
+
+def _optimizer_state(directory: Path, tag: str, tp_rank: int, model_state: dict,
+                     reference: dict) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
+    """({moment: {name: this TP rank's tensor}}, Adam's step) of one TP rank.
+
+    ZeRO-0: DeepSpeed saves the torch optimizer's state dict with the model (data-parallel rank
+    0's file), its parameters numbered in ``parameter_groups`` order. ZeRO-1/2: every
+    data-parallel rank saves its flat partition of each parameter group (one torch state entry
+    per group) and, per group, where each parameter's piece of the partition starts
+    (``param_slice_mappings``: name -> fragment_address); a parameter is its pieces in rank
+    order."""
+    shapes = {name: t.shape for name, t in model_state["module"].items() if t is not None}
+    optimizer = model_state.get("optimizer")
+    if optimizer is not None and model_state.get("param_shapes") is None:  # ZeRO-0
+        from plmscale.training.engine import no_decay
+        names = [n for n, p in reference.items() if not no_decay(n, p)] + \
+                [n for n, p in reference.items() if no_decay(n, p)]
+        numbered = [i for group in optimizer["param_groups"] for i in group["params"]]
+        path = directory / tag / f"mp_rank_{tp_rank:02d}_model_states.pt"
+        if len(numbered) != len(names) or not optimizer["state"]:
+            raise CheckpointError(f"{path}: its optimizer state has {len(numbered)} parameters "
+                                  f"(model: {len(names)}) or none trained; not a plmscale AdamW state")
+        # A parameter that never had a gradient has no state yet: its moments are zero.
+        state = {key: {name: optimizer["state"][i][key] if i in optimizer["state"]
+                       else torch.zeros(shapes[name]) for name, i in zip(names, numbered)}
+                 for key in MOMENTS}
+        return state, max(int(entry["step"]) for entry in optimizer["state"].values())
+    files = sorted((directory / tag).glob(f"zero_pp_rank_*_mp_rank_{tp_rank:02d}_optim_states.pt"),
+                   key=lambda f: int(f.name.split("_")[3]))
+    if not files:
+        raise CheckpointError(f"{directory / tag}/zero_pp_rank_0_mp_rank_{tp_rank:02d}_optim_states"
+                              f".pt is missing: the checkpoint is incomplete")
+    pieces: dict[str, dict[str, list]] = {key: {} for key in MOMENTS}
+    steps = set()
+    for f in files:
+        saved = _load(f)["optimizer_state_dict"]
+        base = saved["base_optimizer_state"]
+        for group, mapping in enumerate(saved["param_slice_mappings"]):
+            flat = base["state"][group]
+            steps.add(int(flat["step"]))
+            for name, address in mapping.items():
+                for key in MOMENTS:
+                    pieces[key].setdefault(name, []).append(
+                        flat[key].narrow(0, address.start, address.numel))
+    if len(steps) != 1:
+        raise CheckpointError(f"{directory / tag}: the optimizer files of TP rank {tp_rank} "
+                              f"disagree on Adam's step ({sorted(steps)}); the checkpoint is damaged")
+    state = {key: {name: torch.cat(parts).view(shapes[name]) for name, parts in by_name.items()}
+             for key, by_name in pieces.items()}
+    return state, steps.pop()
+
+
+def _read_pipeline(directory: Path, tag: str, cfg, reference: dict) -> dict[str, torch.Tensor]:
+    tp, vocab = cfg.parallel.tensor_model_parallel_size, cfg.model.vocab_size
     recorded = _recorded_pipeline_names(directory, tag)
     files = {}
     for path in (directory / tag).iterdir():
@@ -285,7 +400,7 @@ def read_full_tensors(directory: str | Path, tag: str | None = None
     if absent:
         raise CheckpointError(f"{directory / tag} holds no {absent[0]} ({len(absent)} tensors "
                               f"absent): the checkpoint is incomplete")
-    return cfg, full
+    return full
 
 
 _EXPERT_FILE = "layer_*_expert_*_mp_rank_*_model_states.pt"
@@ -312,19 +427,25 @@ def load_full_tensors(model: torch.nn.Module, full: dict[str, torch.Tensor], voc
     """Copy full tensors into ``model`` built for the current process groups: vocabulary rows are
     padded to the model's size and partitioned tensors cut to this rank's slice. Every parameter
     must be present (``canonical_name`` maps a pipeline module's names to the ordinary ones)."""
-    from megatron.core import parallel_state as ps
-    size, rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
     with torch.no_grad():
         for local, param in model.named_parameters():
             name = canonical_name(local)
             if name not in full:
                 raise KeyError(f"no tensor {name} for parameter {local}")
-            tensor = full[name]
-            partitioned = getattr(param, "tensor_model_parallel", False)
-            if getattr(param, "vocab_padded", False):
-                rows = param.shape[0] * (size if partitioned and param.partition_dim == 0 else 1)
-                tensor = torch.cat([tensor[:vocab_size],
-                                    tensor.new_zeros(rows - vocab_size, *tensor.shape[1:])])
-            if partitioned and size > 1:
-                tensor = tensor.chunk(size, dim=param.partition_dim)[rank]
-            param.copy_(tensor.to(param.dtype))
+            param.copy_(local_slice(full[name], param, vocab_size).to(param.dtype))
+
+
+def local_slice(tensor: torch.Tensor, param: torch.nn.Parameter, vocab_size: int) -> torch.Tensor:
+    """This rank's part of the whole (unpadded) ``tensor`` of ``param``, a parameter built for the
+    current process groups: vocabulary rows padded with zeros to the model's size, then the
+    tensor-parallel slice."""
+    from megatron.core import parallel_state as ps
+    size, rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
+    partitioned = getattr(param, "tensor_model_parallel", False)
+    if getattr(param, "vocab_padded", False):
+        rows = param.shape[0] * (size if partitioned and param.partition_dim == 0 else 1)
+        tensor = torch.cat([tensor[:vocab_size],
+                            tensor.new_zeros(rows - vocab_size, *tensor.shape[1:])])
+    if partitioned and size > 1:
+        tensor = tensor.chunk(size, dim=param.partition_dim)[rank]
+    return tensor

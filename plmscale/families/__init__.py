@@ -101,6 +101,9 @@ class Family:
     generation: Optional["GenerationSpec"] = None
     """Prompt layout and output reading (``plmscale.export.generation.GenerationSpec``); None =
     the family does not generate text."""
+    masks_tokens: bool = False
+    """The objective writes the tokenizer's mask token into inputs: a tokenizer without one (GPT-2's
+    ``tokenizer.json``) is refused by name (``plmscale.data.tokenizer.require_mask``)."""
     initialize: Optional[Callable[[torch.nn.Module, ExperimentConfig], None]] = None
     """(model or its pipeline, config): runs after the layout-independent initialisation and before
     the engine exists (so optimizer master copies see it), e.g. DistilBERT copying its teacher's

@@ -92,10 +92,6 @@ class _LayerStage(_Stage):
     """A transformer-layer piece (partitioning balances the number of these per stage)."""
 
 
-def _run_tied(piece: Piece, stage: _Stage, state):
-    return run_piece(piece, stage, state)
-
-
 def _key(path: str) -> str:
     return path.replace(".", "__")
 
@@ -125,7 +121,7 @@ class PiecewisePipeline(PipelineModule):
                 with torch.device("meta"):
                     tied = [n for n, _ in first.modules[path]().named_parameters()]
             specs.append(TiedLayerSpec(_key(path), stage_type, first,
-                                       forward_fn=partial(_run_tied, piece),
+                                       forward_fn=partial(run_piece, piece),
                                        tied_weight_attr=[f"{path}.{a}" for a in tied]))
         super().__init__(layers=specs, topology=topology(), loss_fn=self._loss,
                          partition_method="type:_LayerStage", activation_checkpoint_interval=0)
@@ -141,7 +137,7 @@ class PiecewisePipeline(PipelineModule):
         DeepSpeed keeps a ``forward_fn`` partial there, which has no state dict, so its own save
         and load would skip the tied module (the embeddings!) and a resumed or exported pipeline
         run would silently keep fresh weights."""
-        # partial(partial(_run_tied, piece), module) is flattened by Python: the module is last.
+        # partial(partial(run_piece, piece), module) is flattened by Python: the module is last.
         return [f.args[-1] if isinstance(f, partial) and f.args and isinstance(f.args[-1], nn.Module)
                 else f for f in self.forward_funcs]
 

@@ -31,16 +31,22 @@ def init_distributed(timeout_s: float = 1800.0) -> None:
     """
     if dist.is_initialized():
         return
-    discover().export()  # RANK, WORLD_SIZE, MASTER_ADDR... for the env:// rendezvous
+    launch = discover()
+    launch.export()  # RANK, WORLD_SIZE, MASTER_ADDR... for the env:// rendezvous
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group(backend=backend,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if launch.world_size == 1 and launch.master_port is None:
+        # A world of one needs no TCP rendezvous: binding a port picked earlier races with every
+        # other process on the machine (EADDRINUSE), an in-memory store cannot.
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1,
+                                timeout=timeout)
+    else:
+        dist.init_process_group(backend=backend, timeout=timeout)
     # DeepSpeed's communication layer wraps the same process group (its pipeline module needs it).
     import deepspeed
-    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
-                               timeout=datetime.timedelta(seconds=timeout_s))
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
 
 
 def init_model_parallel(cfg: ExperimentConfig) -> None:

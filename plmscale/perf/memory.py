@@ -162,9 +162,18 @@ def dropout_mask_bytes(precision: str, gpu: bool) -> int:
     return 1 if gpu else BYTES[precision]
 
 
+def keeps_attention_scores(backend: str, attention_dropout: bool, gpu: bool) -> bool:
+    """Whether attention keeps [b, heads, sq, sk] tensors (probabilities, dropout mask and output)
+    for the backward pass: the softmax backends (``fused-softmax``, ``reference``) always; ``sdpa``
+    only on the CPU with attention dropout, where PyTorch's CPU flash kernel (no dropout) falls back
+    to its math path. Otherwise SDPA's flash / memory-efficient kernels keep a logsumexp per row."""
+    return backend != "sdpa" or (attention_dropout and not gpu)
+
+
 def layer_activation_bytes(stack: Stack, micro_batch: int, tp: int, precision: str,
                            hidden_dropout: bool, attention_dropout: bool,
-                           recompute: bool = False, gpu: bool = True) -> float:
+                           recompute: bool = False, gpu: bool = True,
+                           attention_backend: str = "sdpa") -> float:
     """Bytes one layer of ``stack`` keeps for the backward pass per micro-batch on one TP rank.
 
     Tensors saved: each norm's input; the QKV input; q and k; softmax output; attention dropout mask
@@ -173,7 +182,10 @@ def layer_activation_bytes(stack: Stack, micro_batch: int, tp: int, precision: s
     GPU, ``dropout_mask_bytes``). Tensors
     between TP-split matmuls are divided by TP (no sequence parallelism: norms and residual-branch
     inputs are replicated). Korthikanti et al. eq. 2 is this with 2-byte tensors and one FFN of 4h.
-    With full recomputation only the layer input is kept.
+    Where ``keeps_attention_scores`` says SDPA keeps no [s, s] tensor (``attention_backend``), the
+    softmax output and the attention dropout mask and output are replaced by SDPA's fp32 logsumexp
+    per query row (its output is the projection input, counted once). With full recomputation only
+    the layer input is kept.
     """
     a, b, s, h = BYTES[precision], micro_batch, stack.seq, stack.hidden
     if recompute:
@@ -187,8 +199,13 @@ def layer_activation_bytes(stack: Stack, micro_batch: int, tp: int, precision: s
         saved = q_len * b * h * a * 2  # norm input + QKV (or Q) input
         saved += q_len * b * inner * a * 2  # q, and the projection input
         saved += k_len * b * inner * a * 2  # k, v
-        saved += scores * a * (2 if attention_dropout else 1) + (scores * mask_width
-                                                                 if attention_dropout else 0)
+        if keeps_attention_scores(attention_backend, attention_dropout, gpu):
+            # Without dropout the torch softmax (CPU) keeps its output and the masked copy the
+            # second matmul reads; the CUDA kernel writes the masked output once.
+            kept = 2 if attention_dropout or not gpu else 1
+            saved += scores * a * kept + (scores * mask_width if attention_dropout else 0)
+        else:
+            saved += b * heads * q_len * 4  # logsumexp, fp32
         saved += q_len * b * h * mask
         if kv_input:
             saved += k_len * b * h * a
@@ -214,7 +231,7 @@ def activation_bytes(cfg: ExperimentConfig, layout: Layout, stage: int = 0,
     for stack, layers in per_stage[stage]:
         total += layers * layer_activation_bytes(stack, b, layout.tp, t.precision,
                                                  m.hidden_dropout > 0, m.attention_dropout > 0,
-                                                 recompute, gpu)
+                                                 recompute, gpu, m.attention_backend)
         if stack.memory:
             total += stack.memory * b * stack.hidden * a
     if stage == 0:  # embedding output (and its dropout mask)

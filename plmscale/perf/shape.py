@@ -412,7 +412,8 @@ def _xlnet_shape(cfg: ExperimentConfig, tp: int) -> ModelShape:
     is counted as matmuls (the r projection of 2s encodings, the position scores, the query
     stream's q, scores, context, o and FFN on its m rows). Its layers have no attention biases but
     an r projection and relative biases: those are counted as tensors outside the stack, which
-    places them on the first stage (an approximation for PP memory)."""
+    places them on the first stage (an approximation for PP memory). With memory a sequence is the
+    sample's ``memory_segments`` segments, each attending to ``mem_len`` more keys."""
     from plmscale.families.xlnet.samples import num_predict
     m, s = cfg.model, cfg.data.seq_length
     h, inner, f, L = m.hidden_size, m.hidden_size, m.ffn_hidden_size, m.num_layers
@@ -424,6 +425,14 @@ def _xlnet_shape(cfg: ExperimentConfig, tp: int) -> ModelShape:
                Matmul("query_scores_context", L * rows, inner, 2 * s + 2 * s),
                Matmul("query_ffn", L * rows, h, 2 * f),
                Matmul("logits", rows, h, padded_vocab_size(m, tp))]
+    if m.mem_len:  # a sample is n segments, each also reading M memory keys
+        n, mem = cfg.objective.memory_segments, m.mem_len
+        per_segment = stacks[0].forward_flops() + sum(x.forward_flops() for x in matmuls)
+        matmuls += [Matmul("memory_keys_values", L * n * mem, h, 2 * inner),
+                    Matmul("memory_relative_projection", L * mem, h, inner),
+                    Matmul("memory_scores_context_position", L * n * (s + rows), inner, 3 * mem),
+                    # the other n - 1 segments' own work, as one segment's (FLOPs = 2 * rows)
+                    Matmul("later_segments", (n - 1) * per_segment / 2, 1, 1)]
     per_layer = inner * h // tp + 5 * inner // tp - 3 * inner // tp - h  # + r, biases - qkv/o bias
     tensors = [ParamTensor("word_embeddings", padded_vocab_size(m, tp) // tp * h, "tied"),
                ParamTensor("mask_emb", h, "first", False),

@@ -20,6 +20,7 @@ work from any directory, wherever the training shards went.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -31,7 +32,7 @@ import torch.distributed as dist
 
 from plmscale.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from plmscale.export.shards import METADATA_FILE as METADATA
-from plmscale.export.shards import TOKENIZER_FILE, safe_load, write_pipeline_names
+from plmscale.export.shards import TOKENIZER_FILES, safe_load, write_pipeline_names
 from plmscale.models.moe.checkpoint import complete_moe_checkpoint
 
 MANIFEST = "manifest.json"
@@ -113,8 +114,10 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
     complete_moe_checkpoint(engine, str(directory), tag, client_state)  # TP x EP: DeepSpeed's gaps
     _write_self_containment(engine, tag_dir, cfg)
     dist.barrier()
+    from plmscale.training.relayout import current_layout
     commit(directory, tag, {"step": step, "micro_batches": micro_batches, "extra": extra or {},
-                            "config": config_to_dict(cfg), "data": data_identity(cfg)}, cfg)
+                            "config": config_to_dict(cfg), "data": data_identity(cfg),
+                            "layout": dataclasses.asdict(current_layout(cfg))}, cfg)
     if dist.get_rank() == 0:
         shutil.rmtree(replaced, ignore_errors=True)
 
@@ -128,12 +131,13 @@ def _write_self_containment(engine, tag_dir: Path, cfg: ExperimentConfig) -> Non
         write_pipeline_names(engine.module, tag_dir)
     if dist.get_rank() == 0:
         tokenizer = run_tokenizer(cfg)
-        if tokenizer is not None and tokenizer.is_file():
-            shutil.copyfile(tokenizer, tag_dir / TOKENIZER_FILE)
+        if tokenizer is not None and tokenizer.is_file():  # under its kind's name (shards.py)
+            name = tokenizer.name if tokenizer.name in TOKENIZER_FILES else TOKENIZER_FILES[0]
+            shutil.copyfile(tokenizer, tag_dir / name)
 
 
 def run_tokenizer(cfg: ExperimentConfig) -> Path | None:
-    """The sentencepiece model of the run's ``data.path`` (None when it has no manifest)."""
+    """The tokenizer file of the run's ``data.path`` (None when it has no manifest)."""
     manifest = Path(cfg.data.path) / "manifest.json"
     if not manifest.is_file():
         return None
@@ -300,6 +304,17 @@ def load(engine, directory: str, fallback: bool = True,
     saved = metadata(directory, tag)
     if cfg is not None:
         check_same_data(cfg, saved, f"{directory}/{tag}")
+    step, micro_batches = int(saved["step"]), int(saved["micro_batches"])
+    if cfg is not None and not cfg.model.num_experts:
+        from plmscale.training import relayout
+        before, now = relayout.saved_layout(directory, tag, saved), relayout.current_layout(cfg)
+        if (before.tensor, before.pipeline) != (now.tensor, now.pipeline) or (
+                not module_only and before != now):
+            relayout.load_resliced(engine, directory, tag, cfg, step, module_only)
+            warn(f"{directory}/{tag} was saved at {before}; resumed at {now} (weights"
+                 f"{'' if module_only else ', Adam moments, step and data position'} re-sliced)")
+            return step, relayout.data_position(micro_batches, saved, before, cfg), \
+                saved.get("extra", {})
     engine.checkpoint_engine.load = safe_load
     weights_only = other_expert_parallel_size(cfg, saved)
     path, _ = engine.load_checkpoint(directory, tag=tag, load_module_only=bool(weights_only),
@@ -307,14 +322,17 @@ def load(engine, directory: str, fallback: bool = True,
                                      load_lr_scheduler_states=not module_only)
     if path is None:
         raise CheckpointError(f"DeepSpeed could not load {directory}/{tag}")
+    if engine.lr_scheduler is not None and not module_only:
+        # DeepSpeed restores a ZeRO optimizer (its param groups' saved rates included) after the
+        # scheduler, so the rates are set again from the resumed run's own curve at the saved step.
+        from plmscale.training.relayout import continue_schedule
+        continue_schedule(engine, step, counters=bool(weights_only))
     if weights_only:
-        engine.lr_scheduler.load_state_dict({"last_epoch": int(saved["step"]),
-                                             "_step_count": int(saved["step"]) + 1})
         warn(f"{directory}/{tag} was saved at model.expert_model_parallel_size="
              f"{weights_only}: its weights are loaded at {cfg.model.expert_model_parallel_size} "
              f"(experts are stored per global id) and the schedule continues, but the optimizer "
              f"moments restart (DeepSpeed partitions them by the expert-parallel layout)")
-    return int(saved["step"]), int(saved["micro_batches"]), saved.get("extra", {})
+    return step, micro_batches, saved.get("extra", {})
 
 
 def other_expert_parallel_size(cfg: ExperimentConfig | None, saved: dict) -> int:

@@ -10,6 +10,14 @@ step counters put back: weights, Adam moments and step counts stay bit-identical
 itself found overflowing (ZeRO-1-3: non-finite gradient norm with a finite loss) counts as skipped
 the same way. After ``train.max_consecutive_skips`` skips in a row the loop stops the run.
 
+Spike rules (off by default): a step whose loss (``train.spike_std_factor``) or global gradient norm
+(``train.grad_norm_spike_std_factor``) exceeds the rolling mean + k x std of the last
+``train.spike_window`` applied steps is skipped the same way. DeepSpeed computes the gradient norm
+only inside the optimiser step (ZeRO-1-3) or not at all (ZeRO-0), after the point where a step can
+still be left out, so the guard computes it itself, before the step, with DeepSpeed's own norm
+functions over the gradients as they are then (reduced over data parallelism, each element counted
+once across TP and PP): ``global_grad_norm``.
+
 Why not let DeepSpeed decide alone: under ZeRO-0 a NaN loss reaches the weights, and under ZeRO-1/2
 its skipped steps still advance ``global_steps`` (measured with deepspeed 0.19.8, fp32).
 """
@@ -58,9 +66,14 @@ class StepGuard:
         t = train_cfg
         self.engine, self.zero_stage = engine, zero_stage
         self.check_nonfinite, self.factor = t.skip_nonfinite, t.spike_std_factor
+        self.norm_factor = t.grad_norm_spike_std_factor
         self.recent = deque(maxlen=t.spike_window)
+        self.recent_norms = deque(maxlen=t.spike_window)
         state = state or {}
         self.recent.extend(state.get("recent", []))
+        self.recent_norms.extend(state.get("recent_norms", []))
+        self.grad_norm: float | None = None
+        """The global gradient norm of the last step (computed only with the gradient-norm rule)."""
         self.total_skipped = int(state.get("total_skipped", 0))
         self.consecutive = int(state.get("consecutive", 0))
         self.skipped, self.reason = False, None
@@ -70,8 +83,8 @@ class StepGuard:
 
     def state(self) -> dict:
         """JSON state saved in checkpoints, so a resumed run applies the same spike rule."""
-        return {"recent": list(self.recent), "total_skipped": self.total_skipped,
-                "consecutive": self.consecutive}
+        return {"recent": list(self.recent), "recent_norms": list(self.recent_norms),
+                "total_skipped": self.total_skipped, "consecutive": self.consecutive}
 
     def record_loss(self, loss: torch.Tensor) -> None:
         """One micro-batch's loss of the current step (this rank's)."""
@@ -106,16 +119,19 @@ class StepGuard:
             return "non-finite loss or gradient" if self.check_nonfinite else None
         mean = float(vec[0] / vec[1]) if vec[1] > 0 else float("nan")
         self._last_loss = mean
-        if self.factor > 0 and len(self.recent) == self.recent.maxlen and math.isfinite(mean):
-            mu = sum(self.recent) / len(self.recent)
-            sd = (sum((x - mu) ** 2 for x in self.recent) / len(self.recent)) ** 0.5
-            if mean > mu + self.factor * sd:
-                return (f"loss spike: {mean:.4g} > rolling mean {mu:.4g} + {self.factor:g} x std "
-                        f"{sd:.3g} over the last {len(self.recent)} steps")
+        if self.factor > 0 and math.isfinite(mean):
+            spike = _spike(mean, self.recent, self.factor)
+            if spike:
+                return f"loss spike: {mean:.4g} > {spike}"
+        if self.norm_factor > 0:  # every rank gets here: the decision above is shared
+            self.grad_norm = global_grad_norm(self.engine, self.zero_stage)
+            spike = _spike(self.grad_norm, self.recent_norms, self.norm_factor)
+            if spike:
+                return f"gradient-norm spike: {self.grad_norm:.4g} > {spike}"
         return None
 
     def _guarded_step(self, lr_kwargs=None):
-        self._last_loss = float("nan")
+        self._last_loss, self.grad_norm = float("nan"), None
         self.reason = self._decide()
         self._loss_sum, self._loss_count = 0.0, 0
         engine = self.engine
@@ -136,6 +152,8 @@ class StepGuard:
             self.consecutive = 0
             if math.isfinite(self._last_loss):
                 self.recent.append(self._last_loss)
+            if self.grad_norm is not None and math.isfinite(self.grad_norm) and self.grad_norm >= 0:
+                self.recent_norms.append(self.grad_norm)
 
     @contextmanager
     def _discarding(self):
@@ -153,3 +171,43 @@ class StepGuard:
                 stack.enter_context(_replaced(optimizer, "_get_norm_groups",
                                               lambda: [_infinite_norm()]))
             yield
+
+
+def _spike(value: float, window: deque, factor: float) -> str | None:
+    """Why ``value`` is a spike against a full ``window`` of earlier values (rolling mean + factor
+    x std), or None. A non-finite value is left to the non-finite checks."""
+    if len(window) < window.maxlen or not math.isfinite(value):
+        return None
+    mu = sum(window) / len(window)
+    sd = (sum((x - mu) ** 2 for x in window) / len(window)) ** 0.5
+    if value > mu + factor * sd:
+        return (f"rolling mean {mu:.4g} + {factor:g} x std {sd:.3g} over the last {len(window)} "
+                f"steps")
+    return None
+
+
+def global_grad_norm(engine, zero_stage: int) -> float:
+    """Collective: the L2 norm of the whole model's gradient as the coming optimiser step will use
+    it (reduced over data parallelism, before clipping), each element counted once over TP and PP,
+    divided by the loss scale. Computed with DeepSpeed's own norm functions: ZeRO-1/2
+    ``scaled_global_norm`` and ZeRO-3 ``_get_norm_groups`` (what its ``step`` calls next, over the
+    reduced gradient partitions), ZeRO-0 ``get_global_norm_of_tensors`` over the parameters'
+    gradients, leaving out the copies of a replicated parameter on TP ranks > 0 (as its
+    ``clip_grad_norm_`` does) and pipeline-replicated ones, summed over the model-parallel group.
+    DeepSpeed's norms report a non-finite norm as -1."""
+    from deepspeed.runtime.utils import (combine_grad_norm_groups, get_global_norm_of_tensors,
+                                         is_model_parallel_parameter)
+    optimizer = engine.optimizer
+    if zero_stage == 0:
+        from megatron.core import parallel_state as ps
+        first = ps.get_tensor_model_parallel_rank() == 0
+        grads = [p.grad for p in engine.module.parameters() if p.grad is not None
+                 and (first or is_model_parallel_parameter(p))
+                 and not getattr(p, "ds_pipe_replicated", False)]
+        norm = get_global_norm_of_tensors(grads or [torch.zeros(1, device=device())],
+                                          mpu=engine.mpu)
+    elif hasattr(optimizer, "scaled_global_norm"):
+        norm = optimizer.scaled_global_norm()
+    else:
+        norm = combine_grad_norm_groups(optimizer._get_norm_groups())
+    return float(norm) / float(getattr(optimizer, "loss_scale", 1.0) or 1.0)

@@ -13,7 +13,7 @@ from plmscale.training import checkpoint
 
 def check_inputs(cfg: ExperimentConfig) -> None:
     """Raise ``ConfigError`` / ``CheckpointError`` naming the field, the path and the fix."""
-    from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.data.tokenizer import SpecialTokens, require_mask
     data = Path(cfg.data.path)
     manifest = data / "manifest.json"
     if not manifest.is_file():
@@ -24,7 +24,14 @@ def check_inputs(cfg: ExperimentConfig) -> None:
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{manifest} is unreadable ({error!r}); re-run `python -m data_prep "
                           f"encode` into {data}") from None
-    vocab = SpecialTokens.from_model(tokenizer).vocab_size
+    tokens = SpecialTokens.from_model(tokenizer)
+    from plmscale.families import get_family
+    if get_family(cfg.model.family).masks_tokens:
+        try:
+            require_mask(tokens, tokenizer, cfg.model.family)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    vocab = tokens.vocab_size
     if vocab > cfg.model.vocab_size:
         raise ConfigError(f"the tokenizer of data.path={data} has {vocab} pieces but "
                           f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size >= {vocab}")

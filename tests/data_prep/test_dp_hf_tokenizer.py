@@ -9,55 +9,18 @@ import json
 
 import numpy as np
 import pytest
-from dp_support import REPO, SEP, run_data_prep
+from dp_support import run_data_prep
+from hf_tokenizers import SEP, SPECIALS, build_tokenizer, documents, write_corpus
 
 from data_prep.shards import ShardedCorpus
 from data_prep.textutil import split_paragraphs
-
-CORPUS = REPO / "corpora" / "gothic_novels.txt"
-SPECIALS = {"wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-            "bytelevel": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-            "unigram": ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
-            + [f"<extra_id_{i}>" for i in range(3)]}
-
-
-def _documents(limit: int = 120) -> list[str]:
-    docs = CORPUS.read_text(encoding="utf-8").split(f"\n{SEP}\n")
-    return [d for d in docs if d.strip()][:limit]
-
-
-def build_tokenizer(kind: str, path):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    text = [p for d in _documents() for p in split_paragraphs(d)]
-    if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=3000, special_tokens=SPECIALS[kind])
-    elif kind == "bytelevel":
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=SPECIALS[kind],
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    else:
-        tok = Tokenizer(models.Unigram())
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
-        trainer = trainers.UnigramTrainer(vocab_size=3000, special_tokens=SPECIALS[kind],
-                                          unk_token="<unk>")
-    tok.train_from_iterator(text, trainer)
-    tok.save(str(path))
-    return Tokenizer.from_file(str(path))  # the file's tokenizer is the reference
 
 
 @pytest.fixture(scope="module", params=["wordpiece", "bytelevel", "unigram"])
 def encoded(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param)
     tok = build_tokenizer(request.param, out / "tokenizer.json")
-    corpus = out / "corpus.txt"
-    corpus.write_text(f"\n{SEP}\n".join(_documents()) + "\n", encoding="utf-8")
+    corpus = write_corpus(out / "corpus.txt")
     run_data_prep("encode", "--input", str(corpus), "--doc-separator", SEP, "--tokenizer",
                   str(out / "tokenizer.json"), "--output", str(out / "shards"), "--workers", "2",
                   "--no-progress")
@@ -67,7 +30,7 @@ def encoded(request, tmp_path_factory):
 def test_ids_and_words_are_the_tokenizers_own(encoded):
     kind, tok, out = encoded
     corpus = ShardedCorpus(out / "shards")
-    docs = _documents()
+    docs = documents()
     assert len(corpus) == len(docs)
     assert json.loads((out / "shards" / "manifest.json").read_text())["tokenizer"]["file"] == \
         "tokenizer.json"

@@ -11,6 +11,7 @@ import unicodedata
 import numpy as np
 import pytest
 
+from data_prep import han_words as han_words_module
 from data_prep import segment
 from data_prep.annotate import Annotator
 from data_prep.segment import Segmenter, UserDictError
@@ -165,6 +166,33 @@ def test_long_text_is_cut_in_pieces_at_spaces_only(zh_docs, monkeypatch):
     whole = seg.word_starts(text)
     monkeypatch.setattr(segment, "PIECE_CHARS", 1000)
     np.testing.assert_array_equal(seg.word_starts(text), whole)
+
+
+def test_long_paragraph_in_sections_on_threads_matches_one_call(tokenizer_model, zh_paragraphs, monkeypatch):
+    """A long paragraph (the bench's 12 MB case, smaller) is segmented in sections that end before
+    a non-Han character, several at once on threads: its flags are those of one segmenter call
+    over the whole text, and those of the character-offset path."""
+    para = "".join(zh_paragraphs) + MIXED[0] + "中" * 3000 + "。好的"
+    ann = Annotator(str(tokenizer_model), language="zh")
+    monkeypatch.setattr(segment, "PIECE_CHARS", 10**9)  # one section, one call
+    whole = ann.annotate([para])[0]
+    han_words = ann._load_han_words()
+    pools, sections = [], []
+    pool_class = han_words_module.concurrent.futures.ThreadPoolExecutor
+    monkeypatch.setattr(han_words_module.concurrent.futures, "ThreadPoolExecutor",
+                        lambda n: pools.append(n) or pool_class(n))
+    sections_of = han_words_module._sections
+    monkeypatch.setattr(han_words_module, "_sections", lambda *a: sections.append(sections_of(*a)) or sections[-1])
+    monkeypatch.setattr(han_words, "threads", 3)
+    monkeypatch.setattr(segment, "PIECE_CHARS", 500)
+    got = ann.annotate([para])[0]
+    assert pools == [3] and len(sections[0]) > 30
+    assert got.equals(whole)
+    ids = got.column("token_ids").values.to_numpy().astype(np.int32)
+    slow, _ = ann._precise(para, ids)
+    ann._attach_bare_whitespace(ids, slow)
+    slow[0] = True
+    np.testing.assert_array_equal(got.column("word_starts").values.to_numpy(), slow.astype(np.uint8))
 
 
 def test_cli_user_dict_in_manifest_and_errors(tokenizer_model, tmp_path):

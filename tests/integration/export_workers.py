@@ -42,17 +42,19 @@ def family_config(family: str, shards: str, save_dir: Path, layout: list[str], t
                        SMALL + layout + extra + [f"data.path={shards}", f"train.save_dir={save_dir}"])
 
 
-def train_families(shards: str, out: str, families: list[str], layouts: dict) -> None:
-    """Train each family (its layout from ``layouts``, default TP=2 x PP=2) into
-    ``out/<family>/ckpt``; DistilBERT's teacher is the BERT checkpoint just written (train
-    "bert" first)."""
+def train_families(shards: str | dict, out: str, families: list[str], layouts: dict,
+                   more: list[str] = ()) -> None:
+    """Train each family (its layout from ``layouts``, default TP=2 x PP=2; ``shards`` one shard
+    directory or one per family; ``more`` config overrides) into ``out/<family>/ckpt``;
+    DistilBERT's teacher is the BERT checkpoint just written (train "bert" first)."""
     from plmscale.parallel import init_model_parallel, seed_all
     from plmscale.training.loop import train
     init_distributed()
     for family in families:
         teacher = Path(out) / "bert" / "ckpt"
-        cfg = family_config(family, shards, Path(out) / family / "ckpt",
-                            layouts.get(family, LAYOUT), teacher)
+        data = shards[family] if isinstance(shards, dict) else shards
+        cfg = family_config(family, data, Path(out) / family / "ckpt",
+                            list(layouts.get(family, LAYOUT)) + list(more), teacher)
         init_model_parallel(cfg)
         seed_all(cfg.train.seed)
         train(cfg)
@@ -92,9 +94,10 @@ def _glm_inputs(ids: list[int], tokens) -> tuple[dict, dict]:
     return ours, {**hf, "attention_mask": _additive(glm_attention_mask(ours["part_a"], 32))}
 
 
-def _family_inputs(family: str, sp, tokens, text: str) -> tuple[dict, dict]:
-    """(plmscale ``logits`` kwargs, HF forward kwargs) for ``text`` laid out as the family's samples."""
-    ids = sp.encode(text)[:20]
+def _family_inputs(family: str, encode, tokens, text: str) -> tuple[dict, dict]:
+    """(plmscale ``logits`` kwargs, HF forward kwargs) for ``text`` (``encode``: text -> ids) laid
+    out as the family's samples."""
+    ids = encode(text)[:20]
     if family == "unilm":
         return _unilm_inputs(ids, tokens)
     if family == "glm":
@@ -150,10 +153,8 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
     """One process: ``plmscale export`` (through the console-script entry) of each family's
     checkpoint to ``out/<family>/hf``, then plmscale's logits on ``text`` from the same checkpoint
     (merged, re-sliced for TP=1), saved with the inputs as ``out/<family>/expected.pt``."""
-    import sentencepiece as spm
-
     from plmscale.cli import main
-    from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.data.tokenizer import SpecialTokens, text_encoder
     from plmscale.export.shards import (inference_config, load_full_tensors, read_full_tensors,
                                         tokenizer_file)
     from plmscale.families import build_model
@@ -169,8 +170,8 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
         model = build_model(cfg).eval()
         load_full_tensors(model, full, cfg.model.vocab_size)
         tokenizer = tokenizer_file(ckpt)
-        sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
-        ours, hf_inputs = _family_inputs(family, sp, SpecialTokens.from_model(tokenizer), text)
+        encode = text_encoder(tokenizer)
+        ours, hf_inputs = _family_inputs(family, encode, SpecialTokens.from_model(tokenizer), text)
         logits = model.logits(**ours)
         logits = logits if isinstance(logits, tuple) else (logits,)
         expected = [(folder, name, tensor.float()) for (folder, name), tensor
@@ -178,11 +179,34 @@ def export_and_logits(out: str, families: list[str], text: str) -> dict:
         saved = {"inputs": hf_inputs, "outputs": expected}
         if family == "glm":  # blank filling: continue "[CLS] text [gMASK]" after [START]
             t = SpecialTokens.from_model(tokenizer)
-            part_a = torch.tensor([[t.cls] + sp.encode(text)[:8] + [t.gmask]])
+            part_a = torch.tensor([[t.cls] + encode(text)[:8] + [t.gmask]])
             saved["fill"] = {"part_a": part_a, "start": t.start,
                              "tokens": model.fill_blank(part_a, 9, t.start, 6)[0].tolist()}
         torch.save(saved, Path(out) / family / "expected.pt")
     return codes
+
+
+def export_then_import(out: str, families: list[str], text: str, bert_shards: str,
+                       more: list[str]) -> tuple[dict, dict]:
+    """``export_and_logits``, then ``plmscale import`` (``import_checkpoint``, TP=1) of the exported
+    BERT on ``bert_shards`` into ``out/bert/imported``; returns (export exit codes, {"tokenizer":
+    the import's tokenizer copy, "worst": its largest weight difference from the trained BERT})."""
+    from plmscale.export.hf_import import import_checkpoint
+    from plmscale.export.shards import read_full_tensors
+    from plmscale.parallel import init_model_parallel
+    codes = export_and_logits(out, families, text)
+    root = Path(out) / "bert"
+    base = load_config(REPO / "configs" / f"{CONFIGS['bert']}.yaml",
+                       SMALL + list(more) + [f"data.path={bert_shards}",
+                                             "parallel.tensor_model_parallel_size=1",
+                                             "parallel.pipeline_model_parallel_size=1"])
+    init_model_parallel(base)
+    import_checkpoint(root / "hf", root / "imported", base)
+    _, imported = read_full_tensors(root / "imported")
+    _, trained = read_full_tensors(root / "ckpt")
+    worst = max((imported[n] - trained[n]).abs().max().item() for n in trained)
+    return codes, {"tokenizer": (root / "imported" / "step0" / "tokenizer.json").read_bytes(),
+                   "worst": worst}
 
 
 def train_zero_stages(shards: str, out: str, stages: list[int]) -> list[float]:

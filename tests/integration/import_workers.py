@@ -50,18 +50,17 @@ def save_random_hf_models(shards: str, out: str) -> None:
 
 def hf_logits(out: str, text: str, tokenizer: str) -> dict:
     """One process: each saved HF model's logits on ``text`` laid out as the family's samples."""
-    import sentencepiece as spm
     import transformers
 
-    from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.data.tokenizer import SpecialTokens, text_encoder
     from plmscale.families import get_family
-    sp = spm.SentencePieceProcessor(model_file=tokenizer)
+    encode = text_encoder(tokenizer)
     tokens = SpecialTokens.from_model(tokenizer)
     result = {}
     for family in FAMILIES:
         cls = getattr(transformers, get_family(family).hf_model_class)
         model = cls.from_pretrained(Path(out) / family / "hf").eval()
-        _, inputs = _family_inputs(family, sp, tokens, text)
+        _, inputs = _family_inputs(family, encode, tokens, text)
         with torch.no_grad():
             output = model(**inputs)
         result[family] = [getattr(output, name).float() for _, name in OUTPUT_NAMES[family]]
@@ -95,10 +94,9 @@ def import_train_export(shards: str, out: str, text: str, tokenizer: str) -> dic
     TP2); 20 steps from ``train.init_from``; export of the final checkpoint to
     ``out/<family>/exported`` (rank 0). Returns, on rank 0, {family: (logits, final weights,
     losses, model config)}."""
-    import sentencepiece as spm
     import torch.distributed as dist
 
-    from plmscale.data.tokenizer import SpecialTokens
+    from plmscale.data.tokenizer import SpecialTokens, text_encoder
     from plmscale.export.command import export
     from plmscale.export.hf_import import import_checkpoint, load_into
     from plmscale.export.shards import inference_config, read_full_tensors
@@ -106,7 +104,7 @@ def import_train_export(shards: str, out: str, text: str, tokenizer: str) -> dic
     from plmscale.parallel import init_model_parallel, seed_all
     from plmscale.training.loop import train
     init_distributed()
-    sp = spm.SentencePieceProcessor(model_file=tokenizer)
+    encode = text_encoder(tokenizer)
     tokens = SpecialTokens.from_model(tokenizer)
     result = {}
     for family in FAMILIES:
@@ -120,7 +118,7 @@ def import_train_export(shards: str, out: str, text: str, tokenizer: str) -> dic
         init_model_parallel(tp2)
         model = build_model(tp2).eval()
         load_into(model, full, tp2)
-        ours, _ = _family_inputs(family, sp, tokens, text)
+        ours, _ = _family_inputs(family, encode, tokens, text)
         with torch.no_grad():
             logits = model.logits(**ours)
         logits = [t.float() for t in (logits if isinstance(logits, tuple) else (logits,))]

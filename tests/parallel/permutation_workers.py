@@ -25,13 +25,14 @@ TINY_MPNET = ["model.preset=mpnet-tiny", "model.num_attention_heads=4", "model.v
               "model.attention_dropout=0", "model.init_std=0.2"]
 
 
-def fixed_batch(vocab: int, batch: int = 4, seq: int = 24, rows: int = 5, seed: int = 7) -> dict:
-    """Two segments and a [CLS] (types 0, 1, 2), padding on two rows, the objective's own
-    targets and factorisation orders (one target with the highest id, next to the TP padding
-    columns); identical on every rank."""
+def fixed_batch(vocab: int, batch: int = 4, seq: int = 24, rows: int = 5, seed: int = 7,
+                lengths: list[int] | None = None) -> dict:
+    """Two segments and a [CLS] (types 0, 1, 2), padding on two rows (default ``lengths``), the
+    objective's own targets and factorisation orders (one target with the highest id, next to the
+    TP padding columns); identical on every rank."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(10, vocab, (batch, seq))
-    lengths = [seq, seq, seq - 6, 13]
+    lengths = lengths or [seq, seq, seq - 6, 13]
     out = {k: np.zeros((batch,) + shape, dtype=dtype) for k, shape, dtype in (
         ("token_type_ids", (seq,), np.int64), ("attention_mask", (seq,), np.int64),
         ("perm_mask", (seq, seq), bool), ("target_positions", (rows,), np.int64))}
@@ -158,7 +159,95 @@ def mpnet_vs_single() -> dict:
     return result
 
 
+MEMORY = ["model.mem_len=24", "objective.memory_segments=3"]  # segments of 16: memory spans two
+
+
+def memory_batch(vocab: int, samples: int = 2, segments: int = 3, seq: int = 16) -> dict:
+    """``samples`` x ``segments`` full segments of the objective's layout: [b, n, ...] arrays."""
+    flat = fixed_batch(vocab, samples * segments, seq, lengths=[seq] * (samples * segments))
+    return {k: v.reshape(samples, segments, *v.shape[1:]) for k, v in flat.items()}
+
+
+def _hf_sequential(hf, batch: dict, carry: bool = True):
+    """HF's loss over the segments of ``batch`` run one after the other with ``mems`` carried
+    (``carry``; predicted-token weighted mean, as ours), and the memories each segment read."""
+    total, count, mems, read = 0.0, 0, None, []
+    for t in range(batch["input_ids"].shape[1]):
+        seg = {k: v[:, t].contiguous() for k, v in batch.items()}
+        read.append(mems)
+        out = hf(input_ids=seg["input_ids"], token_type_ids=seg["token_type_ids"],
+                 attention_mask=seg["attention_mask"].float(), perm_mask=seg["perm_mask"].float(),
+                 target_mapping=_target_mapping(seg), labels=seg["target_labels"], mems=mems,
+                 use_mems=True)
+        n = int((seg["target_labels"] != -100).sum())
+        total, count, mems = total + out.loss * n, count + n, out.mems if carry else None
+    return total / count, read
+
+
+def xlnet_memory_vs_single() -> dict:
+    """XLNet with Transformer-XL memory: samples of 3 consecutive segments (memory 24 > segment 16,
+    so it spans two of them). TP=2 vs TP=1 (metrics, gathered gradients, logits given ``mems``);
+    against HF after export: our loss and gradients on the [b, 3, L] batch equal HF's running the
+    segments in order with ``mems`` carried, and our logits given a memory equal HF's given the
+    same ``mems``."""
+    import transformers
+    cfg = load_config(None, TINY_XLNET + MEMORY)
+    batch = memory_batch(cfg.model.vocab_size)
+    last = {k: v[:, -1].contiguous() for k, v in batch.items()}
+    mems = [0.5 * torch.randn(2, 24, cfg.model.hidden_size, generator=torch.Generator().manual_seed(i))
+            for i in range(cfg.model.num_layers)]
+
+    def with_mems(model):
+        return [model.logits(last["input_ids"], last["token_type_ids"], last["attention_mask"],
+                             last["perm_mask"], _target_mapping(last), mems)]
+    a, b = tp2_and_tp1(cfg, batch, with_mems)
+    result = {**tp2_vs_tp1(a, b), "logits": closeness(a["logits"], b["logits"], "TP logits")}
+    fam = get_family("xlnet")
+    hf = transformers.XLNetLMHeadModel(fam.hf_config(cfg.model)).eval()
+    load_exported(hf, fam.to_hf_state_dict(a["params"], cfg.model))
+    loss, read = _hf_sequential(hf, batch)
+    assert read[2][0].shape[0] == 24  # HF's own memory for the last segment: 8 + 16 tokens
+    result["hf_loss_diff"] = closeness(a["out"]["loss"], loss.item(), "HF loss with mems")
+    with torch.no_grad():
+        result["without_memory_loss_change"] = abs(_hf_sequential(hf, batch, False)[0].item()
+                                                   - loss.item())
+    loss.backward()
+    ours = fam.to_hf_state_dict(a["grads"], cfg.model)
+    result["hf_grad_diff"] = closeness({n: ours[n] for n, _ in hf.named_parameters()},
+                                       {n: p.grad for n, p in hf.named_parameters()}, "HF grads")
+    with torch.no_grad():
+        theirs = hf(input_ids=last["input_ids"], token_type_ids=last["token_type_ids"],
+                    attention_mask=last["attention_mask"].float(), perm_mask=last["perm_mask"].float(),
+                    target_mapping=_target_mapping(last), mems=[m.transpose(0, 1) for m in mems],
+                    use_mems=True).logits
+    valid = last["target_labels"] != -100
+    result["hf_logit_diff"] = closeness(a["logits"][0][valid], theirs[valid], "HF logits with mems")
+    return result
+
+
+def xlnet_generation() -> dict:
+    """Greedy tokens at TP=2 (XLNetLMHeadModel.greedy_generate) and HF ``generate`` on the exported
+    weights of the same model (the same initialisation at every layout), for a batch of 2 prompts:
+    HF with ``use_mems=False`` reruns the whole text each step, as ours."""
+    import transformers
+
+    from plmscale.export import full_tensors
+    from workers_common import initialised_model
+    cfg = load_config(None, TINY_XLNET + ["parallel.tensor_model_parallel_size=2"])
+    model = initialised_model(cfg).eval()
+    prompt = torch.from_numpy(np.random.default_rng(5).integers(10, cfg.model.vocab_size, (2, 7)))
+    ours = model.greedy_generate(prompt, 8)
+    fam = get_family("xlnet")
+    hf = transformers.XLNetLMHeadModel(fam.hf_config(cfg.model)).eval()
+    load_exported(hf, fam.to_hf_state_dict(full_tensors(model, cfg.model.vocab_size), cfg.model))
+    with torch.no_grad():
+        theirs = hf.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0,
+                             use_mems=False)
+    return {"ours": ours.tolist(), "hf": theirs[:, 7:].tolist()}
+
+
 def tensor_parallel_vs_single() -> dict:
-    """Both families' checks in one rank group."""
+    """Both families' checks in one rank group, XLNet with memory and XLNet generation too."""
     init_distributed()
-    return {"xlnet": xlnet_vs_single(), "mpnet": mpnet_vs_single()}
+    return {"xlnet": xlnet_vs_single(), "mpnet": mpnet_vs_single(),
+            "xlnet_memory": xlnet_memory_vs_single(), "xlnet_generation": xlnet_generation()}

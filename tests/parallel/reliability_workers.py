@@ -121,6 +121,51 @@ def nan_guard_runs(shards: str, save_root: str) -> dict:
     states, history, _ = _states_of_run(cfg, model)
     results["spike"] = {"skip_flags": [h.get("skipped", 0.0) for h in history],
                         "changed_by_skip": identical(states[3], states[4])}
+    results["grad_spike"] = grad_norm_spike_runs(shards)
+    return results
+
+
+def gradient_times(model, rank: int, calls: set[int], factor: float):
+    """Multiply the gradient (not the value) of the loss on ``rank`` by ``factor`` at these forward
+    calls (1-based): loss + (factor - 1) * (loss - loss.detach())."""
+    seen = {"n": 0}
+
+    def hook(module, args, out):
+        seen["n"] += 1
+        if dist.get_rank() == rank and seen["n"] in calls:
+            loss = out["loss"]
+            return dict(out, loss=loss + (factor - 1) * (loss - loss.detach()))
+    model.register_forward_hook(hook)
+
+
+def grad_norm_spike_runs(shards: str) -> dict:
+    """Per ZeRO stage, with the gradient-norm rule on (window 3, 6 x std): rank 0's gradient x100
+    at the 5th step (its loss unchanged). Returns the skip flags, the skip reason, the state names
+    changed across that step, the guard's norms against DeepSpeed's own (``get_global_grad_norm``,
+    ZeRO-1-3) after the applied steps, and for the control (rule off, ZeRO-1) the changed names."""
+    from workers_common import initialised_model
+
+    from plmscale.training.loop import train
+    results = {}
+    for stage, factor in ((0, 6), (1, 6), (2, 6), (3, 6), ("control", 0)):
+        zero = 1 if stage == "control" else stage
+        cfg = config(shards, [f"parallel.zero_stage={zero}", "train.train_steps=5",
+                              "train.spike_window=3", f"train.grad_norm_spike_std_factor={factor}"])
+        model = initialised_model(cfg)
+        gradient_times(model, rank=0, calls={5}, factor=100.0)
+        states, history, norms, reasons = [], [], [], []
+
+        def on_step(engine, step, metrics):
+            states.append(engine_state(engine))
+            history.append(metrics)
+            guard = engine._take_model_step.__self__
+            theirs = engine.get_global_grad_norm()
+            norms.append((guard.grad_norm, None if theirs is None else float(theirs)))
+            reasons.append(guard.reason)
+        train(cfg, model, on_step=on_step)
+        results[stage] = {"skip_flags": [h.get("skipped", 0.0) for h in history],
+                          "changed_by_skip": identical(states[3], states[4]),
+                          "reasons": reasons, "norms": norms}
     return results
 
 

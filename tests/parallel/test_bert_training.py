@@ -1,5 +1,7 @@
 """DeepSpeed training on 2 gloo ranks: ZeRO stages agree, resume is exact."""
 
+import shutil
+
 import pytest
 from bert_workers import train_runs
 from closeness import assert_close
@@ -21,18 +23,23 @@ def test_zero_stages_give_the_same_losses(demo_shards):
 
 
 def test_resume_matches_straight_run(demo_shards, tmp_path):
-    """6 steps straight == 3 steps, save, fresh processes, resume, 3 steps (TP=2, ZeRO-1, dropout on)."""
+    """6 steps straight, saving at step 3 == fresh processes resuming that step-3 checkpoint for
+    3 steps (TP=2, ZeRO-1, dropout on); a resume with a longer run follows its own LR curve."""
+    from plmscale.config import load_config
+    from plmscale.training.schedules import lr_at
     layout = ["parallel.tensor_model_parallel_size=2", "parallel.zero_stage=1",
               "train.gradient_accumulation_steps=2"]
-    ckpt = str(tmp_path / "ckpt")
-    straight, first_half = run_ranks(2, train_runs, str(demo_shards), [
-        layout + ["train.train_steps=6"],
-        layout + ["train.train_steps=3", f"train.save_dir={ckpt}"]])[0]
-    (second_half,) = run_ranks(2, train_runs, str(demo_shards), [
-        layout + ["train.train_steps=6", f"train.load_dir={ckpt}"]])[0]
-    losses = [h["loss"] for h in straight]
-    assert [h["loss"] for h in first_half] == losses[:3]
-    assert len(second_half) == 3
-    assert_close([h["loss"] for h in second_half], losses[3:], "resumed losses")
-    # The LR schedule was restored too, not restarted.
-    assert [h["lr"] for h in second_half] == pytest.approx([h["lr"] for h in straight[3:]])
+    ckpt = tmp_path / "ckpt"
+    (straight,) = run_ranks(2, train_runs, str(demo_shards), [
+        layout + ["train.train_steps=6", "train.save_interval=3", f"train.save_dir={ckpt}"]])[0]
+    shutil.rmtree(ckpt / "step6")  # as if the job had been killed after its step-3 checkpoint
+    resumed, extended = run_ranks(2, train_runs, str(demo_shards), [
+        layout + ["train.train_steps=6", f"train.load_dir={ckpt}"],
+        layout + ["train.train_steps=8", f"train.load_dir={ckpt}"]])[0]
+    assert len(resumed) == 3 and len(extended) == 5
+    assert_close([h["loss"] for h in resumed], [h["loss"] for h in straight[3:]], "resumed losses")
+    # The schedule continues at step 4, not restarted; the rates are the resumed config's own curve
+    # (ZeRO restores its optimizer's saved rates after the scheduler: they must not win).
+    assert [h["lr"] for h in resumed] == pytest.approx([h["lr"] for h in straight[3:]])
+    longer = load_config(None, ["train.train_steps=8", "train.lr=1e-3", "train.warmup_steps=2"])
+    assert [h["lr"] for h in extended] == pytest.approx([lr_at(longer.train, s) for s in range(4, 9)])

@@ -39,6 +39,9 @@ VARIANTS = {
     "unilm four masks nsp": ("unilm_tiny.yaml", []),
     "glm blank sentence document": ("glm_tiny.yaml", ["model.max_position_embeddings=65"]),
     "xlnet permutation lm": ("xlnet_tiny.yaml", []),
+    # Memory of 1.5 segments, samples of 3 consecutive ones: each layer builds its memory from its
+    # own inputs, so no memory crosses a stage.
+    "xlnet memory": ("xlnet_tiny.yaml", ["model.mem_len=96", "objective.memory_segments=3"]),
     "mpnet masked permuted": ("mpnet_tiny.yaml", []),
     # Mixture of experts: the routing losses cross stages with the state; under TP DeepSpeed splits
     # the expert slots over the TP ranks (capacity 1.25 x 256 / 4 = 80 routes per expert drop some).

@@ -3,6 +3,7 @@ dying inside the checkpoint commit, truncated and bit-flipped checkpoint files, 
 tokenizer, and runs cut off after a checkpoint and resumed twice (three families, PP=2)."""
 
 import pytest
+from closeness import assert_close
 from harness import run_ranks
 from reliability_workers import (crash_in_commit, nan_guard_runs, resume_after_faults,
                                  three_times_three)
@@ -17,6 +18,7 @@ def test_nan_loss_on_one_rank_is_skipped_in_every_zero_stage(demo_shards, tmp_pa
     reaches the weights, so the comparison can fail."""
     ranks = run_ranks(2, nan_guard_runs, str(demo_shards), str(tmp_path))
     for rank in ranks:
+        check_grad_norm_spikes(rank.pop("grad_spike"))
         for stage, result in rank.items():
             if stage == "control":
                 assert result["changed_by_skip"], "the NaN never reached the weights"
@@ -31,6 +33,28 @@ def test_nan_loss_on_one_rank_is_skipped_in_every_zero_stage(demo_shards, tmp_pa
             assert "stopped after 2 skipped steps in a row" in result["stopped"], stage
             assert "last good state (step 4)" in result["stopped"], stage
             assert result["latest"] == "step4" and result["final_equals_saved"], stage
+
+
+def check_grad_norm_spikes(results: dict) -> None:
+    """The gradient-norm rule (run in the same rank group as the test above): a gradient x100 on
+    one rank at step 5 is skipped in every ZeRO stage with nothing changed, for the gradient norm
+    (the loss is unchanged); the guard's norm is DeepSpeed's own (ZeRO-1-3 report it after an
+    applied step; ZeRO-0 reports none); with the rule off (control) the spike is applied."""
+    for stage in (0, 1, 2, 3):
+        result = results[stage]
+        assert result["skip_flags"] == [0, 0, 0, 0, 1, 0], (stage, result["skip_flags"])
+        assert result["reasons"][4].startswith("gradient-norm spike"), result["reasons"]
+        assert result["changed_by_skip"] == [], (stage, result["changed_by_skip"][:5])
+        applied = [norms for norms, skipped in zip(result["norms"], result["skip_flags"])
+                   if not skipped]
+        assert all(ours > 0 for ours, _ in applied), (stage, applied)
+        if stage:
+            assert_close([ours for ours, _ in applied], [theirs for _, theirs in applied],
+                         f"ZeRO-{stage} guard's grad norm vs DeepSpeed's")
+        spiked, before = result["norms"][4][0], [ours for ours, _ in result["norms"][:4]]
+        assert spiked > 10 * max(before), (stage, spiked, before)
+    control = results["control"]
+    assert control["skip_flags"] == [0] * 5 and control["changed_by_skip"], control["skip_flags"]
 
 
 def test_crash_in_commit_and_damaged_files_fall_back(demo_shards, tmp_path_factory, repo):

@@ -103,3 +103,16 @@ def test_activation_estimate_within_20_percent_of_saved_tensors(preset):
     measured = _saved_bytes(cfg, batch)
     predicted = activation_bytes(cfg, Layout(), gpu=False)
     assert predicted == pytest.approx(measured, rel=0.2), (predicted, measured)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "fused-softmax"])
+def test_activation_estimate_follows_the_attention_backend(backend):
+    """At seq 512 with a small vocabulary the [s, s] attention tensors are most of a GPT layer's
+    activations: SDPA (no attention dropout: the CPU flash kernel) keeps none of them, the softmax
+    backends keep them. The estimate tracks the saved tensors within 5% either way."""
+    cfg = load_config(None, ["model.preset=gpt-tiny", "data.seq_length=512", "train.micro_batch_size=2",
+                             "model.vocab_size=1000", "model.max_position_embeddings=512",
+                             "model.attention_dropout=0", f"model.attention_backend={backend}"])
+    ids = torch.randint(5, 1000, (2, 512), generator=torch.Generator().manual_seed(0))
+    measured = _saved_bytes(cfg, {"input_ids": ids, "labels": torch.roll(ids, -1, 1)})
+    assert activation_bytes(cfg, Layout(), gpu=False) == pytest.approx(measured, rel=0.05)

@@ -1,6 +1,7 @@
 """XLNet and MPNet presets: parameter counts on the meta device equal HF's and SPEC.md's table; the
 objectives' statistics over many draws match the original code's (XLNet's ``_sample_mask`` /
-``_local_perm``, MPNet's ``make_query_and_content_mask``)."""
+``_local_perm``, MPNet's ``make_query_and_content_mask``); XLNet's samples with memory are
+consecutive segments of one stream, and its memory fields are validated."""
 
 import numpy as np
 import pytest
@@ -111,3 +112,41 @@ def test_mpnet_short_sequences_leave_unused_slots_blind():
     unused = [20 + 2, 20 + 3 + 2]
     assert not see[unused].any() and not see[:, unused].any()
     assert (see[:, :17].all(axis=1)[[i for i in range(26) if i not in unused]]).all()
+
+
+def test_xlnet_memory_samples_are_consecutive_segments(demo_shards):
+    from plmscale.config import ConfigError, load_config, validate_config
+    from plmscale.data import Corpus
+    from plmscale.families import get_family
+    cfg = load_config(None, ["model.preset=xlnet-tiny", "model.vocab_size=8000", "model.mem_len=40",
+                             "objective.memory_segments=3", "data.seq_length=32",
+                             f"data.path={demo_shards}"])
+    corpus = Corpus(demo_shards)
+    samples = get_family("xlnet").samples(corpus, cfg)
+    packs, pack = [], samples.packer.pack
+    samples.packer.pack = lambda rng, start=None: packs.append((start, pack(rng, start))) or packs[-1][1]
+    t = corpus.tokens
+    for index in range(40):
+        packs.clear()
+        sample = samples(index)
+        assert {v.shape[0] for v in sample.values()} == {3} and sample["input_ids"].shape == (3, 32)
+        for seg in range(3):
+            ids, length = sample["input_ids"][seg], int(sample["attention_mask"][seg].sum())
+            assert list(ids[length - 2:length]) == [t.sep, t.cls]
+            start, (content, _, pieces) = packs[seg]
+            assert (seg == 0) == (start is None) and ids[0] == content[0]
+            if seg:  # the sentence after the previous segment's last one
+                doc, sentence, _ = packs[seg - 1][1][2][-1]
+                last = sentence == len(corpus.document(doc).sentence_starts) - 1
+                assert start == ((samples.packer._next_document(doc), 0) if last
+                                 else (doc, sentence + 1)) and pieces[0][:2] == start
+                d = corpus.document(start[0])
+                first = d.token_ids[d.sentence_starts[start[1]]:][:5]
+                assert list(content[:len(first)]) == list(first)
+    # mem_len without a second segment to carry it from is refused; other families refuse both.
+    with pytest.raises(ConfigError, match="objective.memory_segments"):
+        validate_config(load_config(None, ["model.preset=xlnet-tiny", "model.mem_len=8",
+                                           "objective.memory_segments=1"]), 1)
+    for field in ("model.mem_len=8", "objective.memory_segments=3"):
+        with pytest.raises(ConfigError, match="xlnet"):
+            validate_config(load_config(None, ["model.preset=bert-tiny", field]), 1)

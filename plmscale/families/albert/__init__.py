@@ -14,6 +14,7 @@ def _pieces(cfg):
 
 FAMILY = Family(
     name="albert",
+    masks_tokens=True,
     build=lambda cfg: AlbertForPreTraining(cfg.model, cfg.train.precision,
                                            cfg.objective.sentence_order_prediction),
     pieces=_pieces,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.hf import HFLayerNames, embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf
+from plmscale.families.bert.hf import (HFLayerNames, embeddings_to_hf, encoder_config_kwargs,
+                                       encoder_layer_to_hf, mlm_head_to_hf)
 
 
 def hf_config(cfg: ModelConfig):
@@ -37,10 +38,8 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
         out[f"albert.encoder.embedding_hidden_mapping_in.{kind}"] = \
             full[f"albert.embedding_hidden_mapping_in.{kind}"]
         out[f"albert.pooler.{kind}"] = full[f"pooler.{kind}"]
-        out[f"predictions.dense.{kind}"] = full[f"lm_head.dense.{kind}"]
-        out[f"predictions.LayerNorm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]
         out[f"sop_classifier.classifier.{kind}"] = full[f"sop_head.{kind}"]
-    out["predictions.bias"] = full["lm_head.logits.bias"]
-    out["predictions.decoder.weight"] = full[emb + "word_embeddings.weight"]
-    out["predictions.decoder.bias"] = full["lm_head.logits.bias"]
-    return out
+    return {**out, **mlm_head_to_hf(full, "predictions.dense", "predictions.LayerNorm",
+                                    "predictions.decoder.weight",
+                                    ("predictions.bias", "predictions.decoder.bias"),
+                                    emb + "word_embeddings.weight")}

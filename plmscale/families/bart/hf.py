@@ -10,6 +10,24 @@ import torch
 
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.hf import HFLayerNames, encoder_layer_to_hf
+from plmscale.models.common.cross_attention import split_heads
+
+
+# (ModelConfig field, BartConfig attribute), both directions: one head count and FFN width serve
+# both stacks.
+CONFIG_NAMES = (("vocab_size", "vocab_size"), ("hidden_size", "d_model"),
+                ("num_layers", "encoder_layers"), ("num_attention_heads", "encoder_attention_heads"),
+                ("num_attention_heads", "decoder_attention_heads"),
+                ("ffn_hidden_size", "encoder_ffn_dim"), ("ffn_hidden_size", "decoder_ffn_dim"),
+                ("hidden_dropout", "dropout"), ("attention_dropout", "attention_dropout"),
+                ("max_position_embeddings", "max_position_embeddings"), ("init_std", "init_std"))
+
+
+def token_ids(tokens, cfg: ModelConfig) -> dict:
+    """The config's special-token ids for our tokenizer's ``tokens`` (``HFExport.token_ids``):
+    the decoder starts from, and is forced to end with, eos (as BART)."""
+    return dict(pad_token_id=tokens.pad, bos_token_id=tokens.bos, eos_token_id=tokens.eos,
+                decoder_start_token_id=tokens.eos, forced_eos_token_id=tokens.eos)
 
 
 def hf_config(cfg: ModelConfig, tokens=None):
@@ -21,27 +39,11 @@ def hf_config(cfg: ModelConfig, tokens=None):
     """
     from transformers import BartConfig
     decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
-    ids = {}
-    if tokens is not None:
-        ids = dict(pad_token_id=tokens.pad, bos_token_id=tokens.bos, eos_token_id=tokens.eos,
-                   decoder_start_token_id=tokens.eos, forced_eos_token_id=tokens.eos)
+    ids = token_ids(tokens, cfg) if tokens is not None else {}
     return BartConfig(
-        vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
-        encoder_layers=cfg.num_layers, decoder_layers=decoder_layers,
-        encoder_attention_heads=cfg.num_attention_heads,
-        decoder_attention_heads=cfg.num_attention_heads,
-        encoder_ffn_dim=cfg.ffn_hidden_size, decoder_ffn_dim=cfg.ffn_hidden_size,
+        **{hf: getattr(cfg, ours) for ours, hf in CONFIG_NAMES}, decoder_layers=decoder_layers,
         activation_function="gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh",
-        dropout=cfg.hidden_dropout, attention_dropout=cfg.attention_dropout, activation_dropout=0.0,
-        max_position_embeddings=cfg.max_position_embeddings, init_std=cfg.init_std,
-        scale_embedding=False, tie_word_embeddings=True, **ids)
-
-
-def _split_fused(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
-    """Fused rows laid out [head][part][head_dim] -> one tensor per part (q, k, v or k, v)."""
-    head_dim = weight.shape[0] // (parts * heads)
-    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
-    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(parts)]
+        activation_dropout=0.0, scale_embedding=False, tie_word_embeddings=True, **ids)
 
 
 def _embeddings(full: dict, ours: str, hf: str, out: dict) -> None:
@@ -62,7 +64,7 @@ def _cross_attention(full: dict, ours: str, hf: str, heads: int, out: dict) -> N
     """A decoder layer's cross attention and its LayerNorm, under HF's ``encoder_attn`` names."""
     for kind in ("weight", "bias"):
         out[hf + f"encoder_attn.q_proj.{kind}"] = full[ours + f"cross_attention.linear_q.{kind}"]
-        k, v = _split_fused(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
+        k, v = split_heads(full[ours + f"cross_attention.linear_kv.{kind}"], heads, 2)
         out[hf + f"encoder_attn.k_proj.{kind}"] = k
         out[hf + f"encoder_attn.v_proj.{kind}"] = v
         out[hf + f"encoder_attn.out_proj.{kind}"] = full[ours + f"cross_attention.linear_proj.{kind}"]
@@ -94,10 +96,6 @@ def from_hf_config(hf) -> dict:
             hf.encoder_attention_heads != hf.decoder_attention_heads:
         raise ValueError("plmscale BART has one ffn_hidden_size and one head count for both "
                          "stacks; this HF BART differs between encoder and decoder")
-    return dict(vocab_size=hf.vocab_size, hidden_size=hf.d_model, num_layers=hf.encoder_layers,
-                num_decoder_layers=hf.decoder_layers,
-                num_attention_heads=hf.encoder_attention_heads, ffn_hidden_size=hf.encoder_ffn_dim,
-                gelu_approximate="none" if hf.activation_function == "gelu" else "tanh",
-                hidden_dropout=hf.dropout, attention_dropout=hf.attention_dropout,
-                max_position_embeddings=hf.max_position_embeddings, init_std=hf.init_std,
-                layernorm_epsilon=1e-5)
+    return {**{ours: getattr(hf, theirs) for ours, theirs in CONFIG_NAMES},
+            "num_decoder_layers": hf.decoder_layers, "layernorm_epsilon": 1e-5,
+            "gelu_approximate": "none" if hf.activation_function == "gelu" else "tanh"}

@@ -18,10 +18,9 @@ from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits,
                                     gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
-from plmscale.models.common.generation import extend_until_eos
+from plmscale.models.common.generation import encoder_decoder_greedy
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.objectives import IGNORE_INDEX
-from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
 
 class PositionsAndNorm(nn.Module):
@@ -106,11 +105,15 @@ class BartForConditionalGeneration(PiecewiseModel):
                          "attention_mask": attention_mask},
                         self._pieces_of("decoder."))["decoder_hidden"]
 
+    def head(self, hidden):
+        """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""
+        return self.lm_head(hidden, self.shared.weight)
+
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None, decoder_input_ids=None) -> torch.Tensor:
         """Full-vocabulary LM logits [b, t, V], as HF's model returns them."""
         hidden = self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), attention_mask)
-        return gather_vocab_logits(self.lm_head(hidden, self.shared.weight), self.cfg.vocab_size)
+        return gather_vocab_logits(self.head(hidden), self.cfg.vocab_size)
 
     @torch.no_grad()
     def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
@@ -130,16 +133,5 @@ class BartForConditionalGeneration(PiecewiseModel):
         start = eos_id if decoder_start_id is None else decoder_start_id
         if start is None:
             raise ValueError("BART's decoder starts from </s>: pass eos_id or decoder_start_id")
-        was_training = self.training
-        self.eval()
-        memory = self.encode(input_ids, attention_mask)
-
-        def next_token(ids):
-            hidden = self.decode(ids, memory, attention_mask)[:, -1]
-            return vocab_parallel_argmax(self.lm_head(hidden, self.shared.weight))
-
-        ids = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
-        new_ids = extend_until_eos(next_token, ids,
-                                   min(max_new_tokens, self.cfg.max_position_embeddings), eos_id)
-        self.train(was_training)
-        return new_ids
+        return encoder_decoder_greedy(self, input_ids, start, min(
+            max_new_tokens, self.cfg.max_position_embeddings), eos_id, attention_mask)

@@ -16,6 +16,7 @@ def _pieces(cfg):
 
 FAMILY = Family(
     name="bert",
+    masks_tokens=True,
     build=lambda cfg: BertForPreTraining(
         cfg.model, cfg.train.precision,
         next_sentence_prediction=cfg.objective.next_sentence_prediction,

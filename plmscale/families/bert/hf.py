@@ -7,33 +7,29 @@ from typing import NamedTuple
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.models.common.cross_attention import split_heads
+
+
+# ModelConfig field -> the attribute of HF's BERT-style configs that holds it (both directions).
+ENCODER_CONFIG_NAMES = dict(
+    vocab_size="vocab_size", hidden_size="hidden_size", num_layers="num_hidden_layers",
+    num_attention_heads="num_attention_heads", ffn_hidden_size="intermediate_size",
+    hidden_dropout="hidden_dropout_prob", attention_dropout="attention_probs_dropout_prob",
+    max_position_embeddings="max_position_embeddings", type_vocab_size="type_vocab_size",
+    layernorm_epsilon="layer_norm_eps", init_std="initializer_range")
 
 
 def encoder_config_kwargs(cfg: ModelConfig, tanh_gelu: str = "gelu_pytorch_tanh") -> dict:
     """The ``transformers`` config arguments every BERT-style encoder shares (BERT, RoBERTa,
     ALBERT, ELECTRA). ``tanh_gelu``: the model's name for the tanh-approximated GELU."""
-    return dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads,
-                intermediate_size=cfg.ffn_hidden_size,
-                hidden_act="gelu" if cfg.gelu_approximate == "none" else tanh_gelu,
-                hidden_dropout_prob=cfg.hidden_dropout,
-                attention_probs_dropout_prob=cfg.attention_dropout,
-                max_position_embeddings=cfg.max_position_embeddings,
-                type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layernorm_epsilon,
-                initializer_range=cfg.init_std)
+    return {**{hf: getattr(cfg, ours) for ours, hf in ENCODER_CONFIG_NAMES.items()},
+            "hidden_act": "gelu" if cfg.gelu_approximate == "none" else tanh_gelu}
 
 
 def hf_config(cfg: ModelConfig):
     """The ``transformers.BertConfig`` with the same architecture."""
     from transformers import BertConfig
     return BertConfig(**encoder_config_kwargs(cfg), tie_word_embeddings=True)
-
-
-def _split_qkv(weight: torch.Tensor, heads: int):
-    """Our fused rows are [head][q,k,v][head_dim]; HF keeps separate q, k, v."""
-    head_dim = weight.shape[0] // (3 * heads)
-    per_head = weight.reshape(heads, 3, head_dim, *weight.shape[1:])
-    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(3)]
 
 
 # Our ``Embeddings`` tensors, named as in HF's BERT-style embeddings.
@@ -75,7 +71,7 @@ def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int,
     the fused qkv split into HF's separate query, key and value."""
     out = {}
     for kind in ("weight", "bias"):
-        q, k, v = _split_qkv(full[ours + f"self_attention.linear_qkv.{kind}"], heads)
+        q, k, v = split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3)
         out[hf + f"{names.query}.{kind}"] = q
         out[hf + f"{names.key}.{kind}"] = k
         out[hf + f"{names.value}.{kind}"] = v
@@ -87,6 +83,16 @@ def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int,
     return out
 
 
+def mlm_head_to_hf(full: dict, dense: str, layernorm: str, decoder: str, biases: tuple[str, ...],
+                   word_embeddings: str, ours: str = "lm_head.") -> dict[str, torch.Tensor]:
+    """Our ``MaskedLMHead`` (prefix ``ours``) under HF's names: ``dense`` and ``layernorm`` (with
+    ``.weight``/``.bias``), the tied ``decoder`` weight (our ``word_embeddings`` tensor) and the
+    logits bias under each name of ``biases`` (HF keeps it twice in most classes)."""
+    out = {f"{hf}.{kind}": full[f"{ours}{mine}.{kind}"] for kind in ("weight", "bias")
+           for hf, mine in ((dense, "dense"), (layernorm, "LayerNorm"))}
+    return {**out, decoder: full[word_embeddings], **{b: full[ours + "logits.bias"] for b in biases}}
+
+
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Map full (gathered, unpadded) plmscale tensors to ``BertForPreTraining`` names."""
     emb = "bert.embeddings."
@@ -96,13 +102,12 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
                                        cfg.num_attention_heads))
     for kind in ("weight", "bias"):
         out[f"bert.pooler.dense.{kind}"] = full[f"pooler.{kind}"]
-        out[f"cls.predictions.transform.dense.{kind}"] = full[f"lm_head.dense.{kind}"]
-        out[f"cls.predictions.transform.LayerNorm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]
         out[f"cls.seq_relationship.{kind}"] = full[f"nsp_head.{kind}"]
-    out["cls.predictions.bias"] = full["lm_head.logits.bias"]
-    out["cls.predictions.decoder.weight"] = full[emb + "word_embeddings.weight"]
-    out["cls.predictions.decoder.bias"] = full["lm_head.logits.bias"]
-    return out
+    return {**out, **mlm_head_to_hf(full, "cls.predictions.transform.dense",
+                                    "cls.predictions.transform.LayerNorm",
+                                    "cls.predictions.decoder.weight",
+                                    ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+                                    emb + "word_embeddings.weight")}
 
 
 def _gelu_form(act: str) -> str:
@@ -112,14 +117,8 @@ def _gelu_form(act: str) -> str:
 
 def encoder_config_fields(hf) -> dict:
     """The reverse of ``encoder_config_kwargs``: ModelConfig fields from an HF BERT-style config."""
-    return dict(vocab_size=hf.vocab_size, hidden_size=hf.hidden_size,
-                num_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads,
-                ffn_hidden_size=hf.intermediate_size, gelu_approximate=_gelu_form(hf.hidden_act),
-                hidden_dropout=hf.hidden_dropout_prob,
-                attention_dropout=hf.attention_probs_dropout_prob,
-                max_position_embeddings=hf.max_position_embeddings,
-                type_vocab_size=hf.type_vocab_size, layernorm_epsilon=hf.layer_norm_eps,
-                init_std=hf.initializer_range)
+    return {**{ours: getattr(hf, theirs) for ours, theirs in ENCODER_CONFIG_NAMES.items()},
+            "gelu_approximate": _gelu_form(hf.hidden_act)}
 
 
 def from_hf_config(hf) -> dict:

@@ -36,6 +36,7 @@ def _initialize(model, cfg):
 
 FAMILY = Family(
     name="distilbert",
+    masks_tokens=True,
     build=_build,
     pieces=_pieces,
     samples=lambda corpus, cfg: DistilBertSamples(corpus, cfg),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.hf import HFLayerNames, embeddings_to_hf, encoder_layer_to_hf
+from plmscale.families.bert.hf import (HFLayerNames, embeddings_to_hf, encoder_layer_to_hf,
+                                       mlm_head_to_hf)
 
 
 def hf_config(cfg: ModelConfig):
@@ -37,9 +38,6 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
         out.update(encoder_layer_to_hf(full, f"distilbert.layers.{i}.",
                                        f"distilbert.transformer.layer.{i}.",
                                        cfg.num_attention_heads, DISTILBERT_LAYER_NAMES))
-    for kind in ("weight", "bias"):
-        out[f"vocab_transform.{kind}"] = full[f"lm_head.dense.{kind}"]
-        out[f"vocab_layer_norm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]
-    out["vocab_projector.weight"] = full["distilbert.embeddings.word_embeddings.weight"]
-    out["vocab_projector.bias"] = full["lm_head.logits.bias"]
-    return out
+    return {**out, **mlm_head_to_hf(full, "vocab_transform", "vocab_layer_norm",
+                                    "vocab_projector.weight", ("vocab_projector.bias",),
+                                    emb + "word_embeddings.weight")}

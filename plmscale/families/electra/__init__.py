@@ -10,6 +10,7 @@ from plmscale.families.electra.samples import ElectraSamples
 
 FAMILY = Family(
     name="electra",
+    masks_tokens=True,
     build=lambda cfg: ElectraForPreTraining(cfg.model, cfg.train.precision,
                                             rtd_weight=cfg.objective.rtd_weight),
     pieces=lambda cfg: electra_pieces(cfg.model, cfg.train.precision, cfg.objective.rtd_weight),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.hf import embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf
+from plmscale.families.bert.hf import (embeddings_to_hf, encoder_config_kwargs, encoder_layer_to_hf,
+                                       mlm_head_to_hf)
 
 
 def _electra_config(cfg: ModelConfig, embedding_size: int):
@@ -54,9 +55,7 @@ def generator_to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig
     from plmscale.families.electra.model import generator_config
     gen = generator_config(cfg)
     out = _encoder(full, "generator", gen.num_layers, gen.num_attention_heads)
-    for kind in ("weight", "bias"):
-        out[f"generator_predictions.dense.{kind}"] = full[f"generator_head.dense.{kind}"]
-        out[f"generator_predictions.LayerNorm.{kind}"] = full[f"generator_head.LayerNorm.{kind}"]
-    out["generator_lm_head.weight"] = full["embeddings.word_embeddings.weight"]
-    out["generator_lm_head.bias"] = full["generator_head.logits.bias"]
-    return out
+    return {**out, **mlm_head_to_hf(full, "generator_predictions.dense",
+                                    "generator_predictions.LayerNorm", "generator_lm_head.weight",
+                                    ("generator_lm_head.bias",), "embeddings.word_embeddings.weight",
+                                    ours="generator_head.")}

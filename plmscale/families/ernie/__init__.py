@@ -10,6 +10,7 @@ from plmscale.objectives.schedule import global_batch_size
 
 FAMILY = Family(
     name="ernie",
+    masks_tokens=True,
     build=lambda cfg: ErnieForPreTraining(cfg.model, cfg.train.precision,
                                           cfg.objective.sentence_reorder_max_segments),
     pieces=lambda cfg: ernie_pieces(cfg.model, cfg.train.precision,

@@ -12,6 +12,7 @@ from plmscale.objectives.schedule import global_batch_size
 
 FAMILY = Family(
     name="glm",
+    masks_tokens=True,
     build=lambda cfg: GLMForBlankInfilling(cfg.model, cfg.train.precision),
     pieces=lambda cfg: glm_pieces(cfg.model, cfg.train.precision),
     samples=lambda corpus, cfg: GLMSamples(corpus, corpus.tokens, cfg.data, cfg.objective,

@@ -10,6 +10,15 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.models.common.cross_attention import split_heads
+
+
+# ModelConfig field -> GPT2Config attribute (both directions).
+CONFIG_NAMES = dict(vocab_size="vocab_size", max_position_embeddings="n_positions",
+                    hidden_size="n_embd", num_layers="n_layer", num_attention_heads="n_head",
+                    ffn_hidden_size="n_inner", hidden_dropout="resid_pdrop",
+                    attention_dropout="attn_pdrop", layernorm_epsilon="layer_norm_epsilon",
+                    init_std="initializer_range")
 
 
 def hf_config(cfg: ModelConfig):
@@ -17,23 +26,12 @@ def hf_config(cfg: ModelConfig):
     from transformers import GPT2Config
     if cfg.gelu_approximate != "tanh":
         raise ValueError("HF GPT-2 uses the tanh form of GELU; set model.gelu_approximate=tanh")
-    return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.max_position_embeddings,
-                      n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
-                      n_head=cfg.num_attention_heads, n_inner=cfg.ffn_hidden_size,
-                      activation_function="gelu_new", resid_pdrop=cfg.hidden_dropout,
-                      embd_pdrop=cfg.hidden_dropout, attn_pdrop=cfg.attention_dropout,
-                      layer_norm_epsilon=cfg.layernorm_epsilon, initializer_range=cfg.init_std,
+    return GPT2Config(**{hf: getattr(cfg, ours) for ours, hf in CONFIG_NAMES.items()},
+                      activation_function="gelu_new", embd_pdrop=cfg.hidden_dropout,
                       tie_word_embeddings=True,
                       # GPT-2's 50256 is its BPE's <|endoftext|>; plmscale tokenizers put eos
                       # elsewhere, so the ids are left to the caller (generate.py looks them up).
                       bos_token_id=None, eos_token_id=None)
-
-
-def _qkv_to_hf(tensor: torch.Tensor, heads: int) -> torch.Tensor:
-    """Head-interleaved rows [head][q,k,v][d] -> [q | k | v] rows (each [head][d])."""
-    head_dim = tensor.shape[0] // (3 * heads)
-    per_head = tensor.reshape(heads, 3, head_dim, *tensor.shape[1:])
-    return per_head.transpose(0, 1).reshape(tensor.shape)
 
 
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
@@ -52,9 +50,9 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
             out[hf + f"ln_1.{kind}"] = full[ours + f"input_layernorm.{kind}"]
             out[hf + f"ln_2.{kind}"] = full[ours + f"pre_mlp_layernorm.{kind}"]
         # Conv1D stores [in, out]: transpose every Linear weight; biases are unchanged.
-        out[hf + "attn.c_attn.weight"] = _qkv_to_hf(
-            full[ours + "self_attention.linear_qkv.weight"], heads).t().contiguous()
-        out[hf + "attn.c_attn.bias"] = _qkv_to_hf(full[ours + "self_attention.linear_qkv.bias"], heads)
+        qkv = [torch.cat(split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3))
+               for kind in ("weight", "bias")]  # HF packs [q | k | v]
+        out[hf + "attn.c_attn.weight"], out[hf + "attn.c_attn.bias"] = qkv[0].t().contiguous(), qkv[1]
         out[hf + "attn.c_proj.weight"] = full[ours + "self_attention.linear_proj.weight"].t().contiguous()
         out[hf + "attn.c_proj.bias"] = full[ours + "self_attention.linear_proj.bias"]
         out[hf + "mlp.c_fc.weight"] = full[ours + "mlp.linear_fc1.weight"].t().contiguous()
@@ -66,8 +64,5 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
 
 def from_hf_config(hf) -> dict:
     """ModelConfig fields of an HF ``GPT2Config`` (the reverse of ``hf_config``)."""
-    return dict(vocab_size=hf.vocab_size, max_position_embeddings=hf.n_positions,
-                hidden_size=hf.n_embd, num_layers=hf.n_layer, num_attention_heads=hf.n_head,
-                ffn_hidden_size=hf.n_inner or 4 * hf.n_embd, gelu_approximate="tanh",
-                hidden_dropout=hf.resid_pdrop, attention_dropout=hf.attn_pdrop,
-                layernorm_epsilon=hf.layer_norm_epsilon, init_std=hf.initializer_range)
+    return {**{ours: getattr(hf, theirs) for ours, theirs in CONFIG_NAMES.items()},
+            "ffn_hidden_size": hf.n_inner or 4 * hf.n_embd, "gelu_approximate": "tanh"}

@@ -25,7 +25,7 @@ from plmscale.config.schema import ModelConfig
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (Embeddings, TiedVocabParallelLogits, gather_vocab_logits,
                                     padded_vocab_size, tp_world)
-from plmscale.models.common.generation import extend_until_eos
+from plmscale.models.common.generation import evaluating, extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.models.common.norms import build_norm
 from plmscale.models.common.prenorm import PreLNLayer
@@ -126,8 +126,5 @@ class GPTForCausalLM(PiecewiseModel):
             context = ids[:, -self.cfg.max_position_embeddings:]
             return vocab_parallel_argmax(self._vocab_logits(context, last_only=True))
 
-        was_training = self.training
-        self.eval()
-        new_ids = extend_until_eos(next_token, input_ids, max_new_tokens, eos_id)
-        self.train(was_training)
-        return new_ids
+        with evaluating(self):
+            return extend_until_eos(next_token, input_ids, max_new_tokens, eos_id)

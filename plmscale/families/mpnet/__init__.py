@@ -9,6 +9,7 @@ from plmscale.families.mpnet.samples import MPNetSamples
 
 FAMILY = Family(
     name="mpnet",
+    masks_tokens=True,
     build=lambda cfg: MPNetForMaskedLM(cfg.model, cfg.train.precision),
     pieces=lambda cfg: mpnet_pieces(cfg.model, cfg.train.precision),
     samples=lambda corpus, cfg: MPNetSamples(corpus, corpus.tokens, cfg.data, cfg.objective,

@@ -9,6 +9,7 @@ from plmscale.families.roberta.samples import RobertaSamples
 
 FAMILY = Family(
     name="roberta",
+    masks_tokens=True,
     build=lambda cfg: RobertaForMaskedLM(cfg.model, cfg.train.precision),
     pieces=lambda cfg: roberta_pieces(cfg.model, cfg.train.precision),
     samples=lambda corpus, cfg: RobertaSamples(corpus, corpus.tokens, cfg.data, cfg.objective,

@@ -6,7 +6,7 @@ import torch
 
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.hf import (embeddings_to_hf, encoder_config_fields,
-                                       encoder_config_kwargs, encoder_layer_to_hf)
+                                       encoder_config_kwargs, encoder_layer_to_hf, mlm_head_to_hf)
 
 
 def hf_config(cfg: ModelConfig):
@@ -32,13 +32,9 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     for i in range(cfg.num_layers):
         out.update(encoder_layer_to_hf(full, f"roberta.layers.{i}.", f"roberta.encoder.layer.{i}.",
                                        cfg.num_attention_heads))
-    for kind in ("weight", "bias"):
-        out[f"lm_head.dense.{kind}"] = full[f"lm_head.dense.{kind}"]
-        out[f"lm_head.layer_norm.{kind}"] = full[f"lm_head.LayerNorm.{kind}"]
-    out["lm_head.bias"] = full["lm_head.logits.bias"]
-    out["lm_head.decoder.weight"] = full[emb + "word_embeddings.weight"]
-    out["lm_head.decoder.bias"] = full["lm_head.logits.bias"]
-    return out
+    return {**out, **mlm_head_to_hf(full, "lm_head.dense", "lm_head.layer_norm",
+                                    "lm_head.decoder.weight", ("lm_head.bias", "lm_head.decoder.bias"),
+                                    emb + "word_embeddings.weight")}
 
 
 def from_hf_config(hf) -> dict:

@@ -34,15 +34,19 @@ class RobertaSamples:
                 return doc
         return doc
 
-    def pack(self, rng: np.random.Generator):
+    def pack(self, rng: np.random.Generator, start: tuple[int, int] | None = None):
         """The packed content (without <s> / closing </s>): (token ids, word-start flags, pieces),
         ``pieces`` listing what was packed in order: (document, sentence index, length), or
         ("sep",) for a document separator. Whole sentences only; a single sentence longer than the
-        sequence is cut (the only way a sentence is ever split)."""
+        sequence is cut (the only way a sentence is ever split). ``start``: (document, sentence)
+        to begin at instead of a random one (XLNet's consecutive segments)."""
         budget = self.data.seq_length - 2
-        doc = self.corpus.sample_document(rng)
+        if start is None:
+            doc = self.corpus.sample_document(rng)
+            sentence = int(rng.integers(len(self.corpus.document(doc).sentence_starts)))
+        else:
+            doc, sentence = start
         d = self.corpus.document(doc)
-        sentence = int(rng.integers(len(d.sentence_starts)))
         ids, flags, pieces, length = [], [], [], 0
         while True:
             bounds = list(d.sentence_starts) + [len(d.token_ids)]

@@ -1,9 +1,9 @@
 """The T5 family (span corruption; v1.0 and v1.1 layouts)."""
 
 from plmscale.export.generation import GenerationSpec
-from plmscale.export.hf import HFExport, HFPart
+from plmscale.export.hf import HFExport
 from plmscale.families import MOE_FIELDS, NO_NSP, Family, FamilyFields
-from plmscale.families.t5.hf import from_hf_config, hf_config, to_hf_state_dict
+from plmscale.families.t5.hf import HF_PART, from_hf_config, hf_config, to_hf_state_dict
 from plmscale.families.t5.model import T5ForConditionalGeneration, t5_initialize, t5_pieces
 from plmscale.families.t5.presets import PRESETS
 from plmscale.families.t5.samples import T5Samples
@@ -23,7 +23,7 @@ FAMILY = Family(
                "init_method") + MOE_FIELDS,
         objective=("noise_density", "mean_noise_span_length"), objective_defaults=NO_NSP),
     presets=PRESETS,
-    hf_export=HFExport((HFPart("T5ForConditionalGeneration", task="text2text-generation"),), "eos",
+    hf_export=HFExport((HF_PART,), "eos",
                        lambda tokens, cfg: {"pad_token_id": tokens.pad, "eos_token_id": tokens.eos,
                                             "decoder_start_token_id": tokens.pad}),
     generation=GenerationSpec(suffix=("eos",)),  # span-corruption inputs end in eos

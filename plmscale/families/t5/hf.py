@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
+from plmscale.export.hf import HFPart, loaded_model
+from plmscale.models.common.cross_attention import split_heads
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -24,38 +26,41 @@ def _check(cfg: ModelConfig) -> None:
                          f"scale_tied_logits={cfg.scale_tied_logits}")
 
 
+# HF feed_forward_proj -> (model.activation, model.gelu_approximate). HF's "gated-gelu" means the
+# tanh form; the erf form is spelled with HF's activation name.
+_ACTIVATIONS = {"relu": ("relu", "none"), "gated-gelu": ("gated-gelu", "tanh"),
+                "gated-gelu_python": ("gated-gelu", "none"), "gelu_new": ("gelu", "tanh"),
+                "gelu": ("gelu", "none")}
+
+
 def _feed_forward_proj(cfg: ModelConfig) -> str:
-    if cfg.activation == "relu":
-        return "relu"
-    if cfg.activation == "gated-gelu":
-        # HF's "gated-gelu" means the tanh form; the erf form is spelled with HF's activation name.
-        return "gated-gelu" if cfg.gelu_approximate == "tanh" else "gated-gelu_python"
-    return "gelu_new" if cfg.gelu_approximate == "tanh" else "gelu"
+    approximate = "none" if cfg.activation == "relu" else cfg.gelu_approximate  # ReLU has no form
+    names = {ours: hf for hf, ours in _ACTIVATIONS.items()}
+    if (cfg.activation, approximate) not in names:
+        raise ValueError(f"HF T5 has no feed_forward_proj for model.activation={cfg.activation!r}; "
+                         "use 'relu', 'gelu' or 'gated-gelu'")
+    return names[(cfg.activation, approximate)]
+
+
+# ModelConfig field -> T5Config attribute (both directions; d_kv and num_decoder_layers are
+# written resolved, as HF has no "same as" default for them).
+CONFIG_NAMES = dict(vocab_size="vocab_size", hidden_size="d_model", ffn_hidden_size="d_ff",
+                    num_layers="num_layers", num_attention_heads="num_heads",
+                    relative_attention_num_buckets="relative_attention_num_buckets",
+                    relative_attention_max_distance="relative_attention_max_distance",
+                    hidden_dropout="dropout_rate", layernorm_epsilon="layer_norm_epsilon",
+                    tie_word_embeddings="tie_word_embeddings")
 
 
 def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):
     """The ``transformers.T5Config`` with the same architecture (decoder start = PAD, as T5)."""
     from transformers import T5Config
     _check(cfg)
-    heads = cfg.num_attention_heads
-    return T5Config(vocab_size=cfg.vocab_size, d_model=cfg.hidden_size,
-                    d_kv=cfg.kv_channels or cfg.hidden_size // heads, d_ff=cfg.ffn_hidden_size,
-                    num_layers=cfg.num_layers,
-                    num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers, num_heads=heads,
-                    relative_attention_num_buckets=cfg.relative_attention_num_buckets,
-                    relative_attention_max_distance=cfg.relative_attention_max_distance,
-                    dropout_rate=cfg.hidden_dropout, layer_norm_epsilon=cfg.layernorm_epsilon,
-                    feed_forward_proj=_feed_forward_proj(cfg),
-                    tie_word_embeddings=cfg.tie_word_embeddings, pad_token_id=pad_token_id,
+    return T5Config(**{hf: getattr(cfg, ours) for ours, hf in CONFIG_NAMES.items()},
+                    d_kv=cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads,
+                    num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
+                    feed_forward_proj=_feed_forward_proj(cfg), pad_token_id=pad_token_id,
                     eos_token_id=eos_token_id, decoder_start_token_id=pad_token_id)
-
-
-def _split(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
-    """Rows laid out [head][part][head_dim] (our fused qkv / kv) -> one [heads*head_dim, ...] per part."""
-    head_dim = weight.shape[0] // (parts * heads)
-    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
-    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]).clone()
-            for i in range(parts)]
 
 
 def dense_feed_forward(full: dict[str, torch.Tensor], ours: str, hf: str, cfg: ModelConfig,
@@ -87,7 +92,7 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
         for i in range(num_layers):
             ours, hf = f"{stack}.layers.{i}.", f"{stack}.block.{i}.layer."
             attention = hf + "0.SelfAttention."
-            q, k, v = _split(full[ours + "self_attention.linear_qkv.weight"], heads, 3)
+            q, k, v = split_heads(full[ours + "self_attention.linear_qkv.weight"], heads, 3)
             out.update({attention + "q.weight": q, attention + "k.weight": k,
                         attention + "v.weight": v,
                         attention + "o.weight": full[ours + "self_attention.linear_proj.weight"],
@@ -98,7 +103,7 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
             ffn = "1"
             if stack == "decoder":
                 cross = hf + "1.EncDecAttention."
-                k, v = _split(full[ours + "cross_attention.linear_kv.weight"], heads, 2)
+                k, v = split_heads(full[ours + "cross_attention.linear_kv.weight"], heads, 2)
                 out.update({cross + "q.weight": full[ours + "cross_attention.linear_q.weight"],
                             cross + "k.weight": k, cross + "v.weight": v,
                             cross + "o.weight": full[ours + "cross_attention.linear_proj.weight"],
@@ -113,25 +118,23 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
 TIED_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
 
 
+def load_state(model, state: dict) -> tuple[list, list]:
+    """``HFPart.load``: the tied aliases are HF's own copies of ``shared``; v1.1's ``lm_head.weight``
+    becomes a head of its own again (see the module docstring)."""
+    state = dict(state)
+    head = state.pop("lm_head.weight", None)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if head is not None:
+        model.lm_head.weight = torch.nn.Parameter(head.clone())
+    return [m for m in missing if m not in TIED_ALIASES], unexpected
+
+
+HF_PART = HFPart("T5ForConditionalGeneration", task="text2text-generation", load=load_state)
+
+
 def to_hf_model(full: dict[str, torch.Tensor], cfg: ModelConfig, **config_kwargs):
     """A ``T5ForConditionalGeneration`` (eval mode) holding the exported weights."""
-    from transformers import T5ForConditionalGeneration
-    state = to_hf_state_dict(full, cfg)
-    model = T5ForConditionalGeneration(hf_config(cfg, **config_kwargs)).eval()
-    missing, unexpected = model.load_state_dict(
-        {k: v for k, v in state.items() if k != "lm_head.weight"}, strict=False)
-    if unexpected or set(missing) - set(TIED_ALIASES):
-        raise RuntimeError(f"T5 export does not fit HF: missing {missing}, unexpected {unexpected}")
-    if "lm_head.weight" in state:  # v1.1: a head of its own (see the module docstring)
-        model.lm_head.weight = torch.nn.Parameter(state["lm_head.weight"].clone())
-    return model
-
-
-_ACTIVATIONS = {"relu": ("relu", "none"), "gated-gelu": ("gated-gelu", "tanh"),
-                "gated-gelu_python": ("gated-gelu", "none"), "gelu_new": ("gelu", "tanh"),
-                "gelu": ("gelu", "none")}
-"""HF feed_forward_proj -> (model.activation, model.gelu_approximate): ``_feed_forward_proj``
-read backwards."""
+    return loaded_model(HF_PART, hf_config(cfg, **config_kwargs), to_hf_state_dict(full, cfg))
 
 
 def from_hf_config(hf) -> dict:
@@ -140,13 +143,8 @@ def from_hf_config(hf) -> dict:
         raise ValueError(f"HF T5 feed_forward_proj={hf.feed_forward_proj!r} has no plmscale "
                          f"equivalent (known: {', '.join(_ACTIVATIONS)})")
     activation, gelu = _ACTIVATIONS[hf.feed_forward_proj]
-    return dict(vocab_size=hf.vocab_size, hidden_size=hf.d_model, kv_channels=hf.d_kv,
-                ffn_hidden_size=hf.d_ff, num_layers=hf.num_layers,
-                num_decoder_layers=hf.num_decoder_layers, num_attention_heads=hf.num_heads,
-                relative_attention_num_buckets=hf.relative_attention_num_buckets,
-                relative_attention_max_distance=hf.relative_attention_max_distance,
-                hidden_dropout=hf.dropout_rate, layernorm_epsilon=hf.layer_norm_epsilon,
-                activation=activation, gelu_approximate=gelu,
-                tie_word_embeddings=hf.tie_word_embeddings,
-                scale_tied_logits=hf.tie_word_embeddings, normalization="rmsnorm",
-                add_bias_linear=False, position_embedding_type="relative")
+    return {**{ours: getattr(hf, theirs) for ours, theirs in CONFIG_NAMES.items()},
+            "kv_channels": hf.d_kv, "num_decoder_layers": hf.num_decoder_layers,
+            "activation": activation, "gelu_approximate": gelu,
+            "scale_tied_logits": hf.tie_word_embeddings, "normalization": "rmsnorm",
+            "add_bias_linear": False, "position_embedding_type": "relative"}

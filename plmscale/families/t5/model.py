@@ -21,7 +21,7 @@ from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gath
                                     padded_vocab_size, padding_mask, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.cross_attention import CrossAttention
-from plmscale.models.common.generation import extend_until_eos
+from plmscale.models.common.generation import encoder_decoder_greedy
 from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTensorParallel
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.models.common.mlp import MLP
@@ -30,7 +30,6 @@ from plmscale.models.common.prenorm import PreLNLayer
 from plmscale.models.common.relative_position import RelativePositionBias
 from plmscale.models.moe.layer import ExpertMLP
 from plmscale.objectives import IGNORE_INDEX
-from plmscale.objectives.causal_lm import vocab_parallel_argmax
 
 def _layer(cfg: ModelConfig, precision: str, decoder: bool, number: int) -> PreLNLayer:
     """A T5 block; the first layer of a stack owns its relative position bias (``t5_pieces`` hands
@@ -153,19 +152,8 @@ class T5ForConditionalGeneration(PiecewiseModel):
         positions: no length limit). Stops early once every row has produced ``eos_id`` (finished
         rows are filled with it). Collective over the TP group. Called by ``launch/generate.py``.
         """
-        was_training = self.training
-        self.eval()
-        memory = self.encode(input_ids, attention_mask)
-
-        def next_token(ids):
-            hidden = self.decode(ids, memory, attention_mask)[:, -1]
-            return vocab_parallel_argmax(self.head(hidden))
-
-        ids = torch.full((input_ids.shape[0], 1), decoder_start_id, dtype=torch.long,
-                         device=input_ids.device)
-        new_ids = extend_until_eos(next_token, ids, max_new_tokens, eos_id)
-        self.train(was_training)
-        return new_ids
+        return encoder_decoder_greedy(self, input_ids, decoder_start_id, max_new_tokens, eos_id,
+                                      attention_mask)
 
 
 @torch.no_grad()

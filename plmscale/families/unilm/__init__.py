@@ -9,6 +9,7 @@ from plmscale.families.unilm.samples import UniLMSamples
 
 FAMILY = Family(
     name="unilm",
+    masks_tokens=True,
     build=lambda cfg: UniLMForPreTraining(cfg.model, cfg.train.precision,
                                           cfg.objective.next_sentence_prediction),
     pieces=lambda cfg: unilm_pieces(cfg.model, cfg.train.precision,

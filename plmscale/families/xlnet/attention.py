@@ -68,11 +68,11 @@ class TwoStreamRelativeAttention(nn.Module):
         out, _ = linear(x)
         return out.view(*x.shape[:-1], self.heads, self.head_dim)
 
-    def _attend(self, q, query_positions, k, v, kr, segments, mask):
+    def _attend(self, q, query_positions, k, v, kr, query_segments, key_segments, mask):
         """Context [b, m, heads * d_head] of queries ``q`` [b, m, heads, d] sitting at
-        ``query_positions`` [b, m] over the keys ``k``/``v`` [b, L, heads, d]; ``kr`` [L + L,
-        heads, d] the projected relative encodings; ``segments`` [b, L] or None; ``mask`` [b, m, L]
-        (True = hidden) or None."""
+        ``query_positions`` [b, m] (indices into the keys) over the keys ``k``/``v`` [b, K, heads,
+        d]; ``kr`` [K + L, heads, d] the projected relative encodings; segments [b, m] / [b, K] or
+        None; ``mask`` [b, m, K] (True = hidden) or None."""
         length = k.shape[1]
         content = torch.einsum("bmnd,bjnd->bnmj", q + self.r_w_bias, k)
         position = torch.einsum("bmnd,pnd->bnmp", q + self.r_r_bias, kr)
@@ -81,10 +81,9 @@ class TwoStreamRelativeAttention(nn.Module):
             - query_positions[:, :, None]
         position = position.gather(-1, index[:, None].expand(-1, self.heads, -1, -1))
         scores = content + position
-        if segments is not None:
+        if query_segments is not None:
             segment = torch.einsum("bmnd,snd->bnms", q + self.r_s_bias, self.seg_embed)
-            query_segments = segments.gather(1, query_positions)
-            different = (query_segments[:, :, None] != segments[:, None, :])[:, None]
+            different = (query_segments[:, :, None] != key_segments[:, None, :])[:, None]
             scores = scores + torch.where(different, segment[..., 1:], segment[..., :1])
         probs = scaled_masked_softmax(scores, None if mask is None else mask[:, None],
                                       scale=1.0 / math.sqrt(self.head_dim), fused=self.fused)
@@ -96,21 +95,45 @@ class TwoStreamRelativeAttention(nn.Module):
         out, _ = self.o(context)
         return self.layer_norm(residual + self.dropout(out))
 
-    def forward(self, h, g, relative, segments, content_mask, query_mask, target_positions):
+    def forward(self, h, g, relative, segments, content_mask, query_mask, target_positions,
+                memory=None, memory_hidden=None):
         """``h`` [b, L, H] content stream; ``g`` [b, m, H] query stream at ``target_positions``
-        [b, m] (or None); ``relative`` [2L, H] (``sinusoidal_relative_encoding``); ``segments``
-        [b, L] or None; masks [b, L, L] (True = hidden) or None. Returns the new (h, g)."""
+        [b, m] (or None); ``relative`` [K + L, H] (``sinusoidal_relative_encoding`` over K = M + L
+        keys); ``segments`` [b, L] or None; masks [b, L, L] (True = hidden) or None; ``memory``
+        [b, M, H] (Transformer-XL: earlier hidden states, read as keys and values only, segment 0,
+        visible to every row unless ``memory_hidden`` [b, M] says so) or None. Returns (h, g)."""
         b, length, _ = h.shape
-        k, v = self._heads(self.k, h), self._heads(self.v, h)
+        mlen = 0 if memory is None else memory.shape[1]
+        keys = h if memory is None else torch.cat([memory, h], dim=1)
+        k, v = self._heads(self.k, keys), self._heads(self.v, keys)
         kr = self._heads(self.r, relative)
+        key_segments = segments
+        if segments is not None and mlen:  # memory counts as segment 0, as HF and the original
+            key_segments = torch.cat([segments.new_zeros(b, mlen), segments], dim=1)
         positions = torch.arange(length, device=h.device).expand(b, -1)
-        h_out = self._post(h, self._attend(self._heads(self.q, h), positions, k, v, kr, segments,
-                                           content_mask))
+        h_out = self._post(h, self._attend(
+            self._heads(self.q, h), positions + mlen, k, v, kr, segments, key_segments,
+            _with_memory(content_mask, memory_hidden, b, length, length, mlen)))
         if g is None:
             return h_out, None
         rows = None
         if query_mask is not None:
             rows = query_mask.gather(1, target_positions[:, :, None].expand(-1, -1, length))
-        g_out = self._post(g, self._attend(self._heads(self.q, g), target_positions, k, v, kr,
-                                           segments, rows))
+        g_out = self._post(g, self._attend(
+            self._heads(self.q, g), target_positions + mlen, k, v, kr,
+            None if segments is None else segments.gather(1, target_positions), key_segments,
+            _with_memory(rows, memory_hidden, b, target_positions.shape[1], length, mlen)))
         return h_out, g_out
+
+
+def _with_memory(mask, memory_hidden, b: int, rows: int, length: int, mlen: int):
+    """``mask`` [b, rows, length] (None: nothing hidden) extended over ``mlen`` memory columns in
+    front, hidden where ``memory_hidden`` [b, mlen] is True (None: all visible)."""
+    if not mlen or (mask is None and memory_hidden is None):
+        return mask
+    device = (mask if mask is not None else memory_hidden).device
+    if mask is None:
+        mask = torch.zeros(b, rows, length, dtype=torch.bool, device=device)
+    front = (torch.zeros(b, rows, mlen, dtype=torch.bool, device=device) if memory_hidden is None
+             else memory_hidden[:, None, :].expand(-1, rows, -1))
+    return torch.cat([front, mask], dim=-1)

@@ -12,7 +12,7 @@ from plmscale.config.schema import ModelConfig
 
 def hf_config(cfg: ModelConfig):
     """The ``transformers.XLNetConfig`` with the same architecture (bidirectional attention, one set
-    of relative biases per layer, no memory)."""
+    of relative biases per layer, the same ``mem_len``; None when 0)."""
     from transformers import XLNetConfig
     if cfg.hidden_size % cfg.num_attention_heads:
         raise ValueError(f"XLNet needs model.hidden_size ({cfg.hidden_size}) divisible by "
@@ -25,7 +25,7 @@ def hf_config(cfg: ModelConfig):
                        ff_activation="gelu" if cfg.gelu_approximate == "none" else "gelu_new",
                        untie_r=True, attn_type="bi", layer_norm_eps=cfg.layernorm_epsilon,
                        dropout=cfg.hidden_dropout, initializer_range=cfg.init_std,
-                       mem_len=None, tie_word_embeddings=True)
+                       mem_len=cfg.mem_len or None, tie_word_embeddings=True)
 
 
 def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:

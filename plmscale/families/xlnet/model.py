@@ -21,6 +21,7 @@ from plmscale.families.xlnet.attention import (TwoStreamRelativeAttention,
 from plmscale.models.common import (TiedVocabParallelLogits, gather_vocab_logits,
                                     padded_vocab_size, tp_world,
                                     vocab_parallel_loss_and_accuracy)
+from plmscale.models.common.generation import extend_until_eos
 from plmscale.models.common.megatron import vocab_parallel_embedding
 from plmscale.models.common.mlp import MLP
 from plmscale.objectives import IGNORE_INDEX
@@ -50,8 +51,10 @@ class XLNetLayer(nn.Module):
     def _ff(self, x):
         return None if x is None else self.ff_layer_norm(x + self.dropout(self.ff(x)))
 
-    def forward(self, h, g, relative, segments, content_mask, query_mask, target_positions):
-        h, g = self.rel_attn(h, g, relative, segments, content_mask, query_mask, target_positions)
+    def forward(self, h, g, relative, segments, content_mask, query_mask, target_positions,
+                memory=None, memory_hidden=None):
+        h, g = self.rel_attn(h, g, relative, segments, content_mask, query_mask, target_positions,
+                             memory, memory_hidden)
         return self._ff(h), self._ff(g)
 
 
@@ -72,29 +75,74 @@ def xlnet_masks(state: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     return hidden & ~eye, hidden
 
 
+# Batch keys that carry one row per segment: [b, n, ...] samples of n consecutive segments are
+# run as b * n rows.
+_PER_SEGMENT = ("token_type_ids", "attention_mask", "perm_mask", "target_positions",
+                "target_labels")
+
+
+def segment_memory(h: torch.Tensor, attention_mask: torch.Tensor | None, segments: int,
+                   mem_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transformer-XL memory for rows that are ``segments`` consecutive segments of one stream per
+    sample (``h`` [b * n, L, H], a layer's input): row t's memory is the last ``mem_len`` inputs of
+    this layer over segments 0..t-1 of its stream, without gradient (as HF's ``cache_mem`` after
+    running the segments one after the other). Returns (memory [b * n, mem_len, H], hidden
+    [b * n, mem_len]: True where the memory reaches before the stream's start, or padding)."""
+    rows, length, size = h.shape
+    stream = h.detach().reshape(rows // segments, segments * length, size)
+    stream = torch.nn.functional.pad(stream, (0, 0, mem_len, 0))
+    index = (torch.arange(segments, device=h.device)[:, None] * length
+             + torch.arange(mem_len, device=h.device)[None])  # [n, M] into the padded stream
+    memory = stream[:, index].flatten(0, 1)
+    hidden = (index < mem_len).expand(rows // segments, -1, -1)
+    if attention_mask is not None:
+        valid = attention_mask.reshape(rows // segments, segments * length) != 0
+        valid = torch.nn.functional.pad(valid, (mem_len, 0))
+        hidden = hidden | ~valid[:, index]
+    return memory, hidden.flatten(0, 1)
+
+
 def xlnet_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
-    """[embeddings + relative encodings + masks] [layer] x num_layers, the tied LM head + loss."""
+    """[embeddings + relative encodings + masks] [layer] x num_layers, the tied LM head + loss.
+
+    Memory (``cfg.mem_len`` > 0): a batch of [b, n, L] samples (n consecutive segments of one
+    stream, ``samples.py``) runs as b * n rows; each layer reads, as memory, its own inputs for the
+    earlier segments of the same stream (``segment_memory``). ``logits(..., mems=)`` takes the
+    memory from the caller instead, as HF's ``mems``."""
     embeddings = {"xlnet.embeddings": lambda: XLNetEmbeddings(cfg, precision)}
 
     def embed(module, state):
         ids = state["input_ids"]
-        length = ids.shape[1]
-        relative = sinusoidal_relative_encoding(length, length, cfg.hidden_size, ids.device)
+        if ids.dim() == 3:  # n segments per sample: one row per segment from here on
+            state = {**state, **{k: state[k].flatten(0, 1) for k in _PER_SEGMENT if k in state}}
+        flat = ids.flatten(0, -2)
+        length = flat.shape[1]
+        mlen = (cfg.mem_len if ids.dim() == 3 else
+                state["mems"][0].shape[1] if state.get("mems") is not None else 0)
+        relative = sinusoidal_relative_encoding(length, mlen + length, cfg.hidden_size, ids.device)
         content_mask, query_mask = xlnet_masks(state)
-        out = {**state, "h": module.dropout(module.word_embeddings(ids)),
+        out = {**state, "h": module.dropout(module.word_embeddings(flat)),
                "relative": module.dropout(relative.to(module.mask_emb.dtype))}
         if content_mask is not None:
             out.update(content_mask=content_mask, query_mask=query_mask)
         if "target_positions" in state:
             m = state["target_positions"].shape[1]
-            out["g"] = module.dropout(module.mask_emb.expand(ids.shape[0], m, -1))
+            out["g"] = module.dropout(module.mask_emb.expand(flat.shape[0], m, -1))
         return out
 
-    def layer(module, state):
-        h, g = module(state["h"], state.get("g"), state["relative"], state.get("token_type_ids"),
-                      state.get("content_mask"), state.get("query_mask"),
-                      state.get("target_positions"))
-        return {**state, "h": h, **({} if g is None else {"g": g})}
+    def layer(index):
+        def run(module, state):
+            memory = hidden = None
+            if state["input_ids"].dim() == 3:
+                memory, hidden = segment_memory(state["h"], state.get("attention_mask"),
+                                                state["input_ids"].shape[1], cfg.mem_len)
+            elif state.get("mems") is not None:
+                memory = state["mems"][index]
+            h, g = module(state["h"], state.get("g"), state["relative"],
+                          state.get("token_type_ids"), state.get("content_mask"),
+                          state.get("query_mask"), state.get("target_positions"), memory, hidden)
+            return {**state, "h": h, **({} if g is None else {"g": g})}
+        return run
 
     def hand_over(module, state):  # the tied output projection reads the input embedding table
         return {**state, "word_embeddings": module.word_embeddings.weight}
@@ -108,8 +156,8 @@ def xlnet_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         return {"loss": loss, "plm_loss": loss, "plm_accuracy": accuracy}
 
     return ([Piece(embeddings, embed)]
-            + [Piece({f"xlnet.layers.{i}": lambda: XLNetLayer(cfg, precision)}, layer, layer=True)
-               for i in range(cfg.num_layers)]
+            + [Piece({f"xlnet.layers.{i}": lambda: XLNetLayer(cfg, precision)}, layer(i),
+                     layer=True) for i in range(cfg.num_layers)]
             + [Piece(embeddings, hand_over, tie=("word_embeddings.weight",)),
                Piece({"lm_loss": lambda: XLNetLMHead(cfg)}, loss)])
 
@@ -131,15 +179,39 @@ class XLNetLMHeadModel(PiecewiseModel):
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None, perm_mask=None,
-               target_mapping=None):
+               target_mapping=None, mems=None):
         """Full-vocabulary logits as HF's ``XLNetLMHeadModel`` returns them: [b, m, V] of the query
         stream when ``target_mapping`` [b, m, L] (one-hot rows) is given, else [b, L, V] of the
-        content stream."""
+        content stream. ``mems``: one [b, M, H] memory per layer (HF's ``mems`` batch-first)."""
         state = {"input_ids": input_ids, "token_type_ids": token_type_ids,
-                 "attention_mask": attention_mask, "perm_mask": perm_mask}
+                 "attention_mask": attention_mask, "perm_mask": perm_mask, "mems": mems}
         if target_mapping is not None:
             state["target_positions"] = target_mapping.argmax(-1)
         state = self.run(state, self.pieces[:-1])
         hidden = state["g"] if target_mapping is not None else state["h"]
         return gather_vocab_logits(self.lm_loss(hidden, state["word_embeddings"]),
                                    self.cfg.vocab_size)
+
+    @torch.no_grad()
+    def greedy_generate(self, input_ids: torch.Tensor, max_new_tokens: int,
+                        eos_id: int | None = None) -> torch.Tensor:
+        """Greedy continuation [b, <= max_new_tokens] of ``input_ids`` [b, n], as HF's XLNet
+        ``generate`` lays out each step: the ids so far plus one placeholder (id 0) that no
+        position may see (``perm_mask``), whose query-stream logits (``target_mapping``) pick the
+        next token: the factorisation order with the next position last. Every step reruns the
+        whole text (bidirectional context: earlier tokens see the later ones). Collective over TP."""
+        was_training = self.training
+        self.eval()
+
+        def next_token(ids):
+            b, n = ids.shape
+            ids = torch.cat([ids, ids.new_zeros(b, 1)], dim=1)
+            perm = torch.zeros(b, n + 1, n + 1, device=ids.device)
+            perm[:, :, -1] = 1.0
+            target = torch.zeros(b, 1, n + 1, device=ids.device)
+            target[:, 0, -1] = 1.0
+            return self.logits(ids, perm_mask=perm, target_mapping=target)[:, 0].argmax(-1)
+
+        new_ids = extend_until_eos(next_token, input_ids.long(), max_new_tokens, eos_id)
+        self.train(was_training)
+        return new_ids

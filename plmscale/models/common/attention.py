@@ -70,8 +70,11 @@ class SelfAttention(nn.Module):
         """[b, s, groups, heads/groups + 2, d] -> q, k, v [b, heads, s, d] (this rank's), rotated
         when rotary; each key/value head is repeated for the query heads of its group."""
         b, s, per_group = grouped.shape[0], grouped.shape[1], self.heads_per_group
-        q = grouped[:, :, :, :per_group].reshape(b, s, self.heads_per_rank, -1).transpose(1, 2)
-        k, v = grouped[:, :, :, per_group].transpose(1, 2), grouped[:, :, :, per_group + 1].transpose(1, 2)
+        # One split (backward: one cat) rather than three indexings, whose backward passes each
+        # zero-fill a full-size gradient, copy into it and add the three up.
+        q, k, v = grouped.split([per_group, 1, 1], dim=3)
+        q = q.reshape(b, s, self.heads_per_rank, -1).transpose(1, 2)
+        k, v = k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
         if self.rotary_base is not None:
             q, k = apply_rotary(q, self.rotary_base), apply_rotary(k, self.rotary_base)
         if per_group > 1:

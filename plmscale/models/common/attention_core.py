@@ -82,5 +82,19 @@ def _sdpa(q, k, v, scale, mask, bias, causal, dropout_p):
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=additive, dropout_p=dropout_p,
                                                  is_causal=is_causal, scale=scale)
     if mask is not None:  # rows with every key hidden: zero, as the softmax backends give
-        context = context.masked_fill(mask.all(dim=-1, keepdim=True), 0.0)  # no host sync
+        context = _zero_hidden_rows(context, mask)
     return context
+
+
+def _zero_hidden_rows(context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``context`` [b, h, sq, d] with the rows whose keys ``mask`` hides all set to 0."""
+    hidden_rows = mask.all(dim=-1, keepdim=True)
+    hidden_rows = hidden_rows.reshape((1,) * (4 - hidden_rows.dim()) + hidden_rows.shape)
+    # On the CPU a host check costs nothing (no queue to stall) and padding hides a whole row only
+    # for an all-padding sample: skip the two passes (forward, backward) when none is hidden. On a
+    # GPU the check would synchronise, so there the rows are always filled.
+    if context.device.type == "cpu" and not bool(hidden_rows.any()):
+        return context
+    # Filled in SDPA's output layout ([b, sq, h, d] in memory) so the caller's
+    # transpose(1, 2).reshape(b, sq, h * d) stays a view instead of a copy (and its backward too).
+    return context.transpose(1, 2).masked_fill(hidden_rows.transpose(1, 2), 0.0).transpose(1, 2)

@@ -61,9 +61,10 @@ class CrossAttention(nn.Module):
         return out
 
 
-def split_kv(weight: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The full ``linear_kv`` weight or bias ([head][k,v][head_dim] rows) -> separate (k, v), as HF
-    keeps them (for export)."""
-    head_dim = weight.shape[0] // (2 * heads)
-    per_head = weight.reshape(heads, 2, head_dim, *weight.shape[1:])
-    return tuple(per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]) for i in range(2))
+def split_heads(weight: torch.Tensor, heads: int, parts: int) -> list[torch.Tensor]:
+    """A full fused weight or bias whose rows are laid out [head][part][head_dim] (``SelfAttention``'s
+    qkv: 3 parts, ``linear_kv``: 2) -> one [heads * head_dim, ...] tensor per part, as HF keeps them
+    (for export; copies, so no two share storage)."""
+    head_dim = weight.shape[0] // (parts * heads)
+    per_head = weight.reshape(heads, parts, head_dim, *weight.shape[1:])
+    return [per_head[:, i].reshape(heads * head_dim, *weight.shape[1:]).clone() for i in range(parts)]

@@ -6,6 +6,7 @@ or a decoder over a cached encoder output); the end-of-sequence bookkeeping is t
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -31,3 +32,30 @@ def extend_until_eos(next_token: Callable[[torch.Tensor], torch.Tensor], ids: to
         if eos_id is not None and bool(finished.all()):
             break
     return ids[:, prefix_length:]
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """``model`` in eval mode inside the block (no dropout while generating), its mode before after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def encoder_decoder_greedy(model, input_ids: torch.Tensor, start_id: int, max_new_tokens: int,
+                           eos_id: int | None, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """``extend_until_eos`` for an encoder-decoder ``model`` with ``encode(ids, mask)``,
+    ``decode(ids, memory, mask)`` and ``head(hidden)`` (this TP rank's vocabulary slice): the encoder
+    runs once, the decoder recomputes its whole prefix from ``start_id`` each step."""
+    from plmscale.objectives.causal_lm import vocab_parallel_argmax
+    with evaluating(model):
+        memory = model.encode(input_ids, attention_mask)
+
+        def next_token(ids):
+            return vocab_parallel_argmax(model.head(model.decode(ids, memory, attention_mask)[:, -1]))
+
+        ids = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long, device=input_ids.device)
+        return extend_until_eos(next_token, ids, max_new_tokens, eos_id)
