@@ -95,8 +95,10 @@ def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: lis
         loaded = full_tensors(engine.module, cfg.model.vocab_size)
         found[f"load at TP{tp} x EP{ep}"] = _difference(loaded, saved) if step == i else float("nan")
         batch = micro_batches(cfg.model.vocab_size)[0]
-        engine.backward(engine(batch)["loss"])
+        # A whole accumulation cycle: DeepSpeed reduces the gradients in the boundary's backward
+        # (without it, TP peers would step their experts, each on its half of the slots, apart).
         for _ in range(cfg.train.gradient_accumulation_steps):
+            engine.backward(engine(batch)["loss"])
             engine.step()
         checkpoint.save(engine, f"{directory}/{i}", i + 1, 4, cfg)
         saved = full_tensors(engine.module, cfg.model.vocab_size)
@@ -151,10 +153,10 @@ def gather_shim_check() -> dict:
 def moe_layouts(directory: str) -> dict:
     """Every layout of ``LAYOUTS`` against TP1 x EP1 (metrics incl. the auxiliary and z losses, and
     gathered gradients), the routing statistics, and checkpoints across expert-parallel sizes
-    (EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1, under ``directory``)."""
+    (EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2, under ``directory``)."""
     init_distributed()
     resumes = resume_across_expert_parallel_sizes(f"{directory}/tp1", (1, 1), [(1, 2), (1, 4), (1, 1)])
-    resumes.update(resume_across_expert_parallel_sizes(f"{directory}/tp2", (2, 2), [(2, 1)]))
+    resumes.update(resume_across_expert_parallel_sizes(f"{directory}/tp2", (2, 2), [(2, 1), (2, 2)]))
     runs = {name: layout_step([], tp, ep) for name, (tp, ep) in LAYOUTS.items()}
     shim = gather_shim_check()  # the last layout is TP=2
     reference = runs["TP1 x EP1"]
