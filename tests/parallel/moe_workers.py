@@ -68,6 +68,13 @@ def _difference(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def _moments(engine) -> dict[str, torch.Tensor]:
+    """This rank's Adam moments (ZeRO-0: the torch optimizer's state, by parameter number)."""
+    state = engine.optimizer.state_dict()["state"]
+    return {f"{i}.{key}": value.clone() for i, entry in state.items()
+            for key, value in entry.items() if key in ("exp_avg", "exp_avg_sq")}
+
+
 def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: list) -> dict:
     """Save after a step at layout ``first`` = (tp, ep); then for each (tp, ep) of ``later``: load
     the previous checkpoint (another expert-parallel size: DeepSpeed's per-expert files), compare
@@ -83,9 +90,10 @@ def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: lis
     engine, cfg = held
     engine.step()
     checkpoint.save(engine, f"{directory}/0", 1, 4, cfg)
-    saved = full_tensors(engine.module, cfg.model.vocab_size)
+    saved, moments = full_tensors(engine.module, cfg.model.vocab_size), _moments(engine)
     found = {f"read TP{first[0]} x EP{first[1]}": _difference(read_full_tensors(f"{directory}/0")[1], saved)}
-    # (keys: "load at <layout>" = weights after loading the previous save; "read <layout> #i" = the
+    # (keys: "load at <layout> #i" = weights after loading save i - 1; "moments at <layout> #i" =
+    # this rank's Adam moments after loading a save of the same layout; "read <layout> #i" = the
     # shard reader on save i)
     for i, (tp, ep) in enumerate(later, 1):
         cfg = layout_config([], tp, ep, dist.get_world_size() // tp)
@@ -93,7 +101,9 @@ def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: lis
         engine, _ = build_engine(cfg)
         step, _, _ = checkpoint.load(engine, f"{directory}/{i - 1}", cfg=cfg)
         loaded = full_tensors(engine.module, cfg.model.vocab_size)
-        found[f"load at TP{tp} x EP{ep}"] = _difference(loaded, saved) if step == i else float("nan")
+        found[f"load at TP{tp} x EP{ep} #{i}"] = _difference(loaded, saved) if step == i else float("nan")
+        if (tp, ep) == ([first] + later)[i - 1]:
+            found[f"moments at TP{tp} x EP{ep} #{i}"] = _difference(_moments(engine), moments)
         batch = micro_batches(cfg.model.vocab_size)[0]
         # A whole accumulation cycle: DeepSpeed reduces the gradients in the boundary's backward
         # (without it, TP peers would step their experts, each on its half of the slots, apart).
@@ -101,7 +111,7 @@ def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: lis
             engine.backward(engine(batch)["loss"])
             engine.step()
         checkpoint.save(engine, f"{directory}/{i}", i + 1, 4, cfg)
-        saved = full_tensors(engine.module, cfg.model.vocab_size)
+        saved, moments = full_tensors(engine.module, cfg.model.vocab_size), _moments(engine)
         found[f"read TP{tp} x EP{ep} #{i}"] = _difference(read_full_tensors(f"{directory}/{i}")[1], saved)
     return found
 
@@ -153,10 +163,12 @@ def gather_shim_check() -> dict:
 def moe_layouts(directory: str) -> dict:
     """Every layout of ``LAYOUTS`` against TP1 x EP1 (metrics incl. the auxiliary and z losses, and
     gathered gradients), the routing statistics, and checkpoints across expert-parallel sizes
-    (EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2, under ``directory``)."""
+    (EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2 -> TP2 x EP2, the last
+    with the optimizer state, under ``directory``)."""
     init_distributed()
     resumes = resume_across_expert_parallel_sizes(f"{directory}/tp1", (1, 1), [(1, 2), (1, 4), (1, 1)])
-    resumes.update(resume_across_expert_parallel_sizes(f"{directory}/tp2", (2, 2), [(2, 1), (2, 2)]))
+    resumes.update(resume_across_expert_parallel_sizes(f"{directory}/tp2", (2, 2),
+                                                       [(2, 1), (2, 2), (2, 2)]))
     runs = {name: layout_step([], tp, ep) for name, (tp, ep) in LAYOUTS.items()}
     shim = gather_shim_check()  # the last layout is TP=2
     reference = runs["TP1 x EP1"]

@@ -21,15 +21,17 @@ def ranks(tmp_path_factory):
 
 
 def test_checkpoints_resume_at_other_expert_parallel_sizes(ranks):
-    """EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2: every load gives exactly
-    the weights saved (experts by global index), and the shard reader (export) reads every
+    """EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2 -> TP2 x EP2 (the same
+    layout: DeepSpeed loads each rank's Adam moments too, exactly): every load gives exactly the
+    weights saved (experts by global index), and the shard reader (export) reads every
     checkpoint's experts exactly (TP2: the files DeepSpeed leaves out,
     plmscale.models.moe.checkpoint)."""
     for rank in ranks:
         assert list(rank["resumes"]) == [
-            "read TP1 x EP1", "load at TP1 x EP2", "read TP1 x EP2 #1", "load at TP1 x EP4",
-            "read TP1 x EP4 #2", "load at TP1 x EP1", "read TP1 x EP1 #3", "read TP2 x EP2",
-            "load at TP2 x EP1", "read TP2 x EP1 #1", "load at TP2 x EP2", "read TP2 x EP2 #2"]
+            "read TP1 x EP1", "load at TP1 x EP2 #1", "read TP1 x EP2 #1", "load at TP1 x EP4 #2",
+            "read TP1 x EP4 #2", "load at TP1 x EP1 #3", "read TP1 x EP1 #3", "read TP2 x EP2",
+            "load at TP2 x EP1 #1", "read TP2 x EP1 #1", "load at TP2 x EP2 #2", "read TP2 x EP2 #2",
+            "load at TP2 x EP2 #3", "moments at TP2 x EP2 #3", "read TP2 x EP2 #3"]
         assert all(diff == 0 for diff in rank["resumes"].values()), rank["resumes"]
 
 
