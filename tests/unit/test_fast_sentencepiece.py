@@ -2,6 +2,8 @@
 gives sentencepiece's ids and text, and a Mixtral export's tokenizer loads with ``AutoTokenizer``
 (transformers' fast backend for that model type) with those ids; a BPE model is refused by name."""
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,21 @@ def test_mixtral_export_tokenizer_loads_with_auto_tokenizer(models, tmp_path):
     assert tok(text)["input_ids"] == [tokens.eos] + sp.encode(text)
     assert tok.unk_token == "<unk>" and tok.pad_token_id == tokens.pad
     assert tok.decode(sp.encode(text)) == sp.decode(sp.encode(text))
+    # plmscale import takes the folder back with shards of its sentencepiece model, not others.
+    from plmscale.export.hf_import import check_tokenizer
+    from plmscale.export.inverse import HFImportError
+    shutil.copyfile(models["unigram"], tmp_path / "tokenizer.model")
+    for kind in ("unigram", "bpe"):
+        data = tmp_path / f"{kind}_shards"
+        data.mkdir()
+        shutil.copyfile(models[kind], data / "tokenizer.model")
+        (data / "manifest.json").write_text(json.dumps({"tokenizer": {"file": "tokenizer.model"}}))
+        cfg.data.path = str(data)
+        if kind == "unigram":
+            check_tokenizer(tmp_path, cfg)
+        else:
+            with pytest.raises(HFImportError, match="is the model's tokenizer"):
+                check_tokenizer(tmp_path, cfg)
 
 
 def test_bpe_model_is_refused_naming_the_fix(models):
