@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-"""``ModelProto.SentencePiece.Type`` values (sentencepiece_model.proto)."""
+NORMAL, USER_DEFINED = 1, 4
+"""``ModelProto.SentencePiece.Type`` values (sentencepiece_model.proto) of the pieces matched in
+text; the others are CONTROL, UNKNOWN, UNUSED and BYTE."""
 UNIGRAM = 1
 """``TrainerSpec.ModelType.UNIGRAM``."""
 
