@@ -3,7 +3,7 @@
 import shutil
 
 import pytest
-from bert_workers import train_runs
+from bert_workers import TRAIN, train_runs
 from closeness import assert_close
 from harness import run_ranks
 
@@ -41,5 +41,5 @@ def test_resume_matches_straight_run(demo_shards, tmp_path):
     # The schedule continues at step 4, not restarted; the rates are the resumed config's own curve
     # (ZeRO restores its optimizer's saved rates after the scheduler: they must not win).
     assert [h["lr"] for h in resumed] == pytest.approx([h["lr"] for h in straight[3:]])
-    longer = load_config(None, ["train.train_steps=8", "train.lr=1e-3", "train.warmup_steps=2"])
+    longer = load_config(None, TRAIN + ["train.train_steps=8"])
     assert [h["lr"] for h in extended] == pytest.approx([lr_at(longer.train, s) for s in range(4, 9)])
