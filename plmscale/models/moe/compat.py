@@ -1,11 +1,11 @@
 """Compatibility shims between DeepSpeed's native MoE and plmscale's layouts, each wrapping or
 replacing named upstream functions in memory (never on disk).
 
-gloo: ``deepspeed.moe.mappings._gather_tokens`` all-gathers the expert slots of the tensor-parallel ranks
-into a flat buffer but passes the N-D input tensor: NCCL only compares element counts, gloo compares
-shapes and fails with ``ProcessGroupGloo::allgather: invalid tensor size``. ``gather_tokens_flat`` is
-the same gather with the input flattened first; it replaces the module-level function (which
-``_GatherTokens`` and ``_DropTokens`` look up at call time).
+gloo: ``deepspeed.moe.mappings._gather_tokens`` all-gathers the expert slots of the tensor-parallel
+ranks into a flat buffer but passes the N-D input tensor: NCCL only compares element counts, gloo
+compares shapes and fails with ``ProcessGroupGloo::allgather: invalid tensor size``.
+``gather_tokens_flat`` is the same gather with the input flattened first; it replaces the
+module-level function (which ``_GatherTokens`` and ``_DropTokens`` look up at call time).
 
 Tensor parallelism: ``DeepSpeedZeroOptimizer.get_grad_norm_direct`` (and its CPU-offload twin
 ``complete_grad_norm_calculation_for_cpu_offload``) count a parameter that is not tensor-parallel on
@@ -57,10 +57,10 @@ def count_expert_norms_on_every_tp_rank(optimizer) -> None:
     optimizer instance: for an expert group they run as on TP rank 0."""
     from deepspeed.moe.utils import is_moe_param
 
-    def counting_every_rank(norm):
+    def counting_every_rank(norm, params_at: int):
         @functools.wraps(norm)
         def wrapper(*args, **kwargs):
-            params = kwargs.get("params", args[-1] if args else ())
+            params = kwargs["params"] if "params" in kwargs else args[params_at]
             if not any(is_moe_param(p) for p in params):
                 return norm(*args, **kwargs)
             rank, optimizer.model_parallel_rank = optimizer.model_parallel_rank, 0
@@ -70,6 +70,6 @@ def count_expert_norms_on_every_tp_rank(optimizer) -> None:
                 optimizer.model_parallel_rank = rank
         return wrapper
 
-    optimizer.get_grad_norm_direct = counting_every_rank(optimizer.get_grad_norm_direct)
+    optimizer.get_grad_norm_direct = counting_every_rank(optimizer.get_grad_norm_direct, 1)
     optimizer.complete_grad_norm_calculation_for_cpu_offload = counting_every_rank(
-        optimizer.complete_grad_norm_calculation_for_cpu_offload)
+        optimizer.complete_grad_norm_calculation_for_cpu_offload, 0)
