@@ -41,7 +41,7 @@ def test_bias_chooses_but_does_not_weight(top_k):
     assert isinstance(gate, BiasedTopKGate)
     x = torch.randn(64, gate.wg.weight.shape[1], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        gate.expert_bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))  # expert 3 always chosen
+        gate.routing_bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))  # expert 3 always chosen
         block.eval()
         out = block(x[None])[0]
         _, _, _, indices, _, weights, _ = gate(x, None, True)
@@ -66,7 +66,7 @@ def test_bias_updates_move_the_load_towards_uniform():
             block(x[None])
             loads.append(float(block.routing.load_max_over_mean))
             update_expert_biases(block)
-    print(f"max/mean expert load: {loads[0]:.3f} -> {loads[-1]:.3f}; bias {gate.expert_bias.tolist()}")
+    print(f"max/mean expert load: {loads[0]:.3f} -> {loads[-1]:.3f}; bias {gate.routing_bias.tolist()}")
     assert loads[0] > 1.5  # the router is skewed
-    assert max(loads[-10:]) < 1.2 and gate.expert_bias[0] < 0  # the overloaded expert is held back
+    assert max(loads[-10:]) < 1.2 and gate.routing_bias[0] < 0  # the overloaded expert is held back
     assert not gate.load.any()  # each update starts a new count

@@ -22,16 +22,17 @@ from deepspeed.moe.sharded_moe import TopKGate, multiplicative_jitter, top1gatin
 
 
 class BiasedTopKGate(TopKGate):
-    """``TopKGate`` choosing experts by ``softmax(logits) + expert_bias`` (see the module docstring).
-    ``expert_bias`` is a persistent buffer (checkpointed); ``load`` counts routes since the last
-    ``update_bias``."""
+    """``TopKGate`` choosing experts by ``softmax(logits) + routing_bias`` (see the module docstring).
+    ``routing_bias`` is a persistent buffer (checkpointed with the dense weights: its name must not
+    contain "expert", which DeepSpeed's ``_save_moe_checkpoint`` takes for an expert parameter and
+    fails on); ``load`` counts routes since the last ``update_bias``."""
 
     def enable_bias(self, rate: float) -> None:
         """Turn a built ``TopKGate`` into this class (DeepSpeed's ``MoE`` builds its own gate)."""
         self.__class__ = BiasedTopKGate
         self.rate = rate
         experts = self.wg.weight.shape[0]
-        self.register_buffer("expert_bias", torch.zeros(experts), persistent=True)
+        self.register_buffer("routing_bias", torch.zeros(experts), persistent=True)
         self.register_buffer("load", torch.zeros(experts), persistent=False)
 
     def forward(self, input, used_token=None, sparse_routes=False, use_tutel=False):
@@ -41,7 +42,7 @@ class BiasedTopKGate(TopKGate):
         if self.noisy_gate_policy == "Jitter" and self.training:
             hidden = multiplicative_jitter(hidden, device=input.device)
         probs = F.softmax(F.linear(hidden, self.wg.weight.float()), dim=1)
-        scores = (probs + self.expert_bias).detach()  # chooses; carries no gradient
+        scores = (probs + self.routing_bias).detach()  # chooses; carries no gradient
         capacity = self.capacity_factor if self.training else self.eval_capacity_factor
         if self.k == 1:
             routed = top1gating(scores, capacity, self.min_capacity, used_token, None,
@@ -69,7 +70,7 @@ class BiasedTopKGate(TopKGate):
         load = self.load.clone()
         if group is not None and torch.distributed.get_world_size(group) > 1:
             torch.distributed.all_reduce(load, group=group)
-        self.expert_bias += self.rate * torch.sign(load.mean() - load)
+        self.routing_bias += self.rate * torch.sign(load.mean() - load)
         self.load.zero_()
 
 
