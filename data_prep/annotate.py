@@ -197,6 +197,30 @@ class ByteChars(typing.NamedTuple):
     kinds: np.ndarray
 
 
+def _in_thread(fn: typing.Callable[[], typing.Any]) -> typing.Callable[[], typing.Any]:
+    """Start ``fn()`` in a daemon thread; the function returned waits for it and returns its
+    result, or raises its exception in the caller's thread."""
+    box: list = []
+
+    def run():
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join():
+        thread.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    return join
+
+
 def _pack_ids(ids) -> int:
     code = 0
     for i in ids:
@@ -403,30 +427,26 @@ class Annotator:
         if not han_pars:
             ids = self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []
             return self._token_pass(ids, len(paragraphs)), None, None
-        box: list = []
         loaded = threading.Event()
 
         def encode():
-            try:
-                tok = self._token_pass(self.sp.encode(paragraphs, out_type="numpy"), len(paragraphs))
-                loaded.wait()  # the tokens' characters need the piece tables of HanWords
-                box.append((tok, self._han_token_chars(tok, np.asarray(han_pars))))
-            except BaseException as exc:  # re-raised in the calling thread
-                box.append(exc)
+            tok = self._token_pass(self.sp.encode(paragraphs, out_type="numpy"), len(paragraphs))
+            loaded.wait()  # the tokens' characters need the piece tables of HanWords
+            return tok, self._han_token_chars(tok, np.asarray(han_pars))
 
-        thread = threading.Thread(target=encode, daemon=True)
-        thread.start()
+        texts = [paragraphs[p] for p in han_pars]
+        encoded = _in_thread(encode)
+        # Normalizing also releases the GIL: it runs while this thread loads the segmenter.
+        normalized = _in_thread(lambda: self.sp.normalize(texts))
         try:
             try:
                 han_words = self._load_han_words()
             finally:
                 loaded.set()  # also on failure, so that the thread never waits forever
-            words = han_words.word_starts([paragraphs[p] for p in han_pars])
+            words = han_words.word_starts(texts, normalized())
         finally:
-            thread.join()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        tok, han_chars = box[0]
+            result = encoded()
+        tok, han_chars = result
         return tok, words, han_chars
 
     def _han_token_chars(self, tok: _Tokens, han_pars: np.ndarray):

@@ -94,9 +94,10 @@ class HanWords:
         self.length[is_byte] = 1
         self.has_han = np.array([tu.HAN_RE.search(p) is not None for p in pieces]) & ~is_byte
 
-    def word_starts(self, paragraphs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def word_starts(self, paragraphs: list[str], norms: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment ``paragraphs``: (word starts, offset and length of each normalized paragraph)
-        in the text " " + " ".join(normalized paragraphs).
+        in the text " " + " ".join(normalized paragraphs). ``norms``: the normalized paragraphs
+        when the caller has them already (``sp.normalize(paragraphs)``).
 
         The text is segmented in sections of about ``segment.PIECE_CHARS`` characters, each
         ending before a non-Han character (so no Han run is split and the words are those of one
@@ -104,7 +105,8 @@ class HanWords:
         ``PARALLEL_SECTIONS`` sections is more than a chunk of many documents holds: it is a
         long document, and the other workers, whose byte ranges fall inside it, are idle; its
         sections are then cut on one thread per core (the segmenter releases the GIL)."""
-        norms = self.sp.normalize(paragraphs)
+        if norms is None:
+            norms = self.sp.normalize(paragraphs)
         sizes = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
         bases = np.cumsum(sizes + 1) - sizes
         text = " " + " ".join(norms)
