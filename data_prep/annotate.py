@@ -197,6 +197,15 @@ class ByteChars(typing.NamedTuple):
     kinds: np.ndarray
 
 
+def _flat(id_arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of paragraphs as one array (one paragraph, a long one: its buffer as it is, not
+    a copy) and the tokens per paragraph."""
+    par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
+    if len(id_arrays) == 1:
+        return id_arrays[0], par_len
+    return (np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)), par_len
+
+
 def _in_thread(fn: typing.Callable[[], typing.Any]) -> typing.Callable[[], typing.Any]:
     """Start ``fn()`` in a daemon thread; the function returned waits for it and returns its
     result, or raises its exception in the caller's thread."""
@@ -237,9 +246,9 @@ def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType
 class _Tokens(typing.NamedTuple):
     """What follows from a chunk's token ids alone (:meth:`Annotator._token_pass`): the ids of
     all paragraphs concatenated, tokens per paragraph, paragraph offsets (plus the end), the
-    total, the packed table bits per token, "starts with whitespace", the word flags by the
-    table rule, the byte-fallback characters (or None), each non-empty paragraph's first
-    token and the sentence starts."""
+    total, the packed table bits per token, "starts with whitespace" (None when the tokenizer
+    gives its words), the word flags (by the table rule, or the tokenizer's), the byte-fallback
+    characters (or None), each non-empty paragraph's first token and the sentence starts."""
 
     ids: np.ndarray
     par_len: np.ndarray
@@ -342,7 +351,8 @@ class Annotator:
             han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
         if self.hf:
             id_arrays, hf_words = self.sp.encode_with_words(paragraphs)
-            tok, han_words, han_chars = self._token_pass(id_arrays, len(paragraphs)), None, None
+            hf_word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
+            tok, han_words, han_chars = self._token_pass(*_flat(id_arrays), hf_word), None, None
         else:
             tok, han_words, han_chars = self._encode(paragraphs, han_pars)
         ids, par_start, word, first_tokens = tok.ids, tok.par_start, tok.word, tok.first_tokens
@@ -360,9 +370,7 @@ class Annotator:
             for kind, found in spans.items():
                 if found:
                     spans_by_par[kind][p] = found
-        if self.hf:
-            word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
-        else:
+        if not self.hf:
             self._attach_bare_whitespace(ids, word, tok.bits)
         word[first_tokens] = True
         sentence = tok.sentence
@@ -391,26 +399,25 @@ class Annotator:
         )
         return batch, {"tokens": tok.total, "characters": characters, "documents_written": len(docs)}
 
-    def _token_pass(self, id_arrays: list[np.ndarray], n_paragraphs: int) -> _Tokens:
-        """Everything that follows from the token ids alone (see :class:`_Tokens`)."""
-        par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
+    def _token_pass(self, ids: np.ndarray, par_len: np.ndarray, word: np.ndarray | None = None) -> _Tokens:
+        """Everything that follows from the token ids alone (see :class:`_Tokens`): ``ids`` of all
+        paragraphs, ``par_len`` tokens per paragraph. ``word``: the word flags when the tokenizer
+        gives its own (Hugging Face); else they come from the tables."""
         total = int(par_len.sum())
-        # One paragraph (a long one): its buffer as it is, not a copy.
-        ids = id_arrays[0] if len(id_arrays) == 1 else (
-            np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32))
-        del id_arrays
-        par_start = np.zeros(n_paragraphs + 1, dtype=np.int64)
+        par_start = np.zeros(len(par_len) + 1, dtype=np.int64)
         np.cumsum(par_len, out=par_start[1:])
         bits = self.bits[ids]
-        # Word starts by table; paragraphs needing offsets are redone later.
-        starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
-        byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
-        ws = (bits & B_WS) != 0
-        word = ws | starts_sep
-        if total > 1:
-            word[1:] |= ends_sep[:-1]
-        if byte_chars is not None:
-            word[byte_chars.continuation] = False
+        ws = byte_chars = None
+        if word is None:
+            # Word starts by table; paragraphs needing offsets are redone later.
+            starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
+            byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
+            ws = (bits & B_WS) != 0
+            word = ws | starts_sep
+            if total > 1:
+                word[1:] |= ends_sep[:-1]
+            if byte_chars is not None:
+                word[byte_chars.continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
         sentence = self._sentence_starts(ids, first_tokens, bits)
         return _Tokens(ids, par_len, par_start, total, bits, ws, word, byte_chars, first_tokens, sentence)
@@ -426,11 +433,11 @@ class Annotator:
         sides take about as long, and the table work no longer waits for the segmenter."""
         if not han_pars:
             ids = self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []
-            return self._token_pass(ids, len(paragraphs)), None, None
+            return self._token_pass(*_flat(ids)), None, None
         loaded = threading.Event()
 
         def encode():
-            tok = self._token_pass(self.sp.encode(paragraphs, out_type="numpy"), len(paragraphs))
+            tok = self._token_pass(*_flat(self.sp.encode(paragraphs, out_type="numpy")))
             loaded.wait()  # the tokens' characters need the piece tables of HanWords
             return tok, self._han_token_chars(tok, np.asarray(han_pars))
 
