@@ -25,6 +25,7 @@ A "." right after a common abbreviation (Mr, Dr, ...) does not end a sentence.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import threading
@@ -451,9 +452,11 @@ class Annotator:
             finally:
                 loaded.set()  # also on failure, so that the thread never waits forever
             words = han_words.word_starts(texts, normalized())
-        finally:
-            result = encoded()
-        tok, han_chars = result
+        except BaseException:
+            with contextlib.suppress(BaseException):  # this thread's error is the one to report
+                encoded()
+            raise
+        tok, han_chars = encoded()
         return tok, words, han_chars
 
     def _han_token_chars(self, tok: _Tokens, han_pars: np.ndarray):

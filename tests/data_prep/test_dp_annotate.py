@@ -183,6 +183,19 @@ def test_cjk_line_breaks_are_dropped_as_the_pattern_says():
         assert tu._drop_cjk_newlines(text) == tu._CJK_NEWLINE_RE.sub("", text), repr(text)
 
 
+def test_segmenter_failure_is_the_error_reported(tokenizer_model, monkeypatch):
+    """Sentencepiece's thread goes on without the segmenter when it fails to load; the error
+    that comes out is the segmenter's, not the thread's consequence of it."""
+    ann = Annotator(str(tokenizer_model), language="zh")
+
+    def fail():
+        raise RuntimeError("segmenter could not load")
+
+    monkeypatch.setattr(ann, "_load_han_words", fail)
+    with pytest.raises(RuntimeError, match="segmenter could not load"):
+        ann.annotate(["中文第一行第二行。"])
+
+
 def test_byte_fallback_tokens_use_offsets(tokenizer_model, sp):
     text = "naïve 𝒳yz ☃ café"
     batch, _ = Annotator(str(tokenizer_model), language="en").annotate([text])
