@@ -298,46 +298,23 @@ class Annotator:
         if self.language != "en":
             han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
         if self.hf:
-            id_arrays, hf_words = self.sp.encode_with_words(paragraphs)
-            han_words = None
+            # The tokenizer's own words (data_prep.hf_tokenizer), flat: no tables, offsets or
+            # segmenter, and no gazetteer spans (refused in __init__).
+            ids, word, par_len = self.sp.encode_with_words(paragraphs)
         else:
             id_arrays, han_words = self._encode(paragraphs, han_pars)
-        par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
+            par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
+            ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
+            del id_arrays
         total = int(par_len.sum())
-        ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
-        del id_arrays
         par_start = np.zeros(len(paragraphs) + 1, dtype=np.int64)
         np.cumsum(par_len, out=par_start[1:])
         bits = self.bits[ids]
-
-        # Word starts by table; paragraphs needing offsets are redone below.
-        starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
-        byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
-        ws = (bits & B_WS) != 0
-        word = ws | starts_sep
-        if total > 1:
-            word[1:] |= ends_sep[:-1]
-        if byte_chars is not None:
-            word[byte_chars.continuation] = False
         first_tokens = par_start[:-1][par_len > 0]
-        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
-        if han_pars:
-            disagree = self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), han_words, byte_chars)
-            need_offsets = sorted(set(need_offsets) | set(disagree.tolist()))
-
-        # Per kind: paragraph index -> token spans (paragraph offsets) of that paragraph.
         spans_by_par: dict[str, dict[int, list[tuple[int, int]]]] = {kind: {} for kind in SPAN_KINDS}
-        for p in need_offsets:
-            lo, hi = int(par_start[p]), int(par_start[p + 1])
-            flags, spans = self._precise(paragraphs[p], ids[lo:hi])
-            word[lo:hi] = flags
-            for kind, found in spans.items():
-                if found:
-                    spans_by_par[kind][p] = found
-        if self.hf:
-            word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
-        else:
-            self._attach_bare_whitespace(ids, word, bits)
+        if not self.hf:
+            word = self._table_words(paragraphs, ids, bits, par_start, par_len, han_pars, han_words,
+                                     spans_by_par)
         word[first_tokens] = True
 
         sentence = self._sentence_starts(ids, first_tokens, bits)
@@ -365,6 +342,33 @@ class Annotator:
             schema=SCHEMA,
         )
         return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
+
+    def _table_words(self, paragraphs, ids, bits, par_start, par_len, han_pars, han_words,
+                     spans_by_par) -> np.ndarray:
+        """Word starts of sentencepiece ids: by table, then the Han paragraphs by segmenter and
+        the paragraphs with gazetteer matches by offsets (their spans go into ``spans_by_par``:
+        kind -> paragraph index -> token spans in paragraph offsets)."""
+        starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
+        byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
+        ws = (bits & B_WS) != 0
+        word = ws | starts_sep
+        if len(ids) > 1:
+            word[1:] |= ends_sep[:-1]
+        if byte_chars is not None:
+            word[byte_chars.continuation] = False
+        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
+        if han_pars:
+            disagree = self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), han_words, byte_chars)
+            need_offsets = sorted(set(need_offsets) | set(disagree.tolist()))
+        for p in need_offsets:
+            lo, hi = int(par_start[p]), int(par_start[p + 1])
+            flags, spans = self._precise(paragraphs[p], ids[lo:hi])
+            word[lo:hi] = flags
+            for kind, found in spans.items():
+                if found:
+                    spans_by_par[kind][p] = found
+        self._attach_bare_whitespace(ids, word, bits)
+        return word
 
     def _encode(self, paragraphs: list[str], han_pars: list[int]):
         """Token ids of the paragraphs (numpy int32 buffers straight from C++, no Python int per
