@@ -85,10 +85,15 @@ def build(kind: str, corpus: Path, path: Path, vocab: int) -> Path:
 
 def measure(kind: str, tokenizer: Path, args) -> dict:
     raws, e2es = [], []
-    os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # raw's threads (the subprocess inherits)
+    # Same threads on both sides: raw's pool has T threads; end to end runs T worker processes,
+    # each single-threaded (the encoder's choice), so it must not inherit raw's setting.
+    for name in ("RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
+        os.environ.pop(name, None)
     for _ in range(args.repeats):
+        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # raw's threads (the subprocess inherits)
         raw = bench.run_measured([sys.executable, "-c", RAW_SCRIPT, str(tokenizer), str(args.corpus),
                                   bench.SEP])
+        del os.environ["RAYON_NUM_THREADS"]
         raw.update(json.loads(raw["stdout"]))
         raws.append(raw)
         e2es.append(bench.run_end_to_end(args.corpus, tokenizer, args.workdir / f"out-{kind}",
