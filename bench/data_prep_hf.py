@@ -6,7 +6,8 @@ vocab 32000), in one run, interleaved ``--repeats`` times:
 * raw: a subprocess that loads the tokenizer, reads the corpus, cuts it into the paragraphs
   ``encode`` encodes (``split_paragraphs`` of each document: the same tokens) and calls
   ``Tokenizer.encode_batch(paragraphs, add_special_tokens=False)`` with ``RAYON_NUM_THREADS=T``;
-* end to end: ``python -m data_prep encode --workers T --tokenizer tokenizer.json``.
+* end to end: ``python -m data_prep encode --workers T --tokenizer tokenizer.json`` (T worker
+  processes of one thread each; raw's ``RAYON_NUM_THREADS`` is not passed on to them).
 
 Both timed from process start to exit and as the encode call (raw: ``encode_batch`` only; end to
 end: what the tool reports). Target: end to end >= 0.85 of raw. Usage::
