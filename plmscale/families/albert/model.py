@@ -16,7 +16,7 @@ from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.model import (MaskedLMHead, encoder_pieces, masked_lm_metrics,
                                           pair_model_logits, sentence_pair_metrics)
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import Embeddings, padded_vocab_size, tp_world
+from plmscale.models.common import Embeddings
 
 
 def albert_pieces(cfg: ModelConfig, precision: str = "fp32",
@@ -32,8 +32,7 @@ def albert_pieces(cfg: ModelConfig, precision: str = "fp32",
     project = Piece({"albert.embedding_hidden_mapping_in": lambda: nn.Linear(width, cfg.hidden_size)},
                     lambda linear, state: {**state, "hidden": linear(state["hidden"])})
     heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
-             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]),
-                                             output_size=width),
+             "lm_head": lambda: MaskedLMHead(cfg, output_size=width),
              "sop_head": lambda: nn.Linear(cfg.hidden_size, 2)}
 
     def losses(pooler, lm_head, sop_head, state):

@@ -25,15 +25,16 @@ class MaskedLMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> logits tied to the word embeddings (with their own bias).
 
     ``output_size`` is the width of the tied embeddings when it differs from hidden_size (ALBERT's
-    factorised embeddings: dense maps hidden_size -> embedding_size)."""
+    and ELECTRA's factorised embeddings: dense maps hidden_size -> embedding_size). The logits cover
+    the vocabulary padded for the current TP size, as the embeddings do."""
 
-    def __init__(self, cfg: ModelConfig, padded_vocab_size: int, output_size: int | None = None):
+    def __init__(self, cfg: ModelConfig, output_size: int | None = None):
         super().__init__()
         size = output_size or cfg.hidden_size
         self.dense = nn.Linear(cfg.hidden_size, size)
         self.approximate = cfg.gelu_approximate
         self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon)
-        self.logits = TiedVocabParallelLogits(padded_vocab_size, cfg.vocab_size)
+        self.logits = TiedVocabParallelLogits(padded_vocab_size(cfg, tp_world()[1]), cfg.vocab_size)
 
     def forward(self, hidden, embedding_weight):
         hidden = self.LayerNorm(F.gelu(self.dense(hidden), approximate=self.approximate))
@@ -104,7 +105,7 @@ def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_predict
     """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
     ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
     heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
-             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1])),
+             "lm_head": lambda: MaskedLMHead(cfg),
              "nsp_head": lambda: nn.Linear(cfg.hidden_size, 2)}
     if span_boundary_objective:  # SpanBERT: predict each span token from its boundary tokens
         heads["sbo_head"] = lambda: SpanBoundaryHead(cfg.hidden_size,

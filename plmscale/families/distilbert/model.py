@@ -21,7 +21,6 @@ from plmscale.config.schema import ModelConfig, ObjectiveConfig
 from plmscale.families.bert.model import BertForPreTraining, MaskedLMHead, encoder_pieces
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import gather_vocab_logits
-from plmscale.models.common.megatron import padded_vocab_size, tp_world
 from plmscale.objectives.distillation import distillation_losses
 
 ARCHITECTURE_FIELDS = ("hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
@@ -81,7 +80,7 @@ def distilbert_pieces(cfg: ModelConfig, precision: str, objective: ObjectiveConf
         return distillation_losses(logits, hidden, t_logits, t_hidden, labels[active],
                                    lm_head.logits.padding_columns, objective)
 
-    head = {"lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]))}
+    head = {"lm_head": lambda: MaskedLMHead(cfg)}
     return encoder_pieces(cfg, precision, "distilbert", token_types=False) + [Piece(head, loss)]
 
 

@@ -25,8 +25,8 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.model import MaskedLMHead
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits, padded_vocab_size,
-                                    padding_mask, tp_world, vocab_parallel_loss_and_accuracy)
+from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits, padding_mask,
+                                    tp_world, vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.heads import (GatherFromTensorParallel, ScatterToTensorParallel,
                                           padding_columns, tied_logits)
 from plmscale.objectives import IGNORE_INDEX
@@ -49,16 +49,11 @@ def generator_config(cfg: ModelConfig) -> ModelConfig:
         embedding_size=embedding_width(cfg))
 
 
-class GeneratorHead(MaskedLMHead):
+def generator_head(gen: ModelConfig) -> MaskedLMHead:
     """BERT's MLM head at the embedding width: dense(H_gen -> E) -> GELU -> LayerNorm(E) -> logits
     tied to the shared word embeddings. GELU is the erf form whatever ``gelu_approximate`` says, as
     in HF's ``ElectraGeneratorPredictions``."""
-
-    def __init__(self, cfg: ModelConfig, padded_vocab_size: int):
-        width = embedding_width(cfg)
-        super().__init__(dataclasses.replace(cfg, hidden_size=width, gelu_approximate="none"),
-                         padded_vocab_size)
-        self.dense = nn.Linear(cfg.hidden_size, width)
+    return MaskedLMHead(dataclasses.replace(gen, gelu_approximate="none"), output_size=gen.embedding_size)
 
 
 class DiscriminatorHead(nn.Module):
@@ -134,9 +129,9 @@ def electra_pieces(cfg: ModelConfig, precision: str = "fp32", rtd_weight: float 
                 "mlm_accuracy": state["mlm_accuracy"], "rtd_loss": rtd_loss,
                 "rtd_accuracy": rtd_accuracy}
 
-    generator_head = {"generator_head": lambda: GeneratorHead(gen, padded_vocab_size(cfg, tp_world()[1]))}
+    head = {"generator_head": lambda: generator_head(gen)}
     return ([Piece(embeddings, embed)] + _network(gen, width, precision, "generator")
-            + [Piece(generator_head, transform), Piece(embeddings, sample_and_embed)]
+            + [Piece(head, transform), Piece(embeddings, sample_and_embed)]
             + _network(cfg, width, precision, "discriminator")
             + [Piece({"discriminator_head": lambda: DiscriminatorHead(cfg)}, losses)])
 

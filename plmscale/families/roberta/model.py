@@ -10,7 +10,7 @@ import torch
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.model import MaskedLMHead, encoder_pieces, masked_lm_metrics
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import gather_vocab_logits, padded_vocab_size, tp_world
+from plmscale.models.common import gather_vocab_logits
 
 
 def roberta_position_ids(attention_mask: torch.Tensor | None, seq_length: int, offset: int,
@@ -37,7 +37,7 @@ def roberta_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
 
     # No token types: RoBERTa has a single type row, added to every position.
     pieces = encoder_pieces(cfg, precision, "roberta", positions=positions, token_types=False)
-    head = {"lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]))}
+    head = {"lm_head": lambda: MaskedLMHead(cfg)}
     return pieces + [Piece(head, loss)]
 
 
