@@ -53,8 +53,7 @@ class AlbertForPreTraining(PiecewiseModel):
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32",
                  sentence_order_prediction: bool = True):
-        super().__init__(albert_pieces(cfg, precision, sentence_order_prediction))
-        self.cfg = cfg
+        super().__init__(albert_pieces(cfg, precision, sentence_order_prediction), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None):

@@ -88,8 +88,7 @@ class BartForConditionalGeneration(PiecewiseModel):
     ``decoder_input_ids`` and ``labels`` (-100 = not scored) and returns the reconstruction loss."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(bart_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(bart_pieces(cfg, precision), cfg)
 
     def _pieces_of(self, prefix: str) -> list[Piece]:
         return [p for p in self.pieces if next(iter(p.modules)).startswith(prefix)]

@@ -136,8 +136,7 @@ class BertForPreTraining(PiecewiseModel):
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction=True,
                  span_boundary_objective: bool = False):
         super().__init__(bert_pieces(cfg, precision, next_sentence_prediction,
-                                     span_boundary_objective))
-        self.cfg = cfg
+                                     span_boundary_objective), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None):

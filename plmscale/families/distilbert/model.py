@@ -92,8 +92,7 @@ class DistilBertForMaskedLM(PiecewiseModel):
                  objective: ObjectiveConfig | None = None, teacher: BertForPreTraining | None = None):
         self._teacher = [None]  # a list, so nn.Module does not register (train, save, count) it
         super().__init__(distilbert_pieces(cfg, precision, objective or ObjectiveConfig(),
-                                           self._teacher))
-        self.cfg = cfg
+                                           self._teacher), cfg)
         if teacher is not None:
             self.set_teacher(teacher)
 

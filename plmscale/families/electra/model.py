@@ -142,8 +142,7 @@ class ElectraForPreTraining(PiecewiseModel):
     optionally ``token_type_ids``; loss = MLM_gen + rtd_weight * RTD."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", rtd_weight: float = 50.0):
-        super().__init__(electra_pieces(cfg, precision, rtd_weight))
-        self.cfg, self.generator_cfg = cfg, generator_config(cfg)
+        super().__init__(electra_pieces(cfg, precision, rtd_weight), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None):

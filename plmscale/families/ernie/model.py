@@ -54,8 +54,7 @@ class ErnieForPreTraining(PiecewiseModel):
     """ERNIE 2.0 with its task heads. ``forward(batch)`` returns the losses and metrics of one batch."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", reorder_max_segments: int = 3):
-        super().__init__(ernie_pieces(cfg, precision, reorder_max_segments))
-        self.cfg = cfg
+        super().__init__(ernie_pieces(cfg, precision, reorder_max_segments), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None, task_type_ids=None):

@@ -88,8 +88,7 @@ class MPNetForMaskedLM(PiecewiseModel):
     """MPNet with its tied MLM head. ``forward(batch)`` -> {"loss", "mlm_loss", "mlm_accuracy"}."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(mpnet_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(mpnet_pieces(cfg, precision), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None):

@@ -45,8 +45,7 @@ class RobertaForMaskedLM(PiecewiseModel):
     """BERT encoder (positions offset) + BERT's tied MLM head; ``forward(batch)`` -> MLM loss."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(roberta_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(roberta_pieces(cfg, precision), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None):

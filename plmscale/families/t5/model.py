@@ -108,8 +108,7 @@ class T5ForConditionalGeneration(PiecewiseModel):
     """
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(t5_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(t5_pieces(cfg, precision), cfg)
         self.encoder_pieces = self.pieces[:cfg.num_layers + 2]
         self.decoder_pieces = self.pieces[cfg.num_layers + 2:][:(cfg.num_decoder_layers or cfg.num_layers) + 1]
 
