@@ -15,12 +15,10 @@ from torch import nn
 
 from plmscale.config.schema import ModelConfig
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits,
-                                    gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
-                                    vocab_parallel_loss_and_accuracy)
+from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits, gather_vocab_logits,
+                                    labelled_metrics, padded_vocab_size, padding_mask, tp_world)
 from plmscale.models.common.generation import encoder_decoder_greedy
 from plmscale.models.common.megatron import vocab_parallel_embedding
-from plmscale.objectives import IGNORE_INDEX
 
 
 class PositionsAndNorm(nn.Module):
@@ -63,11 +61,8 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
                                                   padding_mask(state.get("attention_mask")))}
 
     def loss(lm_head, state):
-        labels = state["labels"]
-        selected = labels != IGNORE_INDEX  # decoder padding needs no vocabulary projection
-        logits = lm_head(state["decoder_hidden"][selected], state["word_embeddings"])
-        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
-        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+        return labelled_metrics("lm", lambda h: lm_head(h, state["word_embeddings"]),
+                                state["decoder_hidden"], state["labels"])
 
     decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
     return ([Piece(shared, embed),

@@ -15,8 +15,8 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
-                                    gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
-                                    vocab_parallel_loss_and_accuracy)
+                                    gather_vocab_logits, labelled_metrics, padded_vocab_size,
+                                    padding_mask, tp_world, vocab_parallel_loss_and_accuracy)
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_loss
 
@@ -44,12 +44,8 @@ class MaskedLMHead(nn.Module):
 def masked_lm_metrics(head, hidden: torch.Tensor, labels: torch.Tensor,
                       embedding_weight: torch.Tensor) -> dict[str, torch.Tensor]:
     """``mlm_loss`` and ``mlm_accuracy`` of ``head(hidden, embedding_weight)`` against ``labels``
-    ([b, s], IGNORE_INDEX = not predicted). Only the labelled positions (~15%) go through the head:
-    the vocabulary projection is the most expensive matmul of a small encoder's step."""
-    selected = labels != IGNORE_INDEX
-    loss, accuracy = vocab_parallel_loss_and_accuracy(
-        head(hidden[selected], embedding_weight), labels[selected])
-    return {"mlm_loss": loss, "mlm_accuracy": accuracy, "loss": loss}
+    ([b, s], IGNORE_INDEX = not predicted), on the labelled positions (~15%) only."""
+    return labelled_metrics("mlm", lambda h: head(h, embedding_weight), hidden, labels)
 
 
 def sentence_pair_metrics(name: str, logits: torch.Tensor, labels: torch.Tensor, out: dict) -> dict:
