@@ -95,20 +95,21 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
             + [Piece({path: embeddings}, hand_over, tie=("word_embeddings.weight",))])
 
 
-def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction: bool = True,
-                span_boundary_objective: bool = False,
-                mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
-    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
-    ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
+def pretraining_head(cfg: ModelConfig, pair: str, pair_label: str, use_pair: bool,
+                     span_boundary_objective: bool = False, output_size: int | None = None) -> Piece:
+    """The last piece of BERT and ALBERT: ``pooler``, the tied MLM head (``output_size``: ALBERT's
+    embedding width), the two-way sentence-pair head ``<pair>_head`` on the pooled [CLS] (NSP, SOP;
+    its loss counts when ``use_pair`` and the batch has ``pair_label``) and, with
+    ``span_boundary_objective``, SpanBERT's boundary head; MLM (+ SBO) (+ pair) losses."""
     heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
-             "lm_head": lambda: MaskedLMHead(cfg),
-             "nsp_head": lambda: nn.Linear(cfg.hidden_size, 2)}
+             "lm_head": lambda: MaskedLMHead(cfg, output_size),
+             f"{pair}_head": lambda: nn.Linear(cfg.hidden_size, 2)}
     if span_boundary_objective:  # SpanBERT: predict each span token from its boundary tokens
         heads["sbo_head"] = lambda: SpanBoundaryHead(cfg.hidden_size,
                                                      layernorm_epsilon=cfg.layernorm_epsilon,
                                                      gelu_approximate=cfg.gelu_approximate)
 
-    def losses(pooler, lm_head, nsp_head, *rest):
+    def losses(pooler, lm_head, pair_head, *rest):
         *sbo_head, state = rest
         hidden, labels, weight = state["hidden"], state["mlm_labels"], state["word_embeddings"]
         out = masked_lm_metrics(lm_head, hidden, labels, weight)
@@ -118,12 +119,21 @@ def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_predict
                 labels, project=lambda y: lm_head.logits(y, weight),
                 loss_fn=vocab_parallel_loss_and_accuracy)
             out["loss"] = out["loss"] + out["sbo_loss"]
-        if next_sentence_prediction and "next_sentence_label" in state:
-            out = sentence_pair_metrics("nsp", nsp_head(torch.tanh(pooler(hidden[:, 0]))),
-                                        state["next_sentence_label"], out)
+        if use_pair and pair_label in state:
+            out = sentence_pair_metrics(pair, pair_head(torch.tanh(pooler(hidden[:, 0]))),
+                                        state[pair_label], out)
         return out
 
-    return encoder_pieces(cfg, precision, "bert", mask=mask) + [Piece(heads, losses)]
+    return Piece(heads, losses)
+
+
+def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction: bool = True,
+                span_boundary_objective: bool = False,
+                mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
+    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
+    ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
+    return encoder_pieces(cfg, precision, "bert", mask=mask) + [pretraining_head(
+        cfg, "nsp", "next_sentence_label", next_sentence_prediction, span_boundary_objective)]
 
 
 class BertForPreTraining(PiecewiseModel):
