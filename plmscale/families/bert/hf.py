@@ -119,6 +119,5 @@ def encoder_config_fields(hf) -> dict:
             "gelu_approximate": _gelu_form(hf.hidden_act)}
 
 
-def from_hf_config(hf) -> dict:
-    """ModelConfig fields of an HF ``BertConfig`` (the reverse of ``hf_config``)."""
-    return encoder_config_fields(hf)
+# ModelConfig fields of an HF ``BertConfig``: nothing beyond what every BERT-style config holds.
+from_hf_config = encoder_config_fields
