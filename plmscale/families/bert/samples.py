@@ -78,16 +78,11 @@ class Sentences:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int) -> Segment:
         a, b = int(self.starts[i]), int(self.ends[i])
         return Segment(self.doc.token_ids[a:b], self.doc.word_starts[a:b].astype(bool),
                        _window_labels(self.phrase_spans, a, b),
                        _window_labels(self.entity_spans, a, b))
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
 
 
 def _window_labels(spans: np.ndarray, a: int, b: int) -> np.ndarray:
