@@ -150,6 +150,17 @@ class BertForPreTraining(PiecewiseModel):
         return pair_model_logits(self, self.nsp_head, input_ids, token_type_ids, attention_mask)
 
 
+class MaskedLMModel(PiecewiseModel):
+    """A model whose only head is the MLM head (RoBERTa, DistilBERT): ``lm_head`` in its last piece."""
+
+    @torch.no_grad()
+    def logits(self, input_ids, attention_mask=None):
+        """Full-vocabulary MLM logits [b, s, V], as HF's ``...ForMaskedLM`` returns them."""
+        state = self.run({"input_ids": input_ids, "attention_mask": attention_mask}, self.pieces[:-1])
+        mlm = self.lm_head(state["hidden"], state["word_embeddings"])
+        return gather_vocab_logits(mlm, self.cfg.vocab_size)
+
+
 def pair_model_logits(model: PiecewiseModel, pair_head: Callable, input_ids, token_type_ids,
                       attention_mask, **inputs):
     """MLM logits [b, s, V] and the sentence-pair head's logits [b, 2] (on the pooled [CLS]) of a
