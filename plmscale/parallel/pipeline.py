@@ -89,10 +89,6 @@ class _LayerStage(_Stage):
     """A transformer-layer piece (partitioning balances the number of these per stage)."""
 
 
-def _key(path: str) -> str:
-    return path.replace(".", "__")
-
-
 class PiecewisePipeline(PipelineModule):
     """A family's pieces as pipeline stages. ``forward`` unpacks a stage's input and packs its
     output; the last stage returns the metrics, whose ``loss`` DeepSpeed back-propagates and which
@@ -117,7 +113,7 @@ class PiecewisePipeline(PipelineModule):
             if not tied:
                 with torch.device("meta"):
                     tied = [n for n, _ in first.modules[path]().named_parameters()]
-            specs.append(TiedLayerSpec(_key(path), stage_type, first,
+            specs.append(TiedLayerSpec(path.replace(".", "__"), stage_type, first,
                                        forward_fn=partial(run_piece, piece),
                                        tied_weight_attr=[f"{path}.{a}" for a in tied]))
         super().__init__(layers=specs, topology=topology(), loss_fn=self._loss,
