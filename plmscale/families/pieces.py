@@ -79,6 +79,10 @@ class PiecewiseModel(nn.Module):
     def forward(self, batch: dict) -> dict:
         return self.run(batch, self.pieces)
 
+    def pieces_under(self, prefix: str) -> list[Piece]:
+        """The pieces whose (first) module lies under ``prefix`` ("encoder."): one sub-network."""
+        return [p for p in self.pieces if next(iter(p.modules)).startswith(prefix)]
+
     def run(self, state: dict, pieces: list[Piece]) -> dict:
         """The state after running ``pieces`` (e.g. the encoder's) on ``state``."""
         state = {k: v for k, v in state.items() if v is not None}

@@ -85,19 +85,16 @@ class BartForConditionalGeneration(PiecewiseModel):
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
         super().__init__(bart_pieces(cfg, precision), cfg)
 
-    def _pieces_of(self, prefix: str) -> list[Piece]:
-        return [p for p in self.pieces if next(iter(p.modules)).startswith(prefix)]
-
     def encode(self, input_ids, attention_mask=None) -> torch.Tensor:
         """Encoder output [b, s, h]."""
         return self.run({"hidden": self.shared(input_ids), "attention_mask": attention_mask},
-                        self._pieces_of("encoder."))["hidden"]
+                        self.pieces_under("encoder."))["hidden"]
 
     def decode(self, decoder_input_ids, memory, attention_mask=None) -> torch.Tensor:
         """Last decoder hidden states [b, t, h] attending to the encoder output ``memory``."""
         return self.run({"decoder_hidden": self.shared(decoder_input_ids), "hidden": memory,
                          "attention_mask": attention_mask},
-                        self._pieces_of("decoder."))["decoder_hidden"]
+                        self.pieces_under("decoder."))["decoder_hidden"]
 
     def head(self, hidden):
         """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""

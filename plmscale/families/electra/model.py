@@ -150,9 +150,7 @@ class ElectraForPreTraining(PiecewiseModel):
         input, as HF's ``ElectraForPreTraining`` and ``ElectraForMaskedLM`` return them."""
         state = {"hidden": self.embeddings(input_ids, token_type_ids),
                  "attention_mask": attention_mask}
-        layers = [p for p in self.pieces if next(iter(p.modules)).startswith("generator.")]
-        gen = self.run(state, layers)["hidden"]
-        layers = [p for p in self.pieces if next(iter(p.modules)).startswith("discriminator.")]
-        disc = self.discriminator_head(self.run(state, layers)["hidden"])
+        gen = self.run(state, self.pieces_under("generator."))["hidden"]
+        disc = self.discriminator_head(self.run(state, self.pieces_under("discriminator."))["hidden"])
         gen = self.generator_head(gen, self.embeddings.word_embeddings.weight)
         return disc, gather_vocab_logits(gen, self.cfg.vocab_size)

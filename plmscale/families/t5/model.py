@@ -104,13 +104,11 @@ class T5ForConditionalGeneration(PiecewiseModel):
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
         super().__init__(t5_pieces(cfg, precision), cfg)
-        self.encoder_pieces = self.pieces[:cfg.num_layers + 2]
-        self.decoder_pieces = self.pieces[cfg.num_layers + 2:][:(cfg.num_decoder_layers or cfg.num_layers) + 1]
 
     def encode(self, input_ids, attention_mask=None):
         """Encoder output [b, s, h]."""
         return self.run({"input_ids": input_ids, "attention_mask": attention_mask},
-                        self.encoder_pieces)["hidden"]
+                        self.pieces[:1] + self.pieces_under("encoder."))["hidden"]
 
     def decode(self, decoder_input_ids, memory, attention_mask=None, decoder_attention_mask=None):
         """Decoder output [b, t, h] (before the head) attending to the encoder output ``memory``."""
@@ -118,7 +116,7 @@ class T5ForConditionalGeneration(PiecewiseModel):
         return self.run({"decoder_hidden": embedded, "hidden": memory,
                          "attention_mask": attention_mask,
                          "decoder_attention_mask": decoder_attention_mask},
-                        self.decoder_pieces)["decoder_hidden"]
+                        self.pieces_under("decoder."))["decoder_hidden"]
 
     def head(self, hidden):
         """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""
