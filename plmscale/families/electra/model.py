@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.model import MaskedLMHead
+from plmscale.families.bert.model import MaskedLMHead, encoder_pieces
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits, padding_mask,
-                                    tp_world, vocab_parallel_loss_and_accuracy)
+from plmscale.models.common import (Embeddings, gather_vocab_logits, tp_world,
+                                    vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.heads import (GatherFromTensorParallel, ScatterToTensorParallel,
                                           padding_columns, tied_logits)
 from plmscale.objectives import IGNORE_INDEX
@@ -82,12 +82,9 @@ def _check_sizes(cfg: ModelConfig, gen: ModelConfig) -> None:
 
 
 def _network(c: ModelConfig, width: int, precision: str, name: str) -> list[Piece]:
-    """One network's pieces on ``state["hidden"]``: optional E -> H projection, post-LN layers."""
-    def layer(module, state):
-        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
-
-    pieces = [Piece({f"{name}.layers.{i}": lambda: PostLNLayer(c, precision)}, layer, layer=True)
-              for i in range(c.num_layers)]
+    """One network's pieces on ``state["hidden"]``: optional E -> H projection, then BERT's layer
+    pieces (``encoder_pieces`` without its embedding pieces: the networks share one embedding)."""
+    pieces = encoder_pieces(c, precision, name)[1:-1]
     if width == c.hidden_size:
         return pieces
     project = Piece({f"{name}.embeddings_project": lambda: nn.Linear(width, c.hidden_size)},
