@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
+from plmscale.families.bert.model import encoder_pieces
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits, gather_vocab_logits,
                                     labelled_metrics, padded_vocab_size, padding_mask, tp_world)
@@ -53,9 +54,6 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
     def positions(stream):
         return lambda module, state: {**state, stream: module(state[stream])}
 
-    def encoder_layer(module, state):
-        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
-
     def decoder_layer(module, state):
         return {**state, "decoder_hidden": module(state["decoder_hidden"], None, state["hidden"],
                                                   padding_mask(state.get("attention_mask")))}
@@ -68,8 +66,7 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
     return ([Piece(shared, embed),
              Piece({"encoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("hidden")),
              Piece({"decoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("decoder_hidden"))]
-            + [Piece({f"encoder.layers.{i}": lambda: PostLNLayer(cfg, precision)}, encoder_layer,
-                     layer=True) for i in range(cfg.num_layers)]
+            + encoder_pieces(cfg, precision, "encoder")[1:-1]  # BERT's layers, not its embeddings
             + [Piece({f"decoder.layers.{i}": lambda: PostLNLayer(cfg, precision, causal=True,
                                                                   cross_attention=True)},
                      decoder_layer, layer=True) for i in range(decoder_layers)]
