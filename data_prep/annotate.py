@@ -25,6 +25,7 @@ A "." right after a common abbreviation (Mr, Dr, ...) does not end a sentence.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import threading
@@ -197,6 +198,39 @@ class ByteChars(typing.NamedTuple):
     kinds: np.ndarray
 
 
+def _flat(id_arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of paragraphs as one array (one paragraph, a long one: its buffer as it is, not
+    a copy) and the tokens per paragraph."""
+    par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
+    if len(id_arrays) == 1:
+        return id_arrays[0], par_len
+    return (np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)), par_len
+
+
+def _in_thread(fn: typing.Callable[[], typing.Any]) -> typing.Callable[[], typing.Any]:
+    """Start ``fn()`` in a daemon thread; the function returned waits for it and returns its
+    result, or raises its exception in the caller's thread."""
+    box: list = []
+
+    def run():
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join():
+        thread.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    return join
+
+
 def _pack_ids(ids) -> int:
     code = 0
     for i in ids:
@@ -208,6 +242,25 @@ def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType
     return pa.ListArray.from_arrays(
         pa.array(offsets.astype(np.int32), type=pa.int32()), pa.array(values, type=value_type)
     )
+
+
+class _Tokens(typing.NamedTuple):
+    """What follows from a chunk's token ids alone (:meth:`Annotator._token_pass`): the ids of
+    all paragraphs concatenated, tokens per paragraph, paragraph offsets (plus the end), the
+    total, the packed table bits per token, "starts with whitespace" (None when the tokenizer
+    gives its words), the word flags (by the table rule, or the tokenizer's), the byte-fallback
+    characters (or None), each non-empty paragraph's first token and the sentence starts."""
+
+    ids: np.ndarray
+    par_len: np.ndarray
+    par_start: np.ndarray
+    total: int
+    bits: np.ndarray
+    ws: np.ndarray
+    word: np.ndarray
+    byte_chars: "ByteChars | None"
+    first_tokens: np.ndarray
+    sentence: np.ndarray
 
 
 class Annotator:
@@ -299,30 +352,14 @@ class Annotator:
             han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
         if self.hf:
             id_arrays, hf_words = self.sp.encode_with_words(paragraphs)
-            han_words = None
+            hf_word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
+            tok, han_words, han_chars = self._token_pass(*_flat(id_arrays), hf_word), None, None
         else:
-            id_arrays, han_words = self._encode(paragraphs, han_pars)
-        par_len = np.fromiter(map(len, id_arrays), dtype=np.int64, count=len(id_arrays))
-        total = int(par_len.sum())
-        ids = np.concatenate(id_arrays) if id_arrays else np.zeros(0, dtype=np.int32)
-        del id_arrays
-        par_start = np.zeros(len(paragraphs) + 1, dtype=np.int64)
-        np.cumsum(par_len, out=par_start[1:])
-        bits = self.bits[ids]
-
-        # Word starts by table; paragraphs needing offsets are redone below.
-        starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
-        byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
-        ws = (bits & B_WS) != 0
-        word = ws | starts_sep
-        if total > 1:
-            word[1:] |= ends_sep[:-1]
-        if byte_chars is not None:
-            word[byte_chars.continuation] = False
-        first_tokens = par_start[:-1][par_len > 0]
-        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, par_len)
+            tok, han_words, han_chars = self._encode(paragraphs, han_pars)
+        ids, par_start, word, first_tokens = tok.ids, tok.par_start, tok.word, tok.first_tokens
+        need_offsets = self._paragraphs_needing_offsets(paragraphs, ids, par_start, tok.par_len)
         if han_pars:
-            disagree = self._segment_han(ids, bits, ws, word, par_start, np.asarray(han_pars), han_words, byte_chars)
+            disagree = self._load_han_words().apply(han_chars, tok.ws, word, han_words)
             need_offsets = sorted(set(need_offsets) | set(disagree.tolist()))
 
         # Per kind: paragraph index -> token spans (paragraph offsets) of that paragraph.
@@ -334,13 +371,10 @@ class Annotator:
             for kind, found in spans.items():
                 if found:
                     spans_by_par[kind][p] = found
-        if self.hf:
-            word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
-        else:
-            self._attach_bare_whitespace(ids, word, bits)
+        if not self.hf:
+            self._attach_bare_whitespace(ids, word, tok.bits)
         word[first_tokens] = True
-
-        sentence = self._sentence_starts(ids, first_tokens, bits)
+        sentence = tok.sentence
 
         # Documents: paragraph ranges -> token ranges.
         doc_par_start = np.zeros(len(docs) + 1, dtype=np.int64)
@@ -364,35 +398,71 @@ class Annotator:
             ],
             schema=SCHEMA,
         )
-        return batch, {"tokens": total, "characters": characters, "documents_written": len(docs)}
+        return batch, {"tokens": tok.total, "characters": characters, "documents_written": len(docs)}
+
+    def _token_pass(self, ids: np.ndarray, par_len: np.ndarray, word: np.ndarray | None = None) -> _Tokens:
+        """Everything that follows from the token ids alone (see :class:`_Tokens`): ``ids`` of all
+        paragraphs, ``par_len`` tokens per paragraph. ``word``: the word flags when the tokenizer
+        gives its own (Hugging Face); else they come from the tables."""
+        total = int(par_len.sum())
+        par_start = np.zeros(len(par_len) + 1, dtype=np.int64)
+        np.cumsum(par_len, out=par_start[1:])
+        bits = self.bits[ids]
+        ws = byte_chars = None
+        if word is None:
+            # Word starts by table; paragraphs needing offsets are redone later.
+            starts_sep, ends_sep = (bits & B_SEP_START) != 0, (bits & B_SEP_END) != 0
+            byte_chars = self._byte_characters(ids, bits, starts_sep, ends_sep)
+            ws = (bits & B_WS) != 0
+            word = ws | starts_sep
+            if total > 1:
+                word[1:] |= ends_sep[:-1]
+            if byte_chars is not None:
+                word[byte_chars.continuation] = False
+        first_tokens = par_start[:-1][par_len > 0]
+        sentence = self._sentence_starts(ids, first_tokens, bits)
+        return _Tokens(ids, par_len, par_start, total, bits, ws, word, byte_chars, first_tokens, sentence)
 
     def _encode(self, paragraphs: list[str], han_pars: list[int]):
-        """Token ids of the paragraphs (numpy int32 buffers straight from C++, no Python int per
-        token) and, for the Han paragraphs, the segmenter's words, computed meanwhile in this
-        thread while sentencepiece (which releases the GIL) encodes in another."""
+        """The :class:`_Tokens` of the paragraphs (sentencepiece's ids come as numpy int32 buffers
+        straight from C++, no Python int per token) and, for the Han paragraphs, the segmenter's
+        words and the tokens' characters (:meth:`HanWords.token_chars`).
+
+        With Han paragraphs, sentencepiece (which releases the GIL) encodes in another thread,
+        which then goes on with the table rules, the sentence starts and the token characters,
+        all numpy that releases the GIL too, while this thread segments: on a long paragraph both
+        sides take about as long, and the table work no longer waits for the segmenter."""
         if not han_pars:
-            return (self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []), None
-        box: list = []
+            ids = self.sp.encode(paragraphs, out_type="numpy") if paragraphs else []
+            return self._token_pass(*_flat(ids)), None, None
+        loaded = threading.Event()
 
         def encode():
-            try:
-                box.append(self.sp.encode(paragraphs, out_type="numpy"))
-            except BaseException as exc:  # re-raised in the calling thread
-                box.append(exc)
+            tok = self._token_pass(*_flat(self.sp.encode(paragraphs, out_type="numpy")))
+            loaded.wait()  # the tokens' characters need the piece tables of HanWords
+            return tok, self._han_token_chars(tok, np.asarray(han_pars))
 
-        thread = threading.Thread(target=encode, daemon=True)
-        thread.start()
+        texts = [paragraphs[p] for p in han_pars]
+        encoded = _in_thread(encode)
+        # Normalizing also releases the GIL: it runs while this thread loads the segmenter.
+        normalized = _in_thread(lambda: self.sp.normalize(texts))
         try:
-            words = self._load_han_words().word_starts([paragraphs[p] for p in han_pars])
-        finally:
-            thread.join()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0], words
+            try:
+                han_words = self._load_han_words()
+            finally:
+                loaded.set()  # also on failure, so that the thread never waits forever
+            words = han_words.word_starts(texts, normalized())
+        except BaseException:
+            with contextlib.suppress(BaseException):  # this thread's error is the one to report
+                encoded()
+            raise
+        tok, han_chars = encoded()
+        return tok, words, han_chars
 
-    def _segment_han(self, ids, bits, ws, word, par_start, han_pars, han_words, byte_chars) -> np.ndarray:
-        """Segmenter words for the Han paragraphs ``han_pars`` (see :mod:`data_prep.han_words`);
-        returns the paragraphs left to the offset path."""
+    def _han_token_chars(self, tok: _Tokens, han_pars: np.ndarray):
+        """The characters of the tokens of the Han paragraphs ``han_pars`` (see
+        :mod:`data_prep.han_words`), a byte-fallback Han character counting as Han."""
+        bits, byte_chars = tok.bits, tok.byte_chars
         first_han, last_han = (bits & B_HAN_START) != 0, (bits & B_HAN_END) != 0
         byte_han = None
         if byte_chars is not None:
@@ -400,8 +470,7 @@ class Annotator:
             first_han[byte_chars.leads[han]] = True
             last_han[byte_chars.lasts[han]] = True
             byte_han = (byte_chars.leads[han], byte_chars.continuation)
-        return self._load_han_words().apply(ids, first_han, last_han, ws, word, par_start, han_pars,
-                                            han_words, byte_han)
+        return self._han_words.token_chars(tok.ids, first_han, last_han, tok.par_start, han_pars, byte_han)
 
     def _byte_characters(self, ids, bits, starts_sep, ends_sep) -> "ByteChars | None":
         """Give byte-fallback tokens the word properties of the characters they spell.

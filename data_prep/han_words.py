@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
+import typing
 
 import numpy as np
 
@@ -61,6 +62,24 @@ def han_word_starts(segmenter: Segmenter, cps: np.ndarray) -> np.ndarray:
     return kept[segmenter.word_starts(text)]
 
 
+class TokenChars(typing.NamedTuple):
+    """Characters of the tokens of some Han paragraphs (:meth:`HanWords.token_chars`): the
+    paragraphs, their token positions in the chunk, tokens per paragraph, normalized characters
+    per token, whether a token holds a Han character, the running sum of the characters (the
+    end of each token, counted from the first paragraph's first token), the characters before
+    each paragraph and in it, and whether a token's first character follows a Han character."""
+
+    han_pars: np.ndarray
+    tokens: np.ndarray
+    counts: np.ndarray
+    lengths: np.ndarray
+    has_han: np.ndarray
+    end: np.ndarray
+    before: np.ndarray
+    par_chars: np.ndarray
+    hi_first: np.ndarray
+
+
 class HanWords:
     """The segmenter and the per-piece tables for one tokenizer."""
 
@@ -75,9 +94,10 @@ class HanWords:
         self.length[is_byte] = 1
         self.has_han = np.array([tu.HAN_RE.search(p) is not None for p in pieces]) & ~is_byte
 
-    def word_starts(self, paragraphs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def word_starts(self, paragraphs: list[str], norms: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment ``paragraphs``: (word starts, offset and length of each normalized paragraph)
-        in the text " " + " ".join(normalized paragraphs).
+        in the text " " + " ".join(normalized paragraphs). ``norms``: the normalized paragraphs
+        when the caller has them already (``sp.normalize(paragraphs)``).
 
         The text is segmented in sections of about ``segment.PIECE_CHARS`` characters, each
         ending before a non-Han character (so no Han run is split and the words are those of one
@@ -85,7 +105,8 @@ class HanWords:
         ``PARALLEL_SECTIONS`` sections is more than a chunk of many documents holds: it is a
         long document, and the other workers, whose byte ranges fall inside it, are idle; its
         sections are then cut on one thread per core (the segmenter releases the GIL)."""
-        norms = self.sp.normalize(paragraphs)
+        if norms is None:
+            norms = self.sp.normalize(paragraphs)
         sizes = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
         bases = np.cumsum(sizes + 1) - sizes
         text = " " + " ".join(norms)
@@ -106,13 +127,12 @@ class HanWords:
         starts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return starts, bases, sizes
 
-    def apply(self, ids, first_han, last_han, ws, word, par_start, han_pars, words, byte_han) -> np.ndarray:
-        """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs
-        ``han_pars``, given ``words`` from :meth:`word_starts` on those paragraphs.
-        ``first_han``/``last_han``: per token, its first/last character is Han; ``ws``: it starts
-        with whitespace; ``byte_han``: (lead positions of the Han characters spelled in bytes,
-        continuation byte positions) or None. Returns the paragraphs whose lengths disagree."""
-        starts, bases, sizes = words
+    def token_chars(self, ids, first_han, last_han, par_start, han_pars, byte_han) -> TokenChars:
+        """The character counts of the tokens of the paragraphs ``han_pars`` (everything
+        :meth:`apply` needs from the tokens, none of it from the segmenter, so it can be computed
+        while the segmenter runs). ``first_han``/``last_han``: per token of the chunk, its
+        first/last character is Han; ``byte_han``: (lead positions of the Han characters spelled
+        in bytes, continuation byte positions) or None."""
         # Per-token arrays are int32 (a chunk holds far fewer than 2**31 tokens and characters):
         # a long paragraph has millions of tokens.
         counts = (par_start[han_pars + 1] - par_start[han_pars]).astype(np.int32)
@@ -133,8 +153,19 @@ class HanWords:
         end = np.cumsum(lengths)
         before = end[firsts] - lengths[firsts]  # characters of the earlier paragraphs' tokens
         par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
-        bad = par_chars != sizes
-        end += np.repeat((bases - before).astype(np.int32), counts)
+        prev = np.maximum(tokens - 1, 0)
+        hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
+        return TokenChars(han_pars, tokens, counts, lengths, has_han, end, before, par_chars, hi_first)
+
+    def apply(self, chars: TokenChars, ws, word, words) -> np.ndarray:
+        """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs
+        ``chars.han_pars``, given ``words`` from :meth:`word_starts` on those paragraphs and
+        ``chars`` from :meth:`token_chars`. ``ws``: per token, it starts with whitespace.
+        Returns the paragraphs whose lengths disagree."""
+        starts, bases, sizes = words
+        tokens, lengths, end = chars.tokens, chars.lengths, chars.end
+        bad = chars.par_chars != sizes
+        end += np.repeat((bases - chars.before).astype(np.int32), chars.counts)
         # A token holds a word start when one lies in its characters [end - length, end): a
         # running count of the starts over the characters, read at both ends of every token
         # (linear in the text; zero-length tokens hold none). Only a paragraph returned as bad
@@ -148,10 +179,8 @@ class HanWords:
         np.minimum(end, size, out=end)
         inside = below[end] > below[np.maximum(end - lengths, 0)]
         del below
-        prev = np.maximum(tokens - 1, 0)
-        hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
-        word[tokens] = ws[tokens] | (word[tokens] & ~hi_first) | (has_han & inside)
-        return han_pars[bad]
+        word[tokens] = ws[tokens] | (word[tokens] & ~chars.hi_first) | (chars.has_han & inside)
+        return chars.han_pars[bad]
 
 
 def _positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

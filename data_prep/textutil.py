@@ -103,6 +103,26 @@ def utf8_char_offsets(text: str) -> np.ndarray:
     return out
 
 
+def _drop_cjk_newlines(para: str) -> str:
+    """``_CJK_NEWLINE_RE.sub("", para)``, trying the pattern only where a match can start: at the
+    spaces or tabs right before each line break (the character before a match's start must be
+    CJK, so no other position in that run can start one). A long paragraph with few line breaks
+    (an over-long line cut in pieces) is then not scanned character by character."""
+    out, cursor = [], 0
+    nl = para.find("\n")
+    while nl >= 0:
+        start = nl
+        while start > cursor and para[start - 1] in " \t":
+            start -= 1
+        match = _CJK_NEWLINE_RE.match(para, start)
+        if match:
+            out.append(para[cursor:start])
+            cursor = match.end()
+        nl = para.find("\n", max(nl + 1, cursor))
+    out.append(para[cursor:])
+    return "".join(out)
+
+
 def split_paragraphs(text: str) -> list[str]:
     """Split a document into paragraphs (blank-line separated) and unwrap hard line breaks.
 
@@ -118,7 +138,7 @@ def split_paragraphs(text: str) -> list[str]:
             continue
         if "\n" in para:
             if has_han and not para.isascii() and HAN_RE.search(para):
-                para = _CJK_NEWLINE_RE.sub("", para)
+                para = _drop_cjk_newlines(para)
             para = para.replace("\n", " ")
         out.append(para)
     return out

@@ -122,6 +122,10 @@ class ModelConfig:
     """Weight of the load-balancing loss (Switch: E * sum_i f_i P_i; 0.01 in the paper)."""
     moe_z_loss_coeff: float = 0.0
     """Weight of the router z-loss, mean logsumexp(logits)^2 (ST-MoE uses 0.001)."""
+    moe_expert_bias_rate: float = 0.0
+    """Auxiliary-loss-free balancing (DeepSeek-V3; 0 = off, the paper's gamma = 0.001): a per-expert
+    bias chooses the experts (never weights them), moved by rate * sign(mean load - load) after each
+    optimizer step (plmscale.models.moe.balance). Usually with moe_aux_loss_coeff 0 or small."""
 
 
 @dataclass

@@ -207,7 +207,7 @@ def check_mixture_of_experts(cfg: ExperimentConfig, world_size: int) -> None:
         raise ConfigError(f"model.moe_ffn_hidden_size={m.moe_ffn_hidden_size} must be >= 1 (or unset)")
     if m.moe_capacity_factor <= 0:
         raise ConfigError(f"model.moe_capacity_factor={m.moe_capacity_factor} must be > 0")
-    for name in ("moe_aux_loss_coeff", "moe_z_loss_coeff"):
+    for name in ("moe_aux_loss_coeff", "moe_z_loss_coeff", "moe_expert_bias_rate"):
         if getattr(m, name) < 0:
             raise ConfigError(f"model.{name}={getattr(m, name)} must be >= 0")
     valid = valid_expert_parallel_sizes(cfg, world_size)
@@ -217,6 +217,34 @@ def check_mixture_of_experts(cfg: ExperimentConfig, world_size: int) -> None:
             f"model.num_experts={m.num_experts} and the data-parallel size "
             f"{world_size // (cfg.parallel.tensor_model_parallel_size * cfg.parallel.pipeline_model_parallel_size)}"
             f" (world {world_size} / TP / PP); valid values: {valid}")
+    check_expert_capacity(cfg)
+
+
+def check_expert_capacity(cfg: ExperimentConfig) -> None:
+    """With token dropping under tensor parallelism DeepSpeed splits each expert's capacity
+    (ceil(top_k x capacity factor x tokens / experts), tokens = one rank's micro-batch of the stack)
+    over the TP ranks (``deepspeed.moe.mappings._drop_tokens`` asserts it divides): refuse a
+    capacity TP does not divide, naming a capacity factor that works."""
+    import math
+
+    from plmscale.perf.shape import describe
+    m, tp = cfg.model, cfg.parallel.tensor_model_parallel_size
+    if tp == 1 or m.moe_dropless:
+        return
+    k, factor, experts = m.moe_top_k, m.moe_capacity_factor, m.num_experts
+    for stack in describe(cfg).stacks:
+        tokens = cfg.train.micro_batch_size * stack.seq
+        capacity = math.ceil(k * factor * tokens / experts)
+        if stack.moe_layers and capacity % tp:
+            fits = capacity + (-capacity) % tp
+            # A factor in the middle of the range whose ceiling is ``fits`` (float-safe).
+            suggestion = round((fits - 0.5) * experts / (k * tokens), 4)
+            raise ConfigError(
+                f"model.moe_capacity_factor={factor}: the {stack.name} experts' capacity ceil("
+                f"moe_top_k {k} x {factor} x {tokens} tokens (train.micro_batch_size x its sequence"
+                f" length) / num_experts {experts}) = {capacity} is not divisible by parallel."
+                f"tensor_model_parallel_size={tp} (DeepSpeed splits it over the TP ranks); set "
+                f"model.moe_capacity_factor={suggestion} (capacity {fits}) or model.moe_dropless=true")
 
 
 def refuse_ignored_fields(cfg: ExperimentConfig) -> None:

@@ -11,7 +11,10 @@ For a sentencepiece run, the tokenizer is transformers' SentencePiece backend (a
 on the run's own sentencepiece model, with ``split_special_tokens=True`` so that sentencepiece alone segments the
 text, user-defined pieces such as ``[MASK]`` included: its ids are sentencepiece's. (The fast
 ``SpmConverter`` maps user-defined and byte pieces to ``<unk>``.) Its ``special_tokens_pattern``
-lays a text out as the family's training samples do.
+lays a text out as the family's training samples do. A model type whose ``AutoTokenizer`` loads
+only a fast tokenizer (``needs_fast_tokenizer``: Mixtral) gets instead a fast tokenizer on a
+``tokenizer.json`` rebuilt from the sentencepiece model (``plmscale.export.fast_sentencepiece``),
+with the same ids.
 
 Which HF class, task, token layout and ids each family exports to is its ``Family.hf_export``
 (an ``HFExport``, declared in the family's folder next to its state-dict mapping, ``hf.py``).
@@ -19,6 +22,7 @@ Which HF class, task, token layout and ids each family exports to is its ``Famil
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +92,9 @@ def loaded_model(part: HFPart, config, state: dict):
     import transformers
     model = getattr(transformers, part.model_class)(config).eval()
     missing, unexpected = (part.load or (lambda m, s: m.load_state_dict(s, strict=False)))(model, state)
-    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
+    # Tied copies (HF lists them per its config, e.g. Switch's embed_tokens and lm_head) are rebuilt.
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids")) and m not in tied]
     if missing or unexpected:
         raise RuntimeError(f"{part.model_class}: the exported tensors do not fit HF (missing "
                            f"{missing[:5]}, unexpected {unexpected[:5]})")
@@ -117,15 +123,26 @@ TEMPLATES = {"cls_sep": ("cls $A sep", "cls $A sep $B:1 sep:1"),
 """``HFExport.special_tokens_pattern`` -> the fast tokenizer's (single, pair) template, in roles."""
 
 
-def hf_fast_tokenizer(tokenizer_json: Path, spec: HFExport, tokens, max_length: int):
-    """A fast tokenizer (``tokenizers`` backend) on the run's ``tokenizer.json``: its ids are the
-    file's (as the shards'), the special tokens are the roles ``tokens`` (SpecialTokens) resolved
-    by name, and a template post-processor adds them as the family's samples do."""
-    from tokenizers import Tokenizer, processors
+def needs_fast_tokenizer(model_type: str) -> bool:
+    """Whether transformers' ``AutoTokenizer`` loads ``model_type`` only with its ``tokenizers``
+    backend: for a model type registered to ``TokenizersBackend`` (or to ``MistralCommonBackend``,
+    which falls back to it without Mistral's own files), ``AutoTokenizer.from_pretrained``
+    (transformers 5.x) returns ``TokenizersBackend`` whatever class ``tokenizer_config.json`` names."""
+    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+    return (TOKENIZER_MAPPING_NAMES.get(model_type) or "").removesuffix("Fast") in (
+        "TokenizersBackend", "PythonBackend", "MistralCommonBackend", "PreTrainedTokenizer")
+
+
+def hf_fast_tokenizer(tokenizer, spec: HFExport, tokens, max_length: int, **kwargs):
+    """A fast tokenizer (``tokenizers`` backend) on ``tokenizer`` (a ``tokenizers.Tokenizer``: the
+    run's ``tokenizer.json``, or its sentencepiece model rebuilt): its ids are the backend's (as
+    the shards'), the special tokens are the roles ``tokens`` (SpecialTokens) resolved by name, and
+    a template post-processor adds them as the family's samples do. ``kwargs`` go to
+    ``PreTrainedTokenizerFast``."""
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
     from plmscale.data.tokenizer import SENTENCEPIECE_NAMES
-    tokenizer = Tokenizer.from_file(str(tokenizer_json))
     role_ids = {role: getattr(tokens, role) for role in SENTENCEPIECE_NAMES
                 if getattr(tokens, role) is not None}
     # A family's override names a sentencepiece piece (GPT's bos is "</s>"): here, that role's token.
@@ -143,11 +160,28 @@ def hf_fast_tokenizer(tokenizer_json: Path, spec: HFExport, tokens, max_length: 
         single=single, pair=pair,
         special_tokens=sorted({(text[r], role_ids[r]) for r in text}, key=lambda t: t[1]))
     names = {f"{role}_token": token for role, token in text.items()}
-    unk = getattr(tokenizer.model, "unk_token", None)
+    unk = getattr(tokenizer.model, "unk_token", None)  # WordPiece, BPE; Unigram has an id
+    unk_id = json.loads(tokenizer.to_str())["model"].get("unk_id") if unk is None else None
+    unk = tokenizer.id_to_token(unk_id) if unk_id is not None else unk
     if unk is not None and tokenizer.token_to_id(unk) is not None:
         names["unk_token"] = unk
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=max_length,
-                                   clean_up_tokenization_spaces=False, **names)
+                                   clean_up_tokenization_spaces=False, **names, **kwargs)
+
+
+def export_tokenizer(tokenizer_model: Path, spec: HFExport, tokens, model_type: str, max_length: int):
+    """The HF tokenizer of a run's ``tokenizer_model`` (sentencepiece model or ``tokenizer.json``)
+    that ``AutoTokenizer`` loads for ``model_type`` (see the module's docstring)."""
+    from tokenizers import Tokenizer
+    if str(tokenizer_model).endswith(".json"):
+        return hf_fast_tokenizer(Tokenizer.from_file(str(tokenizer_model)), spec, tokens, max_length)
+    if needs_fast_tokenizer(model_type):
+        from plmscale.export.fast_sentencepiece import sentencepiece_fast_tokenizer
+        # split_special_tokens: special tokens spelled in a text are the model's pieces, as in
+        # the slow tokenizer (sentencepiece segments it alone).
+        return hf_fast_tokenizer(sentencepiece_fast_tokenizer(tokenizer_model), spec, tokens,
+                                 max_length, split_special_tokens=True)
+    return hf_tokenizer(tokenizer_model, spec, max_length)
 
 
 def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokenizer_model: Path,
@@ -173,12 +207,8 @@ def write_hf_folder(cfg: ExperimentConfig, full: dict[str, torch.Tensor], tokeni
         for name, tensors in part.extra_files.items():
             from safetensors.torch import save_file
             save_file(tensors(full, cfg.model), str(folder / name))
-        if str(tokenizer_model).endswith(".json"):
-            tokenizer = hf_fast_tokenizer(tokenizer_model, spec, tokens,
-                                          cfg.model.max_position_embeddings)
-        else:
-            tokenizer = hf_tokenizer(tokenizer_model, spec, cfg.model.max_position_embeddings)
-        tokenizer.save_pretrained(folder)
+        export_tokenizer(tokenizer_model, spec, tokens, config.model_type,
+                         cfg.model.max_position_embeddings).save_pretrained(folder)
         written.append(folder)
     if not str(tokenizer_model).endswith(".json"):  # the fast tokenizer's file is tokenizer.json
         shutil.copyfile(tokenizer_model, out / "tokenizer.model")

@@ -59,8 +59,10 @@ def imported_config(folder: str | Path, base: ExperimentConfig) -> ExperimentCon
 
 def check_tokenizer(folder: Path, cfg: ExperimentConfig) -> None:
     """A folder's ``tokenizer.json`` is the model's: the run must train on shards encoded with it
-    (its ids index the imported embeddings). Shards of another tokenizer are refused by name; a
-    folder without ``tokenizer.json`` (or a run without shards yet) is not checked here."""
+    (its ids index the imported embeddings), or with the folder's ``tokenizer.model`` where it has
+    one (plmscale's Mixtral export rebuilds its sentencepiece model as ``tokenizer.json``). Shards
+    of another tokenizer are refused by name; a folder without ``tokenizer.json`` (or a run without
+    shards yet) is not checked here."""
     import json
 
     from plmscale.data.tokenizer import same_encoding
@@ -69,7 +71,9 @@ def check_tokenizer(folder: Path, cfg: ExperimentConfig) -> None:
     if not model_tokenizer.is_file() or not manifest.is_file():
         return
     shards_tokenizer = Path(cfg.data.path) / json.loads(manifest.read_text())["tokenizer"]["file"]
-    if not same_encoding(model_tokenizer, shards_tokenizer):
+    sentencepiece = folder / "tokenizer.model"
+    if not same_encoding(model_tokenizer, shards_tokenizer) and not (
+            sentencepiece.is_file() and same_encoding(sentencepiece, shards_tokenizer)):
         raise HFImportError(
             f"{model_tokenizer} is the model's tokenizer, but data.path {cfg.data.path} is encoded "
             f"with another one ({shards_tokenizer}), whose ids would index other embeddings; "

@@ -130,7 +130,7 @@ def tokenizer_file(directory: str | Path, tag: str | None = None,
 
 def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> ExperimentConfig:
     """A copy of a saved config for using the trained model: one pipeline stage, the given TP
-    size, no dropout, fp32 weights whatever the training precision, and no DistilBERT teacher
+    size, all experts in each process (expert parallel 1), no dropout, fp32 weights whatever the training precision, and no DistilBERT teacher
     (only training needs it)."""
     cfg = config_from_dict(dataclasses.asdict(cfg))
     cfg.parallel.tensor_model_parallel_size = tensor_parallel_size
@@ -138,6 +138,7 @@ def inference_config(cfg: ExperimentConfig, tensor_parallel_size: int = 1) -> Ex
     cfg.model.hidden_dropout = cfg.model.attention_dropout = 0.0
     cfg.train.precision = "fp32"
     cfg.objective.distillation_teacher_path = None
+    cfg.model.expert_model_parallel_size = 1  # every expert, under its global index
     return cfg
 
 
@@ -277,14 +278,21 @@ def _read(directory: str | Path, tag: str | None, moments: bool) -> FullState:
             f": plmscale moves optimizer state to another layout only from checkpoints without "
             f"pipeline parallelism, ZeRO-3 or experts; resume it at its own layout")
     if cfg.parallel.pipeline_model_parallel_size > 1:
+        if cfg.model.num_experts:
+            raise CheckpointError(f"{directory / tag}: reading a checkpoint of a mixture-of-experts "
+                                  f"model trained with pipeline parallelism is not supported yet; "
+                                  f"resume it at pipeline_model_parallel_size=1 for 0 steps, then "
+                                  f"read that")
         return FullState(cfg, _read_pipeline(directory, tag, cfg, reference), {}, 0)
     if cfg.parallel.zero_stage == 3:
         states = _zero3_states(directory, tag, tp)
     else:
         states = [_load(directory / tag / f"mp_rank_{r:02d}_model_states.pt") for r in range(tp)]
     modules = [s["module"] for s in states] if cfg.parallel.zero_stage != 3 else states
-    full = _merged(reference, modules, vocab,
-                   lambda r: directory / tag / f"mp_rank_{r:02d}_model_states.pt", cfg)
+    experts = _expert_tensors(directory, tag)
+    full = {name: experts[name].float() for name in reference if name in experts}
+    full.update(_merged({n: p for n, p in reference.items() if n not in full}, modules, vocab,
+                        lambda r: directory / tag / f"mp_rank_{r:02d}_model_states.pt", cfg))
     if not moments:
         return FullState(cfg, full, {}, 0)
     per_rank = [_optimizer_state(directory, tag, r, s, reference) for r, s in enumerate(states)]
@@ -393,6 +401,21 @@ def _read_pipeline(directory: Path, tag: str, cfg, reference: dict) -> dict[str,
         raise CheckpointError(f"{directory / tag} holds no {absent[0]} ({len(absent)} tensors "
                               f"absent): the checkpoint is incomplete")
     return full
+
+
+_EXPERT_FILE = "layer_*_expert_*_mp_rank_*_model_states.pt"
+
+
+def _expert_tensors(directory: Path, tag: str) -> dict[str, torch.Tensor]:
+    """The routed experts of an MoE checkpoint, under the ordinary model's names with global expert
+    indices: DeepSpeed saves them outside the module's state, one file per MoE layer and global
+    expert (``layer_{L}_expert_{E}_mp_rank_{tp}_model_states.pt``, keys already global). Experts are
+    not split over TP ranks: whichever rank's file comes first holds the tensor."""
+    experts = {}
+    for path in sorted((directory / tag).glob(_EXPERT_FILE)):
+        for name, tensor in _load(path).items():
+            experts.setdefault(name, tensor)
+    return experts
 
 
 def _layer_file(piece: int, tp_rank: int) -> str:

@@ -35,6 +35,9 @@ FAMILY_MODULES = {
     "ernie": "plmscale.families.ernie",
     "elmo": "plmscale.families.elmo",
     "llama": "plmscale.families.llama",
+    "mixtral": "plmscale.families.mixtral",
+    "qwen2_moe": "plmscale.families.qwen2_moe",
+    "switch": "plmscale.families.switch",
     "unilm": "plmscale.families.unilm",
     "glm": "plmscale.families.glm",
     "xlnet": "plmscale.families.xlnet",
@@ -48,7 +51,7 @@ FAMILY_MODULES = {
 MOE_FIELDS = ("num_experts", "moe_layer_frequency", "moe_top_k", "moe_ffn_hidden_size",
               "moe_shared_experts", "moe_shared_expert_gate", "expert_model_parallel_size",
               "moe_capacity_factor", "moe_dropless", "moe_router_jitter", "moe_aux_loss_coeff",
-              "moe_z_loss_coeff")
+              "moe_z_loss_coeff", "moe_expert_bias_rate")
 MASKED_LM_FIELDS = ("mlm_probability", "mask_token_fraction", "random_token_fraction", "masking",
                     "max_ngram", "span_geometric_p", "span_max_length")
 # The schema's objective defaults are BERT's; families without next-sentence prediction say so.

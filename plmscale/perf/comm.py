@@ -66,5 +66,5 @@ def communication(cfg: ExperimentConfig, layout: Layout) -> Communication:
     for stack in trained:
         if stack.moe_experts and layout.ep > 1:
             routed = stack.seq * b * stack.hidden * stack.moe_topk * a
-            ep_bytes += stack.layers / layout.pp * 4 * routed * _ring(layout.ep) * micro
+            ep_bytes += stack.moe_layers / layout.pp * 4 * routed * _ring(layout.ep) * micro
     return Communication(tp_bytes, pp_bytes, dp_bytes, ep_bytes)

@@ -77,13 +77,18 @@ def stage_tensors(cfg: ExperimentConfig, layout: Layout) -> list[list[tuple[int,
     """Per pipeline stage: (elements, is a weight matrix) of every parameter tensor one rank holds
     (its TP/EP slice; ZeRO not applied)."""
     shape = describe(cfg, layout.tp)
-    stages = []
+    stages, placed = [], {}
     for index, stage in enumerate(_stage_stacks(shape, layout.pp)):
         first, last = index == 0, index == layout.pp - 1
         tensors = []
         for stack, layers in stage:
-            copies = 1 if stack.shared else layers  # ALBERT: one shared set per stage
-            tensors += stack.layer_tensors(layout.tp, layout.ep) * copies
+            start = placed.get(id(stack), 0)  # the stack's layers earlier stages hold
+            placed[id(stack)] = start + layers
+            if stack.shared:  # ALBERT: one shared set per stage
+                tensors += stack.layer_tensors(layout.tp, layout.ep)
+                continue
+            for index in range(start, start + layers):  # MoE layers differ from dense ones
+                tensors += stack.layer_tensors(layout.tp, layout.ep, stack.is_moe(index))
         for t in shape.tensors:
             if _on_stage(t, first, last, layout.pp):
                 tensors.append((t.numel, t.matrix))

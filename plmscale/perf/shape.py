@@ -21,7 +21,9 @@ from plmscale.models.common.megatron import padded_vocab_size
 from plmscale.models.common.mlp import GATED
 
 FAMILIES = ("bert", "roberta", "albert", "electra", "distilbert", "t5", "bart", "gpt", "ernie", "elmo",
-            "llama", "unilm", "glm", "xlnet", "mpnet")
+            "llama", "unilm", "glm", "xlnet", "mpnet", "mixtral", "qwen2_moe", "switch")
+SAME_SHAPE = {"mixtral": "llama", "qwen2_moe": "llama", "switch": "t5"}
+"""Families that are another family's model with experts (their ``Stack`` fields say which)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,15 @@ class Stack:
     shared: bool = False
     """One parameter set for every layer (ALBERT): parameters are counted once."""
     moe_experts: int = 0
+    """Routed experts of an MoE layer (0 = dense stack)."""
     moe_topk: int = 0
+    moe_every: int = 1
+    """Every k-th layer holds experts (the last of each k, as plmscale.models.common.mlp)."""
+    moe_ffn: int = 0
+    """Width of one routed expert (0 = ``ffn``)."""
+    moe_shared_ffn: int = 0
+    """Width of the always-on shared expert MLP (0 = none)."""
+    moe_shared_gate: bool = False
     query_groups: int = 0
     """Key/value heads of grouped-query attention; 0 = one per query head."""
 
@@ -58,21 +68,34 @@ class Stack:
         """Output width of the fused qkv projection: the queries, plus a key and a value per group."""
         return self.inner + 2 * (self.query_groups or self.heads) * self.head_dim
 
+    def is_moe(self, index: int) -> bool:
+        """Layer ``index`` (0-based, within the stack) holds experts."""
+        return bool(self.moe_experts) and (index + 1) % self.moe_every == 0
+
+    @property
+    def moe_layers(self) -> int:
+        return sum(self.is_moe(i) for i in range(self.layers))
+
     def forward_flops(self) -> float:
-        """Forward matmul FLOPs of all layers for one sequence."""
+        """Forward matmul FLOPs of all layers for one sequence (MoE layers: the top-k experts a token
+        runs, the router and the shared expert; the model's FLOPs, not the capacity's padding)."""
         h, s, m, inner, f = self.hidden, self.seq, self.memory, self.inner, self.ffn
         attention = 2 * s * h * self.qkv + 2 * 2 * s * s * inner + 2 * s * inner * h
         cross = 0
         if m:
             cross = 2 * s * h * inner + 2 * m * h * 2 * inner + 2 * 2 * s * m * inner + 2 * s * inner * h
-        mlp = 2 * s * h * f * (3 if self.gated else 2)
-        if self.moe_experts:  # each token runs its top-k experts, plus the router
-            mlp = mlp * self.moe_topk + 2 * s * h * self.moe_experts
-        return self.layers * (attention + cross + mlp)
+        per_width = 2 * s * h * (3 if self.gated else 2)
+        moe = (per_width * ((self.moe_ffn or f) * self.moe_topk + self.moe_shared_ffn)
+               + 2 * s * h * (self.moe_experts + self.moe_shared_gate))
+        moe_layers = self.moe_layers
+        return (self.layers * (attention + cross) + (self.layers - moe_layers) * per_width * f
+                + moe_layers * moe)
 
-    def layer_tensors(self, tp: int, ep: int = 1) -> list[tuple[int, bool]]:
-        """(elements on one TP/EP rank, is a weight matrix) of each parameter of ONE layer.
-        Column-parallel weights and biases are split over TP; row-parallel biases and norms are not."""
+    def layer_tensors(self, tp: int, ep: int = 1, moe: bool | None = None) -> list[tuple[int, bool]]:
+        """(elements on one TP/EP rank, is a weight matrix) of each parameter of ONE layer (``moe``:
+        a layer with experts; None = whether the stack has any). Column-parallel weights and biases
+        are split over TP; row-parallel biases and norms are not. Experts are plain MLPs, whole on
+        every TP rank; a rank holds ``moe_experts / ep`` of them."""
         h, inner, f = self.hidden, self.inner, self.ffn
         out = [(self.qkv * h // tp, True), (inner * h // tp, True)]
         bias = [self.qkv // tp, h]
@@ -80,20 +103,25 @@ class Stack:
             out += [(inner * h // tp, True), (2 * inner * h // tp, True), (inner * h // tp, True)]
             bias += [inner // tp, 2 * inner // tp, h]
         up = 2 if self.gated else 1
-        experts = self.moe_experts // ep if self.moe_experts else 1
-        out += [(f * h // tp, True)] * (up * experts) + [(h * f // tp, True)] * experts
-        bias += ([f // tp] * up + [h]) * experts
-        if self.moe_experts:
+        moe = bool(self.moe_experts) if moe is None else moe
+        mlps = [(f // tp, 1)]  # (width on this rank, copies)
+        if moe:
+            mlps = [(self.moe_ffn or f, self.moe_experts // ep)]
+            mlps += [(self.moe_shared_ffn, 1)] if self.moe_shared_ffn else []
             out.append((self.moe_experts * h, True))  # the router, replicated
+            out += [(h, True)] if self.moe_shared_gate else []
+        for width, copies in mlps:
+            out += ([(width * h, True)] * up + [(h * width, True)]) * copies
+            bias += ([width] * up + [h]) * copies
         if self.bias:
             out += [(n, False) for n in bias]
         norm = h if self.rmsnorm else 2 * h  # weight (+ bias): 1-D tensors of h each
         out += [(h, False)] * ((3 if self.memory else 2) * norm // h)
         return out
 
-    def layer_params(self, tp: int, ep: int = 1) -> int:
+    def layer_params(self, tp: int, ep: int = 1, moe: bool | None = None) -> int:
         """Parameters of ONE layer held by one tensor-parallel (and expert-parallel) rank."""
-        return sum(n for n, _ in self.layer_tensors(tp, ep))
+        return sum(n for n, _ in self.layer_tensors(tp, ep, moe))
 
 
 @dataclass(frozen=True)
@@ -153,7 +181,7 @@ def decoder_length(cfg: ExperimentConfig) -> int:
     d = cfg.data
     if d.decoder_seq_length:
         return d.decoder_seq_length
-    if cfg.model.family == "t5":
+    if SAME_SHAPE.get(cfg.model.family, cfg.model.family) == "t5":
         from plmscale.objectives.span_corruption import corrupted_lengths, raw_length
         o = cfg.objective
         raw = raw_length(d.seq_length, o.noise_density, o.mean_noise_span_length)
@@ -168,8 +196,10 @@ def _stack(m: ModelConfig, name: str, layers: int, seq: int, **kw) -> Stack:
                 gated=m.activation in GATED, bias=m.add_bias_linear,
                 query_groups=m.num_query_groups or 0,
                 rmsnorm=m.normalization == "rmsnorm",
-                moe_experts=getattr(m, "num_moe_experts", None) or 0,
-                moe_topk=getattr(m, "moe_router_topk", None) or 0)
+                moe_experts=m.num_experts, moe_topk=m.moe_top_k if m.num_experts else 0,
+                moe_every=m.moe_layer_frequency, moe_ffn=m.moe_ffn_hidden_size or 0,
+                moe_shared_ffn=m.moe_shared_experts * (m.moe_ffn_hidden_size or m.ffn_hidden_size),
+                moe_shared_gate=bool(m.moe_shared_experts and m.moe_shared_expert_gate))
     args.update(kw)
     return Stack(**args)
 
@@ -219,10 +249,10 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
     """The ``ModelShape`` of ``cfg``'s family for one sequence of ``data.seq_length`` tokens, with
     parameter sizes of one tensor-parallel rank of a ``tp``-way split."""
     m, o, s = cfg.model, cfg.objective, cfg.data.seq_length
-    family = m.family
-    if family not in FAMILIES:
-        raise ValueError(f"plmscale.perf has no model of model.family={family!r}; known: "
+    if m.family not in FAMILIES:
+        raise ValueError(f"plmscale.perf has no model of model.family={m.family!r}; known: "
                          f"{', '.join(FAMILIES)}")
+    family = SAME_SHAPE.get(m.family, m.family)
     h, vocab = m.hidden_size, padded_vocab_size(m, tp)
     predicted = o.mlm_probability * s  # positions that go through the MLM head (expected)
     if family in ("bert", "roberta", "albert", "distilbert", "ernie", "unilm"):

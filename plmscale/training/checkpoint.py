@@ -33,6 +33,7 @@ import torch.distributed as dist
 from plmscale.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from plmscale.export.shards import METADATA_FILE as METADATA
 from plmscale.export.shards import TOKENIZER_FILES, safe_load, write_pipeline_names
+from plmscale.models.moe.checkpoint import complete_moe_checkpoint
 
 MANIFEST = "manifest.json"
 TAG = re.compile(r"^step(\d+)$")
@@ -108,9 +109,9 @@ def save(engine, directory: str, step: int, micro_batches: int, cfg: ExperimentC
     dist.barrier()
     # The config also stays in the client state (plain values, readable with weights_only=True)
     # for readers of the model file written before plmscale.json existed (distillation teachers).
-    engine.save_checkpoint(str(directory), tag=tag, save_latest=False,
-                           client_state={"step": step, "micro_batches": micro_batches,
-                                         "config": config_to_dict(cfg)})
+    client_state = {"step": step, "micro_batches": micro_batches, "config": config_to_dict(cfg)}
+    engine.save_checkpoint(str(directory), tag=tag, save_latest=False, client_state=client_state)
+    complete_moe_checkpoint(engine, str(directory), tag, client_state)  # TP x EP: DeepSpeed's gaps
     _write_self_containment(engine, tag_dir, cfg)
     dist.barrier()
     from plmscale.training.relayout import current_layout

@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from plmscale.config import ExperimentConfig, deepspeed_config
 from plmscale.families import build_model, get_family
+from plmscale.models.moe.compat import count_expert_norms_on_every_tp_rank
 from plmscale.models.moe.parallel import check_experts_on_every_stage, create_expert_groups
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
 from plmscale.training.schedules import Schedule
@@ -85,6 +86,8 @@ def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):
         mpu=None if uses_pipeline(cfg) else DeepSpeedMpu(),
         dist_init_required=False,
     )
+    if cfg.model.num_experts and cfg.parallel.zero_stage in (1, 2):
+        count_expert_norms_on_every_tp_rank(engine.optimizer)
     if not uses_pipeline(cfg) and cfg.parallel.zero_stage == 0 and engine.dp_world_size == 1:
         # One data-parallel rank: the all-reduce is the identity, but DeepSpeed's fallback still
         # flattens every gradient into buckets and copies them back (measured: ~8% of a BERT step

@@ -13,6 +13,7 @@ from megatron.core import parallel_state as ps
 from plmscale.config import ExperimentConfig
 from plmscale.data import micro_batch_loader
 from plmscale.data.sources import run_samples
+from plmscale.models.moe.balance import update_expert_biases
 from plmscale.parallel import device, seed_all
 from plmscale.perf import detect_gpu, step_flops
 from plmscale.training import checkpoint
@@ -168,6 +169,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module | None = None,
                 raise TrainingStopped(stop_message(guard, step, t.save_dir))
             continue
         step += 1
+        update_expert_biases(engine.module)  # auxiliary-loss-free balancing (no-op without it)
         metrics["lr"] = lr
         metrics.update(counts)
         grad_norm = engine.get_global_grad_norm()

@@ -167,6 +167,35 @@ def test_documents_and_paragraphs(tokenizer_model, sp):
     assert stats["tokens"] == sum(len(x["token_ids"]) for x in r)
 
 
+def test_cjk_line_breaks_are_dropped_as_the_pattern_says():
+    """``split_paragraphs`` tries the CJK line-break pattern only around line breaks (a long line
+    is not scanned character by character): the result must equal the pattern applied
+    everywhere, on random mixes of Han, CJK punctuation, spaces, tabs, U+3000 and line breaks."""
+    import random
+
+    from data_prep import textutil as tu
+
+    assert tu._drop_cjk_newlines("中文 \t\n\u3000\u3000第二行\na\n 中。\n，") == "中文第二行\na\n 中。，"
+    alphabet = ["中", "文", "a", " ", "\t", "\n", "\u3000", "，", "。", "\n\n"]
+    rng = random.Random(0)
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
+        assert tu._drop_cjk_newlines(text) == tu._CJK_NEWLINE_RE.sub("", text), repr(text)
+
+
+def test_segmenter_failure_is_the_error_reported(tokenizer_model, monkeypatch):
+    """Sentencepiece's thread goes on without the segmenter when it fails to load; the error
+    that comes out is the segmenter's, not the thread's consequence of it."""
+    ann = Annotator(str(tokenizer_model), language="zh")
+
+    def fail():
+        raise RuntimeError("segmenter could not load")
+
+    monkeypatch.setattr(ann, "_load_han_words", fail)
+    with pytest.raises(RuntimeError, match="segmenter could not load"):
+        ann.annotate(["中文第一行第二行。"])
+
+
 def test_byte_fallback_tokens_use_offsets(tokenizer_model, sp):
     text = "naïve 𝒳yz ☃ café"
     batch, _ = Annotator(str(tokenizer_model), language="en").annotate([text])

@@ -17,7 +17,8 @@ CONFIGS = {"bert": "bert_demo", "roberta": "roberta_tiny", "albert": "albert_tin
            "electra": "electra_tiny", "distilbert": "distilbert_tiny", "t5": "t5_tiny",
            "bart": "bart_tiny", "gpt": "gpt_tiny", "ernie": "ernie_tiny", "llama": "llama_tiny",
            "unilm": "unilm_tiny", "glm": "glm_tiny",
-           "xlnet": "xlnet_tiny", "mpnet": "mpnet_tiny"}
+           "xlnet": "xlnet_tiny", "mpnet": "mpnet_tiny", "mixtral": "mixtral_tiny",
+           "qwen2_moe": "qwen2_moe_tiny", "switch": "t5_switch_tiny"}
 
 SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropout=0",
          "data.seq_length=32", "data.num_workers=0", "train.micro_batch_size=2",
@@ -26,11 +27,16 @@ SMALL = ["model.num_layers=2", "model.hidden_dropout=0", "model.attention_dropou
          "train.save_interval=0", "parallel.zero_stage=1"]
 
 LAYOUT = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "switch")
+# Expert parallel 2 x data parallel 4 (TP 2 x EP 2 cannot save: plmscale.training.checkpoint);
+# HF's MoE classes never drop tokens: their logits equal plmscale's dropless model.
+EXPERT_LAYOUT = ["parallel.tensor_model_parallel_size=1", "parallel.pipeline_model_parallel_size=1",
+                 "model.expert_model_parallel_size=2", "model.moe_dropless=true"]
 
 
 def family_config(family: str, shards: str, save_dir: Path, layout: list[str], teacher=None):
     extra = [f"objective.distillation_teacher_path={teacher}"] if family == "distilbert" else []
-    if family in ("t5", "bart"):
+    if family in ("t5", "bart", "switch"):
         extra.append("model.num_decoder_layers=2")
     return load_config(REPO / "configs" / f"{CONFIGS[family]}.yaml",
                        SMALL + layout + extra + [f"data.path={shards}", f"train.save_dir={save_dir}"])
@@ -111,11 +117,11 @@ def _family_inputs(family: str, encode, tokens, text: str) -> tuple[dict, dict]:
         kw = {"input_ids": x, "token_type_ids": torch.zeros_like(x), "perm_mask": perm,
               "target_mapping": torch.nn.functional.one_hot(targets, n).float()[None]}
         return kw, kw
-    elif family in ("gpt", "llama"):
+    elif family in ("gpt", "llama", "mixtral", "qwen2_moe"):
         return {"input_ids": torch.tensor([[tokens.eos] + ids])}, {"input_ids": torch.tensor([[tokens.eos] + ids])}
     else:  # encoder-decoders: the text as input, its head as decoder input
         x = torch.tensor([ids + [tokens.eos]])
-        start = tokens.pad if family == "t5" else tokens.eos
+        start = tokens.pad if family in ("t5", "switch") else tokens.eos
         dec = torch.tensor([[start] + ids[:6]])
         kw = {"input_ids": x, "attention_mask": torch.ones_like(x), "decoder_input_ids": dec}
         return kw, kw
@@ -138,7 +144,8 @@ OUTPUT_NAMES = {
     "roberta": [("", "logits")], "distilbert": [("", "logits")], "t5": [("", "logits")],
     "bart": [("", "logits")], "gpt": [("", "logits")], "llama": [("", "logits")],
     "unilm": [("", "prediction_logits"), ("", "seq_relationship_logits")], "glm": [("", "logits")],
-    "xlnet": [("", "logits")], "mpnet": [("", "logits")],
+    "xlnet": [("", "logits")], "mpnet": [("", "logits")], "mixtral": [("", "logits")],
+    "qwen2_moe": [("", "logits")], "switch": [("", "logits")],
 }
 
 

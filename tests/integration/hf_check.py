@@ -112,7 +112,7 @@ def check(out: Path, family: str, paragraphs: list[str]) -> dict:
         fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
         found["pipeline"] = [r["token"] for r in
                              fill(f"The castle was {fill.tokenizer.mask_token} and dark.")]
-    elif family in ("gpt", "llama"):
+    elif family in ("gpt", "llama", "mixtral", "qwen2_moe"):
         generate = pipeline("text-generation", model=str(hf_root), tokenizer=str(hf_root))
         result = generate("The castle", max_new_tokens=8, do_sample=False)
         found["pipeline"] = result[0]["generated_text"]

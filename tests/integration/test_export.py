@@ -19,11 +19,14 @@ pytestmark = pytest.mark.slow
 
 # BERT first: it is DistilBERT's teacher.
 FAMILIES = ["bert", "gpt", "roberta", "albert", "electra", "distilbert", "t5", "bart", "ernie",
-            "llama", "unilm", "glm", "xlnet", "mpnet"]
-DECODERS = ("gpt", "llama")  # the GPT family's decoder (GPT2LMHeadModel, LlamaForCausalLM)
+            "llama", "unilm", "glm", "xlnet", "mpnet", "mixtral", "qwen2_moe", "switch"]
+# The GPT family's decoder (GPT2LMHeadModel, LlamaForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM).
+DECODERS = ("gpt", "llama", "mixtral", "qwen2_moe")
 # Every family at TP=2 x PP=2 (ELECTRA's shared embeddings are a forward_fn tie, which the
-# pipeline saves with its layer files: plmscale.parallel.pipeline).
-LAYOUTS: dict[str, list[str]] = {}
+# pipeline saves with its layer files: plmscale.parallel.pipeline); the MoE families at expert
+# parallel 2 x data parallel 4 (DeepSpeed saves their experts per global index, outside the
+# module's state).
+LAYOUTS: dict[str, list[str]] = {f: workers.EXPERT_LAYOUT for f in workers.MOE_FAMILIES}
 TEXT = "The castle stood upon the hill, and the night was dark and full of strange sounds."
 FILL_MASK = ("bert", "roberta", "albert", "distilbert", "electra", "ernie", "unilm", "mpnet")
 
@@ -59,7 +62,9 @@ def test_exported_logits_equal_plmscale(exported, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_exported_tokenizer_reproduces_sentencepiece(exported, family):
     tok = exported[1][family]["tokenizer"]
-    assert tok["tokenizer_class"] == "SentencePieceBackend"
+    # Mixtral's AutoTokenizer is always transformers' fast backend (plmscale.export.hf
+    # needs_fast_tokenizer): its tokenizer.json is rebuilt from the sentencepiece model.
+    assert tok["tokenizer_class"] == ("TokenizersBackend" if family == "mixtral" else "SentencePieceBackend")
     assert tok["encode_mismatch"] == 0 and tok["decode_mismatch"] == 0, tok
     assert tok["paragraphs"] - tok["byte_paragraphs"] > 1000
     assert tok["masked_ids"] == tok["sp_masked_ids"] and tok["mask_id"] in tok["masked_ids"]
@@ -69,10 +74,11 @@ def test_exported_tokenizer_reproduces_sentencepiece(exported, family):
     layouts = {"bert": (4, 5), "albert": (4, 5), "electra": (4, 5), "distilbert": (4, 5),
                "roberta": (2, 3), "bart": (2, 3), "t5": (None, 3), "gpt": (3, None),
                "llama": (3, None), "unilm": (4, 5), "glm": (4, None), "mpnet": (2, 3),
-               "xlnet": (None, None), "ernie": (4, 5)}
+               "xlnet": (None, None), "ernie": (4, 5), "mixtral": (3, None),
+               "qwen2_moe": (3, None), "switch": (None, 3)}
     head, tail = layouts[family]
     assert wrapped == [i for i in (head,) if i is not None] + plain + [i for i in (tail,) if i is not None]
-    if family in DECODERS + ("t5", "bart"):
+    if family in DECODERS + ("t5", "bart", "switch"):
         assert config["eos_token_id"] == 3, config  # </s>: generation stops
 
 
@@ -91,7 +97,7 @@ def test_exported_pipeline_runs(exported, family):
     files = set(found[family]["files"])
     assert {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"} <= files
     # XLNetLMHeadModel generates too (HF writes its generation config).
-    assert ("generation_config.json" in files) == (family in DECODERS + ("t5", "bart", "glm", "xlnet")), files
+    assert ("generation_config.json" in files) == (family in DECODERS + ("t5", "bart", "glm", "xlnet", "switch")), files
     if family == "glm":
         assert "block_position_embeddings.safetensors" in files
 

@@ -26,7 +26,13 @@ def micro_batches(vocab: int, count: int = 4, batch: int = 2, seq: int = 24) -> 
     return [{"input_ids": t[:, :-1], "labels": t[:, 1:]} for t in tokens]
 
 
-def layout_step(overrides: list[str], tp: int, ep: int) -> dict:
+def layout_config(overrides: list[str], tp: int, ep: int, dp: int):
+    return load_config(None, TINY + overrides + [
+        f"parallel.tensor_model_parallel_size={tp}", f"model.expert_model_parallel_size={ep}",
+        f"train.gradient_accumulation_steps={4 // dp}"])
+
+
+def layout_step(overrides: list[str], tp: int, ep: int, engine_out: list | None = None) -> dict:
     """One optimiser step's forward/backward on the DeepSpeed engine (ZeRO-0, so the reduced
     gradients stay in ``.grad``): every layout covers the same 4 micro-batches (data-parallel rank d
     takes global micro-batch a * dp + d at accumulation step a). Returns the metrics averaged over
@@ -37,9 +43,7 @@ def layout_step(overrides: list[str], tp: int, ep: int) -> dict:
     from plmscale.training.metrics import average_over_data_parallel
     from megatron.core import parallel_state as ps
     dp = dist.get_world_size() // tp
-    cfg = load_config(None, TINY + overrides + [
-        f"parallel.tensor_model_parallel_size={tp}", f"model.expert_model_parallel_size={ep}",
-        f"train.gradient_accumulation_steps={4 // dp}"])
+    cfg = layout_config(overrides, tp, ep, dp)
     validate_config(cfg, dist.get_world_size())
     init_model_parallel(cfg)
     seed_all(cfg.train.seed)
@@ -53,8 +57,63 @@ def layout_step(overrides: list[str], tp: int, ep: int) -> dict:
             engine.step()  # counts the micro-step: the last backward is the accumulation boundary
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v) / (4 // dp)
+    if engine_out is not None:
+        engine_out[:] = [engine, cfg]
     return {"metrics": average_over_data_parallel(sums),
             "grads": full_tensors(engine.module, cfg.model.vocab_size, grads=True)}
+
+
+def _difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def _moments(engine) -> dict[str, torch.Tensor]:
+    """This rank's Adam moments (ZeRO-0: the torch optimizer's state, by parameter number)."""
+    state = engine.optimizer.state_dict()["state"]
+    return {f"{i}.{key}": value.clone() for i, entry in state.items()
+            for key, value in entry.items() if key in ("exp_avg", "exp_avg_sq")}
+
+
+def resume_across_expert_parallel_sizes(directory: str, first: tuple, later: list) -> dict:
+    """Save after a step at layout ``first`` = (tp, ep); then for each (tp, ep) of ``later``: load
+    the previous checkpoint (another expert-parallel size: DeepSpeed's per-expert files), compare
+    the weights with what was saved (exactly), step once and save again. The shard reader's full
+    tensors of every checkpoint are compared with the weights saved too."""
+    import torch.distributed as dist
+
+    from plmscale.export.shards import read_full_tensors
+    from plmscale.training import checkpoint
+    from plmscale.training.engine import build_engine
+    held = []
+    layout_step([], *first, engine_out=held)
+    engine, cfg = held
+    engine.step()
+    checkpoint.save(engine, f"{directory}/0", 1, 4, cfg)
+    saved, moments = full_tensors(engine.module, cfg.model.vocab_size), _moments(engine)
+    found = {f"read TP{first[0]} x EP{first[1]}": _difference(read_full_tensors(f"{directory}/0")[1], saved)}
+    # (keys: "load at <layout> #i" = weights after loading save i - 1; "moments at <layout> #i" =
+    # this rank's Adam moments after loading a save of the same layout; "read <layout> #i" = the
+    # shard reader on save i)
+    for i, (tp, ep) in enumerate(later, 1):
+        cfg = layout_config([], tp, ep, dist.get_world_size() // tp)
+        init_model_parallel(cfg)
+        engine, _ = build_engine(cfg)
+        step, _, _ = checkpoint.load(engine, f"{directory}/{i - 1}", cfg=cfg)
+        loaded = full_tensors(engine.module, cfg.model.vocab_size)
+        found[f"load at TP{tp} x EP{ep} #{i}"] = _difference(loaded, saved) if step == i else float("nan")
+        if (tp, ep) == ([first] + later)[i - 1]:
+            found[f"moments at TP{tp} x EP{ep} #{i}"] = _difference(_moments(engine), moments)
+        batch = micro_batches(cfg.model.vocab_size)[0]
+        # A whole accumulation cycle: DeepSpeed reduces the gradients in the boundary's backward
+        # (without it, TP peers would step their experts, each on its half of the slots, apart).
+        for _ in range(cfg.train.gradient_accumulation_steps):
+            engine.backward(engine(batch)["loss"])
+            engine.step()
+        checkpoint.save(engine, f"{directory}/{i}", i + 1, 4, cfg)
+        saved, moments = full_tensors(engine.module, cfg.model.vocab_size), _moments(engine)
+        found[f"read TP{tp} x EP{ep} #{i}"] = _difference(read_full_tensors(f"{directory}/{i}")[1], saved)
+    return found
 
 
 def routing_statistics() -> dict:
@@ -101,14 +160,19 @@ def gather_shim_check() -> dict:
             "diff": float((gather_tokens_flat(mine, dim=1) - want).abs().max())}
 
 
-def moe_layouts() -> dict:
+def moe_layouts(directory: str) -> dict:
     """Every layout of ``LAYOUTS`` against TP1 x EP1 (metrics incl. the auxiliary and z losses, and
-    gathered gradients), and the routing statistics."""
+    gathered gradients), the routing statistics, and checkpoints across expert-parallel sizes
+    (EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2 -> TP2 x EP2, the last
+    with the optimizer state, under ``directory``)."""
     init_distributed()
+    resumes = resume_across_expert_parallel_sizes(f"{directory}/tp1", (1, 1), [(1, 2), (1, 4), (1, 1)])
+    resumes.update(resume_across_expert_parallel_sizes(f"{directory}/tp2", (2, 2),
+                                                       [(2, 1), (2, 2), (2, 2)]))
     runs = {name: layout_step([], tp, ep) for name, (tp, ep) in LAYOUTS.items()}
     shim = gather_shim_check()  # the last layout is TP=2
     reference = runs["TP1 x EP1"]
-    result = {"shim": shim, "routing": routing_statistics(), "grad_norm": grad_norm(reference["grads"]),
+    result = {"resumes": resumes, "shim": shim, "routing": routing_statistics(), "grad_norm": grad_norm(reference["grads"]),
               "metrics": reference["metrics"], "expert_grads": sorted(
                   n for n in reference["grads"] if "deepspeed_experts" in n)}
     for name, run in runs.items():

@@ -1,7 +1,8 @@
 """Mixture of experts on DeepSpeed's MoE engine: expert parallelism (EP=2, EP=4, TP2 x EP2) computes
 what EP=1 computes (dropless routing, fp32: loss, auxiliary and z losses, routing metrics and every
-gathered gradient), and the routing statistics the block reports are the paper formulas on fixed
-routings. One 4-rank group runs it all."""
+gathered gradient), the routing statistics the block reports are the paper formulas on fixed
+routings, and checkpoints resume and export at other expert-parallel sizes. One 4-rank group runs
+it all."""
 
 import math
 
@@ -15,8 +16,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ranks():
-    return run_ranks(4, moe_layouts)
+def ranks(tmp_path_factory):
+    return run_ranks(4, moe_layouts, str(tmp_path_factory.mktemp("moe_checkpoints")))
+
+
+def test_checkpoints_resume_at_other_expert_parallel_sizes(ranks):
+    """EP1 -> EP2 -> EP4 -> EP1 and TP2 x EP2 -> TP2 x EP1 -> TP2 x EP2 -> TP2 x EP2 (the same
+    layout: DeepSpeed loads each rank's Adam moments too, exactly): every load gives exactly the
+    weights saved (experts by global index), and the shard reader (export) reads every
+    checkpoint's experts exactly (TP2: the files DeepSpeed leaves out,
+    plmscale.models.moe.checkpoint)."""
+    for rank in ranks:
+        assert list(rank["resumes"]) == [
+            "read TP1 x EP1", "load at TP1 x EP2 #1", "read TP1 x EP2 #1", "load at TP1 x EP4 #2",
+            "read TP1 x EP4 #2", "load at TP1 x EP1 #3", "read TP1 x EP1 #3", "read TP2 x EP2",
+            "load at TP2 x EP1 #1", "read TP2 x EP1 #1", "load at TP2 x EP2 #2", "read TP2 x EP2 #2",
+            "load at TP2 x EP2 #3", "moments at TP2 x EP2 #3", "read TP2 x EP2 #3"]
+        assert all(diff == 0 for diff in rank["resumes"].values()), rank["resumes"]
 
 
 @pytest.mark.parametrize("layout", [name for name in LAYOUTS if name != "TP1 x EP1"])

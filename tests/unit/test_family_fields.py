@@ -42,7 +42,8 @@ SET = {"embedding_size": "64", "num_decoder_layers": "3", "normalization": "rmsn
        "num_experts": "4", "moe_layer_frequency": "2", "moe_top_k": "2", "moe_ffn_hidden_size": "64",
        "moe_shared_experts": "1", "moe_shared_expert_gate": "true", "expert_model_parallel_size": "2",
        "moe_capacity_factor": "2.0", "moe_dropless": "true", "moe_router_jitter": "true",
-       "moe_aux_loss_coeff": "0.1", "moe_z_loss_coeff": "0.01"}
+       "moe_aux_loss_coeff": "0.1", "moe_z_loss_coeff": "0.01",
+       "moe_expert_bias_rate": "0.001"}
 
 
 def _ignored(family: str) -> list[tuple[str, str]]:

@@ -74,7 +74,7 @@ def test_family_defaults_and_validation():
     # GPT-2 has no key/value groups or rotary base: refused, naming the family that reads them.
     for field in ("num_query_groups=2", "rotary_base=1000.0"):
         cfg = load_config(None, ["model.preset=gpt-tiny", f"model.{field}"])
-        with pytest.raises(ConfigError, match=r"read by: llama\)"):
+        with pytest.raises(ConfigError, match=r"read by: llama, mixtral, qwen2_moe\)"):
             validate_config(cfg, world_size=1)
     with pytest.raises(ValueError, match="HF Llama needs model.normalization='rmsnorm'"):
         hf_config(load_config(None, TINY + ["model.normalization=layernorm"]).model)

@@ -10,6 +10,8 @@ from plmscale.families import build_model, count_parameters
 from plmscale.parallel import init_model_parallel
 
 MOE = ["model.preset=gpt-tiny", "model.vocab_size=1000", "model.num_experts=4"]
+# 48 tokens per rank's micro-batch, TP 2: DeepSpeed splits each expert's capacity over the TP ranks.
+CAPACITY = ["parallel.tensor_model_parallel_size=2", "train.micro_batch_size=2", "data.seq_length=24"]
 
 
 @pytest.mark.parametrize("overrides, world, fragment", [
@@ -20,15 +22,26 @@ MOE = ["model.preset=gpt-tiny", "model.vocab_size=1000", "model.num_experts=4"]
      r"valid values: \[1\]"),
     (["model.moe_top_k=5"], 1, r"moe_top_k=5 must be in 1..model.num_experts=4"),
     (["model.num_experts=0", "model.expert_model_parallel_size=2"], 2, r"needs experts"),
+    (["model.moe_expert_bias_rate=-0.001"], 1, r"moe_expert_bias_rate=-0.001 must be >= 0"),
+    (CAPACITY + ["model.moe_capacity_factor=1.25"], 2,
+     r"the decoder experts' capacity ceil\(moe_top_k 1 x 1.25 x 48 tokens .*\) = 15 is not divisible "
+     r"by parallel.tensor_model_parallel_size=2 .*set model.moe_capacity_factor=1.2917 \(capacity "
+     r"16\) or model.moe_dropless=true"),
 ])
 def test_impossible_moe_settings_are_refused_naming_valid_values(overrides, world, fragment):
     with pytest.raises(ConfigError, match=fragment):
         validate_config(load_config(None, MOE + overrides), world)
 
 
+def test_the_suggested_capacity_factor_and_dropless_pass():
+    for extra in (["model.moe_capacity_factor=1.2917"], ["model.moe_capacity_factor=1.25",
+                                                         "model.moe_dropless=true"]):
+        validate_config(load_config(None, MOE + CAPACITY + extra), 2)
+
+
 def test_families_without_moe_layers_refuse_the_fields():
     cfg = load_config(None, ["model.preset=bart-tiny", "model.num_experts=4"])
-    with pytest.raises(ConfigError, match=r"num_experts=4 \(read by: bert, gpt, roberta, t5\)"):
+    with pytest.raises(ConfigError, match=r"num_experts=4 \(read by: bert, gpt, mixtral, qwen2_moe, roberta, switch, t5\)"):
         validate_config(cfg, 1)
 
 

@@ -97,15 +97,26 @@ def test_encoder_decoder_lengths_are_separate():
 
 
 def test_moe_counts_active_experts_only():
-    """MoE fields (megatron-core names) are read when a config carries them: FFN FLOPs scale with
-    the router's top-k, not with the number of experts; parameters with the number of experts."""
-    cfg = load_config(None, ["model.preset=gpt-tiny", "data.seq_length=64"])
-    dense = describe(cfg).stacks[0]
-    moe = dataclasses.replace(dense, moe_experts=8, moe_topk=2)
-    h, f, s = dense.hidden, dense.ffn, dense.seq
-    ffn = 2 * s * h * f * 2 * dense.layers
-    assert moe.forward_flops() - dense.forward_flops() == ffn + 2 * s * h * 8 * dense.layers
-    assert moe.layer_params(1, ep=2) - dense.layer_params(1) == 3 * (2 * h * f + f + h) + 8 * h
+    """The MoE fields of the config are read: FFN FLOPs scale with the router's top-k (at the
+    experts' own width, plus the router and the shared expert with its gate), not with the number of
+    experts, and only on the layers with experts; parameters with the number of experts."""
+    base = ["model.preset=gpt-tiny", "data.seq_length=64"]
+    dense = describe(load_config(None, base)).stacks[0]
+    cfg = load_config(None, base + ["model.num_experts=8", "model.moe_top_k=3",
+                                    "model.moe_ffn_hidden_size=128", "model.moe_shared_experts=1",
+                                    "model.moe_shared_expert_gate=true", "model.num_layers=4",
+                                    "model.moe_layer_frequency=2"])
+    moe = describe(cfg).stacks[0]
+    assert (moe.moe_experts, moe.moe_topk, moe.moe_ffn, moe.moe_shared_ffn, moe.moe_layers) == (8, 3, 128, 128, 2)
+    h, f, s, g = dense.hidden, dense.ffn, dense.seq, 128
+    per_layer = dense.forward_flops() / dense.layers
+    mlp = 2 * s * h * f * 2
+    moe_mlp = 2 * s * h * g * 2 * (3 + 1) + 2 * s * h * (8 + 1)
+    assert moe.forward_flops() == 4 * per_layer + 2 * (moe_mlp - mlp)
+    # One MoE layer on one of 2 expert-parallel ranks: 4 experts + the shared one, router, gate.
+    assert moe.layer_params(1, ep=2, moe=True) - dense.layer_params(1) == \
+        4 * (2 * h * g + g + h) + (2 * h * g + g + h) - (2 * h * f + f + h) + 8 * h + h
+    assert moe.layer_params(1, moe=False) == dense.layer_params(1)
 
 
 # Narayanan et al. 2021 (PTD-P), Table 1 — also the table of Megatron-LM's README of April 2021

@@ -16,14 +16,16 @@ pytestmark = pytest.mark.usefixtures("single_rank")
 PRESETS = ["bert-tiny", "roberta-tiny", "albert-tiny", "electra-tiny", "distilbert-tiny", "gpt-tiny",
            "t5-tiny", "bart-tiny", "bert-base", "gpt2", "t5-v1_1-base", "albert-base", "bart-base",
            "ernie-2.0-tiny", "elmo-words-tiny", "elmo-original", "llama-tiny", "tinyllama-1.1b",
-           "llama-2-7b"]
+           "llama-2-7b", "mixtral-tiny", "qwen2-moe-tiny", "switch-tiny"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_parameter_tensors_match_the_built_model(preset):
     """Every parameter tensor (elements, and whether it is a weight-decayed matrix) the config
-    predicts is one the model allocates, padding included."""
-    cfg = load_config(None, [f"model.preset={preset}"])
+    predicts is one the model allocates, padding included (MoE presets: experts every other layer,
+    a shared expert and its gate where they have them)."""
+    extra = ["model.moe_layer_frequency=2"] if preset == "qwen2-moe-tiny" else []
+    cfg = load_config(None, [f"model.preset={preset}", *extra])
     init_model_parallel(cfg)
     with torch.device("meta"):
         model = build_model(cfg)

@@ -63,8 +63,23 @@ def hf_config(cfg: ModelConfig, pad_token_id: int = 0, eos_token_id: int = 1):
                     eos_token_id=eos_token_id, decoder_start_token_id=pad_token_id)
 
 
-def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Map full (TP-gathered, unpadded) plmscale tensors to ``T5ForConditionalGeneration`` names."""
+def dense_feed_forward(full: dict[str, torch.Tensor], ours: str, hf: str, cfg: ModelConfig,
+                       layer_number: int) -> dict[str, torch.Tensor]:
+    """T5's ``DenseReluDense`` of the layer at ``ours`` (HF sub-layer prefix ``hf``)."""
+    dense = hf + "DenseReluDense."
+    out = {dense + "wo.weight": full[ours + "mlp.linear_fc2.weight"]}
+    if cfg.activation == "gated-gelu":
+        out[dense + "wi_0.weight"] = full[ours + "mlp.linear_fc1.weight"]
+        out[dense + "wi_1.weight"] = full[ours + "mlp.linear_fc1_up.weight"]
+    else:
+        out[dense + "wi.weight"] = full[ours + "mlp.linear_fc1.weight"]
+    return out
+
+
+def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
+                     feed_forward=dense_feed_forward) -> dict[str, torch.Tensor]:
+    """Map full (TP-gathered, unpadded) plmscale tensors to ``T5ForConditionalGeneration`` names;
+    ``feed_forward`` maps each layer's FFN (``dense_feed_forward``'s arguments; Switch: experts)."""
     _check(cfg)
     if cfg.add_bias_linear or cfg.normalization != "rmsnorm":
         raise ValueError("HF T5 has no linear biases and uses RMSNorm")
@@ -94,13 +109,7 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
                             cross + "o.weight": full[ours + "cross_attention.linear_proj.weight"],
                             hf + "1.layer_norm.weight": full[ours + "cross_attention_layernorm.weight"]})
                 ffn = "2"
-            dense = hf + ffn + ".DenseReluDense."
-            if cfg.activation == "gated-gelu":
-                out[dense + "wi_0.weight"] = full[ours + "mlp.linear_fc1.weight"]
-                out[dense + "wi_1.weight"] = full[ours + "mlp.linear_fc1_up.weight"]
-            else:
-                out[dense + "wi.weight"] = full[ours + "mlp.linear_fc1.weight"]
-            out[dense + "wo.weight"] = full[ours + "mlp.linear_fc2.weight"]
+            out.update(feed_forward(full, ours, hf + ffn + ".", cfg, i))
             out[hf + ffn + ".layer_norm.weight"] = full[ours + "pre_mlp_layernorm.weight"]
         out[f"{stack}.final_layer_norm.weight"] = full[f"{stack}.final_layernorm.weight"]
     return out

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.models.common.mlp import activate
+from plmscale.models.common.mlp import GATED, activate
 from plmscale.models.moe.compat import install_gloo_gather_shim
 
 
@@ -39,7 +39,7 @@ class ExpertMLP(nn.Module):
         self.activation, self.approximate = cfg.activation, cfg.gelu_approximate
         self.linear_fc1 = nn.Linear(cfg.hidden_size, ffn, bias=bias)
         self.linear_fc1_up = (nn.Linear(cfg.hidden_size, ffn, bias=bias)
-                              if cfg.activation == "gated-gelu" else None)
+                              if cfg.activation in GATED else None)
         self.linear_fc2 = nn.Linear(ffn, cfg.hidden_size, bias=bias)
         self.dropout = nn.Dropout(cfg.hidden_dropout) if inner_dropout else None
 
@@ -89,6 +89,9 @@ class MoEFeedForward(nn.Module):
                        noisy_gate_policy="Jitter" if cfg.moe_router_jitter else None,
                        # Deterministic routing: no random token selection, no sampled 2nd expert.
                        use_rts=False, top2_2nd_expert_sampling=False)
+        if cfg.moe_expert_bias_rate:
+            from plmscale.models.moe.balance import BiasedTopKGate
+            BiasedTopKGate.enable_bias(self.moe.deepspeed_moe.gate, cfg.moe_expert_bias_rate)
         for param in self.moe.deepspeed_moe.experts.parameters():
             param.num_local_experts = self.moe.num_local_experts  # for global_expert_name
         shared = cfg.moe_shared_experts
