@@ -6,7 +6,8 @@ vocab 32000), in one run, interleaved ``--repeats`` times:
 * raw: a subprocess that loads the tokenizer, reads the corpus, cuts it into the paragraphs
   ``encode`` encodes (``split_paragraphs`` of each document: the same tokens) and calls
   ``Tokenizer.encode_batch(paragraphs, add_special_tokens=False)`` with ``RAYON_NUM_THREADS=T``;
-* end to end: ``python -m data_prep encode --workers T --tokenizer tokenizer.json``.
+* end to end: ``python -m data_prep encode --workers T --tokenizer tokenizer.json`` (T worker
+  processes of one thread each; raw's ``RAYON_NUM_THREADS`` is not passed on to them).
 
 Both timed from process start to exit and as the encode call (raw: ``encode_batch`` only; end to
 end: what the tool reports). Target: end to end >= 0.85 of raw. Usage::
@@ -85,10 +86,15 @@ def build(kind: str, corpus: Path, path: Path, vocab: int) -> Path:
 
 def measure(kind: str, tokenizer: Path, args) -> dict:
     raws, e2es = [], []
-    os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # raw's threads (the subprocess inherits)
+    # Same threads on both sides: raw's pool has T threads; end to end runs T worker processes,
+    # each single-threaded (the encoder's choice), so it must not inherit raw's setting.
+    for name in ("RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
+        os.environ.pop(name, None)
     for _ in range(args.repeats):
+        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # raw's threads (the subprocess inherits)
         raw = bench.run_measured([sys.executable, "-c", RAW_SCRIPT, str(tokenizer), str(args.corpus),
                                   bench.SEP])
+        del os.environ["RAYON_NUM_THREADS"]
         raw.update(json.loads(raw["stdout"]))
         raws.append(raw)
         e2es.append(bench.run_end_to_end(args.corpus, tokenizer, args.workdir / f"out-{kind}",

@@ -351,9 +351,10 @@ class Annotator:
         if self.language != "en":
             han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
         if self.hf:
-            id_arrays, hf_words = self.sp.encode_with_words(paragraphs)
-            hf_word = np.concatenate(hf_words) if hf_words else np.zeros(0, dtype=bool)
-            tok, han_words, han_chars = self._token_pass(*_flat(id_arrays), hf_word), None, None
+            # The tokenizer's own words (data_prep.hf_tokenizer), flat: no tables, offsets or
+            # segmenter, and no gazetteer spans (refused in __init__).
+            ids, hf_word, par_len = self.sp.encode_with_words(paragraphs)
+            tok, han_words, han_chars = self._token_pass(ids, par_len, hf_word), None, None
         else:
             tok, han_words, han_chars = self._encode(paragraphs, han_pars)
         ids, par_start, word, first_tokens = tok.ids, tok.par_start, tok.word, tok.first_tokens

@@ -14,7 +14,8 @@ added tokens marked special) are control pieces.
 from __future__ import annotations
 
 import os
-from itertools import chain
+from itertools import accumulate, chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -42,12 +43,28 @@ def _byte_decoder() -> dict[str, int]:
     return table
 
 
+class _ToLatin1(dict):
+    """``str.translate`` table: a byte-level character -> the Latin-1 character of its byte, any
+    other character (a non-special added token's) -> "?". Translating and then encoding as Latin-1
+    gives a piece's bytes in C, not in a Python loop per character (32k+ pieces at start-up)."""
+
+    def __init__(self):
+        super().__init__({ord(c): chr(b) for c, b in _byte_decoder().items()})
+
+    def __missing__(self, code_point: int) -> str:
+        return "?"
+
+
 class HFTokenizer:
     """``tokenizers.Tokenizer`` from ``path`` with sentencepiece-like methods (see module doc)."""
 
     def __init__(self, path: str, num_threads: int = -1):
-        if num_threads > 0:  # before the first parallel call: the pool is made once per process
-            os.environ.setdefault("RAYON_NUM_THREADS", str(num_threads))
+        if num_threads > 0:
+            # Before the first parallel call (the pool is made once per process), and set, not
+            # defaulted: the encoder runs one single-threaded worker per core, and workers that
+            # inherited a larger RAYON_NUM_THREADS would oversubscribe the cores (15-25 % more CPU
+            # per token measured with 2 workers x 2 threads on 2 cores).
+            os.environ["RAYON_NUM_THREADS"] = str(num_threads)
         from tokenizers import Tokenizer
         self.tokenizer = Tokenizer.from_file(path)
         self.path = path
@@ -60,28 +77,34 @@ class HFTokenizer:
                         if t.special}
         model = type(self.tokenizer.model).__name__
         self.kind = "byte-level BPE" if model == "BPE" and self._byte_level() else model
-        self.pieces = [p if p in self.special else self._sp_spelling(p) for p in raw]
+        special = self.special
+        self.pieces = [p if p in special else s for p, s in zip(raw, self._sp_spellings(raw))]
         unk = getattr(self.tokenizer.model, "unk_token", None)
         self.unk = vocab.get(unk, -1) if unk else -1
 
     def _byte_level(self) -> bool:
         """The pre-tokenizer maps bytes to GPT-2's alphabet (alone or in a Sequence)."""
         import json
-        pre = json.loads(self.tokenizer.to_str()).get("pre_tokenizer") or {}
+        pre_tokenizer = self.tokenizer.pre_tokenizer
+        # Its own state only: the whole tokenizer's JSON (vocab, merges) takes 40 ms to parse.
+        pre = json.loads(pre_tokenizer.__getstate__()) if pre_tokenizer is not None else {}
         return pre.get("type") == "ByteLevel" or any(
             p.get("type") == "ByteLevel" for p in pre.get("pretokenizers", []))
 
-    def _sp_spelling(self, piece: str) -> str:
+    def _sp_spellings(self, pieces: list[str]) -> list[str]:
+        """``pieces`` spelled in sentencepiece's convention (module doc); one list comprehension
+        each, not a method call per piece (this runs at every start-up)."""
         if self.kind == "WordPiece":
             prefix = self.tokenizer.model.continuing_subword_prefix
-            return piece[len(prefix):] if piece.startswith(prefix) else WS + piece
+            cut = len(prefix)
+            return [p[cut:] if p.startswith(prefix) else WS + p for p in pieces]
         if self.kind == "byte-level BPE":
-            if not hasattr(self, "_bytes"):
-                self._bytes = _byte_decoder()
-            data = bytes(self._bytes.get(c, 0x3F) for c in piece)
-            text = data.decode("utf-8", errors="replace")
-            return WS + text[1:] if text.startswith(" ") else text
-        return piece  # Unigram / BPE with Metaspace: already ▁-spelled
+            # One character per byte: the pieces' bytes lie at the pieces' character offsets.
+            data = "".join(pieces).translate(_ToLatin1()).encode("latin-1")
+            ends = list(accumulate(map(len, pieces)))
+            texts = [data[a:b].decode("utf-8", errors="replace") for a, b in zip([0] + ends, ends)]
+            return [WS + t[1:] if t.startswith(" ") else t for t in texts]
+        return pieces  # Unigram / BPE with Metaspace: already ▁-spelled
 
     # -- the sentencepiece methods the annotator calls -------------------------------------
     def get_piece_size(self) -> int:
@@ -107,22 +130,26 @@ class HFTokenizer:
         """One text -> list of ids; a list of texts -> list of int32 arrays (``out_type`` numpy)."""
         if isinstance(text, str):
             return self.tokenizer.encode(text, add_special_tokens=False).ids
-        return self.encode_with_words(text)[0]
+        ids, _, lengths = self.encode_with_words(text)
+        return np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-    def encode_with_words(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(ids, word-start flags) per text, in one batch call. Built as two flat arrays, then
-        cut into views: no numpy call per paragraph (thousands per chunk)."""
+    def encode_with_words(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The texts' ids (int32) and word-start flags (bool), concatenated, and each text's
+        number of tokens (int64), from one batch call. Flat, as the annotator uses them: no numpy
+        call per text (thousands per chunk)."""
         if not texts:
-            return [], []
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
         total = int(lengths.sum())
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32,
+        ids = np.fromiter(chain.from_iterable(map(attrgetter("ids"), encodings)), dtype=np.int32,
                           count=total)
-        word = np.array(list(chain.from_iterable(e.word_ids for e in encodings)),
-                        dtype=np.float64)  # None (no word) -> nan
+        words = chain.from_iterable(map(attrgetter("word_ids"), encodings))
+        try:
+            word = np.fromiter(words, dtype=np.int64, count=total)
+        except TypeError:  # a token of no word (None): nan, which differs from every neighbour
+            word = np.array([np.nan if w is None else w for e in encodings for w in e.word_ids])
         starts = np.ones(total, dtype=bool)
-        starts[1:] = word[1:] != word[:-1]  # nan != anything: a start
-        cuts = np.cumsum(lengths)[:-1]
-        starts[cuts[cuts < total]] = True  # each text's first token
-        return np.split(ids, cuts), np.split(starts, cuts)
+        np.not_equal(word[1:], word[:-1], out=starts[1:])
+        starts[np.cumsum(lengths[lengths > 0])[:-1]] = True  # each text's first token
+        return ids, starts, lengths

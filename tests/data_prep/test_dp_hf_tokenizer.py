@@ -81,3 +81,16 @@ def test_chinese_segmentation_and_gazetteers_need_sentencepiece(encoded):
                          str(out / "tokenizer.json"), "--output", str(out / "zh"),
                          "--language", "zh", check=False)
     assert done.returncode != 0 and "Hugging Face tokenizer" in done.stderr, done.stderr[-2000:]
+
+
+def test_byte_level_pieces_are_spelled_as_the_tokenizers_decoder_spells_them(tmp_path):
+    """The annotator's tables (sentence starts) read ``HFTokenizer.pieces``: each byte-level piece
+    of the model's vocabulary is the text the tokenizer's own decoder gives for that token alone
+    (invalid UTF-8 of a partial character included), with a leading space written as ``▁``."""
+    from data_prep.hf_tokenizer import WS, HFTokenizer
+    tok = build_tokenizer("gpt2", tmp_path / "tokenizer.json")
+    pieces = HFTokenizer(str(tmp_path / "tokenizer.json")).pieces
+    vocab = tok.get_vocab(with_added_tokens=False)
+    spelled = {i: pieces[i].replace(WS, " ", 1) for i in vocab.values()}
+    assert spelled == {i: tok.decode([i], skip_special_tokens=False) for i in vocab.values()}
+    assert any(p.startswith(WS) for p in pieces) and any("\ufffd" in p for p in pieces)
