@@ -63,11 +63,12 @@ def run_piece(piece: Piece, root: nn.Module, state):
 
 class PiecewiseModel(nn.Module):
     """The ordinary model: every piece's modules at their paths; ``forward(batch)`` runs the pieces
-    in order and returns the last one's metrics."""
+    in order and returns the last one's metrics. ``cfg``: its model config, kept as ``self.cfg``
+    (the families' logits and generation methods read it)."""
 
-    def __init__(self, pieces: list[Piece]):
+    def __init__(self, pieces: list[Piece], cfg):
         super().__init__()
-        self.pieces = pieces
+        self.pieces, self.cfg = pieces, cfg
         for piece in pieces:
             for path, build in piece.modules.items():
                 try:
@@ -77,6 +78,10 @@ class PiecewiseModel(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         return self.run(batch, self.pieces)
+
+    def pieces_under(self, prefix: str) -> list[Piece]:
+        """The pieces whose (first) module lies under ``prefix`` ("encoder."): one sub-network."""
+        return [p for p in self.pieces if next(iter(p.modules)).startswith(prefix)]
 
     def run(self, state: dict, pieces: list[Piece]) -> dict:
         """The state after running ``pieces`` (e.g. the encoder's) on ``state``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from functools import partial
+from functools import partial, reduce
 
 import torch
 import torch.distributed as dist
@@ -44,11 +44,8 @@ def pack(state: dict) -> tuple:
     floats = {k: v for k, v in state.items() if v.is_floating_point()}
     others = {k: v for k, v in state.items() if not v.is_floating_point()}
     device = next(iter(state.values())).device
-    dtype = torch.float32
-    if floats:
-        dtype = floats[max(floats, key=lambda k: floats[k].numel())].dtype
-        for v in floats.values():
-            dtype = torch.promote_types(dtype, v.dtype)
+    dtypes = [v.dtype for v in floats.values()]  # one that holds them all (fp32 for mixed halves)
+    dtype = reduce(torch.promote_types, dtypes) if dtypes else torch.float32
     parts = [v.reshape(-1).to(dtype) for v in floats.values()]
     numel = sum(p.numel() for p in parts)
     padding = -numel % ps.get_tensor_model_parallel_world_size()  # DeepSpeed splits it evenly
@@ -92,10 +89,6 @@ class _LayerStage(_Stage):
     """A transformer-layer piece (partitioning balances the number of these per stage)."""
 
 
-def _key(path: str) -> str:
-    return path.replace(".", "__")
-
-
 class PiecewisePipeline(PipelineModule):
     """A family's pieces as pipeline stages. ``forward`` unpacks a stage's input and packs its
     output; the last stage returns the metrics, whose ``loss`` DeepSpeed back-propagates and which
@@ -120,7 +113,7 @@ class PiecewisePipeline(PipelineModule):
             if not tied:
                 with torch.device("meta"):
                     tied = [n for n, _ in first.modules[path]().named_parameters()]
-            specs.append(TiedLayerSpec(_key(path), stage_type, first,
+            specs.append(TiedLayerSpec(path.replace(".", "__"), stage_type, first,
                                        forward_fn=partial(run_piece, piece),
                                        tied_weight_attr=[f"{path}.{a}" for a in tied]))
         super().__init__(layers=specs, topology=topology(), loss_fn=self._loss,

@@ -90,7 +90,7 @@ def test_samples_fill_exactly_and_reconstruct_the_stream(corpus):
         # Teacher forcing: the decoder input is the target shifted right behind PAD.
         assert s["decoder_input_ids"][0] == tokens.pad
         assert np.array_equal(s["decoder_input_ids"][1:], s["labels"][:-1])
-        original = samples.stream.read(samples._start(index), samples.raw_length)
+        original, _ = samples.stream.read(samples._start(index), samples.raw_length)
         rebuilt = reconstruct(s["input_ids"], s["labels"], samples.sentinels, tokens.eos)
         assert np.array_equal(rebuilt, original)
         in_targets = ~np.isin(s["labels"], samples.sentinels)

@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.model import (MaskedLMHead, encoder_pieces, masked_lm_metrics,
-                                          pair_model_logits, sentence_pair_metrics)
+from plmscale.families.bert.model import encoder_pieces, pair_model_logits, pretraining_head
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import Embeddings, padded_vocab_size, tp_world
+from plmscale.models.common import Embeddings
 
 
 def albert_pieces(cfg: ModelConfig, precision: str = "fp32",
@@ -31,21 +30,10 @@ def albert_pieces(cfg: ModelConfig, precision: str = "fp32",
         layer_path=lambda depth: f"albert.layer_groups.{depth * groups // cfg.num_layers}")
     project = Piece({"albert.embedding_hidden_mapping_in": lambda: nn.Linear(width, cfg.hidden_size)},
                     lambda linear, state: {**state, "hidden": linear(state["hidden"])})
-    heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
-             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]),
-                                             output_size=width),
-             "sop_head": lambda: nn.Linear(cfg.hidden_size, 2)}
-
-    def losses(pooler, lm_head, sop_head, state):
-        hidden = state["hidden"]
-        out = masked_lm_metrics(lm_head, hidden, state["mlm_labels"], state["word_embeddings"])
-        if sentence_order_prediction and "sentence_order_label" in state:
-            # 0 = segments in order, 1 = swapped (HF's convention)
-            out = sentence_pair_metrics("sop", sop_head(torch.tanh(pooler(hidden[:, 0]))),
-                                        state["sentence_order_label"], out)
-        return out
-
-    return pieces[:1] + [project] + pieces[1:] + [Piece(heads, losses)]
+    # sentence_order_label: 0 = segments in order, 1 = swapped (HF's convention)
+    heads = pretraining_head(cfg, "sop", "sentence_order_label", sentence_order_prediction,
+                             output_size=width)
+    return pieces[:1] + [project] + pieces[1:] + [heads]
 
 
 class AlbertForPreTraining(PiecewiseModel):
@@ -54,8 +42,7 @@ class AlbertForPreTraining(PiecewiseModel):
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32",
                  sentence_order_prediction: bool = True):
-        super().__init__(albert_pieces(cfg, precision, sentence_order_prediction))
-        self.cfg = cfg
+        super().__init__(albert_pieces(cfg, precision, sentence_order_prediction), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None):

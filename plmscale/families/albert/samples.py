@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plmscale.families.bert.samples import BertSamples
-from plmscale.objectives.masking import IGNORE_INDEX, mask_for_objective
+from plmscale.families.bert.samples import BertSamples, Segment
 
 
 class AlbertSamples(BertSamples):
@@ -56,29 +55,19 @@ class AlbertSamples(BertSamples):
         rng = np.random.default_rng([self.seed, index])
         doc, (a0, a1), (b0, b1) = self.segments(rng)
         d = self.corpus.document(doc)
+
+        def segment(lo: int, hi: int) -> Segment:
+            words = np.array(d.word_starts[lo:hi], dtype=bool)
+            words[:1] = True  # a segment cut mid-word starts a word of its own
+            no_span = np.full(hi - lo, -1, dtype=np.int64)
+            return Segment(np.asarray(d.token_ids[lo:hi]), words, no_span, no_span)
+
         sop = self.objective.sentence_order_prediction
         swapped = bool(sop and b1 > b0 and rng.random() < 0.5)
-        first, second = ((b0, b1), (a0, a1)) if swapped else ((a0, a1), (b0, b1))
-        t, seq = self.tokens, self.data.seq_length
-        parts, flags = [[t.cls]], [[1]]
-        for lo, hi in (first, second):
-            if hi > lo:
-                parts += [d.token_ids[lo:hi], [t.sep]]
-                word = np.array(d.word_starts[lo:hi], dtype=np.uint8)
-                word[0] = 1  # a segment cut mid-word starts a word of its own
-                flags += [word, [1]]
-        ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
-        word_starts = np.concatenate([np.asarray(f, dtype=np.uint8) for f in flags])
-        types = np.zeros(len(ids), dtype=np.int64)
-        types[first[1] - first[0] + 2:] = 1
-        corrupted, labels = mask_for_objective(ids, word_starts, t, self.objective, rng)
-        pad = seq - len(ids)
-        out = {
-            "input_ids": np.pad(corrupted, (0, pad), constant_values=t.pad),
-            "token_type_ids": np.pad(types, (0, pad)),
-            "attention_mask": np.pad(np.ones(len(ids), dtype=np.int64), (0, pad)),
-            "mlm_labels": np.pad(labels, (0, pad), constant_values=IGNORE_INDEX),
-        }
+        first, second = (segment(b0, b1), segment(a0, a1)) if swapped else (segment(a0, a1),
+                                                                             segment(b0, b1))
+        out = self._assemble(first, second, 0, rng, self.masking_strategy(index))
+        del out["next_sentence_label"]
         if sop:
             out["sentence_order_label"] = np.int64(swapped)
         return out

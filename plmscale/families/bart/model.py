@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
+from plmscale.families.bert.model import encoder_pieces
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits,
-                                    gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
-                                    vocab_parallel_loss_and_accuracy)
+from plmscale.models.common import (PostLNLayer, TiedVocabParallelLogits, gather_vocab_logits,
+                                    labelled_metrics, padded_vocab_size, padding_mask, tp_world)
 from plmscale.models.common.generation import encoder_decoder_greedy
 from plmscale.models.common.megatron import vocab_parallel_embedding
-from plmscale.objectives import IGNORE_INDEX
 
 
 class PositionsAndNorm(nn.Module):
@@ -55,26 +54,19 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
     def positions(stream):
         return lambda module, state: {**state, stream: module(state[stream])}
 
-    def encoder_layer(module, state):
-        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
-
     def decoder_layer(module, state):
         return {**state, "decoder_hidden": module(state["decoder_hidden"], None, state["hidden"],
                                                   padding_mask(state.get("attention_mask")))}
 
     def loss(lm_head, state):
-        labels = state["labels"]
-        selected = labels != IGNORE_INDEX  # decoder padding needs no vocabulary projection
-        logits = lm_head(state["decoder_hidden"][selected], state["word_embeddings"])
-        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
-        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+        return labelled_metrics("lm", lambda h: lm_head(h, state["word_embeddings"]),
+                                state["decoder_hidden"], state["labels"])
 
     decoder_layers = cfg.num_decoder_layers if cfg.num_decoder_layers is not None else cfg.num_layers
     return ([Piece(shared, embed),
              Piece({"encoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("hidden")),
              Piece({"decoder.embeddings": lambda: PositionsAndNorm(cfg)}, positions("decoder_hidden"))]
-            + [Piece({f"encoder.layers.{i}": lambda: PostLNLayer(cfg, precision)}, encoder_layer,
-                     layer=True) for i in range(cfg.num_layers)]
+            + encoder_pieces(cfg, precision, "encoder")[1:-1]  # BERT's layers, not its embeddings
             + [Piece({f"decoder.layers.{i}": lambda: PostLNLayer(cfg, precision, causal=True,
                                                                   cross_attention=True)},
                      decoder_layer, layer=True) for i in range(decoder_layers)]
@@ -88,22 +80,18 @@ class BartForConditionalGeneration(PiecewiseModel):
     ``decoder_input_ids`` and ``labels`` (-100 = not scored) and returns the reconstruction loss."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(bart_pieces(cfg, precision))
-        self.cfg = cfg
-
-    def _pieces_of(self, prefix: str) -> list[Piece]:
-        return [p for p in self.pieces if next(iter(p.modules)).startswith(prefix)]
+        super().__init__(bart_pieces(cfg, precision), cfg)
 
     def encode(self, input_ids, attention_mask=None) -> torch.Tensor:
         """Encoder output [b, s, h]."""
         return self.run({"hidden": self.shared(input_ids), "attention_mask": attention_mask},
-                        self._pieces_of("encoder."))["hidden"]
+                        self.pieces_under("encoder."))["hidden"]
 
     def decode(self, decoder_input_ids, memory, attention_mask=None) -> torch.Tensor:
         """Last decoder hidden states [b, t, h] attending to the encoder output ``memory``."""
         return self.run({"decoder_hidden": self.shared(decoder_input_ids), "hidden": memory,
                          "attention_mask": attention_mask},
-                        self._pieces_of("decoder."))["decoder_hidden"]
+                        self.pieces_under("decoder."))["decoder_hidden"]
 
     def head(self, hidden):
         """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""

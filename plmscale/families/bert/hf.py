@@ -50,6 +50,10 @@ class HFLayerNames(NamedTuple):
     output_layernorm: str  # output_layernorm
 
 
+# Our names of the tensors of ``HFLayerNames`` after query, key and value, in its order.
+LAYER_TENSORS = ("self_attention.linear_proj", "attention_layernorm", "mlp.linear_fc1",
+                 "mlp.linear_fc2", "output_layernorm")
+
 # BERT's layer names; RoBERTa and ELECTRA use them too.
 BERT_LAYER_NAMES = HFLayerNames(
     query="attention.self.query", key="attention.self.key", value="attention.self.value",
@@ -71,15 +75,9 @@ def encoder_layer_to_hf(full: dict, ours: str, hf: str, heads: int,
     the fused qkv split into HF's separate query, key and value."""
     out = {}
     for kind in ("weight", "bias"):
-        q, k, v = split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3)
-        out[hf + f"{names.query}.{kind}"] = q
-        out[hf + f"{names.key}.{kind}"] = k
-        out[hf + f"{names.value}.{kind}"] = v
-        out[hf + f"{names.attention_output}.{kind}"] = full[ours + f"self_attention.linear_proj.{kind}"]
-        out[hf + f"{names.attention_layernorm}.{kind}"] = full[ours + f"attention_layernorm.{kind}"]
-        out[hf + f"{names.intermediate}.{kind}"] = full[ours + f"mlp.linear_fc1.{kind}"]
-        out[hf + f"{names.output}.{kind}"] = full[ours + f"mlp.linear_fc2.{kind}"]
-        out[hf + f"{names.output_layernorm}.{kind}"] = full[ours + f"output_layernorm.{kind}"]
+        tensors = [*split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3),
+                   *(full[f"{ours}{name}.{kind}"] for name in LAYER_TENSORS)]
+        out.update({f"{hf}{name}.{kind}": tensor for name, tensor in zip(names, tensors)})
     return out
 
 
@@ -121,6 +119,5 @@ def encoder_config_fields(hf) -> dict:
             "gelu_approximate": _gelu_form(hf.hidden_act)}
 
 
-def from_hf_config(hf) -> dict:
-    """ModelConfig fields of an HF ``BertConfig`` (the reverse of ``hf_config``)."""
-    return encoder_config_fields(hf)
+# ModelConfig fields of an HF ``BertConfig``: nothing beyond what every BERT-style config holds.
+from_hf_config = encoder_config_fields

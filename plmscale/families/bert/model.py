@@ -15,8 +15,8 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
-                                    gather_vocab_logits, padded_vocab_size, padding_mask, tp_world,
-                                    vocab_parallel_loss_and_accuracy)
+                                    gather_vocab_logits, labelled_metrics, padded_vocab_size,
+                                    padding_mask, tp_world, vocab_parallel_loss_and_accuracy)
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_loss
 
@@ -25,15 +25,16 @@ class MaskedLMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> logits tied to the word embeddings (with their own bias).
 
     ``output_size`` is the width of the tied embeddings when it differs from hidden_size (ALBERT's
-    factorised embeddings: dense maps hidden_size -> embedding_size)."""
+    and ELECTRA's factorised embeddings: dense maps hidden_size -> embedding_size). The logits cover
+    the vocabulary padded for the current TP size, as the embeddings do."""
 
-    def __init__(self, cfg: ModelConfig, padded_vocab_size: int, output_size: int | None = None):
+    def __init__(self, cfg: ModelConfig, output_size: int | None = None):
         super().__init__()
         size = output_size or cfg.hidden_size
         self.dense = nn.Linear(cfg.hidden_size, size)
         self.approximate = cfg.gelu_approximate
         self.LayerNorm = nn.LayerNorm(size, eps=cfg.layernorm_epsilon)
-        self.logits = TiedVocabParallelLogits(padded_vocab_size, cfg.vocab_size)
+        self.logits = TiedVocabParallelLogits(padded_vocab_size(cfg, tp_world()[1]), cfg.vocab_size)
 
     def forward(self, hidden, embedding_weight):
         hidden = self.LayerNorm(F.gelu(self.dense(hidden), approximate=self.approximate))
@@ -43,12 +44,8 @@ class MaskedLMHead(nn.Module):
 def masked_lm_metrics(head, hidden: torch.Tensor, labels: torch.Tensor,
                       embedding_weight: torch.Tensor) -> dict[str, torch.Tensor]:
     """``mlm_loss`` and ``mlm_accuracy`` of ``head(hidden, embedding_weight)`` against ``labels``
-    ([b, s], IGNORE_INDEX = not predicted). Only the labelled positions (~15%) go through the head:
-    the vocabulary projection is the most expensive matmul of a small encoder's step."""
-    selected = labels != IGNORE_INDEX
-    loss, accuracy = vocab_parallel_loss_and_accuracy(
-        head(hidden[selected], embedding_weight), labels[selected])
-    return {"mlm_loss": loss, "mlm_accuracy": accuracy, "loss": loss}
+    ([b, s], IGNORE_INDEX = not predicted), on the labelled positions (~15%) only."""
+    return labelled_metrics("mlm", lambda h: head(h, embedding_weight), hidden, labels)
 
 
 def sentence_pair_metrics(name: str, logits: torch.Tensor, labels: torch.Tensor, out: dict) -> dict:
@@ -98,20 +95,21 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
             + [Piece({path: embeddings}, hand_over, tie=("word_embeddings.weight",))])
 
 
-def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction: bool = True,
-                span_boundary_objective: bool = False,
-                mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
-    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
-    ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
+def pretraining_head(cfg: ModelConfig, pair: str, pair_label: str, use_pair: bool,
+                     span_boundary_objective: bool = False, output_size: int | None = None) -> Piece:
+    """The last piece of BERT and ALBERT: ``pooler``, the tied MLM head (``output_size``: ALBERT's
+    embedding width), the two-way sentence-pair head ``<pair>_head`` on the pooled [CLS] (NSP, SOP;
+    its loss counts when ``use_pair`` and the batch has ``pair_label``) and, with
+    ``span_boundary_objective``, SpanBERT's boundary head; MLM (+ SBO) (+ pair) losses."""
     heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
-             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1])),
-             "nsp_head": lambda: nn.Linear(cfg.hidden_size, 2)}
+             "lm_head": lambda: MaskedLMHead(cfg, output_size),
+             f"{pair}_head": lambda: nn.Linear(cfg.hidden_size, 2)}
     if span_boundary_objective:  # SpanBERT: predict each span token from its boundary tokens
         heads["sbo_head"] = lambda: SpanBoundaryHead(cfg.hidden_size,
                                                      layernorm_epsilon=cfg.layernorm_epsilon,
                                                      gelu_approximate=cfg.gelu_approximate)
 
-    def losses(pooler, lm_head, nsp_head, *rest):
+    def losses(pooler, lm_head, pair_head, *rest):
         *sbo_head, state = rest
         hidden, labels, weight = state["hidden"], state["mlm_labels"], state["word_embeddings"]
         out = masked_lm_metrics(lm_head, hidden, labels, weight)
@@ -121,12 +119,21 @@ def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_predict
                 labels, project=lambda y: lm_head.logits(y, weight),
                 loss_fn=vocab_parallel_loss_and_accuracy)
             out["loss"] = out["loss"] + out["sbo_loss"]
-        if next_sentence_prediction and "next_sentence_label" in state:
-            out = sentence_pair_metrics("nsp", nsp_head(torch.tanh(pooler(hidden[:, 0]))),
-                                        state["next_sentence_label"], out)
+        if use_pair and pair_label in state:
+            out = sentence_pair_metrics(pair, pair_head(torch.tanh(pooler(hidden[:, 0]))),
+                                        state[pair_label], out)
         return out
 
-    return encoder_pieces(cfg, precision, "bert", mask=mask) + [Piece(heads, losses)]
+    return Piece(heads, losses)
+
+
+def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction: bool = True,
+                span_boundary_objective: bool = False,
+                mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
+    """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
+    ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
+    return encoder_pieces(cfg, precision, "bert", mask=mask) + [pretraining_head(
+        cfg, "nsp", "next_sentence_label", next_sentence_prediction, span_boundary_objective)]
 
 
 class BertForPreTraining(PiecewiseModel):
@@ -135,13 +142,23 @@ class BertForPreTraining(PiecewiseModel):
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", next_sentence_prediction=True,
                  span_boundary_objective: bool = False):
         super().__init__(bert_pieces(cfg, precision, next_sentence_prediction,
-                                     span_boundary_objective))
-        self.cfg = cfg
+                                     span_boundary_objective), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None):
         """Full-vocabulary MLM logits [b, s, V] and NSP logits [b, 2], as HF's model returns them."""
         return pair_model_logits(self, self.nsp_head, input_ids, token_type_ids, attention_mask)
+
+
+class MaskedLMModel(PiecewiseModel):
+    """A model whose only head is the MLM head (RoBERTa, DistilBERT): ``lm_head`` in its last piece."""
+
+    @torch.no_grad()
+    def logits(self, input_ids, attention_mask=None):
+        """Full-vocabulary MLM logits [b, s, V], as HF's ``...ForMaskedLM`` returns them."""
+        state = self.run({"input_ids": input_ids, "attention_mask": attention_mask}, self.pieces[:-1])
+        mlm = self.lm_head(state["hidden"], state["word_embeddings"])
+        return gather_vocab_logits(mlm, self.cfg.vocab_size)
 
 
 def pair_model_logits(model: PiecewiseModel, pair_head: Callable, input_ids, token_type_ids,

@@ -13,7 +13,7 @@ through sentence packing and truncation (:class:`Segment`). "phrase" masking rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 import numpy as np
@@ -78,16 +78,11 @@ class Sentences:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int) -> Segment:
         a, b = int(self.starts[i]), int(self.ends[i])
         return Segment(self.doc.token_ids[a:b], self.doc.word_starts[a:b].astype(bool),
                        _window_labels(self.phrase_spans, a, b),
                        _window_labels(self.entity_spans, a, b))
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
 
 
 def _window_labels(spans: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -250,6 +245,19 @@ class BertSamples:
         arrays = span_boundary_targets(length, selection)
         pad = self.data.seq_length - length
         return {k: np.pad(v, (0, pad), constant_values=-1) for k, v in arrays.items()}
+
+
+class BertSamplesWithoutNSP(BertSamples):
+    """BERT's samples for the masked-LM families without NSP (ELECTRA, DistilBERT): one ``[CLS] A
+    [SEP] B [SEP]`` sequence of consecutive text, without the NSP label and the keys in ``drop``."""
+
+    def __init__(self, corpus: Corpus, cfg, drop: tuple[str, ...] = ()):
+        objective = replace(cfg.objective, next_sentence_prediction=False)
+        super().__init__(corpus, corpus.tokens, cfg.data, objective, cfg.train.seed)
+        self.drop = ("next_sentence_label", *drop)
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        return {k: v for k, v in super().__call__(index).items() if k not in self.drop}
 
 
 def _truncate_pair(a: Segment, b: Segment, max_tokens: int, rng: np.random.Generator):

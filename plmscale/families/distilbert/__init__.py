@@ -2,11 +2,11 @@
 
 from plmscale.export.hf import HFExport, HFPart, encoder_token_ids
 from plmscale.families import MASKED_LM_FIELDS, NO_NSP, Family, FamilyFields
+from plmscale.families.bert.samples import BertSamplesWithoutNSP
 from plmscale.families.distilbert.hf import hf_config, to_hf_state_dict
 from plmscale.families.distilbert.model import (DistilBertForMaskedLM, copy_from_teacher,
                                                 distilbert_pieces, load_teacher)
 from plmscale.families.distilbert.presets import PRESETS
-from plmscale.families.distilbert.samples import DistilBertSamples
 
 
 def _teacher(cfg):
@@ -39,7 +39,8 @@ FAMILY = Family(
     masks_tokens=True,
     build=_build,
     pieces=_pieces,
-    samples=lambda corpus, cfg: DistilBertSamples(corpus, cfg),
+    # BERT's samples with neither token types nor an NSP label.
+    samples=lambda corpus, cfg: BertSamplesWithoutNSP(corpus, cfg, drop=("token_type_ids",)),
     hf_config=hf_config,
     to_hf_state_dict=to_hf_state_dict,
     fields=FamilyFields(

@@ -18,10 +18,9 @@ from pathlib import Path
 import torch
 
 from plmscale.config.schema import ModelConfig, ObjectiveConfig
-from plmscale.families.bert.model import BertForPreTraining, MaskedLMHead, encoder_pieces
-from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import gather_vocab_logits
-from plmscale.models.common.megatron import padded_vocab_size, tp_world
+from plmscale.families.bert.model import (BertForPreTraining, MaskedLMHead, MaskedLMModel,
+                                          encoder_pieces)
+from plmscale.families.pieces import Piece
 from plmscale.objectives.distillation import distillation_losses
 
 ARCHITECTURE_FIELDS = ("hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size",
@@ -81,11 +80,11 @@ def distilbert_pieces(cfg: ModelConfig, precision: str, objective: ObjectiveConf
         return distillation_losses(logits, hidden, t_logits, t_hidden, labels[active],
                                    lm_head.logits.padding_columns, objective)
 
-    head = {"lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]))}
+    head = {"lm_head": lambda: MaskedLMHead(cfg)}
     return encoder_pieces(cfg, precision, "distilbert", token_types=False) + [Piece(head, loss)]
 
 
-class DistilBertForMaskedLM(PiecewiseModel):
+class DistilBertForMaskedLM(MaskedLMModel):
     """The student. ``forward(batch)`` needs ``input_ids``, ``attention_mask`` and ``mlm_labels``;
     ``teacher`` (a ``BertForPreTraining`` built for the same process groups) is needed to train."""
 
@@ -93,8 +92,7 @@ class DistilBertForMaskedLM(PiecewiseModel):
                  objective: ObjectiveConfig | None = None, teacher: BertForPreTraining | None = None):
         self._teacher = [None]  # a list, so nn.Module does not register (train, save, count) it
         super().__init__(distilbert_pieces(cfg, precision, objective or ObjectiveConfig(),
-                                           self._teacher))
-        self.cfg = cfg
+                                           self._teacher), cfg)
         if teacher is not None:
             self.set_teacher(teacher)
 
@@ -119,13 +117,6 @@ class DistilBertForMaskedLM(PiecewiseModel):
     def teacher_name(self, name: str) -> str:
         """Student parameter name -> the teacher parameter it is initialised from."""
         return teacher_parameter_name(name, self.teacher.cfg.num_layers // self.cfg.num_layers)
-
-    @torch.no_grad()
-    def logits(self, input_ids, attention_mask=None):
-        """Full-vocabulary MLM logits [b, s, V], as HF's ``DistilBertForMaskedLM`` returns them."""
-        state = self.run({"input_ids": input_ids, "attention_mask": attention_mask}, self.pieces[:-1])
-        mlm = self.lm_head(state["hidden"], state["word_embeddings"])
-        return gather_vocab_logits(mlm, self.cfg.vocab_size)
 
 
 @torch.no_grad()

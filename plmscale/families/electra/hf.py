@@ -10,21 +10,19 @@ from plmscale.families.bert.hf import (embeddings_to_hf, encoder_config_kwargs, 
                                        mlm_head_to_hf)
 
 
-def _electra_config(cfg: ModelConfig, embedding_size: int):
-    from transformers import ElectraConfig
-    return ElectraConfig(**encoder_config_kwargs(cfg), embedding_size=embedding_size)
-
-
 def hf_config(cfg: ModelConfig):
-    """``ElectraConfig`` of the discriminator."""
+    """``ElectraConfig`` of the discriminator (or of the generator, given its ``generator_config``)."""
+    from transformers import ElectraConfig
+
     from plmscale.families.electra.model import embedding_width
-    return _electra_config(cfg, embedding_width(cfg))
+    return ElectraConfig(**encoder_config_kwargs(cfg), embedding_size=embedding_width(cfg))
 
 
 def generator_hf_config(cfg: ModelConfig):
-    """``ElectraConfig`` of the generator (for ``ElectraForMaskedLM``)."""
-    from plmscale.families.electra.model import embedding_width, generator_config
-    return _electra_config(generator_config(cfg), embedding_width(cfg))
+    """``ElectraConfig`` of the generator (for ``ElectraForMaskedLM``): the shared embeddings'
+    width is the generator config's ``embedding_size``."""
+    from plmscale.families.electra.model import generator_config
+    return hf_config(generator_config(cfg))
 
 
 def _encoder(full: dict, ours: str, num_layers: int, heads: int) -> dict[str, torch.Tensor]:

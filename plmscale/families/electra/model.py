@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.model import MaskedLMHead
+from plmscale.families.bert.model import MaskedLMHead, encoder_pieces
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits, padded_vocab_size,
-                                    padding_mask, tp_world, vocab_parallel_loss_and_accuracy)
+from plmscale.models.common import (Embeddings, gather_vocab_logits, tp_world,
+                                    vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.heads import (GatherFromTensorParallel, ScatterToTensorParallel,
                                           padding_columns, tied_logits)
 from plmscale.objectives import IGNORE_INDEX
@@ -49,16 +49,11 @@ def generator_config(cfg: ModelConfig) -> ModelConfig:
         embedding_size=embedding_width(cfg))
 
 
-class GeneratorHead(MaskedLMHead):
+def generator_head(gen: ModelConfig) -> MaskedLMHead:
     """BERT's MLM head at the embedding width: dense(H_gen -> E) -> GELU -> LayerNorm(E) -> logits
     tied to the shared word embeddings. GELU is the erf form whatever ``gelu_approximate`` says, as
     in HF's ``ElectraGeneratorPredictions``."""
-
-    def __init__(self, cfg: ModelConfig, padded_vocab_size: int):
-        width = embedding_width(cfg)
-        super().__init__(dataclasses.replace(cfg, hidden_size=width, gelu_approximate="none"),
-                         padded_vocab_size)
-        self.dense = nn.Linear(cfg.hidden_size, width)
+    return MaskedLMHead(dataclasses.replace(gen, gelu_approximate="none"), output_size=gen.embedding_size)
 
 
 class DiscriminatorHead(nn.Module):
@@ -87,12 +82,9 @@ def _check_sizes(cfg: ModelConfig, gen: ModelConfig) -> None:
 
 
 def _network(c: ModelConfig, width: int, precision: str, name: str) -> list[Piece]:
-    """One network's pieces on ``state["hidden"]``: optional E -> H projection, post-LN layers."""
-    def layer(module, state):
-        return {**state, "hidden": module(state["hidden"], padding_mask(state.get("attention_mask")))}
-
-    pieces = [Piece({f"{name}.layers.{i}": lambda: PostLNLayer(c, precision)}, layer, layer=True)
-              for i in range(c.num_layers)]
+    """One network's pieces on ``state["hidden"]``: optional E -> H projection, then BERT's layer
+    pieces (``encoder_pieces`` without its embedding pieces: the networks share one embedding)."""
+    pieces = encoder_pieces(c, precision, name)[1:-1]
     if width == c.hidden_size:
         return pieces
     project = Piece({f"{name}.embeddings_project": lambda: nn.Linear(width, c.hidden_size)},
@@ -134,9 +126,9 @@ def electra_pieces(cfg: ModelConfig, precision: str = "fp32", rtd_weight: float 
                 "mlm_accuracy": state["mlm_accuracy"], "rtd_loss": rtd_loss,
                 "rtd_accuracy": rtd_accuracy}
 
-    generator_head = {"generator_head": lambda: GeneratorHead(gen, padded_vocab_size(cfg, tp_world()[1]))}
+    head = {"generator_head": lambda: generator_head(gen)}
     return ([Piece(embeddings, embed)] + _network(gen, width, precision, "generator")
-            + [Piece(generator_head, transform), Piece(embeddings, sample_and_embed)]
+            + [Piece(head, transform), Piece(embeddings, sample_and_embed)]
             + _network(cfg, width, precision, "discriminator")
             + [Piece({"discriminator_head": lambda: DiscriminatorHead(cfg)}, losses)])
 
@@ -147,8 +139,7 @@ class ElectraForPreTraining(PiecewiseModel):
     optionally ``token_type_ids``; loss = MLM_gen + rtd_weight * RTD."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", rtd_weight: float = 50.0):
-        super().__init__(electra_pieces(cfg, precision, rtd_weight))
-        self.cfg, self.generator_cfg = cfg, generator_config(cfg)
+        super().__init__(electra_pieces(cfg, precision, rtd_weight), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None):
@@ -156,9 +147,7 @@ class ElectraForPreTraining(PiecewiseModel):
         input, as HF's ``ElectraForPreTraining`` and ``ElectraForMaskedLM`` return them."""
         state = {"hidden": self.embeddings(input_ids, token_type_ids),
                  "attention_mask": attention_mask}
-        layers = [p for p in self.pieces if next(iter(p.modules)).startswith("generator.")]
-        gen = self.run(state, layers)["hidden"]
-        layers = [p for p in self.pieces if next(iter(p.modules)).startswith("discriminator.")]
-        disc = self.discriminator_head(self.run(state, layers)["hidden"])
+        gen = self.run(state, self.pieces_under("generator."))["hidden"]
+        disc = self.discriminator_head(self.run(state, self.pieces_under("discriminator."))["hidden"])
         gen = self.generator_head(gen, self.embeddings.word_embeddings.weight)
         return disc, gather_vocab_logits(gen, self.cfg.vocab_size)

@@ -222,8 +222,7 @@ class ElmoBiLM(PiecewiseModel):
     ``layers(batch)`` the three representation layers ELMo's scalar mix combines."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__(elmo_pieces(cfg))
-        self.cfg = cfg
+        super().__init__(elmo_pieces(cfg), cfg)
 
     def layers(self, batch: dict) -> torch.Tensor:
         """[3, b, s, 2 * hidden]: the token layer duplicated [x; x], then each LSTM layer's

@@ -16,7 +16,6 @@ from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.model import (MaskedLMHead, encoder_pieces, masked_lm_metrics,
                                           pair_model_logits)
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import padded_vocab_size, tp_world
 from plmscale.objectives.ernie_tasks import (SENTENCE_DISTANCE_CLASSES, SEQ_RELATIONSHIP_ROWS,
                                              classification_metrics, reorder_classes)
 
@@ -34,7 +33,7 @@ def ernie_pieces(cfg: ModelConfig, precision: str = "fp32", reorder_max_segments
                "sentence_reordering": reorder_classes(reorder_max_segments),
                "sentence_distance": len(SENTENCE_DISTANCE_CLASSES)}
     heads = {"pooler": lambda: nn.Linear(cfg.hidden_size, cfg.hidden_size),
-             "lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]))}
+             "lm_head": lambda: MaskedLMHead(cfg)}
     heads.update({f"{name}_head": (lambda n=n: nn.Linear(cfg.hidden_size, n))
                   for name, n in classes.items()})
 
@@ -55,8 +54,7 @@ class ErnieForPreTraining(PiecewiseModel):
     """ERNIE 2.0 with its task heads. ``forward(batch)`` returns the losses and metrics of one batch."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32", reorder_max_segments: int = 3):
-        super().__init__(ernie_pieces(cfg, precision, reorder_max_segments))
-        self.cfg = cfg
+        super().__init__(ernie_pieces(cfg, precision, reorder_max_segments), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None, task_type_ids=None):

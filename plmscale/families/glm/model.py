@@ -56,8 +56,7 @@ class GLMForBlankInfilling(PiecewiseModel):
     """``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"} (Part B tokens, per token)."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(glm_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(glm_pieces(cfg, precision), cfg)
 
     def _vocab_logits(self, input_ids, position_ids, block_position_ids, part_a, last_only=False):
         state = self.run({"input_ids": input_ids, "position_ids": position_ids,

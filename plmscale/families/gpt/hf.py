@@ -53,12 +53,10 @@ def to_hf_state_dict(full: dict[str, torch.Tensor], cfg: ModelConfig,
         qkv = [torch.cat(split_heads(full[ours + f"self_attention.linear_qkv.{kind}"], heads, 3))
                for kind in ("weight", "bias")]  # HF packs [q | k | v]
         out[hf + "attn.c_attn.weight"], out[hf + "attn.c_attn.bias"] = qkv[0].t().contiguous(), qkv[1]
-        out[hf + "attn.c_proj.weight"] = full[ours + "self_attention.linear_proj.weight"].t().contiguous()
-        out[hf + "attn.c_proj.bias"] = full[ours + "self_attention.linear_proj.bias"]
-        out[hf + "mlp.c_fc.weight"] = full[ours + "mlp.linear_fc1.weight"].t().contiguous()
-        out[hf + "mlp.c_fc.bias"] = full[ours + "mlp.linear_fc1.bias"]
-        out[hf + "mlp.c_proj.weight"] = full[ours + "mlp.linear_fc2.weight"].t().contiguous()
-        out[hf + "mlp.c_proj.bias"] = full[ours + "mlp.linear_fc2.bias"]
+        for mine, theirs in (("self_attention.linear_proj", "attn.c_proj"),
+                             ("mlp.linear_fc1", "mlp.c_fc"), ("mlp.linear_fc2", "mlp.c_proj")):
+            out[hf + f"{theirs}.weight"] = full[ours + f"{mine}.weight"].t().contiguous()
+            out[hf + f"{theirs}.bias"] = full[ours + f"{mine}.bias"]
     return out
 
 

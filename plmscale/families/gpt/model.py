@@ -98,8 +98,7 @@ class GPTForCausalLM(PiecewiseModel):
     """GPT (or Llama) with its LM head. ``forward(batch)`` -> {"loss", "lm_loss", "lm_accuracy"}."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(gpt_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(gpt_pieces(cfg, precision), cfg)
 
     def _vocab_logits(self, input_ids, document_ids=None, last_only: bool = False):
         state = self.run({"input_ids": input_ids, "document_ids": document_ids}, self.pieces[:-1])

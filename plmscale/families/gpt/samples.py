@@ -19,6 +19,35 @@ from plmscale.data.corpus import Corpus
 from plmscale.data.tokenizer import SpecialTokens
 
 
+class PackedStream:
+    """``documents`` (corpus indices, in this order; None = all, in corpus order) of ``lengths``
+    tokens, each followed by EOS, as one token sequence that wraps around at its end."""
+
+    def __init__(self, corpus: Corpus, eos: int, documents: np.ndarray | None = None,
+                 lengths: np.ndarray | None = None):
+        self.corpus, self.eos = corpus, eos
+        self.documents = np.arange(len(corpus)) if documents is None else documents
+        if lengths is None:
+            lengths = np.array([len(corpus.document(int(i)).token_ids) for i in self.documents],
+                               dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths + 1)])  # +1: the EOS after each
+        self.total = int(self.offsets[-1])
+
+    def read(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens [start, start + length) of the stream, wrapping around its end, and each one's
+        document number (0 for the first document read, 1 for the next, ...)."""
+        out, numbers, position = [], [], start % self.total
+        while length > 0:
+            k = int(np.searchsorted(self.offsets, position, side="right")) - 1
+            tokens = np.append(self.corpus.document(int(self.documents[k])).token_ids, self.eos)
+            piece = tokens[position - self.offsets[k]:][:length]
+            out.append(piece)
+            numbers.append(np.full(len(piece), len(numbers), dtype=np.int64))
+            length -= len(piece)
+            position = (position + len(piece)) % self.total
+        return np.concatenate(out).astype(np.int64), np.concatenate(numbers)
+
+
 class GPTSamples:
     """``input_ids = w[:-1]``, ``labels = w[1:]`` of a packed window ``w``; with
     ``objective.reset_attention_at_document_boundary`` also ``document_ids`` (0, 1, ... per token,
@@ -32,8 +61,8 @@ class GPTSamples:
         lengths = np.array([len(corpus.document(i).token_ids) for i in range(len(corpus))],
                            dtype=np.int64)
         self.documents = np.flatnonzero(lengths > 0)
-        self.stream_lengths = lengths[self.documents] + 1  # + the separator
-        total = int(self.stream_lengths.sum())
+        self.lengths = lengths[self.documents]
+        total = int(self.lengths.sum()) + len(self.documents)  # + a separator each
         self.windows_per_epoch = (total - 1) // self.seq_length
         if self.windows_per_epoch < 1:
             raise ValueError(f"the corpus holds {total} tokens (with separators), fewer than one "
@@ -41,12 +70,12 @@ class GPTSamples:
         self._epochs: OrderedDict[int, tuple] = OrderedDict()
 
     def _epoch(self, epoch: int):
-        """(document order, stream end offsets, window order) of ``epoch``, cached (a few)."""
+        """(document order, its ``PackedStream``, window order) of ``epoch``, cached (a few)."""
         if epoch not in self._epochs:
             rng = np.random.default_rng([self.seed, epoch, 0x6770])
             order = rng.permutation(len(self.documents))
-            ends = np.cumsum(self.stream_lengths[order])
-            self._epochs[epoch] = (order, ends, rng.permutation(self.windows_per_epoch))
+            stream = PackedStream(self.corpus, self.eos, self.documents[order], self.lengths[order])
+            self._epochs[epoch] = (order, stream, rng.permutation(self.windows_per_epoch))
             if len(self._epochs) > 2:  # data workers move forward through epochs
                 self._epochs.popitem(last=False)
         return self._epochs[epoch]
@@ -54,23 +83,7 @@ class GPTSamples:
     def window(self, epoch: int, window: int) -> tuple[np.ndarray, np.ndarray]:
         """Tokens of window ``window`` (in stream order) of ``epoch`` and each one's document number
         (counted from the window's first document)."""
-        order, ends, _ = self._epoch(epoch)
-        start = window * self.seq_length
-        stop = start + self.seq_length + 1
-        k = int(np.searchsorted(ends, start, side="right"))
-        pieces, documents, position = [], [], start
-        while position < stop:
-            slot = order[k]
-            doc_start = int(ends[k] - self.stream_lengths[slot])
-            text = self.corpus.document(int(self.documents[slot])).token_ids
-            a, b = position - doc_start, min(stop, int(ends[k])) - doc_start
-            piece = np.append(text[a:min(b, len(text))].astype(np.int64),
-                              [self.eos] if b > len(text) else [])
-            pieces.append(piece.astype(np.int64))
-            documents.append(np.full(len(piece), len(documents), dtype=np.int64))
-            position += len(piece)
-            k += 1
-        return np.concatenate(pieces), np.concatenate(documents)
+        return self._epoch(epoch)[1].read(window * self.seq_length, self.seq_length + 1)
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         epoch, j = divmod(int(index), self.windows_per_epoch)

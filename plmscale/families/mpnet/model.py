@@ -19,8 +19,7 @@ import torch
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.model import MaskedLMHead, masked_lm_metrics
 from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import (Embeddings, PostLNLayer, gather_vocab_logits,
-                                    padded_vocab_size, padding_mask, tp_world)
+from plmscale.models.common import Embeddings, PostLNLayer, gather_vocab_logits, padding_mask
 from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTensorParallel
 from plmscale.models.common.relative_position import (RelativePositionBias,
                                                       relative_position_bucket)
@@ -81,7 +80,7 @@ def mpnet_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
             + [Piece({f"mpnet.layers.{i}": lambda: MPNetLayer(cfg, precision)}, layer, layer=True)
                for i in range(cfg.num_layers)]
             + [Piece(embeddings, hand_over, tie=("word_embeddings.weight",)),
-               Piece({"lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]))},
+               Piece({"lm_head": lambda: MaskedLMHead(cfg)},
                      loss)])
 
 
@@ -89,8 +88,7 @@ class MPNetForMaskedLM(PiecewiseModel):
     """MPNet with its tied MLM head. ``forward(batch)`` -> {"loss", "mlm_loss", "mlm_accuracy"}."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(mpnet_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(mpnet_pieces(cfg, precision), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, attention_mask=None):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.model import MaskedLMHead, encoder_pieces, masked_lm_metrics
-from plmscale.families.pieces import Piece, PiecewiseModel
-from plmscale.models.common import gather_vocab_logits, padded_vocab_size, tp_world
+from plmscale.families.bert.model import (MaskedLMHead, MaskedLMModel, encoder_pieces,
+                                          masked_lm_metrics)
+from plmscale.families.pieces import Piece
 
 
 def roberta_position_ids(attention_mask: torch.Tensor | None, seq_length: int, offset: int,
@@ -37,20 +37,12 @@ def roberta_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
 
     # No token types: RoBERTa has a single type row, added to every position.
     pieces = encoder_pieces(cfg, precision, "roberta", positions=positions, token_types=False)
-    head = {"lm_head": lambda: MaskedLMHead(cfg, padded_vocab_size(cfg, tp_world()[1]))}
+    head = {"lm_head": lambda: MaskedLMHead(cfg)}
     return pieces + [Piece(head, loss)]
 
 
-class RobertaForMaskedLM(PiecewiseModel):
+class RobertaForMaskedLM(MaskedLMModel):
     """BERT encoder (positions offset) + BERT's tied MLM head; ``forward(batch)`` -> MLM loss."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(roberta_pieces(cfg, precision))
-        self.cfg = cfg
-
-    @torch.no_grad()
-    def logits(self, input_ids, attention_mask=None):
-        """Full-vocabulary MLM logits [b, s, V], as HF's ``RobertaForMaskedLM`` returns them."""
-        state = self.run({"input_ids": input_ids, "attention_mask": attention_mask}, self.pieces[:-1])
-        mlm = self.lm_head(state["hidden"], state["word_embeddings"])
-        return gather_vocab_logits(mlm, self.cfg.vocab_size)
+        super().__init__(roberta_pieces(cfg, precision), cfg)

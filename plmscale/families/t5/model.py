@@ -18,8 +18,7 @@ from torch import nn
 from plmscale.config.schema import ModelConfig
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (SelfAttention, TiedVocabParallelLogits, gather_vocab_logits,
-                                    padded_vocab_size, padding_mask, tp_world,
-                                    vocab_parallel_loss_and_accuracy)
+                                    labelled_metrics, padded_vocab_size, padding_mask, tp_world)
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.generation import encoder_decoder_greedy
 from plmscale.models.common.heads import GatherFromTensorParallel, ScatterToTensorParallel
@@ -29,7 +28,6 @@ from plmscale.models.common.norms import build_norm
 from plmscale.models.common.prenorm import PreLNLayer
 from plmscale.models.common.relative_position import RelativePositionBias
 from plmscale.models.moe.layer import ExpertMLP
-from plmscale.objectives import IGNORE_INDEX
 
 def _layer(cfg: ModelConfig, precision: str, decoder: bool, number: int) -> PreLNLayer:
     """A T5 block; the first layer of a stack owns its relative position bias (``t5_pieces`` hands
@@ -89,11 +87,8 @@ def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
     def loss(output_layer, *rest):
         *table, state = rest
         weight = table[0].weight if table else state["word_embeddings"]
-        labels = state["labels"]
-        selected = labels != IGNORE_INDEX  # padding targets need no vocabulary projection
-        logits = output_layer(state["decoder_hidden"][selected] * scale, weight)
-        loss, accuracy = vocab_parallel_loss_and_accuracy(logits, labels[selected])
-        return {"lm_loss": loss, "lm_accuracy": accuracy, "loss": loss}
+        return labelled_metrics("lm", lambda h: output_layer(h * scale, weight),
+                                state["decoder_hidden"], state["labels"])
 
     tied = [Piece(shared, lambda module, state: {**state, "word_embeddings": module.weight})]
     return ([Piece(shared, embed)] + stack("encoder", False) + stack("decoder", True)
@@ -108,15 +103,12 @@ class T5ForConditionalGeneration(PiecewiseModel):
     """
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(t5_pieces(cfg, precision))
-        self.cfg = cfg
-        self.encoder_pieces = self.pieces[:cfg.num_layers + 2]
-        self.decoder_pieces = self.pieces[cfg.num_layers + 2:][:(cfg.num_decoder_layers or cfg.num_layers) + 1]
+        super().__init__(t5_pieces(cfg, precision), cfg)
 
     def encode(self, input_ids, attention_mask=None):
         """Encoder output [b, s, h]."""
         return self.run({"input_ids": input_ids, "attention_mask": attention_mask},
-                        self.encoder_pieces)["hidden"]
+                        self.pieces[:1] + self.pieces_under("encoder."))["hidden"]
 
     def decode(self, decoder_input_ids, memory, attention_mask=None, decoder_attention_mask=None):
         """Decoder output [b, t, h] (before the head) attending to the encoder output ``memory``."""
@@ -124,7 +116,7 @@ class T5ForConditionalGeneration(PiecewiseModel):
         return self.run({"decoder_hidden": embedded, "hidden": memory,
                          "attention_mask": attention_mask,
                          "decoder_attention_mask": decoder_attention_mask},
-                        self.decoder_pieces)["decoder_hidden"]
+                        self.pieces_under("decoder."))["decoder_hidden"]
 
     def head(self, hidden):
         """This TP rank's vocabulary slice of the logits (padding columns are -inf)."""

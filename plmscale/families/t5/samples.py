@@ -12,6 +12,7 @@ import numpy as np
 
 from plmscale.config.schema import DataConfig, ObjectiveConfig
 from plmscale.data.corpus import Corpus
+from plmscale.families.gpt.samples import PackedStream
 from plmscale.objectives.span_corruption import (corrupted_lengths, noise_counts,
                                                  random_spans_noise_mask, raw_length,
                                                  span_corrupt)
@@ -54,29 +55,6 @@ def permute(index: int, size: int, key: int) -> int:
             return x
 
 
-class PackedStream:
-    """Every document followed by EOS, as one endless (wrapping) token sequence."""
-
-    def __init__(self, corpus: Corpus, eos: int):
-        self.corpus, self.eos = corpus, eos
-        lengths = np.array([len(corpus.document(i).token_ids) for i in range(len(corpus))],
-                           dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths + 1)])  # +1: the EOS after each
-        self.total = int(self.offsets[-1])
-
-    def read(self, start: int, length: int) -> np.ndarray:
-        """Tokens [start, start + length) of the stream, wrapping around its end."""
-        out, position = [], start % self.total
-        while length > 0:
-            doc = int(np.searchsorted(self.offsets, position, side="right")) - 1
-            tokens = np.append(self.corpus.document(doc).token_ids, self.eos)
-            piece = tokens[position - self.offsets[doc]:][:length]
-            out.append(piece)
-            length -= len(piece)
-            position = (position + len(piece)) % self.total
-        return np.concatenate(out).astype(np.int64)
-
-
 class T5Samples:
     """``sample(i)`` -> input_ids / attention_mask [data.seq_length] and decoder_input_ids /
     decoder_attention_mask / labels [decoder length]; the decoder starts with PAD (T5's convention)."""
@@ -105,7 +83,7 @@ class T5Samples:
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
-        raw = self.stream.read(self._start(index), self.raw_length)
+        raw, _ = self.stream.read(self._start(index), self.raw_length)
         mask = random_spans_noise_mask(len(raw), self.density, self.mean_span, rng)
         inputs, targets = span_corrupt(raw, mask, self.sentinels, self.tokens.eos)
         pad, n_in, n_out = self.tokens.pad, self.inputs_length, self.targets_length

@@ -33,8 +33,7 @@ class UniLMForPreTraining(PiecewiseModel):
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32",
                  next_sentence_prediction: bool = True):
-        super().__init__(unilm_pieces(cfg, precision, next_sentence_prediction))
-        self.cfg = cfg
+        super().__init__(unilm_pieces(cfg, precision, next_sentence_prediction), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids, attention_mask=None):

@@ -174,8 +174,7 @@ class XLNetLMHeadModel(PiecewiseModel):
     """XLNet with its tied LM head. ``forward(batch)`` -> {"loss", "plm_loss", "plm_accuracy"}."""
 
     def __init__(self, cfg: ModelConfig, precision: str = "fp32"):
-        super().__init__(xlnet_pieces(cfg, precision))
-        self.cfg = cfg
+        super().__init__(xlnet_pieces(cfg, precision), cfg)
 
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None, attention_mask=None, perm_mask=None,

@@ -40,22 +40,18 @@ class Embeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, task_type_ids: torch.Tensor | None = None):
         """``position_ids`` [b, s] (rows of ``position_embeddings``) default to ``position_offset``
-        + 0, 1, 2, ... for every sequence; ``task_type_ids`` [b, s] (with task embeddings) to 0, as
-        HF's ``ErnieEmbeddings``."""
+        + 0, 1, 2, ... for every sequence; ``token_type_ids`` and ``task_type_ids`` [b, s] (where
+        their tables exist) to 0, as HF's ``BertEmbeddings`` and ``ErnieEmbeddings``."""
         hidden = self.word_embeddings(input_ids)
         if self.position_embeddings is not None:
             if position_ids is None:
                 position_ids = (torch.arange(input_ids.shape[1], device=input_ids.device)
                                 + self.position_offset)[None]
             hidden = hidden + self.position_embeddings(position_ids)
-        if self.token_type_embeddings is not None:
-            if token_type_ids is None:
-                token_type_ids = torch.zeros_like(input_ids)
-            hidden = hidden + self.token_type_embeddings(token_type_ids)
-        if self.task_type_embeddings is not None:
-            if task_type_ids is None:
-                task_type_ids = torch.zeros_like(input_ids)
-            hidden = hidden + self.task_type_embeddings(task_type_ids)
+        for table, ids in ((self.token_type_embeddings, token_type_ids),
+                           (self.task_type_embeddings, task_type_ids)):
+            if table is not None:
+                hidden = hidden + table(ids if ids is not None else torch.zeros_like(input_ids))
         if self.LayerNorm is not None:
             hidden = self.LayerNorm(hidden)
         return self.dropout(hidden)

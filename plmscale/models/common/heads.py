@@ -10,6 +10,7 @@ from megatron.core import tensor_parallel
 from torch import nn
 
 from plmscale.models.common.megatron import tp_world
+from plmscale.objectives.masking import IGNORE_INDEX
 
 
 class TiedVocabParallelLogits(nn.Module):
@@ -86,6 +87,16 @@ def vocab_parallel_loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor)
     losses = tensor_parallel.vocab_parallel_cross_entropy(logits.float().unsqueeze(0),
                                                           labels.unsqueeze(0)).squeeze(0)
     return losses.mean(), accuracy
+
+
+def labelled_metrics(name: str, project, hidden: torch.Tensor, labels: torch.Tensor) -> dict:
+    """``<name>_loss`` and ``<name>_accuracy`` (the loss also as ``loss``) of the vocab-parallel
+    logits ``project(hidden[selected])`` against ``labels`` [b, s] (IGNORE_INDEX = not predicted).
+    Only the labelled positions go through the vocabulary projection, the most expensive matmul of
+    a small model's step."""
+    selected = labels != IGNORE_INDEX
+    loss, accuracy = vocab_parallel_loss_and_accuracy(project(hidden[selected]), labels[selected])
+    return {f"{name}_loss": loss, f"{name}_accuracy": accuracy, "loss": loss}
 
 
 def gather_vocab_logits(logits: torch.Tensor, true_vocab_size: int) -> torch.Tensor:
