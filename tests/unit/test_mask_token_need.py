@@ -11,7 +11,7 @@ from plmscale.config import load_config
 from plmscale.data.corpus import Corpus
 from plmscale.families import FAMILY_MODULES, get_family
 
-CONFIGS = {"bert": "bert_demo", "elmo": "elmo_words_tiny"}
+CONFIGS = {"bert": "bert_demo", "elmo": "elmo_words_tiny", "switch": "t5_switch_tiny"}
 SAMPLES = 24
 
 
