@@ -15,7 +15,9 @@ from plmscale.config import load_config
 from plmscale.parallel import init_model_parallel
 from plmscale.training.engine import build_engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+# appended, never first: bench/data_prep.py would hide the data_prep package from every
+# process spawned later in this test session (they inherit sys.path)
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
 import train_step  # noqa: E402  (its batch builder)
 
 pytestmark = pytest.mark.usefixtures("single_rank")

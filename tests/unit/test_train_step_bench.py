@@ -16,7 +16,9 @@ from plmscale.export.gather import full_tensors
 from plmscale.families import build_model
 from plmscale.parallel import init_model_parallel, initialize_parameters
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+# appended, never first: bench/data_prep.py would hide the data_prep package from every
+# process spawned later in this test session (they inherit sys.path)
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
 _PORT = os.environ.get("MASTER_PORT")
 import train_step  # noqa: E402
 from hf_steps import HF_STEPS, hf_modules  # noqa: E402
