@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (bench/, next to this file)
 
@@ -48,27 +46,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args()
-    from plmscale.config import adamw_params
-    from plmscale.parallel import init_distributed, init_model_parallel, seed_all
+    from plmscale.parallel import init_distributed
     init_distributed()
     cfg = train_step.config(args.family, args)
-    init_model_parallel(cfg)
-    seed_all(0)
-    engine = train_step.plmscale_engine(cfg)
-    modules, hf_loss = train_step.hf_reference(args.family, cfg)
-    params = list({id(p): p for m in modules for p in m.parameters()}.values())
-    optimizer = torch.optim.AdamW(params, **adamw_params(cfg.train))
-    ours_batch, hf_batch = train_step.batches(args.family, cfg, torch.Generator().manual_seed(0))
-
-    def ours():
-        out = engine(ours_batch)
-        engine.backward(out["loss"])
-        engine.step()
-
-    def hf():
-        hf_loss(hf_batch).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    engine, _, optimizer, ours, hf = train_step.sides(args.family, cfg)
 
     switch = SWITCHES[args.switch]
     arms = [(side, on, step) for on in (False, True) for side, step in (("plmscale", ours), ("hf", hf))]

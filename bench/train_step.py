@@ -218,10 +218,11 @@ def hf_reference(family: str, cfg):
     return [model], lambda b: model(**b).loss
 
 
-def bench(family: str, args) -> dict:
+def sides(family: str, cfg):
+    """Both sides of the comparison on one batch: (plmscale's engine, the HF reference's modules
+    and optimizer, one plmscale training step, one HF training step)."""
     from plmscale.config import adamw_params
     from plmscale.parallel import init_model_parallel, seed_all
-    cfg = config(family, args)
     init_model_parallel(cfg)
     seed_all(0)
     engine = plmscale_engine(cfg)
@@ -240,6 +241,12 @@ def bench(family: str, args) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return engine, modules, optimizer, ours_step, hf_step
+
+
+def bench(family: str, args) -> dict:
+    cfg = config(family, args)
+    engine, modules, optimizer, ours_step, hf_step = sides(family, cfg)
     times = {"plmscale": [], "hf": []}
     steps = [("plmscale", ours_step), ("hf", hf_step)]
     peak = gemm_gflops()
