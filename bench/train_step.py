@@ -4,7 +4,7 @@ optimizer (AdamW with plmscale's settings, `plmscale.config.adamw_params`: same 
 torch's fused kernel on the CPU), in one run.
 
     python bench/train_step.py [--families bert,gpt,...] [--size small|base] [--steps 10]
-                               [--record bench/RESULTS.md]
+                               [--compile] [--record bench/RESULTS.md]
 
 Steps of the two are interleaved (alternating which goes first) so that machine noise hits both
 alike; the ratio of median step times (HF / plmscale, > 1 means plmscale is faster) is what counts.
@@ -22,6 +22,11 @@ Each side's FLOPs per step are counted on one extra (untimed) step with
 ``torch.utils.flop_counter.FlopCounterMode`` (the matmuls and attention it actually ran, forward and
 backward), so the achieved GFLOP/s compares the two per FLOP; the fraction is of the machine's fp32
 GEMM peak, measured in the same run (a 2048^2 matmul, best of several, before and after the steps).
+``--compile`` adds two sides to the same interleaved run: plmscale with ``train.compile`` (each
+transformer layer compiled by Inductor, ``plmscale.training.compile``) and the HF reference with its
+layers (the entries of its ``ModuleList``s) compiled the same way, so the compiled comparison is like
+for like while the "HF" columns stay the eager reference the issue names; a second table reports
+them. The first step of a compiled side compiles: keep ``--warmup`` >= 1 (2 to be safe).
 ``--size tiny`` (width 64) is for the unit test; ``--size base`` is BERT-base / GPT-2 small
 (12 x 768, 12 heads, FFN 3072; 6 or 6+6 layers for DistilBERT and the encoder-decoders).
 """
@@ -244,23 +249,44 @@ def sides(family: str, cfg):
     return engine, modules, optimizer, ours_step, hf_step
 
 
+def compiled_sides(family: str, cfg):
+    """Both sides compiled: plmscale with ``train.compile`` (through its engine) and the HF
+    reference with every entry of its layer ``ModuleList``s compiled the same way (Inductor, static
+    shapes; graph breaks allowed, HF's code is not ours to fix). (plmscale step, HF step)."""
+    compiled = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=True))
+    _, modules, _, ours_step, hf_step = sides(family, compiled)
+    for module in modules:
+        for stack in module.modules():
+            if isinstance(stack, torch.nn.ModuleList):
+                for layer in stack:
+                    layer.compile(dynamic=False)
+    return ours_step, hf_step
+
+
 def bench(family: str, args) -> dict:
     cfg = config(family, args)
     engine, modules, optimizer, ours_step, hf_step = sides(family, cfg)
-    times = {"plmscale": [], "hf": []}
     steps = [("plmscale", ours_step), ("hf", hf_step)]
+    if args.compile:
+        ours_compiled, hf_compiled = compiled_sides(family, cfg)
+        steps += [("plmscale_compiled", ours_compiled), ("hf_compiled", hf_compiled)]
+    times = {name: [] for name, _ in steps}
     peak = gemm_gflops()
-    for i in range(args.warmup + args.steps):
-        for name, step in (steps if i % 2 == 0 else steps[::-1]):
+    for i in range(args.warmup + args.steps):  # the order rotates, so noise hits every side alike
+        shift = i % len(steps)
+        for name, step in steps[shift:] + steps[:shift]:
             start = time.perf_counter()
             step()
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     peak = max(peak, gemm_gflops())
-    ours, theirs = statistics.median(times["plmscale"]), statistics.median(times["hf"])
-    flops = {name: counted_flops(step) for name, step in steps}
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    # Counted on the eager sides (a compiled step runs the same matmuls and attention).
+    flops = {name: counted_flops(step) for name, step in steps[:2]}
     reference = " + ".join(type(m).__name__ for m in modules)
-    return {"family": family, "ours": ours, "hf": theirs, "ratio": theirs / ours,
+    return {"family": family, "ours": medians["plmscale"], "hf": medians["hf"],
+            "ratio": medians["hf"] / medians["plmscale"],
+            "compiled": {k: v for k, v in medians.items() if k.endswith("_compiled")},
             "reference": reference, "vocab": cfg.model.vocab_size,
             "attention": getattr(modules[0].config, "_attn_implementation", "?"),
             "ours_flops": flops["plmscale"], "hf_flops": flops["hf"], "peak": peak}
@@ -304,6 +330,8 @@ def main() -> None:
                         help="plmscale's model.attention_backend (sdpa, fused-softmax, reference)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="also run both sides with their transformer layers compiled (Inductor)")
     parser.add_argument("--record", default=None, help="append the table to this markdown file")
     args = parser.parse_args()
     from plmscale.parallel import init_distributed
@@ -338,7 +366,27 @@ def main() -> None:
         lines.append(f"| {r['family']} | {r['reference']} ({r['attention']}) | {r['vocab']} | "
                      f"{r['ours'] * 1e3:.0f} | {r['hf'] * 1e3:.0f} | **{r['ratio']:.2f}** | "
                      f"{_rate(r, 'ours')} | {_rate(r, 'hf')} | {r['peak']:.0f} |")
+    if args.compile:
+        lines += compiled_table(rows)
     emit("\n".join(lines) + "\n", args.record)
+
+
+def compiled_table(rows: list[dict]) -> list[str]:
+    """The ``--compile`` sides of the same run: ms/step and rate (of the eager sides' FLOPs)."""
+    lines = ["\nSame run, transformer layers compiled (plmscale `train.compile`, HF's layer "
+             "ModuleList entries `.compile(dynamic=False)`), interleaved with the eager sides above:\n",
+             "| family | plmscale eager ms | plmscale compiled ms | compile speed-up plmscale | "
+             "HF eager ms | HF compiled ms | compile speed-up HF | HF eager / plmscale compiled "
+             "| HF compiled / plmscale compiled | plmscale compiled GFLOP/s, of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ours, theirs = r["compiled"]["plmscale_compiled"], r["compiled"]["hf_compiled"]
+        rate = r["ours_flops"] / 1e9 / ours
+        lines.append(f"| {r['family']} | {r['ours'] * 1e3:.0f} | {ours * 1e3:.0f} | "
+                     f"{r['ours'] / ours:.2f}x | {r['hf'] * 1e3:.0f} | {theirs * 1e3:.0f} | "
+                     f"{r['hf'] / theirs:.2f}x | **{r['hf'] / ours:.2f}** | **{theirs / ours:.2f}** | "
+                     f"{rate:.0f}, {rate / r['peak']:.0%} |")
+    return lines
 
 
 def emit(text: str, record: str | None) -> None:

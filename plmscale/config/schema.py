@@ -333,6 +333,12 @@ class TrainConfig:
     kill switch that reaches ranks whatever launcher sits between them and the batch script."""
     requeue: bool = True
     """After such a stop under SLURM, rank 0 runs ``scontrol requeue $SLURM_JOB_ID``."""
+    compile: bool = False
+    """``torch.compile`` each transformer layer (torchtitan's per-block compile; Inductor, fullgraph)
+    before the DeepSpeed engine is built, in every layout; the first steps then include the
+    compilation. Dropout masks come from Inductor's generator: reproducible with the same seed and
+    across a resume, but not the eager run's masks; with TP > 1 it needs dropout 0
+    (plmscale.training.compile)."""
     peak_tflops: Optional[float] = None
     """One device's peak TFLOP/s for the MFU in the log; None = the detected GPU's (A100, H100,
     H200 profiles of plmscale.perf.gpus in the training precision), no MFU on CPU."""

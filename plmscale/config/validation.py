@@ -132,6 +132,7 @@ def validate_config(cfg: ExperimentConfig, world_size: int) -> None:
         raise ConfigError(f"train.peak_tflops={t.peak_tflops} must be > 0 (one device's peak "
                           f"TFLOP/s for the MFU), or unset to use the detected GPU's")
     check_run_features(cfg)
+    check_compile(cfg)
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision={t.precision!r}; valid values: {', '.join(PRECISIONS)}")
     if m.attention_backend not in ATTENTION_BACKENDS:
@@ -286,3 +287,16 @@ def check_run_features(cfg: ExperimentConfig) -> None:
 
 PREFIX_FAMILIES = ("t5", "bart")
 """Families whose samples have an encoder input that a task prefix goes before."""
+
+
+def check_compile(cfg) -> None:
+    """Refuse ``train.compile`` where a compiled layer would not compute the eager function."""
+    if not cfg.train.compile:
+        return
+    m, tp = cfg.model, cfg.parallel.tensor_model_parallel_size
+    if tp > 1 and (m.hidden_dropout > 0 or m.attention_dropout > 0):
+        raise ConfigError(
+            f"train.compile=true with tensor_model_parallel_size={tp} needs model.hidden_dropout=0 "
+            f"and model.attention_dropout=0 (got {m.hidden_dropout}, {m.attention_dropout}): a "
+            "compiled layer draws its dropout masks from one stream, not the per-TP-rank streams "
+            "split activations need; set both dropouts to 0 or --set train.compile=false")

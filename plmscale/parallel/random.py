@@ -41,7 +41,12 @@ def _set_state(state: torch.Tensor) -> None:
 
 @contextlib.contextmanager
 def tensor_parallel_rng():
-    """Run the body on this TP rank's own random stream (for dropout on partitioned activations)."""
+    """Run the body on this TP rank's own random stream (for dropout on partitioned activations).
+    Inside a compiled layer (``train.compile``) the body runs as it is: Inductor draws every mask
+    from its own generator, and compiled dropout is refused under TP > 1, where this matters."""
+    if torch.compiler.is_compiling():
+        yield
+        return
     if "state" not in _tp_state:
         seed_all(torch.initial_seed())
     saved = _get_state()

@@ -13,6 +13,7 @@ from plmscale.families import build_model, get_family
 from plmscale.models.moe.compat import count_expert_norms_on_every_tp_rank
 from plmscale.models.moe.parallel import check_experts_on_every_stage, create_expert_groups
 from plmscale.parallel import DeepSpeedMpu, device, initialize_parameters
+from plmscale.training.compile import compile_layers
 from plmscale.training.schedules import Schedule
 from plmscale.training.preemption import resume_directory
 
@@ -76,8 +77,11 @@ def build_engine(cfg: ExperimentConfig, model: torch.nn.Module | None = None):
 
     Without a pipeline DeepSpeed learns the TP/DP groups from the ``mpu`` adapter; a
     ``PipelineModule`` carries its own topology (same rank order) and takes no ``mpu``.
+    ``train.compile``: each transformer layer is compiled first (``plmscale.training.compile``).
     """
     model = model if model is not None else build_initialised_model(cfg)
+    if cfg.train.compile:
+        compile_layers(model)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         model_parameters=parameter_groups(model, cfg.train.weight_decay),

@@ -92,8 +92,10 @@ def _zero_hidden_rows(context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     hidden_rows = hidden_rows.reshape((1,) * (4 - hidden_rows.dim()) + hidden_rows.shape)
     # On the CPU a host check costs nothing (no queue to stall) and padding hides a whole row only
     # for an all-padding sample: skip the two passes (forward, backward) when none is hidden. On a
-    # GPU the check would synchronise, so there the rows are always filled.
-    if context.device.type == "cpu" and not bool(hidden_rows.any()):
+    # GPU the check would synchronise, so there the rows are always filled; so they are in a compiled
+    # layer (train.compile), where the data-dependent branch would break the graph.
+    if (context.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not bool(hidden_rows.any())):
         return context
     # Filled in SDPA's output layout ([b, sq, h, d] in memory) so the caller's
     # transpose(1, 2).reshape(b, sq, h * d) stays a view instead of a copy (and its backward too).

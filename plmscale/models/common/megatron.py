@@ -61,10 +61,20 @@ def column_parallel(in_features: int, out_features: int, precision: str, bias: b
     return layer
 
 
+class _RowParallelLinear(RowParallelLinear):
+    """megatron-core's row-parallel linear, handing its own TP group to the GEMM. Its ``forward``
+    passes ``tp_group=None`` there, so each call looks the default group up and warns on rank 0:
+    a ``warnings.warn`` that breaks a compiled layer's graph (``train.compile``)."""
+
+    def _forward_impl(self, input, weight, *args, **kwargs):
+        kwargs["tp_group"] = self.tp_group
+        return super()._forward_impl(input, weight, *args, **kwargs)
+
+
 def row_parallel(in_features: int, out_features: int, precision: str, bias: bool = True
                  ) -> RowParallelLinear:
     """Linear split by input features; partial outputs are all-reduced (bias added once, after)."""
-    layer = RowParallelLinear(in_features, out_features, config=megatron_config(precision),
+    layer = _RowParallelLinear(in_features, out_features, config=megatron_config(precision),
                               init_method=torch.nn.init.zeros_, bias=bias, input_is_parallel=True,
                               skip_bias_add=False)
     _mark(layer.weight, 1)
