@@ -337,8 +337,8 @@ class TrainConfig:
     """``torch.compile`` each transformer layer (torchtitan's per-block compile; Inductor, fullgraph)
     before the DeepSpeed engine is built, in every layout; the first steps then include the
     compilation. Dropout masks come from Inductor's generator: reproducible with the same seed and
-    across a resume, but not the eager run's masks; with TP > 1 it needs dropout 0
-    (plmscale.training.compile)."""
+    across a resume, but not the eager run's masks. Refused with tensor parallelism
+    (plmscale.training.compile says why)."""
     peak_tflops: Optional[float] = None
     """One device's peak TFLOP/s for the MFU in the log; None = the detected GPU's (A100, H100,
     H200 profiles of plmscale.perf.gpus in the training precision), no MFU on CPU."""

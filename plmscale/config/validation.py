@@ -290,13 +290,12 @@ PREFIX_FAMILIES = ("t5", "bart")
 
 
 def check_compile(cfg) -> None:
-    """Refuse ``train.compile`` where a compiled layer would not compute the eager function."""
-    if not cfg.train.compile:
-        return
-    m, tp = cfg.model, cfg.parallel.tensor_model_parallel_size
-    if tp > 1 and (m.hidden_dropout > 0 or m.attention_dropout > 0):
+    """Refuse ``train.compile`` where the layers cannot be compiled whole."""
+    tp = cfg.parallel.tensor_model_parallel_size
+    if cfg.train.compile and tp > 1:
         raise ConfigError(
-            f"train.compile=true with tensor_model_parallel_size={tp} needs model.hidden_dropout=0 "
-            f"and model.attention_dropout=0 (got {m.hidden_dropout}, {m.attention_dropout}): a "
-            "compiled layer draws its dropout masks from one stream, not the per-TP-rank streams "
-            "split activations need; set both dropouts to 0 or --set train.compile=false")
+            f"train.compile=true cannot be combined with tensor_model_parallel_size={tp}: the "
+            "backward of megatron-core's tensor-parallel linear all-reduces with async_op=True, "
+            "which torch.compile cannot trace (a graph break inside every layer); set "
+            "--set train.compile=false, or parallel.tensor_model_parallel_size=1 (pipeline and "
+            "data parallelism compile)")

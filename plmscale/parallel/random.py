@@ -43,7 +43,7 @@ def _set_state(state: torch.Tensor) -> None:
 def tensor_parallel_rng():
     """Run the body on this TP rank's own random stream (for dropout on partitioned activations).
     Inside a compiled layer (``train.compile``) the body runs as it is: Inductor draws every mask
-    from its own generator, and compiled dropout is refused under TP > 1, where this matters."""
+    from its own generator, and compiling is refused under TP > 1, where the swap matters."""
     if torch.compiler.is_compiling():
         yield
         return

@@ -11,10 +11,14 @@ Randomness. Inductor does not replay torch's eager dropout stream: a compiled gr
 from the default generator per call and generates its masks from it (Philox). The masks therefore
 differ from an eager run's, but they are still a function of the seeded generator, so a compiled
 run is reproducible run to run with the same ``train.seed`` and resumes exactly (the training loop
-reseeds every step, ``plmscale.training.loop``). Tensor parallelism swaps a per-rank stream in for
-dropout on split activations (``plmscale.parallel.random.tensor_parallel_rng``); inside a compiled
-layer that swap is not traced, so compiled dropout under TP > 1 is refused (``plmscale.config.validation.check_compile``) and
-TP runs compile only with dropout 0.
+reseeds every step, ``plmscale.training.loop``). The per-TP-rank stream that tensor parallelism
+swaps in for dropout on split activations (``plmscale.parallel.random.tensor_parallel_rng``) is not
+swapped inside a compiled layer, which is right only because TP is one rank there:
+
+Tensor parallelism is refused (``plmscale.config.validation.check_compile``): megatron-core's
+tensor-parallel linear all-reduces its input gradient with ``async_op=True`` inside its autograd
+Function's backward, which Dynamo cannot trace (measured with torch 2.13, megatron-core 0.16.1);
+replacing that Function is more than this option is worth on the CPU (bench/RESULTS.md).
 """
 
 from __future__ import annotations
