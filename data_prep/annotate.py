@@ -355,7 +355,7 @@ class Annotator:
             paragraphs.extend(paras)
         han_pars = []
         if self.language != "en":
-            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
+            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.has_han_character(para)]
         if self.hf:
             # The tokenizer's own words (data_prep.hf_tokenizer), flat: no tables, offsets or
             # segmenter, and no gazetteer spans (refused in __init__).
