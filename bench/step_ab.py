@@ -10,6 +10,11 @@ Switches (each flips a setting in place, so both arms share one engine, one mode
 
 - ``adamw-fused``: torch's fused AdamW kernel (on) or its per-tensor loop (off), in both sides'
   optimizers (torch reads ``fused`` from the parameter group at every step).
+- ``sparse-last-layer``: plmscale's last encoder layer computes only the positions the losses read
+  (on, the default) or every position (off: ``query_rows``, which picks the rows, is swapped for
+  "none" in its module; it is looked up at every step). The HF side does not change.
+
+Also prints plmscale's FLOPs per step in each setting (FlopCounterMode, as train_step.py counts).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (bench/, next to this file)
+from plmscale.families.bert import model as bert_model  # noqa: E402
+
+QUERY_ROWS = bert_model.query_rows
 
 
 def _adamw_fused(engine, optimizer, on: bool) -> None:
@@ -31,7 +39,11 @@ def _adamw_fused(engine, optimizer, on: bool) -> None:
         group["fused"] = on
 
 
-SWITCHES = {"adamw-fused": _adamw_fused}
+def _sparse_last_layer(engine, optimizer, on: bool) -> None:
+    bert_model.query_rows = QUERY_ROWS if on else (lambda read: None)
+
+
+SWITCHES = {"adamw-fused": _adamw_fused, "sparse-last-layer": _sparse_last_layer}
 
 
 def main() -> None:
@@ -62,13 +74,19 @@ def main() -> None:
             step()
             if i >= args.warmup:
                 times[side, on].append(time.perf_counter() - start)
+    flops = {}
+    for on in (False, True):
+        switch(engine, optimizer, on)
+        flops[on] = train_step.counted_flops(ours)
     print(f"{args.switch}, {args.family} {args.size}, batch {args.batch} x {args.seq}, "
           f"{args.steps} steps after {args.warmup}, load average now "
           f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print("| switch | plmscale ms/step | HF ms/step | HF/plmscale |\n|---|---|---|---|")
+    print("| switch | plmscale ms/step | HF ms/step | HF/plmscale | plmscale FLOPs/step |\n"
+          "|---|---|---|---|---|")
     for on in (False, True):
         ours_ms, hf_ms = (statistics.median(times[side, on]) * 1e3 for side in ("plmscale", "hf"))
-        print(f"| {'on' if on else 'off'} | {ours_ms:.0f} | {hf_ms:.0f} | {hf_ms / ours_ms:.3f} |")
+        print(f"| {'on' if on else 'off'} | {ours_ms:.0f} | {hf_ms:.0f} | {hf_ms / ours_ms:.3f} "
+              f"| {flops[on]:.3g} |")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import pyarrow as pa
 import sentencepiece as spm
 
 from data_prep import textutil as tu
-from data_prep.han_words import HanWords, han_word_starts
+from data_prep.han_words import HanWords, han_word_starts, positions_in
 from data_prep.hf_tokenizer import HFTokenizer, is_hf_tokenizer
 from data_prep.segment import Segmenter
 
@@ -239,9 +239,15 @@ def _pack_ids(ids) -> int:
 
 
 def _pack_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(
-        pa.array(offsets.astype(np.int32), type=pa.int32()), pa.array(values, type=value_type)
-    )
+    return pa.ListArray.from_arrays(_plain_array(offsets, pa.int32()), _plain_array(values, value_type))
+
+
+def _plain_array(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    """``pa.array(values, type=value_type)`` without nulls, built on the numpy buffer: ``pa.array``
+    on a numpy array imports numpy.ma (to check for a masked array), ~10 ms of every worker's
+    first chunk, which for a long paragraph is on the path to its result."""
+    values = np.ascontiguousarray(values, dtype=value_type.to_pandas_dtype())
+    return pa.Array.from_buffers(value_type, len(values), [None, pa.py_buffer(values)])
 
 
 class _Tokens(typing.NamedTuple):
@@ -349,7 +355,7 @@ class Annotator:
             paragraphs.extend(paras)
         han_pars = []
         if self.language != "en":
-            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.HAN_RE.search(para)]
+            han_pars = [p for p, para in enumerate(paragraphs) if not para.isascii() and tu.has_han_character(para)]
         if self.hf:
             # The tokenizer's own words (data_prep.hf_tokenizer), flat: no tables, offsets or
             # segmenter, and no gazetteer spans (refused in __init__).
@@ -555,7 +561,8 @@ class Annotator:
                 code = np.zeros(len(dots), dtype=np.int64)
                 for back in range(k, 0, -1):
                     code = (code << 21) | ids[np.maximum(dots - back, 0)].astype(np.int64)
-                brk[dot[(dots >= k) & np.isin(code, codes)]] = False
+                # codes are sorted and unique; np.isin would import numpy.ma (start-up time)
+                brk[dot[(dots >= k) & positions_in(codes, code)[1]]] = False
         starts[nxt[brk]] = True
         return starts
 

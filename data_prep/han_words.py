@@ -146,9 +146,9 @@ class HanWords:
         del sel_ids
         if byte_han is not None:
             leads, continuation = byte_han
-            at, hit = _positions_in(tokens, continuation)
+            at, hit = positions_in(tokens, continuation)
             lengths[at[hit]] = 0
-            at, hit = _positions_in(tokens, leads)
+            at, hit = positions_in(tokens, leads)
             has_han[at[hit]] = True
         end = np.cumsum(lengths)
         before = end[firsts] - lengths[firsts]  # characters of the earlier paragraphs' tokens
@@ -183,7 +183,7 @@ class HanWords:
         return chars.han_pars[bad]
 
 
-def _positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``wanted``: its index in ``sorted_positions`` and whether it is there."""
     if len(sorted_positions) == 0:
         return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -37,6 +38,23 @@ def sha256_file(path: str | os.PathLike, block: int = 8 << 20) -> str:
             h.update(data)
 
 
+class _HashingFile(io.FileIO):
+    """A file that hashes the bytes written to it: a finished part's sha256 without reading the
+    file back (a 1 GB/s pass over every shard, at the end of the run for the last one)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.sha256.update(view)
+        done = 0
+        while done < len(view):  # raw writes may be partial
+            done += super().write(view[done:])
+        return done
+
+
 class PartWriter:
     """Writes record batches to ``<path>.tmp`` and renames to ``path`` only on ``close``,
     so a crash never leaves a file that looks complete."""
@@ -44,7 +62,8 @@ class PartWriter:
     def __init__(self, path: str, schema: pa.Schema):
         self.path = path
         self.tmp = path + ".tmp"
-        self._sink = pa.OSFile(self.tmp, "wb")
+        self._file = _HashingFile(self.tmp, "wb")
+        self._sink = pa.PythonFile(self._file, mode="w")
         self._writer = pa.ipc.new_file(self._sink, schema)
         self.num_documents = 0
         self.num_tokens = 0
@@ -66,7 +85,7 @@ class PartWriter:
         return {
             "num_documents": self.num_documents,
             "num_tokens": self.num_tokens,
-            "sha256": sha256_file(self.path),
+            "sha256": self._file.sha256.hexdigest(),
             "bytes": os.path.getsize(self.path),
         }
 

@@ -123,6 +123,25 @@ def _drop_cjk_newlines(para: str) -> str:
     return "".join(out)
 
 
+_HAN_MIN = min(lo for lo, _ in HAN_RANGES)
+_BLOCK_CHARS = 1 << 20
+
+
+def has_han_character(text: str) -> bool:
+    """``HAN_RE.search(text) is not None``, fast on text without Han characters: Chinese text shows
+    one near its start; elsewhere, text whose UTF-16 code units all lie below the first Han range
+    (Latin, Cyrillic, curly quotes...) cannot hold one, which numpy tells ~10x faster than the
+    regex scans all of it (1 MB blocks bound the copy)."""
+    if HAN_RE.search(text, 0, 1024):
+        return True
+    for lo in range(1024, len(text), _BLOCK_CHARS):
+        block = text[lo:lo + _BLOCK_CHARS]
+        units = np.frombuffer(block.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+        if (units >= _HAN_MIN).any() and HAN_RE.search(block):
+            return True
+    return False
+
+
 def split_paragraphs(text: str) -> list[str]:
     """Split a document into paragraphs (blank-line separated) and unwrap hard line breaks.
 
@@ -131,7 +150,7 @@ def split_paragraphs(text: str) -> list[str]:
     """
     out = []
     # One search for the whole document spares most documents a search per paragraph.
-    has_han = not text.isascii() and HAN_RE.search(text) is not None
+    has_han = not text.isascii() and has_han_character(text)
     for para in _PARAGRAPH_SPLIT_RE.split(text):
         para = para.strip()
         if not para:

@@ -58,21 +58,3 @@ def mask_tokens(tokens: np.ndarray, eligible: np.ndarray, rng: np.random.Generat
     chosen = select_tokens(eligible, rng, probability)
     return corrupt(tokens, chosen, rng, mask_id=mask_id, replacement_ids=replacement_ids,
                    mask_fraction=mask_fraction, random_fraction=random_fraction)
-
-
-def mask_for_objective(ids: np.ndarray, word_starts: np.ndarray, tokens,
-                       objective: ObjectiveConfig, rng: np.random.Generator):
-    """Dynamic MLM corruption of one sequence with ``objective.masking``'s unit ("token": BERT's
-    independent tokens; "ngram", "whole_word", ...: ``plmscale.objectives.masking_strategies`` on the
-    ``word_starts`` flags). Returns (corrupted ids, labels with -100 where not predicted)."""
-    eligible = ~np.isin(ids, tokens.special_ids)
-    o = objective
-    if o.masking == "token":
-        return mask_tokens(ids, eligible, rng, mask_id=tokens.mask, replacement_ids=tokens.normal_ids,
-                           probability=o.mlm_probability, mask_fraction=o.mask_token_fraction,
-                           random_fraction=o.random_token_fraction)
-    from plmscale.objectives.masking_strategies import select_for
-    selection = select_for(o, o.masking, eligible, rng, word_starts=word_starts)
-    return corrupt(ids, selection.positions, rng, mask_id=tokens.mask,
-                   replacement_ids=tokens.normal_ids, mask_fraction=o.mask_token_fraction,
-                   random_fraction=o.random_token_fraction)

@@ -58,6 +58,9 @@ class Stack:
     moe_shared_gate: bool = False
     query_groups: int = 0
     """Key/value heads of grouped-query attention; 0 = one per query head."""
+    last_rows: float = 0
+    """Query rows of the last layer when it computes only those its losses read (the sparse last
+    layer of BERT-style MLM models, ``plmscale.families.bert.model.query_rows``); 0 = ``seq``."""
 
     @property
     def inner(self) -> int:
@@ -79,17 +82,24 @@ class Stack:
     def forward_flops(self) -> float:
         """Forward matmul FLOPs of all layers for one sequence (MoE layers: the top-k experts a token
         runs, the router and the shared expert; the model's FLOPs, not the capacity's padding)."""
+        last = self.layers - 1  # a sparse last layer is dense: routing must see every token
+        sparse = bool(self.last_rows) and not self.is_moe(last)
+        return sum(self._layer_flops(self.last_rows if i == last and sparse else self.seq,
+                                     self.is_moe(i)) for i in range(self.layers))
+
+    def _layer_flops(self, q: float, moe: bool) -> float:
+        """One layer computing ``q`` query rows (its keys and values: every position)."""
         h, s, m, inner, f = self.hidden, self.seq, self.memory, self.inner, self.ffn
-        attention = 2 * s * h * self.qkv + 2 * 2 * s * s * inner + 2 * s * inner * h
+        attention = 2 * s * h * self.qkv + 2 * 2 * q * s * inner + 2 * q * inner * h
         cross = 0
         if m:
-            cross = 2 * s * h * inner + 2 * m * h * 2 * inner + 2 * 2 * s * m * inner + 2 * s * inner * h
-        per_width = 2 * s * h * (3 if self.gated else 2)
-        moe = (per_width * ((self.moe_ffn or f) * self.moe_topk + self.moe_shared_ffn)
-               + 2 * s * h * (self.moe_experts + self.moe_shared_gate))
-        moe_layers = self.moe_layers
-        return (self.layers * (attention + cross) + (self.layers - moe_layers) * per_width * f
-                + moe_layers * moe)
+            cross = 2 * q * h * inner + 2 * m * h * 2 * inner + 2 * 2 * q * m * inner + 2 * q * inner * h
+        per_width = 2 * q * h * (3 if self.gated else 2)
+        if not moe:
+            return attention + cross + per_width * f
+        return (attention + cross + per_width * ((self.moe_ffn or f) * self.moe_topk
+                                                 + self.moe_shared_ffn)
+                + 2 * q * h * (self.moe_experts + self.moe_shared_gate))
 
     def layer_tensors(self, tp: int, ep: int = 1, moe: bool | None = None) -> list[tuple[int, bool]]:
         """(elements on one TP/EP rank, is a weight matrix) of each parameter of ONE layer (``moe``:
@@ -258,7 +268,11 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
     if family in ("bert", "roberta", "albert", "distilbert", "ernie", "unilm"):
         width = m.embedding_size or h
         shared = family == "albert" and m.share_layer_parameters
-        stacks = [_stack(m, "encoder", m.num_layers, s, shared=shared)]
+        sentence_head = ((family in ("bert", "unilm") and o.next_sentence_prediction)
+                         or (family == "albert" and o.sentence_order_prediction))
+        # The losses read the masked positions and the [CLS] (SpanBERT's boundaries: not counted).
+        read = predicted + sentence_head if family in ("bert", "roberta", "albert", "unilm") else 0
+        stacks = [_stack(m, "encoder", m.num_layers, s, shared=shared, last_rows=read)]
         tensors = _embedding_tensors(m, tp, width, types=True,
                                      layernorm=True)
         matmuls: list[Matmul] = []
@@ -269,8 +283,6 @@ def describe(cfg: ExperimentConfig, tp: int = 1) -> ModelShape:
         head_mm, head_t = _mlm_head(m, tp, rows, h, width)
         matmuls += head_mm
         tensors += head_t
-        sentence_head = ((family in ("bert", "unilm") and o.next_sentence_prediction)
-                         or (family == "albert" and o.sentence_order_prediction))
         if family in ("bert", "albert", "unilm"):  # the pooler exists whether or not its head is used
             tensors += _linear("pooler", h, h, "last") + _linear("sentence_head", h, 2, "last")
             if sentence_head:

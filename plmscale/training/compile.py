@@ -1,7 +1,7 @@
 """``train.compile``: ``torch.compile`` of each transformer layer, as torchtitan does it.
 
-Each module a ``layer=True`` piece runs (``plmscale.families.pieces``) is compiled in place with
-``nn.Module.compile`` (its parameter names and state dict stay as they are, so checkpoints, export and
+Each module a ``layer=True`` piece runs (``plmscale.families.pieces``) gets its ``forward`` compiled
+in place (its parameter names and state dict stay as they are, so checkpoints, export and
 re-slicing do not see the option), one layer at a time rather than the whole model: every layer of
 a stack has the same code and shapes, so Dynamo traces one and reuses its graph for the rest, and
 the embeddings, heads and losses (data-dependent shapes such as BERT's masked positions) stay eager.
@@ -56,5 +56,20 @@ def compile_layers(model: nn.Module) -> int:
     arguments that must be plain Python values (SDPA's ``is_causal``)."""
     layers = layer_modules(model)
     for layer in layers:
-        layer.compile(fullgraph=True, dynamic=False)
+        _compile_forward(layer)
     return len(layers)
+
+
+def _compile_forward(layer: nn.Module) -> None:
+    """Compile ``layer.forward`` in place, except calls with ``rows`` (BERT's last layer computing
+    only the positions its losses read, ``plmscale.families.bert.model.query_rows``): their count
+    changes every step, so static shapes would recompile each step until Dynamo's recompile limit
+    turns the shared layer code eager for every layer. That one layer per stack stays eager."""
+    eager = layer.forward
+    compiled = torch.compile(eager, fullgraph=True, dynamic=False)
+
+    def forward(*args, rows=None, **kwargs):
+        if rows is not None:
+            return eager(*args, rows=rows, **kwargs)
+        return compiled(*args, **kwargs)
+    layer.forward = forward

@@ -183,6 +183,28 @@ def test_cjk_line_breaks_are_dropped_as_the_pattern_says():
         assert tu._drop_cjk_newlines(text) == tu._CJK_NEWLINE_RE.sub("", text), repr(text)
 
 
+def test_han_check_agrees_with_the_pattern(monkeypatch):
+    """``has_han_character`` (a prefix search, then UTF-16 code units by numpy, block by block) must
+    say what ``HAN_RE.search`` says: Han placed past the prefix and across blocks, astral Han (a
+    surrogate pair), and characters above the first Han range that are not Han (Hangul, fullwidth)."""
+    import random
+
+    from data_prep import textutil as tu
+
+    monkeypatch.setattr(tu, "_BLOCK_CHARS", 7)
+    below = ["a", "é", "\u201c", " ", "\u3000", "\n"]  # all code units below the first Han range
+    above = below + ["가", "Ａ", "\U0001F600"]
+    han = ["中", "\u3400", "\uf900", "\U00020000", "\U0003fffe"]
+    rng = random.Random(0)
+    for _ in range(3000):
+        filler = rng.choice([below, above])
+        text = [rng.choice(filler) for _ in range(rng.choice([5, 40, 1100, 1300]))]
+        if rng.random() < 0.5:
+            text[rng.randrange(len(text))] = rng.choice(han)
+        text = "".join(text)
+        assert tu.has_han_character(text) == (tu.HAN_RE.search(text) is not None), repr(text[-60:])
+
+
 def test_segmenter_failure_is_the_error_reported(tokenizer_model, monkeypatch):
     """Sentencepiece's thread goes on without the segmenter when it fails to load; the error
     that comes out is the segmenter's, not the thread's consequence of it."""

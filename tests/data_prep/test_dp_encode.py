@@ -324,3 +324,27 @@ def test_memory_does_not_grow_with_input_size(tokenizer_model, en_text, tmp_path
 
     small, large = peak_rss_kib(1), peak_rss_kib(16)  # 150 KB vs 2.4 MB of text
     assert large < small + 25_000, (small, large)
+
+
+def test_last_ranges_split_and_merge_to_the_whole_ranges_batch(mixed_corpus, tokenizer_model, tmp_path):
+    """The end of a unit is balanced by cutting its last ranges in sub-ranges (encode._tasks); the
+    parts' batches, merged, must be the whole range's batch byte for byte (what the shards hold),
+    and their counters its counters. The end-to-end checks above compare whole runs."""
+    from data_prep import encode as enc, worker
+    from data_prep.inputs import Counters, Unit
+
+    size = mixed_corpus.stat().st_size
+    cfg = enc.EncodeConfig(inputs=[str(mixed_corpus)], tokenizer=str(tokenizer_model), output=str(tmp_path),
+                           workers=3, chunk_bytes=-(-size // 5))
+    unit = Unit(0, str(mixed_corpus), 0, size)
+    tasks = list(enc._tasks(unit, cfg, Counters()))
+    assert size > 15 * enc.MIN_SUBRANGE_BYTES and [len(parts) for parts in tasks] == [1, 1, 3, 3, 3]
+    ranges = [args[0] for parts in tasks for _, args in parts]
+    assert [r.start for r in ranges][1:] == [r.end for r in ranges][:-1] and ranges[-1].end == size
+    worker.init(str(tokenizer_model), "zh", None, None, 1, None, None)
+    for parts in tasks[-3:]:
+        merged, stats = enc._merge([fn(*args) for fn, args in parts])
+        first, last = parts[0][1][0], parts[-1][1][0]
+        whole, whole_stats = worker.annotate_range(Unit(0, first.path, first.start, last.end), cfg.input_options)
+        assert stats == whole_stats and stats["documents_written"] > 0
+        assert merged.serialize().to_pybytes() == whole.serialize().to_pybytes()

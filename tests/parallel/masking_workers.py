@@ -43,7 +43,10 @@ def span_boundary_on_bert(shards: str) -> dict:
         torch.manual_seed(11)  # the head is replicated: the same weights on every rank and layout
         head = SpanBoundaryHead(cfg.model.hidden_size)
         out = model(batch)
-        hidden = model.run(batch, model.pieces[:-1])["hidden"]  # the encoder's output
+        # The encoder's output at every position: without mlm_labels the last layer is not sparse
+        # (this model's own losses read no span boundaries).
+        hidden = model.run({k: v for k, v in batch.items() if k != "mlm_labels"},
+                           model.pieces[:-1])["hidden"]
         weight = model.bert.embeddings.word_embeddings.weight
         sbo_loss, sbo_accuracy = span_boundary_loss(
             head, hidden, batch["sbo_left"], batch["sbo_right"], batch["sbo_position"],

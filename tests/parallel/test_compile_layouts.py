@@ -1,7 +1,7 @@
 """``train.compile`` through the real training loop and DeepSpeed's pipeline engine: with every
 transformer layer compiled, PP=2 reports at every step what the eager single rank reports (loss,
 accuracies, learning rate, gradient norm; fp32, the suite's tolerance), so the layers are found and
-compiled inside pipeline stages too. BERT's tiny demo config, 2 steps of 2 micro-batches. (TP is
+compiled inside pipeline stages too. BERT's tiny demo config (4 layers), 2 steps of 2 micro-batches. (TP is
 refused with compile: tests/unit/test_compile.py.)"""
 
 import pytest
@@ -12,11 +12,14 @@ from harness import run_ranks
 pytestmark = pytest.mark.slow
 
 MEASURED = ("tokens_per_s", "tflops_per_device", "mfu", "memory_gib_per_rank")
-COMPILED = {"PP=2": ["parallel.pipeline_model_parallel_size=2", "train.compile=true"]}
+# 4 layers: each stage holds a layer that runs compiled (BERT's last one, which computes only the
+# positions its losses read, runs eager: plmscale.training.compile)
+LAYERS = ["model.num_layers=4"]
+COMPILED = {"PP=2": LAYERS + ["parallel.pipeline_model_parallel_size=2", "train.compile=true"]}
 
 
 def test_compiled_layouts_report_what_the_eager_single_rank_reports(demo_shards):
-    want, graphs = run_ranks(1, train_layouts, str(demo_shards), "bert_demo.yaml", {"eager": []})[0]["eager"]
+    want, graphs = run_ranks(1, train_layouts, str(demo_shards), "bert_demo.yaml", {"eager": LAYERS})[0]["eager"]
     assert graphs == 0
     for rank in run_ranks(2, train_layouts, str(demo_shards), "bert_demo.yaml", COMPILED):
         for layout, (history, graphs) in rank.items():

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.families.bert.model import encoder_pieces, pair_model_logits, pretraining_head
+from plmscale.families.bert.model import (encoder_pieces, loss_positions, pair_model_logits,
+                                          pretraining_head)
 from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import Embeddings
 
@@ -27,7 +28,8 @@ def albert_pieces(cfg: ModelConfig, precision: str = "fp32",
     groups = 1 if cfg.share_layer_parameters else cfg.num_layers
     pieces = encoder_pieces(
         cfg, precision, "albert", embeddings=lambda: Embeddings(cfg, precision, embedding_size=width),
-        layer_path=lambda depth: f"albert.layer_groups.{depth * groups // cfg.num_layers}")
+        layer_path=lambda depth: f"albert.layer_groups.{depth * groups // cfg.num_layers}",
+        read=loss_positions("sentence_order_label" if sentence_order_prediction else None))
     project = Piece({"albert.embedding_hidden_mapping_in": lambda: nn.Linear(width, cfg.hidden_size)},
                     lambda linear, state: {**state, "hidden": linear(state["hidden"])})
     # sentence_order_label: 0 = segments in order, 1 = swapped (HF's convention)

@@ -17,6 +17,7 @@ from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (Embeddings, PostLNLayer, TiedVocabParallelLogits,
                                     gather_vocab_logits, labelled_metrics, padded_vocab_size,
                                     padding_mask, tp_world, vocab_parallel_loss_and_accuracy)
+from plmscale.models.common.mlp import is_moe_layer
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.span_boundary import SpanBoundaryHead, span_boundary_loss
 
@@ -64,14 +65,19 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
                    positions: Callable[[dict], torch.Tensor | None] = lambda state: None,
                    layer_path: Callable[[int], str] | None = None,
                    token_types: bool = True,
-                   mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
+                   mask: Callable[[dict], torch.Tensor | None] | None = None,
+                   read: Callable[[dict], torch.Tensor | None] = lambda state: None) -> list[Piece]:
     """[embeddings] [layer] x num_layers, then the word embeddings handed to the heads as
     ``state["word_embeddings"]``; the pieces keep ``state["hidden"]``. ``positions(state)``: position
     ids (None = 0, 1, ...); ``layer_path(depth)``: the module of each depth (ALBERT shares one);
     ``token_types=False``: the batch's token types are not read (every position gets type 0);
     ``mask(state)``: each layer's attention mask (boolean, True = hidden; default: the padding of
-    ``attention_mask``; UniLM's per-sample [b, 1, s, s] masks)."""
+    ``attention_mask``; UniLM's per-sample [b, 1, s, s] masks); ``read(state)``: boolean [b, s],
+    the positions of the last layer's output that the losses read (``loss_positions``; None =
+    all): the last layer computes only those rows and leaves zeros at the others."""
     mask = mask or (lambda state: padding_mask(state.get("attention_mask")))
+    if is_moe_layer(cfg, cfg.num_layers - 1):  # routing and its balance loss see every token
+        read = lambda state: None  # noqa: E731
     embeddings = embeddings or (lambda: Embeddings(cfg, precision,
                                                    position_offset=cfg.position_offset))
     layer_path = layer_path or (lambda depth: f"{prefix}.layers.{depth}")
@@ -84,15 +90,56 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
     def layer(module, state):
         return {**state, "hidden": module(state["hidden"], mask(state))}
 
+    def last_layer(module, state):
+        rows = query_rows(read(state))
+        if rows is None:
+            return layer(module, state)
+        hidden = state["hidden"]
+        out = module(hidden, mask(state), rows=rows)  # a fixed [b, s, h] shape crosses stages
+        return {**state, "hidden": hidden.new_zeros(hidden.shape).scatter(
+            1, rows[..., None].expand_as(out), out)}
+
     def hand_over(module, state):  # the tied output projection reads the input embedding table
         return {**state, "word_embeddings": module.word_embeddings.weight}
 
     path = f"{prefix}.embeddings"
     return ([Piece({path: embeddings}, embed)]
-            + [Piece({layer_path(d): lambda d=d: PostLNLayer(cfg, precision, layer_number=d)}, layer,
-                     layer=True)
+            + [Piece({layer_path(d): lambda d=d: PostLNLayer(cfg, precision, layer_number=d)},
+                     last_layer if d == cfg.num_layers - 1 else layer, layer=True)
                for d in range(cfg.num_layers)]
             + [Piece({path: embeddings}, hand_over, tie=("word_embeddings.weight",))])
+
+
+def query_rows(read: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean [b, s] -> positions [b, m] (m: the most any sample reads), each sample's read
+    positions first, then other positions as filler (computed exactly, never read); None when
+    ``read`` is None or m = s."""
+    if read is None:
+        return None
+    m = max(int(read.sum(1).max()), 1)  # one host sync a step: the rows' count sets the shapes
+    if m == read.shape[1]:
+        return None
+    return torch.argsort((~read).to(torch.uint8), dim=1, stable=True)[:, :m]
+
+
+def loss_positions(pair_label: str | None = None, span_boundary_objective: bool = False
+                   ) -> Callable[[dict], torch.Tensor | None]:
+    """``read(state)`` for ``encoder_pieces`` of an MLM model: the labelled positions, the [CLS]
+    when the batch has ``pair_label`` (NSP, SOP: the pooler reads it) and SpanBERT's span
+    boundaries. None without ``mlm_labels`` in the state: ``logits()``, export and a distilled
+    teacher get every position."""
+    def read(state):
+        if "mlm_labels" not in state:
+            return None
+        out = state["mlm_labels"] != IGNORE_INDEX
+        if pair_label in state:
+            out[:, 0] = True
+        if span_boundary_objective:
+            inside = (state["sbo_position"] >= 0).long()
+            for side in (state["sbo_left"], state["sbo_right"]):
+                out |= torch.zeros_like(inside).scatter_add(1, side.clamp(min=0), inside) > 0
+        return out
+    return read
 
 
 def pretraining_head(cfg: ModelConfig, pair: str, pair_label: str, use_pair: bool,
@@ -132,7 +179,9 @@ def bert_pieces(cfg: ModelConfig, precision: str = "fp32", next_sentence_predict
                 mask: Callable[[dict], torch.Tensor | None] | None = None) -> list[Piece]:
     """BERT's encoder pieces, then the heads with MLM, optional NSP and optional SBO losses.
     ``mask``: the layers' attention mask from the state (``encoder_pieces``)."""
-    return encoder_pieces(cfg, precision, "bert", mask=mask) + [pretraining_head(
+    read = loss_positions("next_sentence_label" if next_sentence_prediction else None,
+                          span_boundary_objective)
+    return encoder_pieces(cfg, precision, "bert", mask=mask, read=read) + [pretraining_head(
         cfg, "nsp", "next_sentence_label", next_sentence_prediction, span_boundary_objective)]
 
 

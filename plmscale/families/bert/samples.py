@@ -21,8 +21,8 @@ import numpy as np
 from plmscale.config.schema import DataConfig, ObjectiveConfig
 from plmscale.data.corpus import Corpus
 from plmscale.data.tokenizer import SpecialTokens
-from plmscale.objectives.masking import IGNORE_INDEX, corrupt, mask_tokens
-from plmscale.objectives.masking_strategies import (Selection, check_strategy, select_for,
+from plmscale.objectives.masking import IGNORE_INDEX
+from plmscale.objectives.masking_strategies import (Selection, check_strategy, mask_with_strategy,
                                                     span_boundary_targets)
 from plmscale.objectives.schedule import masking_schedule, sample_step
 
@@ -216,20 +216,8 @@ class BertSamples:
         "token", whose draws are BERT's ``mask_tokens`` exactly). ``span_labels``: the labels of the
         spans of the strategy's kind (``Segment.span_labels(strategy)``). Subclasses for other MLM
         families call this with their own sequences."""
-        t, o = self.tokens, self.objective
-        if strategy == "token":
-            corrupted, labels = mask_tokens(ids, eligible, rng, mask_id=t.mask,
-                                            replacement_ids=t.normal_ids,
-                                            probability=o.mlm_probability,
-                                            mask_fraction=o.mask_token_fraction,
-                                            random_fraction=o.random_token_fraction)
-            return corrupted, labels, None
-        selection = select_for(o, strategy, eligible, rng, word_starts, span_labels)
-        corrupted, labels = corrupt(ids, selection.positions, rng, mask_id=t.mask,
-                                    replacement_ids=t.normal_ids,
-                                    mask_fraction=o.mask_token_fraction,
-                                    random_fraction=o.random_token_fraction)
-        return corrupted, labels, selection
+        return mask_with_strategy(ids, eligible, rng, self.tokens, self.objective, strategy,
+                                  word_starts, span_labels)
 
     def span_boundary_arrays(self, selection: Optional[Selection], length: int,
                              labels: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:

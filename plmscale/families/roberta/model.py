@@ -9,7 +9,7 @@ import torch
 
 from plmscale.config.schema import ModelConfig
 from plmscale.families.bert.model import (MaskedLMHead, MaskedLMModel, encoder_pieces,
-                                          masked_lm_metrics)
+                                          loss_positions, masked_lm_metrics)
 from plmscale.families.pieces import Piece
 
 
@@ -36,7 +36,8 @@ def roberta_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
                                  state["word_embeddings"])
 
     # No token types: RoBERTa has a single type row, added to every position.
-    pieces = encoder_pieces(cfg, precision, "roberta", positions=positions, token_types=False)
+    pieces = encoder_pieces(cfg, precision, "roberta", positions=positions, token_types=False,
+                            read=loss_positions())
     head = {"lm_head": lambda: MaskedLMHead(cfg)}
     return pieces + [Piece(head, loss)]
 

@@ -16,7 +16,8 @@ import numpy as np
 from plmscale.config.schema import DataConfig, ObjectiveConfig
 from plmscale.data.corpus import Corpus
 from plmscale.data.tokenizer import SpecialTokens
-from plmscale.objectives.masking import IGNORE_INDEX, mask_for_objective
+from plmscale.objectives.masking import IGNORE_INDEX
+from plmscale.objectives.masking_strategies import mask_with_strategy
 
 
 class RobertaSamples:
@@ -84,7 +85,8 @@ class RobertaSamples:
         t, seq = self.tokens, self.data.seq_length
         ids = np.concatenate([[t.bos], content, [t.eos]]).astype(np.int64)
         word_starts = np.concatenate([[1], flags, [1]]).astype(np.uint8)
-        corrupted, labels = mask_for_objective(ids, word_starts, t, self.objective, rng)
+        corrupted, labels, _ = mask_with_strategy(ids, ~np.isin(ids, t.special_ids), rng, t,
+                                                  self.objective, self.objective.masking, word_starts)
         pad = seq - len(ids)
         return {
             "input_ids": np.pad(corrupted, (0, pad), constant_values=t.pad),

@@ -7,6 +7,10 @@ group by group, [group][q_1..q_{heads/groups}, k, v][head_dim] (megatron-core's 
 slice holds whole groups; with one query head per group this is the per-head layout above. ``linear_proj`` is row-parallel and
 all-reduces the output. The attention itself is ``attention_core.attend``: the backend chosen by
 ``model.attention_backend`` (SDPA by default), every mask kind, dropout on the TP rank's own stream.
+
+``rows`` (``take_rows``) computes the output at some query positions only (the last encoder layer of
+an MLM model, whose losses read ~15% of the positions): q, k and v come from every position (one
+fused projection), then only the selected queries attend and go through the output projection.
 """
 
 from __future__ import annotations
@@ -51,18 +55,25 @@ class SelfAttention(nn.Module):
         self.attention_dropout = nn.Dropout(cfg.attention_dropout)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
-                position_bias: torch.Tensor | None = None) -> torch.Tensor:
+                position_bias: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
         """``position_bias``: added to the scaled scores before the softmax, broadcastable to
-        [b, heads/tp, s, s] (T5's relative attention bias for this rank's heads)."""
+        [b, heads/tp, s, s] (T5's relative attention bias for this rank's heads). ``rows`` [b, m]:
+        the query positions to compute (bidirectional attention only); the output is then
+        [b, m, hidden], row j of sample i being position ``rows[i, j]``'s."""
         b, s, _ = hidden.shape
         qkv, _ = self.linear_qkv(hidden)
         q, k, v = self._split_qkv(qkv.view(b, s, self.groups_per_rank, self.heads_per_group + 2,
                                            self.head_dim))
+        if rows is not None:  # keys and values keep every position; so do the masks' key columns
+            if self.causal:
+                raise ValueError("SelfAttention(rows=...) is for bidirectional attention only")
+            q, mask, position_bias = (take_rows(t, rows, 2) for t in (q, mask, position_bias))
         dropout = self.attention_dropout.p if self.training else 0.0
         context = attend(q, k, v, scale=self.scale, mask=mask, bias=position_bias,
                          causal=self.causal, dropout_p=dropout, backend=self.backend,
                          fused=self.fused)
-        context = context.transpose(1, 2).reshape(b, s, -1)
+        context = context.transpose(1, 2).reshape(b, q.shape[2], -1)
         out, _ = self.linear_proj(context)
         return out
 
@@ -80,3 +91,16 @@ class SelfAttention(nn.Module):
         if per_group > 1:
             k, v = k.repeat_interleave(per_group, dim=1), v.repeat_interleave(per_group, dim=1)
         return q, k, v
+
+
+def take_rows(tensor: torch.Tensor | None, rows: torch.Tensor, dim: int) -> torch.Tensor | None:
+    """``tensor`` at positions ``rows`` [b, m] along ``dim``: [b, .., s, ..] -> [b, .., m, ..]. A
+    batch dimension of 1 is broadcast; a ``dim`` of size 1 (a padding mask's query axis) and None
+    are returned as they are."""
+    if tensor is None or tensor.shape[dim] == 1:
+        return tensor
+    tensor = tensor.expand(rows.shape[0], *tensor.shape[1:])
+    shape = [rows.shape[0]] + [1] * (tensor.dim() - 1)
+    shape[dim] = rows.shape[1]
+    index = rows.view(shape).expand(*tensor.shape[:dim], rows.shape[1], *tensor.shape[dim + 1:])
+    return tensor.gather(dim, index)

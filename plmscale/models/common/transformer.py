@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from plmscale.config.schema import ModelConfig
-from plmscale.models.common.attention import SelfAttention
+from plmscale.models.common.attention import SelfAttention, take_rows
 from plmscale.models.common.cross_attention import CrossAttention
 from plmscale.models.common.mlp import build_feed_forward
 from plmscale.models.common.norms import build_norm
@@ -32,10 +32,15 @@ class PostLNLayer(nn.Module):
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, memory=None,
-                memory_mask=None) -> torch.Tensor:
+                memory_mask=None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``mask``: self-attention mask (None in BART's decoder: its padding sits at the end, so
-        causal masking alone keeps real tokens off it); ``memory_mask``: the encoder's padding."""
-        hidden = self.attention_layernorm(hidden + self.dropout(self.self_attention(hidden, mask)))
+        causal masking alone keeps real tokens off it); ``memory_mask``: the encoder's padding.
+        ``rows`` [b, m]: compute the output at these positions only (``SelfAttention``; every
+        position still serves as a key): [b, m, hidden]."""
+        attended = self.self_attention(hidden, mask, rows=rows)
+        if rows is not None:  # the residual, norms and FFN run on the selected rows only
+            hidden = take_rows(hidden, rows, 1)
+        hidden = self.attention_layernorm(hidden + self.dropout(attended))
         if memory is not None:
             hidden = self.cross_attention_layernorm(
                 hidden + self.dropout(self.cross_attention(hidden, memory, memory_mask)))
