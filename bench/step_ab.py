@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (bench/, next to this file)
 from plmscale.families.bert import model as bert_model  # noqa: E402
+from plmscale.models.common import megatron as megatron_layers  # noqa: E402
 
 QUERY_ROWS = bert_model.query_rows
 
@@ -43,7 +44,12 @@ def _sparse_last_layer(engine, optimizer, on: bool) -> None:
     bert_model.query_rows = QUERY_ROWS if on else (lambda read: None)
 
 
-SWITCHES = {"adamw-fused": _adamw_fused, "sparse-last-layer": _sparse_last_layer}
+def _bias_in_gemm(engine, optimizer, on: bool) -> None:
+    megatron_layers._BiasInGemmOnOneRank.bias_in_gemm = on
+
+
+SWITCHES = {"adamw-fused": _adamw_fused, "sparse-last-layer": _sparse_last_layer,
+            "bias-in-gemm": _bias_in_gemm}
 
 
 def main() -> None:

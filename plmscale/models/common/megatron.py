@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from megatron.core import ModelParallelConfig
 from megatron.core import parallel_state as ps
 from megatron.core import tensor_parallel
@@ -51,18 +52,42 @@ def _mark(param: torch.nn.Parameter, dim: int) -> None:
     tensor_parallel.set_tensor_model_parallel_attributes(param, True, dim, 1)
 
 
+class _BiasInGemmOnOneRank:
+    """At tensor-parallel size 1, one ``F.linear`` (an ``addmm``: the bias added inside the GEMM)
+    instead of megatron-core's path, which multiplies, then adds the bias in a separate pass over the
+    output (and sums its gradient in another), with no communication to do on one rank. Same
+    parameters, same arithmetic up to rounding; any other call (TP > 1, sequence parallelism, a
+    weight passed in) takes megatron-core's own forward. ``bias_in_gemm`` is a class switch so that
+    ``bench/step_ab.py`` can measure what it buys."""
+
+    bias_in_gemm = True
+
+    def forward(self, input_, *args, **kwargs):
+        if (not self.bias_in_gemm or args or kwargs or self.config.sequence_parallel
+                or self.tp_group.size() > 1):
+            return super().forward(input_, *args, **kwargs)
+        if self.skip_bias_add:
+            return F.linear(input_, self.weight), self.bias
+        return F.linear(input_, self.weight, self.bias), None
+
+
+class _ColumnParallelLinear(_BiasInGemmOnOneRank, ColumnParallelLinear):
+    """megatron-core's column-parallel linear (see :class:`_BiasInGemmOnOneRank`)."""
+
+
 def column_parallel(in_features: int, out_features: int, precision: str, bias: bool = True,
                     skip_bias_add: bool = False) -> ColumnParallelLinear:
     """Linear split by output features; the output stays split (no gather)."""
-    layer = ColumnParallelLinear(in_features, out_features, config=megatron_config(precision),
-                                 init_method=torch.nn.init.zeros_, bias=bias, gather_output=False,
-                                 skip_bias_add=skip_bias_add)
+    layer = _ColumnParallelLinear(in_features, out_features, config=megatron_config(precision),
+                                  init_method=torch.nn.init.zeros_, bias=bias, gather_output=False,
+                                  skip_bias_add=skip_bias_add)
     _mark(layer.weight, 0)
     return layer
 
 
-class _RowParallelLinear(RowParallelLinear):
-    """megatron-core's row-parallel linear, handing its own TP group to the GEMM. Its ``forward``
+class _RowParallelLinear(_BiasInGemmOnOneRank, RowParallelLinear):
+    """megatron-core's row-parallel linear (see :class:`_BiasInGemmOnOneRank`), handing its own TP
+    group to the GEMM. Its ``forward``
     passes ``tp_group=None`` there, so each call looks the default group up and warns on rank 0:
     a ``warnings.warn`` that breaks a compiled layer's graph (``train.compile``)."""
 
@@ -75,8 +100,8 @@ def row_parallel(in_features: int, out_features: int, precision: str, bias: bool
                  ) -> RowParallelLinear:
     """Linear split by input features; partial outputs are all-reduced (bias added once, after)."""
     layer = _RowParallelLinear(in_features, out_features, config=megatron_config(precision),
-                              init_method=torch.nn.init.zeros_, bias=bias, input_is_parallel=True,
-                              skip_bias_add=False)
+                               init_method=torch.nn.init.zeros_, bias=bias, input_is_parallel=True,
+                               skip_bias_add=False)
     _mark(layer.weight, 1)
     return layer
 
