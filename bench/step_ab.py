@@ -13,6 +13,8 @@ Switches (each flips a setting in place, so both arms share one engine, one mode
 - ``sparse-last-layer``: plmscale's last encoder layer computes only the positions the losses read
   (on, the default) or every position (off: ``query_rows``, which picks the rows, is swapped for
   "none" in its module; it is looked up at every step). The HF side does not change.
+- ``bias-in-gemm``: plmscale's linears on one TP rank add their bias inside the GEMM (on, the
+  default) or in megatron-core's separate pass (off: ``_BiasInGemmOnOneRank.bias_in_gemm``).
 
 Also prints plmscale's FLOPs per step in each setting (FlopCounterMode, as train_step.py counts).
 """
@@ -23,7 +25,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,16 +71,16 @@ def main() -> None:
     engine, _, optimizer, ours, hf = train_step.sides(args.family, cfg)
 
     switch = SWITCHES[args.switch]
-    arms = [(side, on, step) for on in (False, True) for side, step in (("plmscale", ours), ("hf", hf))]
-    times = {(side, on): [] for side, on, _ in arms}
-    for i in range(args.warmup + args.steps):
-        shift = i % len(arms)
-        for side, on, step in arms[shift:] + arms[:shift]:
+
+    def arm(on, step):
+        def run():  # the flip (a few attribute writes) is inside the timed call
             switch(engine, optimizer, on)
-            start = time.perf_counter()
             step()
-            if i >= args.warmup:
-                times[side, on].append(time.perf_counter() - start)
+        return run
+
+    times = train_step.interleaved_times(
+        [((side, on), arm(on, step)) for on in (False, True)
+         for side, step in (("plmscale", ours), ("hf", hf))], args.warmup, args.steps)
     flops = {}
     for on in (False, True):
         switch(engine, optimizer, on)

@@ -263,6 +263,20 @@ def compiled_sides(family: str, cfg):
     return ours_step, hf_step
 
 
+def interleaved_times(steps, warmup: int, count: int) -> dict:
+    """Run ``steps`` [(key, step function)] ``warmup + count`` rounds, the order rotating each round
+    so that machine noise hits every side alike; {key: the ``count`` timed seconds}."""
+    times = {key: [] for key, _ in steps}
+    for i in range(warmup + count):
+        shift = i % len(steps)
+        for key, step in steps[shift:] + steps[:shift]:
+            start = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[key].append(time.perf_counter() - start)
+    return times
+
+
 def bench(family: str, args) -> dict:
     cfg = config(family, args)
     engine, modules, optimizer, ours_step, hf_step = sides(family, cfg)
@@ -270,15 +284,8 @@ def bench(family: str, args) -> dict:
     if args.compile:
         ours_compiled, hf_compiled = compiled_sides(family, cfg)
         steps += [("plmscale_compiled", ours_compiled), ("hf_compiled", hf_compiled)]
-    times = {name: [] for name, _ in steps}
     peak = gemm_gflops()
-    for i in range(args.warmup + args.steps):  # the order rotates, so noise hits every side alike
-        shift = i % len(steps)
-        for name, step in steps[shift:] + steps[:shift]:
-            start = time.perf_counter()
-            step()
-            if i >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+    times = interleaved_times(steps, args.warmup, args.steps)
     peak = max(peak, gemm_gflops())
     medians = {name: statistics.median(t) for name, t in times.items()}
     # Counted on the eager sides (a compiled step runs the same matmuls and attention).

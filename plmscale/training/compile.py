@@ -26,12 +26,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plmscale.families.pieces import PiecewiseModel
+from plmscale.parallel.pipeline import PiecewisePipeline
+
 
 def layer_modules(model: nn.Module) -> list[nn.Module]:
     """The modules the transformer-layer pieces run, each once (ALBERT's shared layer is one), for
     the ordinary model (a ``PiecewiseModel``) or this rank's pipeline stages."""
-    from plmscale.families.pieces import PiecewiseModel
-    from plmscale.parallel.pipeline import PiecewisePipeline
     if isinstance(model, PiecewiseModel):
         holders = [(model, piece) for piece in model.pieces]
     elif isinstance(model, PiecewisePipeline):

@@ -87,9 +87,9 @@ def column_parallel(in_features: int, out_features: int, precision: str, bias: b
 
 class _RowParallelLinear(_BiasInGemmOnOneRank, RowParallelLinear):
     """megatron-core's row-parallel linear (see :class:`_BiasInGemmOnOneRank`), handing its own TP
-    group to the GEMM. Its ``forward``
-    passes ``tp_group=None`` there, so each call looks the default group up and warns on rank 0:
-    a ``warnings.warn`` that breaks a compiled layer's graph (``train.compile``)."""
+    group to the GEMM. Its ``forward`` passes ``tp_group=None`` there, so each call looks the
+    default group up and warns on rank 0: a ``warnings.warn`` that breaks a compiled layer's graph
+    (``train.compile``)."""
 
     def _forward_impl(self, input, weight, *args, **kwargs):
         kwargs["tp_group"] = self.tp_group
