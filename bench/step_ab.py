@@ -15,6 +15,9 @@ Switches (each flips a setting in place, so both arms share one engine, one mode
   "none" in its module; it is looked up at every step). The HF side does not change.
 - ``bias-in-gemm``: plmscale's linears on one TP rank add their bias inside the GEMM (on, the
   default) or in megatron-core's separate pass (off: ``_BiasInGemmOnOneRank.bias_in_gemm``).
+- ``one-gradient``: the tied word-embedding table gets one gradient from its lookup and the output
+  layer on one TP rank (on, the default) or autograd sums their two dense ones (off:
+  ``_TiedTableOnOneRank.one_gradient``).
 
 Also prints plmscale's FLOPs per step in each setting (FlopCounterMode, as train_step.py counts).
 """
@@ -49,8 +52,12 @@ def _bias_in_gemm(engine, optimizer, on: bool) -> None:
     megatron_layers._BiasInGemmOnOneRank.bias_in_gemm = on
 
 
+def _one_gradient(engine, optimizer, on: bool) -> None:
+    megatron_layers._TiedTableOnOneRank.one_gradient = on
+
+
 SWITCHES = {"adamw-fused": _adamw_fused, "sparse-last-layer": _sparse_last_layer,
-            "bias-in-gemm": _bias_in_gemm}
+            "bias-in-gemm": _bias_in_gemm, "one-gradient": _one_gradient}
 
 
 def main() -> None:

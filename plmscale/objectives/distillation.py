@@ -18,14 +18,6 @@ from plmscale.models.common import vocab_parallel_loss_and_accuracy
 from plmscale.objectives.masking import IGNORE_INDEX
 
 
-def _real_columns(padding: torch.Tensor) -> int:
-    """How many of this rank's vocabulary columns are real; padding is always a suffix."""
-    real = int((~padding).sum())
-    if padding[:real].any():
-        raise ValueError("vocabulary padding must be the last columns of a rank's slice")
-    return real
-
-
 def _logsumexp_over_ranks(local: torch.Tensor) -> torch.Tensor:
     """log(sum_ranks exp(local)) of per-row logsumexps [n] of each rank's vocabulary slice; the
     backward sends each rank its own share (megatron's reduce: identity backward)."""
@@ -38,10 +30,10 @@ def _logsumexp_over_ranks(local: torch.Tensor) -> torch.Tensor:
     return torch.log(total) + top
 
 
-def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: torch.Tensor,
+def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, real: int,
                       temperature: float = 1.0) -> torch.Tensor:
     """Mean over rows of KL(softmax(teacher / T) || softmax(student / T)) for vocab-parallel logits
-    [n, V/tp]; ``padding`` marks this rank's padding columns (left out).
+    [n, V/tp]; only this rank's first ``real`` columns count (the rest are vocabulary padding).
 
     KL = sum_v p_t (log p_t - s_v) + logsumexp(s) since sum_v p_t = 1. Each rank's logsumexp is
     torch's fused one, combined over ranks on [n] vectors, and both sums are dot products, so the
@@ -49,7 +41,6 @@ def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: tor
     is all-reduced as a whole, so the replicated loss back-propagates (p_s - p_t) / T into each
     rank's slice.
     """
-    real = _real_columns(padding)
     scale = 1.0 / temperature
     student = student[:, :real].float()
     student = student * scale if scale != 1.0 else student
@@ -66,12 +57,13 @@ def vocab_parallel_kl(student: torch.Tensor, teacher: torch.Tensor, padding: tor
     return (entropy_term - cross + log_z).mean()
 
 
-def distillation_losses(logits, hidden, t_logits, t_hidden, labels, padding: torch.Tensor,
+def distillation_losses(logits, hidden, t_logits, t_hidden, labels, real: int,
                         o: ObjectiveConfig) -> dict:
     """The three terms and their weighted sum, over rows = real tokens: student vocab-parallel
-    ``logits`` and ``hidden`` states against the teacher's; MLM where ``labels`` != -100."""
+    ``logits`` (``real`` columns, then padding) and ``hidden`` states against the teacher's; MLM
+    where ``labels`` != -100."""
     t = o.distillation_temperature
-    distill_loss = vocab_parallel_kl(logits, t_logits, padding, t) * t * t
+    distill_loss = vocab_parallel_kl(logits, t_logits, real, t) * t * t
     cosine_loss = (1.0 - F.cosine_similarity(hidden.float(), t_hidden.float(), dim=-1)).mean()
     selected = labels != IGNORE_INDEX
     # Indexing copies: megatron's cross entropy may edit its input, not ``logits``.

@@ -70,7 +70,7 @@ def bart_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
             + [Piece({f"decoder.layers.{i}": lambda: PostLNLayer(cfg, precision, causal=True,
                                                                   cross_attention=True)},
                      decoder_layer, layer=True) for i in range(decoder_layers)]
-            + [Piece(shared, lambda module, state: {**state, "word_embeddings": module.weight}),
+            + [Piece(shared, lambda module, state: {**state, "word_embeddings": module.output_table()}),
                Piece({"lm_head": lambda: TiedVocabParallelLogits(padded, cfg.vocab_size, bias=False)},
                      loss)])
 

@@ -100,7 +100,7 @@ def encoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
             1, rows[..., None].expand_as(out), out)}
 
     def hand_over(module, state):  # the tied output projection reads the input embedding table
-        return {**state, "word_embeddings": module.word_embeddings.weight}
+        return {**state, "word_embeddings": module.word_embeddings.output_table()}
 
     path = f"{prefix}.embeddings"
     return ([Piece({path: embeddings}, embed)]

@@ -78,7 +78,7 @@ def distilbert_pieces(cfg: ModelConfig, precision: str, objective: ObjectiveConf
         logits = lm_head(hidden, state["word_embeddings"])
         t_hidden, t_logits = teacher_outputs(teacher[0], ids, attention, active)
         return distillation_losses(logits, hidden, t_logits, t_hidden, labels[active],
-                                   lm_head.logits.padding_columns, objective)
+                                   lm_head.logits.real_columns, objective)
 
     head = {"lm_head": lambda: MaskedLMHead(cfg)}
     return encoder_pieces(cfg, precision, "distilbert", token_types=False) + [Piece(head, loss)]

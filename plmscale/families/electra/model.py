@@ -28,7 +28,7 @@ from plmscale.families.pieces import Piece, PiecewiseModel
 from plmscale.models.common import (Embeddings, gather_vocab_logits, tp_world,
                                     vocab_parallel_loss_and_accuracy)
 from plmscale.models.common.heads import (GatherFromTensorParallel, ScatterToTensorParallel,
-                                          padding_columns, tied_logits)
+                                          real_columns, tied_logits)
 from plmscale.objectives import IGNORE_INDEX
 from plmscale.objectives.replaced_token import corrupt, rtd_loss_and_accuracy, sample_from_logits
 
@@ -109,7 +109,7 @@ def electra_pieces(cfg: ModelConfig, precision: str = "fp32", rtd_weight: float 
         labels, bias = state["mlm_labels"], ScatterToTensorParallel.apply(state["generator_bias"])
         selected = labels != IGNORE_INDEX  # the generator predicts (and samples) masked positions only
         logits = tied_logits(state["hidden"][selected], module.word_embeddings.weight, bias,
-                             padding_columns(bias.shape[0], cfg.vocab_size))
+                             real_columns(bias.shape[0], cfg.vocab_size))
         # Before the loss: megatron's vocab-parallel cross entropy edits its input in place.
         sampled = sample_from_logits(logits, cfg.vocab_size, state.get("sampling_seed"),
                                      selected.sum(-1))

@@ -62,7 +62,7 @@ def decoder_pieces(cfg: ModelConfig, precision: str, prefix: str,
         return loss(lm_head, {**state, "word_embeddings": table[0].weight} if table else state)
 
     tied = [Piece({path: embeddings}, lambda module, state: {**state, "word_embeddings":
-                                                             module.word_embeddings.weight},
+                                                             module.word_embeddings.output_table()},
                   tie=("word_embeddings.weight",))]
     return ([Piece({path: embeddings}, embed)]
             + [Piece({f"{prefix}.layers.{i}": lambda i=i: PreLNLayer(

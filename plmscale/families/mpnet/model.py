@@ -67,7 +67,7 @@ def mpnet_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         return {**state, "hidden": module(state["hidden"], state.get("hidden_mask"), local)}
 
     def hand_over(module, state):  # the tied output projection reads the input embedding table
-        return {**state, "word_embeddings": module.word_embeddings.weight}
+        return {**state, "word_embeddings": module.word_embeddings.output_table()}
 
     def loss(lm_head, state):
         labels = state["mlm_labels"]

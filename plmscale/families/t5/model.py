@@ -90,7 +90,7 @@ def t5_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         return labelled_metrics("lm", lambda h: output_layer(h * scale, weight),
                                 state["decoder_hidden"], state["labels"])
 
-    tied = [Piece(shared, lambda module, state: {**state, "word_embeddings": module.weight})]
+    tied = [Piece(shared, lambda module, state: {**state, "word_embeddings": module.output_table()})]
     return ([Piece(shared, embed)] + stack("encoder", False) + stack("decoder", True)
             + (tied if cfg.tie_word_embeddings else []) + [Piece(head, loss)])
 

@@ -145,7 +145,7 @@ def xlnet_pieces(cfg: ModelConfig, precision: str = "fp32") -> list[Piece]:
         return run
 
     def hand_over(module, state):  # the tied output projection reads the input embedding table
-        return {**state, "word_embeddings": module.word_embeddings.weight}
+        return {**state, "word_embeddings": module.word_embeddings.output_table()}
 
     def loss(lm_loss, state):
         labels = state["target_labels"]

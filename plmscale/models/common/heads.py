@@ -28,27 +28,49 @@ class TiedVocabParallelLogits(nn.Module):
         if self.bias is not None:
             tensor_parallel.set_tensor_model_parallel_attributes(self.bias, True, 0, 1)
             self.bias.vocab_padded = True
-        self.register_buffer("padding_columns", padding_columns(per_rank, true_vocab_size),
-                             persistent=False)
+        self.real_columns = real_columns(per_rank, true_vocab_size)
 
     def forward(self, hidden: torch.Tensor, embedding_weight: torch.Tensor) -> torch.Tensor:
-        return tied_logits(hidden, embedding_weight, self.bias, self.padding_columns)
+        return tied_logits(hidden, embedding_weight, self.bias, self.real_columns)
 
 
-def padding_columns(per_rank: int, true_vocab_size: int) -> torch.Tensor:
-    """This TP rank's vocabulary columns that exist only because of padding (True)."""
-    first = tp_world()[0] * per_rank
-    return torch.arange(first, first + per_rank) >= true_vocab_size
+def real_columns(per_rank: int, true_vocab_size: int) -> int:
+    """How many of this TP rank's ``per_rank`` vocabulary columns are real; the rest (always the
+    last columns of the slice) exist only because the vocabulary is padded to an equal split."""
+    return min(max(true_vocab_size - tp_world()[0] * per_rank, 0), per_rank)
 
 
-def tied_logits(hidden, embedding_weight, bias, padding: torch.Tensor) -> torch.Tensor:
-    """This rank's vocabulary slice of ``hidden @ embedding_weight.T + bias``, padding columns -inf."""
+def tied_logits(hidden, embedding_weight, bias, real: int) -> torch.Tensor:
+    """This rank's vocabulary slice of ``hidden @ embedding_weight.T + bias``; the padding columns
+    (from column ``real`` on) are -inf."""
     # Identity forward, all-reduce backward: each rank's logits slice contributes to the grad.
     hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden)
     logits = F.linear(hidden, embedding_weight, bias)
-    if padding.any():
-        logits = logits.masked_fill(padding.to(logits.device), float("-inf"))
+    if real < logits.shape[-1]:
+        logits = _PaddingColumnsToMinusInf.apply(logits, real)
     return logits
+
+
+class _PaddingColumnsToMinusInf(torch.autograd.Function):
+    """``logits[..., real:] = -inf`` in place, on the fresh output of the GEMM; backward zeroes the
+    gradient of those columns. Cross entropy already leaves them exactly zero (softmax of -inf is 0),
+    so the gradient then passes on untouched: no copy of the [tokens, V] logits either way, which
+    ``masked_fill`` made twice (~45 ms a step at GPT-2 small on a 2-core CPU)."""
+
+    @staticmethod
+    def forward(ctx, logits, real: int):
+        ctx.real = real
+        logits[..., real:] = float("-inf")
+        ctx.mark_dirty(logits)
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad[..., ctx.real:].count_nonzero() == 0:  # NaN counts as nonzero
+            return grad, None
+        grad = grad.clone()
+        grad[..., ctx.real:] = 0
+        return grad, None
 
 
 class GatherFromTensorParallel(torch.autograd.Function):
