@@ -8,6 +8,8 @@ torch's fused kernel on the CPU), in one run.
 
 Steps of the two are interleaved (alternating which goes first) so that machine noise hits both
 alike; the ratio of median step times (HF / plmscale, > 1 means plmscale is faster) is what counts.
+Each family runs in a fresh process: the allocator state one family's steps leave behind changes
+the next family's step times (seen: GPT-2 small's HF step 2.3 s alone, 2.8 s after BERT-base).
 The reference of a pretraining objective HF has no single class for is the same computation built
 from HF classes: ELECTRA = ``ElectraForMaskedLM`` generator + Gumbel sampling +
 ``ElectraForPreTraining`` discriminator sharing one embedding module; DistilBERT = a frozen HF
@@ -35,11 +37,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import statistics
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -277,6 +281,13 @@ def interleaved_times(steps, warmup: int, count: int) -> dict:
     return times
 
 
+def bench_in_this_process(family: str, args) -> dict:
+    """:func:`bench` in a process of its own (a world of one rank)."""
+    from plmscale.parallel import init_distributed
+    init_distributed()
+    return bench(family, args)
+
+
 def bench(family: str, args) -> dict:
     cfg = config(family, args)
     engine, modules, optimizer, ours_step, hf_step = sides(family, cfg)
@@ -341,14 +352,13 @@ def main() -> None:
                         help="also run both sides with their transformer layers compiled (Inductor)")
     parser.add_argument("--record", default=None, help="append the table to this markdown file")
     args = parser.parse_args()
-    from plmscale.parallel import init_distributed
-    init_distributed()
     started = datetime.now(timezone.utc)
     rows = []
     for family in args.families.split(","):
         if family not in FAMILIES:
             raise SystemExit(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-        row = bench(family, args)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+            row = fresh.submit(bench_in_this_process, family, args).result()
         rows.append(row)
         print(f"{family}: plmscale {row['ours'] * 1e3:.0f} ms/step, {row['reference']} "
               f"{row['hf'] * 1e3:.0f} ms/step, ratio {row['ratio']:.2f}; "
