@@ -66,7 +66,8 @@ class _PaddingColumnsToMinusInf(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        if grad[..., ctx.real:].count_nonzero() == 0:  # NaN counts as nonzero
+        # NaN counts as nonzero. (On a GPU this check is one host sync per step.)
+        if grad[..., ctx.real:].count_nonzero() == 0:
             return grad, None
         grad = grad.clone()
         grad[..., ctx.real:] = 0

@@ -156,7 +156,7 @@ class _TiedTableOnOneRank(VocabParallelEmbedding):
 def vocab_parallel_embedding(padded_vocab: int, size: int, precision: str) -> VocabParallelEmbedding:
     """Embedding split by vocabulary rows; its rows beyond the true vocabulary are padding."""
     layer = _TiedTableOnOneRank(padded_vocab, size, init_method=torch.nn.init.zeros_,
-                                   config=megatron_config(precision))
+                                config=megatron_config(precision))
     _mark(layer.weight, 0)
     layer.weight.vocab_padded = True  # see models.registry.count_parameters
     return layer
