@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from plmscale.config.schema import ObjectiveConfig
 
 IGNORE_INDEX = -100
 

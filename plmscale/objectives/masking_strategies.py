@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plmscale.objectives.masking import corrupt, mask_tokens, select_tokens
+from plmscale.objectives.masking import corrupt, select_tokens
 
 STRATEGIES = ("token", "whole_word", "ngram", "span", "phrase", "entity")
 
@@ -342,20 +342,17 @@ def mask_with_strategy(ids: np.ndarray, eligible: np.ndarray, rng: np.random.Gen
                        objective, strategy: str = "token", word_starts: np.ndarray | None = None,
                        span_labels: np.ndarray | None = None):
     """Dynamic MLM corruption of one sequence: select the ``eligible`` positions with ``strategy``
-    ("token": BERT's independent tokens, drawn exactly as :func:`mask_tokens`; "whole_word", "ngram",
-    "span", ...: :func:`select_for` on ``word_starts`` / ``span_labels``) and corrupt them with
+    ("token": BERT's independent tokens, drawn exactly as ``masking.mask_tokens``; "whole_word",
+    "ngram", "span", ...: :func:`select_for` on ``word_starts`` / ``span_labels``) and corrupt them with
     ``objective``'s 80/10/10 fractions. Returns (corrupted ids, labels with -100 where not selected,
     the Selection or None for "token")."""
-    o = objective
+    o, selection = objective, None
     if strategy == "token":
-        corrupted, labels = mask_tokens(ids, eligible, rng, mask_id=tokens.mask,
-                                        replacement_ids=tokens.normal_ids,
-                                        probability=o.mlm_probability,
-                                        mask_fraction=o.mask_token_fraction,
-                                        random_fraction=o.random_token_fraction)
-        return corrupted, labels, None
-    selection = select_for(o, strategy, eligible, rng, word_starts, span_labels)
-    corrupted, labels = corrupt(ids, selection.positions, rng, mask_id=tokens.mask,
+        positions = select_tokens(eligible, rng, o.mlm_probability)
+    else:
+        selection = select_for(o, strategy, eligible, rng, word_starts, span_labels)
+        positions = selection.positions
+    corrupted, labels = corrupt(ids, positions, rng, mask_id=tokens.mask,
                                 replacement_ids=tokens.normal_ids,
                                 mask_fraction=o.mask_token_fraction,
                                 random_fraction=o.random_token_fraction)
