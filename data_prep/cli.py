@@ -20,7 +20,16 @@ import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-from data_prep.inputs import MB, InputOptions
+# Set before numpy is imported; a user's own settings are kept. (1) numpy's OpenBLAS starts a
+# thread per core that spins (sched_yield) for a while after start-up: data_prep calls no BLAS
+# routine, and on a small machine that thread takes a core from the encode threads. (2) numpy asks
+# for transparent huge pages on large arrays, whose first touch can wait for the kernel to compact
+# memory: data_prep's arrays are read once, the first touch is most of their cost. Measured on a
+# 12 MB Han paragraph, 2 cores (bench/RESULTS.md): 2.2 -> 1.8 CPU-s.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+from data_prep.inputs import MB, InputOptions  # noqa: E402 (after the setting above)
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:

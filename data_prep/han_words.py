@@ -64,13 +64,14 @@ def han_word_starts(segmenter: Segmenter, cps: np.ndarray) -> np.ndarray:
 
 class TokenChars(typing.NamedTuple):
     """Characters of the tokens of some Han paragraphs (:meth:`HanWords.token_chars`): the
-    paragraphs, their token positions in the chunk, tokens per paragraph, normalized characters
+    paragraphs, their token positions in the chunk (an index: a slice or positions, see
+    ``_index``), tokens per paragraph, normalized characters
     per token, whether a token holds a Han character, the running sum of the characters (the
     end of each token, counted from the first paragraph's first token), the characters before
     each paragraph and in it, and whether a token's first character follows a Han character."""
 
     han_pars: np.ndarray
-    tokens: np.ndarray
+    tokens: slice | np.ndarray
     counts: np.ndarray
     lengths: np.ndarray
     has_han: np.ndarray
@@ -93,6 +94,7 @@ class HanWords:
         self.length = np.fromiter(map(len, pieces), dtype=np.int32, count=len(pieces))
         self.length[is_byte] = 1
         self.has_han = np.array([tu.HAN_RE.search(p) is not None for p in pieces]) & ~is_byte
+        self.longest = int(self.length.max(initial=1))
 
     def word_starts(self, paragraphs: list[str], norms: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment ``paragraphs``: (word starts, offset and length of each normalized paragraph)
@@ -140,22 +142,25 @@ class HanWords:
         # Token positions of the paragraphs, ascending, without a Python loop per paragraph.
         tokens = np.repeat((par_start[han_pars] - firsts).astype(np.int32), counts)
         tokens += np.arange(len(tokens), dtype=np.int32)
-        sel_ids = ids[tokens]
+        at = _index(tokens)
+        sel_ids = ids[at]
         lengths = self.length[sel_ids]
         has_han = self.has_han[sel_ids]
         del sel_ids
         if byte_han is not None:
             leads, continuation = byte_han
-            at, hit = positions_in(tokens, continuation)
-            lengths[at[hit]] = 0
-            at, hit = positions_in(tokens, leads)
-            has_han[at[hit]] = True
-        end = np.cumsum(lengths)
+            where, hit = positions_in(tokens, continuation)
+            lengths[where[hit]] = 0
+            where, hit = positions_in(tokens, leads)
+            has_han[where[hit]] = True
+        # int32 sums while they cannot overflow: a fresh int64 array per step costs page faults
+        end = np.cumsum(lengths, dtype=np.int32 if len(lengths) * self.longest < 2**31 else np.int64)
         before = end[firsts] - lengths[firsts]  # characters of the earlier paragraphs' tokens
         par_chars = np.append(before[1:], end[-1]) - before if len(end) else before
-        prev = np.maximum(tokens - 1, 0)
-        hi_first = first_han[tokens] & last_han[prev] & (tokens > 0)
-        return TokenChars(han_pars, tokens, counts, lengths, has_han, end, before, par_chars, hi_first)
+        after_han = np.zeros_like(last_han)  # the token before ends with a Han character
+        after_han[1:] = last_han[:-1]
+        hi_first = first_han[at] & after_han[at]
+        return TokenChars(han_pars, at, counts, lengths, has_han, end, before, par_chars, hi_first)
 
     def apply(self, chars: TokenChars, ws, word, words) -> np.ndarray:
         """Rewrite ``word`` (flags of all tokens of the chunk) for the tokens of the paragraphs
@@ -163,24 +168,36 @@ class HanWords:
         ``chars`` from :meth:`token_chars`. ``ws``: per token, it starts with whitespace.
         Returns the paragraphs whose lengths disagree."""
         starts, bases, sizes = words
-        tokens, lengths, end = chars.tokens, chars.lengths, chars.end
+        at, lengths, end = chars.tokens, chars.lengths, chars.end
         bad = chars.par_chars != sizes
-        end += np.repeat((bases - chars.before).astype(np.int32), chars.counts)
+        shift = (bases - chars.before).astype(end.dtype)
+        end += shift[0] if len(shift) == 1 else np.repeat(shift, chars.counts)
         # A token holds a word start when one lies in its characters [end - length, end): a
         # running count of the starts over the characters, read at both ends of every token
         # (linear in the text; zero-length tokens hold none). Only a paragraph returned as bad
-        # can reach outside the text, and the offset path redoes it.
+        # can reach outside the text, and the offset path redoes it. Every step works in place
+        # on arrays of the sums' type (this runs after both threads: it is the serial tail).
         size = int(bases[-1] + sizes[-1]) + 1 if len(bases) else 1
-        below = np.zeros(size + 1, dtype=np.int32)  # below[k]: word starts before character k
-        marks = np.zeros(size, dtype=np.int8)
-        marks[starts] = 1
-        np.cumsum(marks, out=below[1:])
-        del marks
+        below = np.zeros(size + 1, dtype=end.dtype)  # below[k]: word starts before character k
+        below[starts + 1] = 1
+        np.cumsum(below, out=below)
         np.minimum(end, size, out=end)
-        inside = below[end] > below[np.maximum(end - lengths, 0)]
-        del below
-        word[tokens] = ws[tokens] | (word[tokens] & ~chars.hi_first) | (chars.has_han & inside)
+        first = end - lengths
+        np.maximum(first, 0, out=first)
+        inside = below[end] > below[first]
+        del below, first
+        inside &= chars.has_han
+        inside |= ws[at] | (word[at] & ~chars.hi_first)
+        word[at] = inside
         return chars.han_pars[bad]
+
+
+def _index(tokens: np.ndarray):
+    """``tokens`` (ascending positions) as an index: a slice when they are consecutive (one long
+    paragraph: no gather, no int64 copy of the positions), else the positions."""
+    if len(tokens) and int(tokens[-1]) - int(tokens[0]) + 1 == len(tokens):
+        return slice(int(tokens[0]), int(tokens[-1]) + 1)
+    return tokens.astype(np.intp)
 
 
 def positions_in(sorted_positions: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

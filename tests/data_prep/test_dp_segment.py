@@ -49,13 +49,18 @@ def zh_paragraphs(zh_docs) -> list[str]:
     return [p for p in paras if len(unicodedata.normalize("NFKC", p)) == len(p)]
 
 
-def test_token_path_matches_offset_path(tokenizer_model, zh_paragraphs):
+def test_token_path_matches_offset_path(tokenizer_model, zh_paragraphs, monkeypatch):
     """Han words computed from token ids in one call per chunk give the same flags as the
-    character-offset path (sentencepiece offsets, words on the original text)."""
+    character-offset path (sentencepiece offsets, words on the original text), and no paragraph
+    needs that path (an English paragraph puts the Han paragraphs' tokens apart)."""
     ann = Annotator(str(tokenizer_model), language="zh")
     assert ann.segmenter.backend == "rjieba"
-    paragraphs = zh_paragraphs + MIXED
+    paragraphs = zh_paragraphs + ["No Han text in this paragraph."] + MIXED
+    fallbacks = []
+    precise = ann._precise
+    monkeypatch.setattr(ann, "_precise", lambda para, ids: fallbacks.append(para) or precise(para, ids))
     batch, _ = ann.annotate(paragraphs)
+    assert fallbacks == []
     sp = ann.sp
     ids_col, flags_col = batch.column("token_ids"), batch.column("word_starts")
     assert sum(sp.is_byte(int(i)) for i in ids_col.values.to_numpy()) >= 6  # 龘 and 靐 in bytes
@@ -185,8 +190,11 @@ def test_long_paragraph_in_sections_on_threads_matches_one_call(tokenizer_model,
     monkeypatch.setattr(han_words_module, "_sections", lambda *a: sections.append(sections_of(*a)) or sections[-1])
     monkeypatch.setattr(han_words, "threads", 3)
     monkeypatch.setattr(segment, "PIECE_CHARS", 500)
+    fallbacks = []
+    precise = ann._precise
+    monkeypatch.setattr(ann, "_precise", lambda para, ids: fallbacks.append(para) or precise(para, ids))
     got = ann.annotate([para])[0]
-    assert pools == [3] and len(sections[0]) > 30
+    assert pools == [3] and len(sections[0]) > 30 and fallbacks == []
     assert got.equals(whole)
     ids = got.column("token_ids").values.to_numpy().astype(np.int32)
     slow, _ = ann._precise(para, ids)
