@@ -348,3 +348,24 @@ def test_last_ranges_split_and_merge_to_the_whole_ranges_batch(mixed_corpus, tok
         whole, whole_stats = worker.annotate_range(Unit(0, first.path, first.start, last.end), cfg.input_options)
         assert stats == whole_stats and stats["documents_written"] > 0
         assert merged.serialize().to_pybytes() == whole.serialize().to_pybytes()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts no extra thread on one core")
+def test_cli_runs_numpy_without_blas_threads_or_huge_pages():
+    """The CLI loads numpy with one OpenBLAS thread and without huge pages (both cost data_prep CPU
+    and buy it nothing), unless the user set them: then the user's values hold."""
+    import subprocess
+
+    from dp_support import REPO
+    probe = ("import os, data_prep.cli, numpy; "
+             "print(len(os.listdir('/proc/self/task')), numpy._core.multiarray._get_madvise_hugepage())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "NUMPY_MADVISE_HUGEPAGE",
+                                                            "OMP_NUM_THREADS")}
+
+    def run(**extra):
+        out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, **extra},
+                             capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout.split()
+
+    assert run() == ["1", "False"]
+    assert run(OPENBLAS_NUM_THREADS="2", NUMPY_MADVISE_HUGEPAGE="1") == ["2", "True"]
