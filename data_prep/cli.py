@@ -25,7 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 # routine, and on a small machine that thread takes a core from the encode threads. (2) numpy asks
 # for transparent huge pages on large arrays, whose first touch can wait for the kernel to compact
 # memory: data_prep's arrays are read once, the first touch is most of their cost. Measured on a
-# 12 MB Han paragraph, 2 cores (bench/RESULTS.md): 2.2 -> 1.8 CPU-s.
+# 12 MB Han paragraph, 2 cores, with the in-place word-start pass (bench/RESULTS.md): 2.08 ->
+# 1.81 CPU-s.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
